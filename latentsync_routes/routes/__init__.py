@@ -1,0 +1,1 @@
+"""Routes: one module per way of running LatentSync, and a registry."""
