@@ -1,5 +1,172 @@
-"""Run LatentSync lip-sync locally, on fal or on Replicate through one client."""
+"""Run LatentSync lip-sync locally, on fal or on Replicate through one client.
+
+The public API is re-exported here and loaded on first use (PEP 562), so ``import latentsync_routes`` stays
+cheap; torch, fal-client and replicate load only when a route that needs them runs.
+"""
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .client import AsyncLipSyncClient, LipSyncClient
+    from .config import PolicySettings, Settings, load_settings
+    from .errors import (
+        AmbiguousSubmit,
+        AuthenticationError,
+        BudgetExceeded,
+        ConfigurationError,
+        DeadlineExceeded,
+        DownloadError,
+        InputError,
+        InvalidParameter,
+        JobCancelled,
+        JobFailed,
+        LatentSyncError,
+        LocalRouteError,
+        MediaError,
+        MediaLimitExceeded,
+        MediaNotFound,
+        MissingCredentials,
+        MissingStream,
+        NotAMediaFile,
+        PolicyViolation,
+        ProviderError,
+        ProviderInputRejected,
+        RouteError,
+        RouteNotInstalled,
+        UnknownRoute,
+        UnsupportedCodec,
+        UnsupportedParameter,
+        UnsupportedSource,
+        ZeroDuration,
+    )
+    from .media import output_duration, output_frame_count, probe
+    from .policy import CheckResult
+    from .routes.base import Route, RouteInfo
+    from .types import (
+        Attempt,
+        Cost,
+        CostEstimate,
+        JobRecord,
+        LipSyncRequest,
+        LipSyncResult,
+        MediaInfo,
+        MediaSource,
+    )
+
+_EXPORTS: dict[str, str] = {
+    "AmbiguousSubmit": "errors",
+    "AsyncLipSyncClient": "client",
+    "Attempt": "types",
+    "AuthenticationError": "errors",
+    "BudgetExceeded": "errors",
+    "CheckResult": "policy",
+    "ConfigurationError": "errors",
+    "Cost": "types",
+    "CostEstimate": "types",
+    "DeadlineExceeded": "errors",
+    "DownloadError": "errors",
+    "InputError": "errors",
+    "InvalidParameter": "errors",
+    "JobCancelled": "errors",
+    "JobFailed": "errors",
+    "JobRecord": "types",
+    "LatentSyncError": "errors",
+    "LipSyncClient": "client",
+    "LipSyncRequest": "types",
+    "LipSyncResult": "types",
+    "LocalRouteError": "errors",
+    "MediaError": "errors",
+    "MediaInfo": "types",
+    "MediaLimitExceeded": "errors",
+    "MediaNotFound": "errors",
+    "MediaSource": "types",
+    "MissingCredentials": "errors",
+    "MissingStream": "errors",
+    "NotAMediaFile": "errors",
+    "PolicySettings": "config",
+    "PolicyViolation": "errors",
+    "ProviderError": "errors",
+    "ProviderInputRejected": "errors",
+    "Route": "routes.base",
+    "RouteError": "errors",
+    "RouteInfo": "routes.base",
+    "RouteNotInstalled": "errors",
+    "Settings": "config",
+    "UnknownRoute": "errors",
+    "UnsupportedCodec": "errors",
+    "UnsupportedParameter": "errors",
+    "UnsupportedSource": "errors",
+    "ZeroDuration": "errors",
+    "load_settings": "config",
+    "output_duration": "media",
+    "output_frame_count": "media",
+    "probe": "media",
+}
+
+__all__ = [
+    "AmbiguousSubmit",
+    "AsyncLipSyncClient",
+    "Attempt",
+    "AuthenticationError",
+    "BudgetExceeded",
+    "CheckResult",
+    "ConfigurationError",
+    "Cost",
+    "CostEstimate",
+    "DeadlineExceeded",
+    "DownloadError",
+    "InputError",
+    "InvalidParameter",
+    "JobCancelled",
+    "JobFailed",
+    "JobRecord",
+    "LatentSyncError",
+    "LipSyncClient",
+    "LipSyncRequest",
+    "LipSyncResult",
+    "LocalRouteError",
+    "MediaError",
+    "MediaInfo",
+    "MediaLimitExceeded",
+    "MediaNotFound",
+    "MediaSource",
+    "MissingCredentials",
+    "MissingStream",
+    "NotAMediaFile",
+    "PolicySettings",
+    "PolicyViolation",
+    "ProviderError",
+    "ProviderInputRejected",
+    "Route",
+    "RouteError",
+    "RouteInfo",
+    "RouteNotInstalled",
+    "Settings",
+    "UnknownRoute",
+    "UnsupportedCodec",
+    "UnsupportedParameter",
+    "UnsupportedSource",
+    "ZeroDuration",
+    "load_settings",
+    "output_duration",
+    "output_frame_count",
+    "probe",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'latentsync_routes' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -1,0 +1,244 @@
+"""The ``latentsync-routes`` command line.
+
+Every command takes ``--json`` and then prints exactly one JSON document on stdout (errors included, as
+``{"error": {...}}``); human output goes through rich. Exit codes come from the error classes: 0 success,
+2 bad usage or input refused before any upload, 3 policy stop, 4 provider or route failure, 5 budget.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import LatentSyncError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Run LatentSync lip-sync on any route.")
+jobs_app = typer.Typer(no_args_is_help=True, help="The job journal: list, show, resume, delete.")
+app.add_typer(jobs_app, name="jobs")
+
+out = Console()
+err = Console(stderr=True)
+
+JsonOpt = typer.Option(False, "--json", help="Print one JSON document on stdout.")
+ConfigOpt = typer.Option(None, "--config", help="TOML config file.")
+RouteOpt = typer.Option(None, "--route", "-r", help="Route name (default: LATENTSYNC_ROUTES_ROUTE or config).")
+
+
+def _dump(value: Any) -> Any:
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if isinstance(value, list):
+        return [_dump(v) for v in value]
+    return value
+
+
+def _emit(as_json: bool, value: Any, human: Callable[[], None]) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(_dump(value), indent=2, default=str) + "\n")
+    else:
+        human()
+
+
+@contextmanager
+def _errors(as_json: bool) -> Iterator[None]:
+    """Turn our errors into an exit code and one clear message (JSON on stdout with --json)."""
+    try:
+        yield
+    except LatentSyncError as exc:
+        if as_json:
+            sys.stdout.write(json.dumps({"error": exc.to_dict()}, indent=2) + "\n")
+        err.print(f"[bold red]error[/]: {type(exc).__name__}: {exc}", highlight=False)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def _client(config: Path | None, route: str | None = None) -> Any:
+    from .client import LipSyncClient
+
+    return LipSyncClient(route=route, config_file=config)
+
+
+@app.command()
+def routes(as_json: bool = JsonOpt, config: Path | None = ConfigOpt) -> None:
+    """The routes and the facts each declares (owner, retention, licences, billing, support)."""
+    with _errors(as_json):
+        client = _client(config)
+        infos = client.routes()
+
+        def human() -> None:
+            table = Table("route", "owner", "uploads to", "retention", "weights licence", "failure billing")
+            for i in infos:
+                table.add_row(i.name, i.owner, i.upload_destination, i.retention, str(i.weights_licence),
+                              str(i.failure_billing))
+            out.print(table)
+
+        _emit(as_json, infos, human)
+
+
+@app.command()
+def estimate(
+    video: str = typer.Argument(..., help="Video path or https URL."),
+    audio: str = typer.Argument(..., help="Audio path or https URL."),
+    route: str | None = RouteOpt,
+    as_json: bool = JsonOpt,
+    config: Path | None = ConfigOpt,
+) -> None:
+    """Price the job on one route, or on every route; nothing is uploaded."""
+    with _errors(as_json):
+        client = _client(config)
+        estimates = [client.estimate(video, audio, route=route)] if route else client.estimate_all(video, audio)
+
+        def human() -> None:
+            table = Table("route", "amount", "range", "basis", "source (checked)")
+            for e in estimates:
+                table.add_row(e.route, f"${e.amount:.4f}", f"${e.low:.4f}-${e.high:.4f}", e.basis,
+                              f"{e.price_source} ({e.price_checked})")
+            out.print(table)
+
+        _emit(as_json, estimates, human)
+
+
+@app.command()
+def check(
+    video: str = typer.Argument(...),
+    audio: str = typer.Argument(...),
+    route: str | None = RouteOpt,
+    consent: str | None = typer.Option(None, "--consent", help="Consent basis for the people in the media."),
+    as_json: bool = JsonOpt,
+    config: Path | None = ConfigOpt,
+) -> None:
+    """Show the safety checklist for this job without running it (exit 3 if any check fails)."""
+    with _errors(as_json):
+        client = _client(config)
+        results = client.check(video, audio, route=route, consent=consent)
+
+        def human() -> None:
+            table = Table("check", "outcome", "reason")
+            for r in results:
+                table.add_row(r.check, "[green]pass[/]" if r.passed else "[red]STOP[/]", r.reason)
+            out.print(table)
+
+        _emit(as_json, results, human)
+        if not all(r.passed for r in results):
+            raise typer.Exit(3)
+
+
+@app.command()
+def run(
+    video: str = typer.Argument(...),
+    audio: str = typer.Argument(...),
+    output: Path = typer.Option(..., "--output", "-o", help="Where to write the lip-synced mp4."),
+    route: str | None = RouteOpt,
+    consent: str | None = typer.Option(None, "--consent", help="Consent basis (required to upload media)."),
+    seed: int | None = typer.Option(None, "--seed"),
+    guidance_scale: float | None = typer.Option(None, "--guidance-scale"),
+    inference_steps: int | None = typer.Option(None, "--inference-steps"),
+    loop_mode: str | None = typer.Option(None, "--loop-mode", help="pingpong or loop"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+    deadline: float | None = typer.Option(None, "--deadline", help="Seconds before the job is cancelled."),
+    as_json: bool = JsonOpt,
+    config: Path | None = ConfigOpt,
+) -> None:
+    """Lip-sync VIDEO to AUDIO on a route and write OUTPUT."""
+    from rich.progress import Progress
+
+    with _errors(as_json):
+        client = _client(config, route)
+        kwargs: dict[str, Any] = dict(
+            route=route, consent=consent, seed=seed, guidance_scale=guidance_scale,
+            inference_steps=inference_steps, loop_mode=loop_mode, overwrite=overwrite, deadline_seconds=deadline,
+        )
+        if as_json or not err.is_terminal:
+            result = client.run(video, audio, output, **kwargs)
+        else:
+            with Progress(console=err, transient=True) as bar:
+                task = bar.add_task("starting", total=1.0)
+
+                def progress(message: str, fraction: float | None) -> None:
+                    bar.update(task, description=message, completed=fraction if fraction is not None else None)
+
+                result = client.run(video, audio, output, progress=progress, **kwargs)
+
+        def human() -> None:
+            out.print(f"[green]done[/]: {result.output_path}  route={result.route}  job={result.job_id}")
+            actual = "unknown" if result.cost.actual is None else f"${result.cost.actual:.4f}"
+            out.print(f"cost: estimated ${result.cost.estimated:.4f}, actual {actual}")
+
+        _emit(as_json, result, human)
+
+
+@jobs_app.command("list")
+def jobs_list(
+    limit: int = typer.Option(20, "--limit"), as_json: bool = JsonOpt, config: Path | None = ConfigOpt
+) -> None:
+    """Recent jobs in the journal."""
+    with _errors(as_json):
+        records = _client(config).journal.list(limit=limit)
+
+        def human() -> None:
+            table = Table("job", "route", "state", "provider request", "output", "created")
+            for r in records:
+                table.add_row(r.job_id, r.route, r.state, str(r.provider_request_id), str(r.output_path),
+                              r.created_at.isoformat(timespec="seconds"))
+            out.print(table)
+
+        _emit(as_json, records, human)
+
+
+@jobs_app.command("show")
+def jobs_show(job_id: str, as_json: bool = JsonOpt, config: Path | None = ConfigOpt) -> None:
+    """One job's full production record."""
+    from .errors import ConfigurationError
+
+    with _errors(as_json):
+        record = _client(config).journal.get(job_id)
+        if record is None:
+            raise ConfigurationError(f"no job {job_id!r} in the journal")
+        _emit(as_json, record, lambda: out.print_json(record.model_dump_json()))
+
+
+@jobs_app.command("resume")
+def jobs_resume(job_id: str, as_json: bool = JsonOpt, config: Path | None = ConfigOpt) -> None:
+    """Wait for a journalled job's provider job and fetch its output (never submits again)."""
+    with _errors(as_json):
+        result = _client(config).resume(job_id)
+        _emit(as_json, result, lambda: out.print(f"[green]done[/]: {result.output_path}"))
+
+
+@app.command()
+def doctor(as_json: bool = JsonOpt, config: Path | None = ConfigOpt) -> None:
+    """What is installed, which credentials are present (never their values), GPU, usable routes."""
+    from .doctor import diagnose
+
+    with _errors(as_json):
+        report = diagnose(_client(config))
+
+        def human() -> None:
+            table = Table("item", "value")
+            for key, value in report.items():
+                table.add_row(key, json.dumps(value) if not isinstance(value, str) else value)
+            out.print(table)
+
+        _emit(as_json, report, human)
+
+
+@app.command()
+def version() -> None:
+    """Print the library version."""
+    out.print(__version__)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,162 @@
+"""Settings and credentials.
+
+Precedence, highest first: arguments in code > ``LATENTSYNC_ROUTES_*`` environment variables > the TOML
+file (``config_file=`` or ``LATENTSYNC_ROUTES_CONFIG``) > defaults. Credentials follow their own, usual
+order: explicit argument > the provider's own environment variable (``FAL_KEY``,
+``REPLICATE_API_TOKEN``) > the system keyring (service ``latentsync-routes``, user = the variable name).
+
+Secrets are held as :class:`pydantic.SecretStr` from the moment they are read, so a repr, a log line or a
+traceback shows ``**********`` instead of the key.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import platformdirs
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from .errors import ConfigurationError
+from .types import is_loopback_host
+
+log = logging.getLogger(__name__)
+
+KEYRING_SERVICE = "latentsync-routes"
+CREDENTIAL_ENV: dict[str, str] = {"fal": "FAL_KEY", "replicate": "REPLICATE_API_TOKEN"}
+
+
+def default_home() -> Path:
+    return Path(platformdirs.user_data_dir("latentsync-routes", appauthor=False))
+
+
+class PolicySettings(BaseModel):
+    """The safety checks' knobs; see ``docs/safety.md``."""
+
+    require_consent: bool = True
+    allow_uploads: bool = True
+    max_retention_days: float | None = None
+    intended_use: Literal["commercial", "research", "personal"] = "commercial"
+    allowed_weight_licences: list[str] | None = None
+    require_failure_billing_documented: bool = True
+    require_support_path: bool = True
+    max_video_seconds: float | None = None
+    max_audio_seconds: float | None = None
+    max_input_bytes: int | None = None
+
+
+class Settings(BaseSettings):
+    """Everything configurable without code. Field ``x`` is env var ``LATENTSYNC_ROUTES_X``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LATENTSYNC_ROUTES_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    route: str = "local"
+    home: Path = Field(default_factory=default_home)
+    fal_base_url: str | None = None
+    replicate_base_url: str | None = None
+    replicate_version: str | None = None
+    budget_per_call: float | None = None
+    budget_total: float | None = None
+    local_gpu_hour_usd: float = 0.0
+    local_version: Literal["auto", "1.5", "1.6"] = "auto"
+    local_device: str | None = None
+    deadline_seconds: float = 1800.0
+    max_attempts: int = 5
+    retry_max_seconds: float = 120.0
+    poll_interval: float = 1.0
+    max_output_bytes: int = 2 * 1024**3
+    jsonl_path: Path | None = None
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+
+    @field_validator("fal_base_url", "replicate_base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname)):
+            return value.rstrip("/")
+        raise ValueError("base URLs must be https, or plain http to a loopback address")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def journal_path(self) -> Path:
+        return self.home / "jobs.sqlite3"
+
+
+def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Build settings from arguments, environment and an optional TOML file."""
+    path = config_file or os.environ.get("LATENTSYNC_ROUTES_CONFIG")
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if not path:
+        return Settings(**overrides)
+    toml_path = Path(path).expanduser()
+    if not toml_path.is_file():
+        raise ConfigurationError(f"config file not found: {toml_path}")
+    bound = type(
+        "Settings",
+        (Settings,),
+        {"model_config": SettingsConfigDict(**{**Settings.model_config, "toml_file": toml_path})},
+    )
+    try:
+        return bound(**overrides)
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid config file {toml_path}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A secret and where it came from (the source is safe to show; the value is not)."""
+
+    value: SecretStr
+    source: Literal["argument", "env", "keyring"]
+    name: str
+
+    def __repr__(self) -> str:
+        return f"Credential(name={self.name!r}, source={self.source!r}, value=SecretStr('**********'))"
+
+
+def resolve_credential(env_name: str, explicit: str | SecretStr | None = None) -> Credential | None:
+    """Find a credential: explicit argument > environment variable > keyring."""
+    if explicit is not None:
+        value = explicit if isinstance(explicit, SecretStr) else SecretStr(explicit)
+        if value.get_secret_value():
+            return Credential(value, "argument", env_name)
+    from_env = os.environ.get(env_name)
+    if from_env:
+        return Credential(SecretStr(from_env), "env", env_name)
+    try:
+        import keyring
+
+        from_keyring = keyring.get_password(KEYRING_SERVICE, env_name)
+    except Exception as exc:  # noqa: BLE001 - any keyring backend failure means "not there"
+        log.debug("keyring unavailable for %s: %s", env_name, type(exc).__name__)
+        return None
+    if from_keyring:
+        return Credential(SecretStr(from_keyring), "keyring", env_name)
+    return None

@@ -1,0 +1,69 @@
+"""What this machine can run, gathered for ``latentsync-routes doctor``.
+
+Credentials are reported by presence and source only. torch is imported only when it is installed, and
+only here, so the import cost is paid by the command that asks about GPUs, never by ``import``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import platform
+from typing import TYPE_CHECKING, Any
+
+from . import __version__
+from .routes.base import route_names
+
+if TYPE_CHECKING:
+    from .client import LipSyncClient
+
+PACKAGES = ("av", "fal-client", "replicate", "torch", "diffusers", "huggingface_hub", "mediapipe", "insightface")
+
+
+def _installed(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def gpu_report() -> dict[str, Any]:
+    """Devices torch can see, with free and total memory in GB."""
+    if importlib.util.find_spec("torch") is None:
+        return {"torch": None}
+    import torch
+
+    report: dict[str, Any] = {"torch": torch.__version__, "cuda": torch.cuda.is_available(), "devices": []}
+    if torch.cuda.is_available():
+        for index in range(torch.cuda.device_count()):
+            free, total = torch.cuda.mem_get_info(index)
+            report["devices"].append(
+                {"index": index, "name": torch.cuda.get_device_name(index),
+                 "free_gb": round(free / 1e9, 2), "total_gb": round(total / 1e9, 2)}
+            )
+    return report
+
+
+def diagnose(client: LipSyncClient) -> dict[str, Any]:
+    routes: dict[str, Any] = {}
+    for name in route_names():
+        route = client.route(name)
+        why_not = route.availability()
+        routes[name] = {"usable": why_not is None, "reason": why_not or "ready"}
+        choose = getattr(route, "describe_choice", None)
+        if callable(choose):
+            routes[name]["choice"] = choose()
+    credentials = {}
+    for name in ("fal", "replicate"):
+        found = client.credential(name)
+        credentials[name] = {"present": found is not None, "source": found.source if found else None}
+    return {
+        "version": __version__,
+        "python": platform.python_version(),
+        "packages": {dist: _installed(dist) for dist in PACKAGES},
+        "credentials": credentials,
+        "gpu": gpu_report(),
+        "home": str(client.settings.home),
+        "default_route": client.settings.route,
+        "routes": routes,
+    }

@@ -1,0 +1,216 @@
+"""The Route protocol, the facts every route declares, and the registry.
+
+A route is one small module: a :class:`RouteInfo` (facts, with sources), a parameter table, an estimator
+and ``execute``. The client owns everything else (probing, policy, budget, journal, records), so adding a
+route is one file plus one line in :data:`REGISTRY`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+from ..errors import InvalidParameter, RouteNotInstalled, UnknownRoute, UnsupportedParameter
+from ..types import Attempt, CostEstimate, JobRecord, JobState, LipSyncRequest, MediaInfo
+
+if TYPE_CHECKING:
+    from ..config import Credential, Settings
+
+#: route name -> "module:Class"; modules are imported on first use so listing routes imports no SDK.
+REGISTRY: dict[str, str] = {
+    "local": "latentsync_routes.routes.local:LocalRoute",
+    "fal": "latentsync_routes.routes.fal:FalRoute",
+    "replicate": "latentsync_routes.routes.replicate:ReplicateRoute",
+}
+
+
+class ParameterSpec(BaseModel):
+    """One parameter a route accepts, with its range; anything not listed is refused."""
+
+    name: str
+    kind: str
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: list[Any] | None = None
+    default: Any = None
+    provider_name: str | None = None
+
+    def check(self, value: Any, route: str) -> Any:
+        if self.kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+            raise InvalidParameter(self.name, f"must be an integer, got {value!r}", route=route)
+        if self.kind == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise InvalidParameter(self.name, f"must be a number, got {value!r}", route=route)
+        if self.minimum is not None and value < self.minimum:
+            raise InvalidParameter(self.name, f"{value!r} is below the minimum {self.minimum:g}", route=route)
+        if self.maximum is not None and value > self.maximum:
+            raise InvalidParameter(self.name, f"{value!r} is above the maximum {self.maximum:g}", route=route)
+        if self.choices is not None and value not in self.choices:
+            raise InvalidParameter(self.name, f"{value!r} is not one of {self.choices}", route=route)
+        return value
+
+
+class RouteInfo(BaseModel):
+    """Facts a user needs before a face or a voice leaves the machine, each with where it came from."""
+
+    name: str
+    description: str
+    owner: str
+    model_owner: str = "ByteDance (official LatentSync code and weights)"
+    model: str
+    model_version: str
+    billing_owner: str
+    uploads_media: bool
+    upload_destination: str
+    retention: str
+    retention_days: float | None
+    deletion: str
+    code_licence: str = "Apache-2.0"
+    weights_licence: str | None
+    weights_licence_source: str | None = None
+    commercial_use_allowed: bool | None = None
+    max_input_bytes: int | None = None
+    max_video_seconds: float | None = None
+    max_audio_seconds: float | None = None
+    failure_billing: str | None
+    failure_billing_source: str | None = None
+    support_path: list[str] = Field(default_factory=list)
+    credential_env: str | None = None
+    install_extra: str
+    sources: list[str] = Field(default_factory=list)
+    parameters: list[ParameterSpec] = Field(default_factory=list)
+
+
+@dataclass
+class RouteOutput:
+    """What a route hands back to the client after ``execute``."""
+
+    output_path: Path
+    output_url: str | None = None
+    provider_request_id: str | None = None
+    actual_cost: float | None = None
+    cost_basis: str = ""
+
+
+ProgressCallback = Callable[[str, float | None], None]
+
+
+@dataclass
+class JobContext:
+    """One job as a route sees it; ``mark`` and ``add_attempt`` write through to the journal."""
+
+    record: JobRecord
+    request: LipSyncRequest
+    video_info: MediaInfo
+    audio_info: MediaInfo
+    output_path: Path
+    settings: Settings
+    credential: Credential | None
+    deadline: float
+    overwrite: bool = False
+    progress: ProgressCallback | None = None
+    persist: Callable[[JobRecord], None] = lambda record: None
+    resume_request_id: str | None = None
+    _attempt_no: int = field(default=0, init=False)
+
+    @property
+    def job_id(self) -> str:
+        return self.record.job_id
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def mark(self, state: JobState | None = None, **updates: Any) -> None:
+        """Update the record and persist it *before* the next step (request ids must survive a crash)."""
+        for key, value in updates.items():
+            setattr(self.record, key, value)
+        if state is not None:
+            self.record.state = state
+        self.persist(self.record)
+
+    def add_attempt(self, attempt: Attempt) -> None:
+        self.record.attempts.append(attempt)
+        if attempt.status == "error" and attempt.error_type:
+            self.record.retry_reasons.append(f"{attempt.step}: {attempt.error_type}: {attempt.error_message}")
+        self.record.cost.billed_failures = round(
+            sum(a.billed_amount for a in self.record.attempts if a.status == "error"), 6
+        )
+        self.persist(self.record)
+
+    def next_attempt_number(self) -> int:
+        self._attempt_no = len(self.record.attempts) + 1
+        return self._attempt_no
+
+    def report(self, message: str, fraction: float | None = None) -> None:
+        if self.progress is not None:
+            self.progress(message, fraction)
+
+
+@runtime_checkable
+class Route(Protocol):
+    """What the client needs from a route."""
+
+    name: ClassVar[str]
+
+    def info(self) -> RouteInfo: ...
+
+    def availability(self) -> str | None:
+        """``None`` when usable, else what to install or set, in one sentence."""
+
+    def provider_parameters(self, request: LipSyncRequest) -> dict[str, Any]:
+        """The provider's inputs for this request; unsupported parameters raise, never vanish."""
+
+    def estimate(self, request: LipSyncRequest, video: MediaInfo, audio: MediaInfo) -> CostEstimate: ...
+
+    def execute(self, job: JobContext) -> RouteOutput: ...
+
+
+def map_parameters(info: RouteInfo, request: LipSyncRequest) -> dict[str, Any]:
+    """Check every given parameter against the route's table and rename it to the provider's name."""
+    specs = {spec.name: spec for spec in info.parameters}
+    mapped: dict[str, Any] = {}
+    for name, value in request.given_parameters().items():
+        spec = specs.get(name)
+        if spec is None:
+            supported = ", ".join(sorted(specs)) or "none"
+            raise UnsupportedParameter(name, route=info.name, hint=f"it takes: {supported}")
+        mapped[spec.provider_name or name] = spec.check(value, info.name)
+    return mapped
+
+
+def route_names() -> list[str]:
+    return list(REGISTRY)
+
+
+def load_route_class(name: str) -> type[Any]:
+    """Import a route's module on demand."""
+    target = REGISTRY.get(name)
+    if target is None:
+        raise UnknownRoute(f"unknown route {name!r}; known routes: {', '.join(REGISTRY)}", route=name)
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:  # pragma: no cover - only when a route's module itself is missing
+        raise RouteNotInstalled(f"route {name!r} cannot be loaded: {exc}", route=name) from None
+    cls: type[Any] = getattr(module, class_name)
+    return cls
+
+
+def create_route(name: str, settings: Settings, credential: Credential | None) -> Route:
+    route: Route = load_route_class(name)(settings=settings, credential=credential)
+    return route
+
+
+def module_available(module: str) -> bool:
+    """Whether an optional dependency can be imported, without importing it."""
+    return importlib.util.find_spec(module) is not None
+
+
+def not_installed_message(route: str, module: str, extra: str) -> str:
+    return f"route {route!r} needs the {module!r} package: pip install 'latentsync-routes[{extra}]'"

@@ -1,0 +1,251 @@
+"""The data that crosses module boundaries, as pydantic v2 models.
+
+Every route takes a :class:`LipSyncRequest` and gives a :class:`LipSyncResult` whose ``record`` is the
+production :class:`JobRecord`. Media bytes never enter a record: inputs are named by path or URL and
+sha256, so a record can be shipped to a log store without leaking a face or a voice.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .errors import UnsupportedSource
+
+LoopMode = Literal["pingpong", "loop"]
+JobState = Literal["created", "uploaded", "submitted", "completed", "fetched", "failed", "cancelled"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def is_loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class MediaSource(BaseModel):
+    """A video or audio input: a local path, an http(s) URL, or bytes with a file name.
+
+    Plain ``http`` is refused except for loopback hosts: a face sent in clear text is a leak.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["path", "url", "bytes"]
+    path: Path | None = None
+    url: str | None = None
+    data: bytes | None = Field(default=None, repr=False, exclude=True)
+    name: str | None = None
+
+    @classmethod
+    def of(cls, value: MediaSource | str | os.PathLike[str] | bytes, *, name: str | None = None) -> MediaSource:
+        """Accept what users naturally have: a path string, a Path, a URL string, or bytes."""
+        if isinstance(value, MediaSource):
+            return value
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return cls(kind="bytes", data=bytes(value), name=name or "input.bin")
+        text = os.fspath(value)
+        if "://" in text:
+            return cls(kind="url", url=text, name=name)
+        return cls(kind="path", path=Path(text).expanduser(), name=name or Path(text).name)
+
+    @model_validator(mode="after")
+    def _check(self) -> MediaSource:
+        if self.kind == "path" and self.path is None:
+            raise ValueError("a path source needs a path")
+        if self.kind == "bytes" and self.data is None:
+            raise ValueError("a bytes source needs data")
+        if self.kind == "url":
+            if not self.url:
+                raise ValueError("a url source needs a url")
+            parts = urlsplit(self.url)
+            if parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname)):
+                return self
+            if parts.scheme == "http":
+                raise UnsupportedSource(f"plain http is allowed only for loopback hosts, not {parts.hostname!r}")
+            raise UnsupportedSource(f"unsupported URL scheme {parts.scheme!r}: use a path, bytes or an https URL")
+        return self
+
+    def describe(self) -> str:
+        """A short, safe description for records and messages (never the bytes)."""
+        if self.kind == "path":
+            return str(self.path)
+        if self.kind == "url":
+            return str(self.url).split("?", 1)[0]
+        return f"<{len(self.data or b'')} bytes: {self.name}>"
+
+
+class MediaInfo(BaseModel):
+    """What a PyAV probe learnt from the headers of one input."""
+
+    container: str
+    duration: float
+    size: int | None = None
+    sha256: str | None = None
+    has_video: bool = False
+    has_audio: bool = False
+    fps: float | None = None
+    width: int | None = None
+    height: int | None = None
+    video_codec: str | None = None
+    audio_codec: str | None = None
+    sample_rate: int | None = None
+
+
+class LipSyncRequest(BaseModel):
+    """One lip-sync job as the user asked for it, before any route maps it to provider inputs.
+
+    ``None`` means "the route's default"; a value that a route cannot honour is refused, never dropped.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    video: MediaSource
+    audio: MediaSource
+    guidance_scale: float | None = None
+    seed: int | None = None
+    loop_mode: LoopMode | None = None
+    inference_steps: int | None = None
+    extras: dict[str, Any] = Field(default_factory=dict)
+
+    def given_parameters(self) -> dict[str, Any]:
+        """The parameters the user actually set, extras included."""
+        given = {
+            k: v
+            for k, v in (
+                ("guidance_scale", self.guidance_scale),
+                ("seed", self.seed),
+                ("loop_mode", self.loop_mode),
+                ("inference_steps", self.inference_steps),
+            )
+            if v is not None
+        }
+        given.update(self.extras)
+        return given
+
+
+class CostEstimate(BaseModel):
+    """A price before the call, with the arithmetic spelt out and where the price came from."""
+
+    route: str
+    currency: str = "USD"
+    amount: float
+    low: float
+    high: float
+    is_exact: bool
+    basis: str
+    price_source: str
+    price_checked: date
+    output_seconds: float | None = None
+    expected_wall_seconds: float | None = None
+    expected_vram_gb: float | None = None
+
+
+class Attempt(BaseModel):
+    """One try at one step; failure billing is recorded here, per attempt."""
+
+    number: int
+    step: Literal["probe", "upload", "submit", "wait", "fetch", "cancel", "run"]
+    status: Literal["ok", "error"]
+    started_at: datetime
+    ended_at: datetime
+    error_type: str | None = None
+    error_message: str | None = None
+    retryable: bool = False
+    http_status: int | None = None
+    provider_request_id: str | None = None
+    billed_amount: float = 0.0
+
+
+class Cost(BaseModel):
+    currency: str = "USD"
+    estimated: float
+    actual: float | None = None
+    billed_failures: float = 0.0
+    basis: str = ""
+
+
+class InputRecord(BaseModel):
+    """How an input entered the job: by path or URL and hash, never by content."""
+
+    role: Literal["video", "audio"]
+    source: str
+    kind: Literal["path", "url", "bytes"]
+    sha256: str | None = None
+    size: int | None = None
+    duration: float | None = None
+
+
+class JobRecord(BaseModel):
+    """The production record of one job: who ran what, on whose consent, where files went and for how long."""
+
+    job_id: str
+    idempotency_key: str
+    state: JobState = "created"
+    route: str
+    route_owner: str
+    billing_owner: str
+    model: str
+    model_version: str
+    inputs: list[InputRecord] = Field(default_factory=list)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    consent_basis: str | None = None
+    upload_destination: str
+    retention_policy: str
+    deletion_policy: str
+    code_licence: str = "Apache-2.0"
+    weights_licence: str | None = None
+    support_path: str | None = None
+    uploaded_uris: list[str] = Field(default_factory=list)
+    provider_request_id: str | None = None
+    output_uri: str | None = None
+    output_path: str | None = None
+    failure_reason: str | None = None
+    retry_reasons: list[str] = Field(default_factory=list)
+    attempts: list[Attempt] = Field(default_factory=list)
+    cost: Cost
+    policy_checks: list[dict[str, Any]] = Field(default_factory=list)
+    deleted: list[str] = Field(default_factory=list)
+    not_deleted: list[str] = Field(default_factory=list)
+    created_at: datetime = Field(default_factory=utcnow)
+    submitted_at: datetime | None = None
+    completed_at: datetime | None = None
+    timings: dict[str, float] = Field(default_factory=dict)
+    library_version: str
+
+    @field_validator("parameters")
+    @classmethod
+    def _no_bytes(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key, item in value.items():
+            if isinstance(item, (bytes, bytearray)):
+                raise ValueError(f"parameter {key!r} holds bytes; records never hold media")
+        return value
+
+
+class LipSyncResult(BaseModel):
+    """What ``run()`` returns: where the video is, what it cost, and the full record."""
+
+    route: str
+    job_id: str
+    output_path: str | None
+    output_url: str | None = None
+    provider_request_id: str | None = None
+    model_version: str
+    attempts: list[Attempt]
+    cost: Cost
+    timings: dict[str, float]
+    record: JobRecord
