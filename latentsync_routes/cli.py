@@ -231,6 +231,21 @@ def doctor(as_json: bool = JsonOpt, config: Path | None = ConfigOpt) -> None:
 
 
 @app.command()
+def download(
+    version: str = typer.Option(..., "--version", help="LatentSync version: 1.5 (256 px) or 1.6 (512 px)."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Default: $LATENTSYNC_ROUTES_HOME/models."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Fetch the local route's checkpoints at pinned revisions and verify them."""
+    from .local.checkpoints import download as fetch
+
+    with _errors(as_json):
+        checkpoints = fetch(version, cache_dir=cache_dir)
+        paths = {name: str(path) for name, path in checkpoints.paths.items()}
+        _emit(as_json, {"version": version, "paths": paths}, lambda: out.print_json(json.dumps(paths)))
+
+
+@app.command()
 def version() -> None:
     """Print the library version."""
     out.print(__version__)

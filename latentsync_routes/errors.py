@@ -11,7 +11,9 @@ carries the CLI exit code it maps to, so the CLI has no second table to keep in 
     ├── ConfigurationError               exit 2   something to install or set before a run can start
     │   ├── UnknownRoute
     │   ├── RouteNotInstalled            names the extra to install
-    │   └── MissingCredentials           names the env var / keyring entry, never a value
+    │   ├── MissingCredentials           names the env var / keyring entry, never a value
+    │   └── local.checkpoints.CheckpointError   CheckpointMissing / ChecksumMismatch /
+    │                                    CheckpointDownloadFailed: name the file and the download command
     ├── InputError                       exit 2   refused before any upload or payment
     │   ├── MediaError
     │   │   ├── MediaNotFound            missing file, or a directory

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import httpx
 
 DEFAULT_PROBE_CAP = 32 * 1024 * 1024
-_BLOCK = 256 * 1024
+_BLOCK = 64 * 1024
 _HASH_CHUNK = 1024 * 1024
 
 # LatentSync timing facts (see docs/routes.md): whisper runs at 100 mel frames per second, keeps one

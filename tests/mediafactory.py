@@ -17,8 +17,13 @@ def make_video(
     size: tuple[int, int] = (64, 48),
     with_audio: bool = False,
     codec: str = "libx264",
+    noise: bool = False,
 ) -> Path:
-    """An H.264 mp4 whose frame k is filled with grey level k (mod 256), optionally with a tone track."""
+    """An H.264 mp4 whose frame k is filled with grey level k (mod 256), optionally with a tone track.
+
+    ``noise=True`` fills frames with random pixels instead, for files that are large for their duration.
+    """
+    rng = np.random.default_rng(0)
     width, height = size
     frames = max(1, int(round(seconds * fps)))
     with av.open(str(path), "w") as container:
@@ -26,7 +31,10 @@ def make_video(
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         audio_stream = container.add_stream("aac", rate=16000) if with_audio else None
         for k in range(frames):
-            image = np.full((height, width, 3), (k * 7) % 256, dtype=np.uint8)
+            if noise:
+                image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            else:
+                image = np.full((height, width, 3), (k * 7) % 256, dtype=np.uint8)
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():

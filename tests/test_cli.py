@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.mediafactory import make_video, make_wav
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("cli")
+    return {
+        "clip": make_video(root / "clip.mp4", 2.0, with_audio=True),
+        "voice30": make_wav(root / "voice30.wav", 30.0),
+        "voice100": make_wav(root / "voice100.wav", 100.0),
+        "junk": _write(root / "junk.mp4", b"not a video" * 50),
+        "root": root,
+    }
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def cli(*args: str, home: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The real console entry point, in a clean environment without credentials."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("LATENTSYNC_ROUTES_", "FAL_", "REPLICATE_"))}
+    base.update({"LATENTSYNC_ROUTES_HOME": str(home), "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"})
+    base.update(env or {})
+    exe = Path(sys.executable).with_name("latentsync-routes")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=base, timeout=120)
+
+
+def test_estimate_every_route_json(files: dict[str, Path], tmp_path: Path) -> None:
+    for audio, fal_amount in (("voice30", 0.20), ("voice100", 0.50)):
+        done = cli("estimate", str(files["clip"]), str(files[audio]), "--json", home=tmp_path)
+        assert done.returncode == 0, done.stderr
+        estimates = json.loads(done.stdout)
+        assert {e["route"] for e in estimates} == {"local", "fal", "replicate"}
+        for e in estimates:
+            assert {"route", "currency", "amount", "basis", "price_source", "price_checked"} <= set(e)
+        fal = next(e for e in estimates if e["route"] == "fal")
+        assert fal["amount"] == pytest.approx(fal_amount)
+
+
+def test_estimate_one_route(files: dict[str, Path], tmp_path: Path) -> None:
+    done = cli("estimate", str(files["clip"]), str(files["voice30"]), "--route", "replicate", "--json", home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (only,) = json.loads(done.stdout)
+    assert only["route"] == "replicate" and only["amount"] > 0
+
+
+@pytest.mark.parametrize(
+    ("video", "audio", "error"),
+    [
+        ("absent.mp4", "voice30", "MediaNotFound"),
+        ("junk", "voice30", "NotAMediaFile"),
+        ("voice30", "voice30", "MissingStream"),
+        ("root", "voice30", "MediaNotFound"),
+        ("ftp://example.com/a.mp4", "voice30", "UnsupportedSource"),
+    ],
+)
+def test_bad_inputs_exit_2_with_typed_error(
+    files: dict[str, Path], tmp_path: Path, video: str, audio: str, error: str
+) -> None:
+    video_arg = str(files[video]) if video in files else (video if "://" in video else str(tmp_path / video))
+    done = cli("estimate", video_arg, str(files[audio]), "--json", home=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert json.loads(done.stdout)["error"]["type"] == error
+
+
+def test_unsupported_parameter_is_refused_by_name(files: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    done = cli(
+        "run", str(files["clip"]), str(files["voice30"]), "-o", str(out), "--route", "fal",
+        "--inference-steps", "30", "--consent", "test", "--json", home=tmp_path,
+    )
+    assert done.returncode == 2
+    error = json.loads(done.stdout)["error"]
+    assert error["type"] == "UnsupportedParameter" and "inference_steps" in error["message"]
+    assert not out.exists()
+
+
+def test_routes_and_doctor_json(tmp_path: Path) -> None:
+    done = cli("routes", "--json", home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    infos = {r["name"]: r for r in json.loads(done.stdout)}
+    assert set(infos) == {"local", "fal", "replicate"}
+    assert infos["replicate"]["retention_days"] == pytest.approx(1 / 24)
+    doctor = cli("doctor", "--json", home=tmp_path, env={"FAL_KEY": "k-secret-zz"})
+    assert doctor.returncode == 0, doctor.stderr
+    report = json.loads(doctor.stdout)
+    assert report["credentials"]["fal"] == {"present": True, "source": "env"}
+    assert report["credentials"]["replicate"]["present"] is False
+    assert "k-secret-zz" not in doctor.stdout + doctor.stderr
+    assert report["routes"]["replicate"]["usable"] is False
+    assert "REPLICATE_API_TOKEN" in report["routes"]["replicate"]["reason"]
+
+
+def test_human_output(files: dict[str, Path], tmp_path: Path) -> None:
+    done = cli("estimate", str(files["clip"]), str(files["voice100"]), home=tmp_path)
+    assert done.returncode == 0
+    assert "$0.5000" in done.stdout
