@@ -213,6 +213,26 @@ def jobs_resume(job_id: str, as_json: bool = JsonOpt, config: Path | None = Conf
         _emit(as_json, result, lambda: out.print(f"[green]done[/]: {result.output_path}"))
 
 
+@jobs_app.command("delete")
+def jobs_delete(
+    job_id: str,
+    keep_output: bool = typer.Option(False, "--keep-output", help="Delete remote uploads only."),
+    as_json: bool = JsonOpt,
+    config: Path | None = ConfigOpt,
+) -> None:
+    """Delete a job's output and remote uploads where the provider allows; the record says what went."""
+    with _errors(as_json):
+        record = _client(config).delete_job(job_id, delete_output=not keep_output)
+
+        def human() -> None:
+            for item in record.deleted:
+                out.print(f"[green]deleted[/]: {item}")
+            for item in record.not_deleted:
+                out.print(f"[yellow]not deleted[/]: {item}")
+
+        _emit(as_json, record, human)
+
+
 @app.command()
 def doctor(as_json: bool = JsonOpt, config: Path | None = ConfigOpt) -> None:
     """What is installed, which credentials are present (never their values), GPU, usable routes."""

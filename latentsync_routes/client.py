@@ -243,6 +243,34 @@ class LipSyncClient:
         output = Path(record.output_path or f"{record.job_id}.mp4")
         return self._execute(chosen, record, request, video_info, audio_info, output, None, True, progress)
 
+    def delete_job(self, job_id: str, *, delete_output: bool = True) -> JobRecord:
+        """Remove a job's local output and, where the provider allows it, its remote uploads.
+
+        The record is kept (it is the audit trail) and says what was deleted and what could not be.
+        """
+        record = self.journal.get(job_id)
+        if record is None:
+            raise ConfigurationError(f"no job {job_id!r} in the journal at {self.settings.journal_path}")
+        deleted: list[str] = []
+        kept: list[str] = []
+        if delete_output and record.output_path:
+            path = Path(record.output_path)
+            if path.exists():
+                path.unlink()
+                deleted.append(f"local output {path}")
+        route = self.route(record.route)
+        delete_remote = getattr(route, "delete_remote", None)
+        if callable(delete_remote):
+            remote_deleted, remote_kept = delete_remote(record)
+            deleted += remote_deleted
+            kept += remote_kept
+        else:
+            kept += [f"{uri}: {route.info().deletion}" for uri in record.uploaded_uris]
+        record.deleted = [*record.deleted, *deleted]
+        record.not_deleted = kept
+        self.journal.save(record)
+        return record
+
     def _new_record(
         self,
         info: RouteInfo,
