@@ -1,0 +1,59 @@
+"""Offline stand-ins for the hosted LatentSync providers, for testing apps built on this SDK.
+
+``FakeFal`` and ``FakeReplicate`` are real HTTP servers on ``127.0.0.1`` that
+speak the fal queue/storage/CDN protocol and the Replicate API closely enough
+that the unmodified ``fal-client`` and ``replicate`` packages drive them, with
+their own retries, timeouts and URL handling. Each fake keeps a request log,
+counts the provider jobs it created (what a real account would be billed for),
+and takes per-endpoint :class:`Fault` queues to reproduce production failures.
+
+Example::
+
+    from latentsync_routes.testing import FakeFal, Fault
+
+    with FakeFal(expected_key="test-key") as fal, fal.patch_fal_client():
+        fal.faults.submit.append(Fault.status(429))
+        ...  # run your code with fal_client.SyncClient(key="test-key")
+        assert len(fal.jobs) == 1
+        assert len(fal.requests_for("submit")) == 2  # the 429 was retried
+
+Importing this package does not import ``fal_client`` or ``replicate``.
+"""
+
+from __future__ import annotations
+
+from ._faults import Fault
+from ._http import FakeServer
+from ._replicate_api import LATENTSYNC_VERSIONS, ReplicateVersion
+from ._schemas import (
+    LATENTSYNC_INPUT_SCHEMA_2025_01,
+    LATENTSYNC_INPUT_SCHEMA_CURRENT,
+    LATENTSYNC_VERSION_2025_01,
+    LATENTSYNC_VERSION_CURRENT,
+)
+from ._storage import StoredFile
+from ._wire import Headers, RequestRecord
+from .fal import CancelRecord, FakeFal, FalFailure, FalFaults, FalJob
+from .replicate import FakeReplicate, ReplicateFaults, ReplicatePrediction
+
+__all__ = [
+    "LATENTSYNC_INPUT_SCHEMA_2025_01",
+    "LATENTSYNC_INPUT_SCHEMA_CURRENT",
+    "LATENTSYNC_VERSIONS",
+    "LATENTSYNC_VERSION_2025_01",
+    "LATENTSYNC_VERSION_CURRENT",
+    "CancelRecord",
+    "FakeFal",
+    "FakeReplicate",
+    "FakeServer",
+    "FalFailure",
+    "FalFaults",
+    "FalJob",
+    "Fault",
+    "Headers",
+    "ReplicateFaults",
+    "ReplicatePrediction",
+    "ReplicateVersion",
+    "RequestRecord",
+    "StoredFile",
+]

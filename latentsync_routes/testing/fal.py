@@ -1,0 +1,459 @@
+"""``FakeFal``: a loopback server speaking fal's queue, storage and CDN protocols.
+
+It plays four fal hosts on one port, each under its own path prefix so a client
+that sends a request to the wrong host gets a loud 404 instead of a silent pass:
+
+=========  ==========================  ====================================
+host       real                        fake
+=========  ==========================  ====================================
+queue      ``https://queue.fal.run/``   ``{url}/queue/``
+run        ``https://fal.run/``         ``{url}/run/``
+rest       ``https://rest.fal.ai``      ``{url}/rest``
+cdn        ``https://v3.fal.media``     ``{url}/cdn``
+=========  ==========================  ====================================
+
+fal-client 1.0.3 has no base-URL option, so :meth:`FakeFal.patch_fal_client`
+swaps its module constants (``QUEUE_URL_FORMAT``, ``RUN_URL_FORMAT``,
+``REST_URL``, ``CDN_URL``) for the duration of a ``with`` block.
+
+Jobs advance one step per status poll (``queue_polls`` IN_QUEUE answers, then
+``progress_polls`` IN_PROGRESS answers, then COMPLETED), so tests are
+deterministic and need no sleeps.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ._fal_cdn import FalStorageServer
+from ._faults import Fault
+from ._media import tiny_mp4
+from ._schemas import validate_fal_latentsync
+from ._storage import FileStore, StoredFile
+from ._wire import Headers, HTTPError, Request, Response, Route, iso_now, route
+
+FAL_CLIENT_CONSTANTS = ("QUEUE_URL_FORMAT", "RUN_URL_FORMAT", "REST_URL", "CDN_URL")
+_APP = r"(?P<app>(?:(?:workflows|comfy)/)?[^/]+/[^/]+)"
+_BUCKETS = ("koala", "lion", "penguin", "zebra", "rabbit", "tiger", "panda", "elephant")
+
+JobState = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
+
+
+@dataclass
+class FalFaults:
+    """Per-endpoint fault queues; each request pops the first fault of its endpoint."""
+
+    submit: list[Fault] = field(default_factory=list)
+    status: list[Fault] = field(default_factory=list)
+    result: list[Fault] = field(default_factory=list)
+    cancel: list[Fault] = field(default_factory=list)
+    run: list[Fault] = field(default_factory=list)
+    cdn_token: list[Fault] = field(default_factory=list)
+    cdn_upload: list[Fault] = field(default_factory=list)
+    multipart_create: list[Fault] = field(default_factory=list)
+    multipart_part: list[Fault] = field(default_factory=list)
+    multipart_complete: list[Fault] = field(default_factory=list)
+    storage_initiate: list[Fault] = field(default_factory=list)
+    storage_put: list[Fault] = field(default_factory=list)
+    file_download: list[Fault] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FalFailure:
+    """How a job fails: the result fetch answers ``status_code`` with ``body``.
+
+    ``status_error`` is the ``error`` string put on the COMPLETED status (fal sets
+    it for platform failures); ``error_type`` also goes to ``X-Fal-Error-Type``.
+    """
+
+    status_code: int
+    body: Any
+    error_type: str | None = None
+    status_error: str | None = None
+    billable_units: float | None = None
+
+
+@dataclass(frozen=True)
+class CancelRecord:
+    request_id: str
+    app: str
+    outcome: str  # CANCELLATION_REQUESTED | ALREADY_COMPLETED | NOT_FOUND
+
+
+@dataclass(eq=False)
+class FalJob:
+    """One queued request as the fake provider holds it (one per billed provider job)."""
+
+    request_id: str
+    app: str
+    path: str
+    arguments: Any
+    headers: Headers
+    webhook_url: str | None
+    queue_polls: int
+    progress_polls: int
+    store: FileStore = field(repr=False)
+    state: JobState = "IN_QUEUE"
+    polls: int = 0
+    cancelled: bool = False
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    failure: FalFailure | None = None
+    result: Any = None
+    output: StoredFile | None = None
+    billable_units: float | None = None
+    inference_time: float = 0.0
+    created_at: float = field(default_factory=time.time)
+
+    def input_bytes(self, name: str) -> bytes | None:
+        """Bytes of input ``name`` when it is a ``data:`` URI or a file uploaded to this fake."""
+        args = self.arguments if isinstance(self.arguments, dict) else {}
+        return self.store.resolve(args.get(name))
+
+
+class FakeFal(FalStorageServer):
+    """Loopback fal: queue + sync run + CDN token/upload/multipart + legacy storage + file serving.
+
+    Args:
+        expected_key: if set, queue/run/rest calls need ``Authorization: Key <expected_key>``
+            (401 otherwise). CDN uploads always need a CDN token this fake issued.
+        queue_polls / progress_polls: status polls answered IN_QUEUE, then IN_PROGRESS,
+            before a job completes (read when a job is created; may be changed between jobs).
+        result_video: output mp4 bytes, or ``callable(job) -> bytes`` (may read
+            ``job.input_bytes("video_url")``; raising makes the job fail with a 500).
+            Default: a real 0.4 s H.264 + AAC clip.
+        billable_units: ``x-fal-billable-units`` of a successful result, or ``callable(job)``.
+        inference_time: ``metrics.inference_time`` on COMPLETED statuses.
+        validate_inputs: check ``fal-ai/latentsync`` arguments like the runner (422 on result).
+        cdn_token_ttl: lifetime in seconds of the CDN tokens it issues.
+    """
+
+    provider = "fal"
+
+    def __init__(
+        self,
+        *,
+        expected_key: str | None = None,
+        queue_polls: int = 1,
+        progress_polls: int = 1,
+        result_video: bytes | Callable[[FalJob], bytes] | None = None,
+        billable_units: float | Callable[[FalJob], float] = 1,
+        inference_time: float = 2.5,
+        validate_inputs: bool = True,
+        cdn_token_ttl: float = 3600.0,
+        **server_options: Any,
+    ) -> None:
+        self.expected_key = expected_key
+        self.queue_polls = queue_polls
+        self.progress_polls = progress_polls
+        self.result_video = result_video
+        self.billable_units = billable_units
+        self.inference_time = inference_time
+        self.validate_inputs = validate_inputs
+        self.faults = FalFaults()
+        self._jobs: dict[str, FalJob] = {}
+        self._pending_failures: deque[FalFailure] = deque()
+        self._cancellations: list[CancelRecord] = []
+        super().__init__(cdn_token_ttl=cdn_token_ttl, **server_options)
+
+    # ----- addresses -------------------------------------------------------------------
+    @property
+    def queue_url(self) -> str:
+        return f"{self.url}/queue/"
+
+    @property
+    def run_url(self) -> str:
+        return f"{self.url}/run/"
+
+    def client_constants(self) -> dict[str, str]:
+        """Values for fal-client's module constants that point it at this fake."""
+        return {
+            "QUEUE_URL_FORMAT": self.queue_url,
+            "RUN_URL_FORMAT": self.run_url,
+            "REST_URL": self.rest_url,
+            "CDN_URL": self.cdn_url,
+        }
+
+    @contextmanager
+    def patch_fal_client(self) -> Iterator[None]:
+        """Point fal-client at this fake for the block, then restore it.
+
+        Also drops the CDN token manager cached on fal-client's module-level
+        clients: it snapshots ``REST_URL`` when first used. Clients you build
+        yourself should be created inside the block (or before their first upload).
+        Fails loudly if fal-client no longer has the constants this relies on.
+        """
+        import fal_client
+        import fal_client.client as fal_module
+
+        missing = [name for name in FAL_CLIENT_CONSTANTS if not hasattr(fal_module, name)]
+        if missing:
+            raise RuntimeError(
+                f"fal_client.client lacks {missing}; patch_fal_client supports fal-client 1.0.x "
+                f"(installed: {getattr(fal_client, '__version__', 'unknown')})"
+            )
+        saved = {name: getattr(fal_module, name) for name in FAL_CLIENT_CONSTANTS}
+        default_clients = [getattr(fal_client, n, None) for n in ("sync_client", "async_client")]
+
+        def forget_token_managers() -> None:
+            for client in default_clients:
+                if client is not None:
+                    vars(client).pop("_token_manager", None)
+
+        forget_token_managers()
+        for name, value in self.client_constants().items():
+            setattr(fal_module, name, value)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                setattr(fal_module, name, value)
+            forget_token_managers()
+
+    # ----- inspection and control --------------------------------------------------------
+    @property
+    def jobs(self) -> dict[str, FalJob]:
+        """Snapshot of provider jobs by request id; ``len(fal.jobs)`` is how many were created."""
+        with self._lock:
+            return dict(self._jobs)
+
+    @property
+    def cancellations(self) -> list[CancelRecord]:
+        with self._lock:
+            return list(self._cancellations)
+
+    def fail_job(
+        self,
+        request_id: str | None = None,
+        *,
+        status_code: int = 500,
+        detail: Any = None,
+        error_type: str | None = None,
+        billable_units: float | None = None,
+    ) -> None:
+        """Make a job fail. ``request_id=None`` applies to the next job created.
+
+        5xx defaults to fal's platform error (``runner_server_error``, ``error`` set on
+        the status); 4xx answers ``{"detail": detail}`` from the result fetch only.
+        """
+        if status_code >= 500:
+            error_type = error_type or "runner_server_error"
+            detail = detail if detail is not None else "Internal server error"
+        elif detail is None:
+            detail = "Unprocessable Entity"
+        body: dict[str, Any] = {"detail": detail}
+        if error_type:
+            body["error_type"] = error_type
+        failure = FalFailure(status_code, body, error_type, str(detail) if status_code >= 500 else None, billable_units)
+        with self._lock:
+            if request_id is None:
+                self._pending_failures.append(failure)
+                return
+            job = self._jobs[request_id]
+            if job.state == "COMPLETED":
+                raise ValueError(f"job {request_id} already completed")
+            job.failure = failure
+
+    def complete(self, request_id: str) -> FalJob:
+        """Finish a job now, whatever its poll count."""
+        with self._lock:
+            job = self._jobs[request_id]
+            if job.state != "COMPLETED":
+                self._finish(job)
+            return job
+
+    # ----- server plumbing -------------------------------------------------------------
+    def _build_routes(self) -> Sequence[Route]:
+        rid = r"(?P<rid>[^/]+)"
+        return [
+            route("GET", rf"/queue/{_APP}/requests/{rid}/status", "status", self._status),
+            route("PUT", rf"/queue/{_APP}/requests/{rid}/cancel", "cancel", self._cancel),
+            route("GET", rf"/queue/{_APP}/requests/{rid}", "result", self._result),
+            route("POST", rf"/queue/{_APP}(?:/(?P<sub>.+))?", "submit", self._submit),
+            route("POST", rf"/run/{_APP}(?:/(?P<sub>.+))?", "run", self._run),
+            *self._storage_routes(),
+        ]
+
+    def _fault_queue(self, endpoint: str) -> list[Fault] | None:
+        queue: list[Fault] | None = getattr(self.faults, endpoint, None)
+        return queue
+
+    def _check_auth(self, request: Request, route_: Route) -> Response | None:
+        if route_.endpoint in self.CDN_ENDPOINTS:
+            return self._check_cdn_token(request)
+        if self.expected_key is not None and request.headers.get("Authorization") != f"Key {self.expected_key}":
+            return self._error(401, "Cannot access application: missing or invalid 'Key' credentials")
+        return None
+
+    def _decorate(self, request: Request, response: Response) -> None:
+        found = re.search(r"/requests/([^/]+)", request.path)
+        if found and request.path.startswith("/queue/") and response.header("x-fal-request-id") is None:
+            response.headers.append(("x-fal-request-id", found.group(1)))
+
+    # ----- queue -------------------------------------------------------------------------
+    def _urls(self, job: FalJob) -> dict[str, str]:
+        base = f"{self.queue_url}{job.app}/requests/{job.request_id}"
+        return {"response_url": base, "status_url": f"{base}/status", "cancel_url": f"{base}/cancel"}
+
+    def _create_job(self, request: Request, match: re.Match[str], *, queued: bool) -> FalJob:
+        arguments = request.json()
+        with self._lock:
+            job = FalJob(
+                request_id=str(uuid.uuid4()),
+                app=match["app"],
+                path=match["sub"] or "",
+                arguments=arguments,
+                headers=request.headers,
+                webhook_url=request.param("fal_webhook"),
+                queue_polls=self.queue_polls if queued else 0,
+                progress_polls=self.progress_polls if queued else 0,
+                store=self.store,
+                failure=self._pending_failures.popleft() if self._pending_failures else None,
+            )
+            self._jobs[job.request_id] = job
+            self._changed.notify_all()
+        return job
+
+    def _submit(self, request: Request, match: re.Match[str]) -> Response:
+        job = self._create_job(request, match, queued=True)
+        body = {
+            "status": "IN_QUEUE",
+            "request_id": job.request_id,
+            **self._urls(job),
+            "queue_position": max(0, job.queue_polls),
+        }
+        return Response.json(200, body, [("x-fal-request-id", job.request_id)])
+
+    def _run(self, request: Request, match: re.Match[str]) -> Response:
+        job = self._create_job(request, match, queued=False)
+        with self._lock:
+            self._finish(job)
+        return self._result_response(job)
+
+    def _job(self, match: re.Match[str]) -> FalJob:
+        with self._lock:
+            job = self._jobs.get(match["rid"])
+        if job is None or job.app != match["app"]:
+            raise HTTPError(Response.json(404, {"detail": f"Request {match['rid']} not found"}))
+        return job
+
+    def _status(self, request: Request, match: re.Match[str]) -> Response:
+        job = self._job(match)
+        with_logs = (request.param("logs") or "").lower() in ("1", "true")
+        with self._lock:
+            self._advance(job)
+            body: dict[str, Any] = {"status": job.state, "request_id": job.request_id, **self._urls(job)}
+            if job.state == "IN_QUEUE":
+                body["queue_position"] = max(0, job.queue_polls - job.polls)
+            else:
+                body["logs"] = list(job.logs) if with_logs else None
+            if job.state == "COMPLETED":
+                body["metrics"] = {"inference_time": job.inference_time}
+                if job.failure is not None and job.failure.status_error is not None:
+                    body["error"] = job.failure.status_error
+                    body["error_type"] = job.failure.error_type
+        return Response.json(200 if job.state == "COMPLETED" else 202, body)
+
+    def _advance(self, job: FalJob) -> None:
+        if job.state == "COMPLETED":
+            return
+        job.polls += 1
+        if job.polls <= job.queue_polls:
+            return
+        if job.polls <= job.queue_polls + job.progress_polls:
+            if job.state == "IN_QUEUE":
+                job.state = "IN_PROGRESS"
+                self._log(job, "Starting LatentSync inference")
+            step = job.polls - job.queue_polls
+            self._log(job, f"Inference step {step}/{job.progress_polls}")
+            return
+        self._finish(job)
+
+    def _log(self, job: FalJob, message: str, level: str = "INFO") -> None:
+        job.logs.append({"message": message, "level": level, "source": "user", "timestamp": iso_now()})
+
+    def _can_fetch(self, value: str) -> bool | None:
+        if value.startswith("data:"):
+            return self.store.resolve(value) is not None
+        if value.startswith(self.url):
+            return self.store.by_url(value) is not None
+        return None
+
+    def _finish(self, job: FalJob) -> None:
+        """Complete a job: validate like the runner, then produce and store the output video."""
+        job.state = "COMPLETED"
+        job.inference_time = self.inference_time
+        if job.failure is None and self.validate_inputs and job.app == "fal-ai/latentsync" and not job.path:
+            errors = validate_fal_latentsync(job.arguments, self._can_fetch)
+            if errors:
+                job.failure = FalFailure(422, {"detail": errors})
+        if job.failure is None:
+            try:
+                video = self.result_video(job) if callable(self.result_video) else self.result_video
+                data = tiny_mp4() if video is None else bytes(video)
+            except Exception as exc:  # noqa: BLE001 - a raising callable is how tests make the model fail
+                job.failure = FalFailure(
+                    500, {"detail": str(exc), "error_type": "runner_server_error"}, "runner_server_error", str(exc)
+                )
+            else:
+                job.output = self._store_bytes(data, "output.mp4", "video/mp4", origin="output")
+                job.result = {
+                    "video": {
+                        "url": job.output.url,
+                        "content_type": "video/mp4",
+                        "file_name": job.output.name,
+                        "file_size": job.output.size,
+                    }
+                }
+                units = self.billable_units
+                job.billable_units = float(units(job) if callable(units) else units)
+        elif job.failure.billable_units is not None:
+            job.billable_units = job.failure.billable_units
+        self._log(job, "Request failed" if job.failure else "Inference finished", "ERROR" if job.failure else "INFO")
+        self._changed.notify_all()
+
+    def _result_response(self, job: FalJob) -> Response:
+        headers = [("x-fal-request-id", job.request_id)]
+        if job.billable_units is not None:
+            units = job.billable_units
+            headers.append(("x-fal-billable-units", str(int(units)) if units.is_integer() else str(units)))
+        if job.failure is not None:
+            if job.failure.error_type:
+                headers.append(("X-Fal-Error-Type", job.failure.error_type))
+            return Response.json(job.failure.status_code, job.failure.body, headers)
+        return Response.json(200, job.result, headers)
+
+    def _result(self, request: Request, match: re.Match[str]) -> Response:
+        job = self._job(match)
+        if job.state != "COMPLETED":
+            return Response.json(400, {"detail": "Request is still in progress"})
+        return self._result_response(job)
+
+    def _cancel(self, request: Request, match: re.Match[str]) -> Response:
+        rid, app = match["rid"], match["app"]
+        with self._lock:
+            job = self._jobs.get(rid)
+            if job is None or job.app != app:
+                outcome, code = "NOT_FOUND", 404
+            elif job.state == "COMPLETED":
+                outcome, code = "ALREADY_COMPLETED", 400
+            else:
+                outcome, code = "CANCELLATION_REQUESTED", 202
+                job.cancelled = True
+                job.failure = FalFailure(
+                    499,
+                    {"detail": "Request was cancelled", "error_type": "client_cancelled"},
+                    "client_cancelled",
+                    "Request was cancelled",
+                )
+                job.state = "COMPLETED"
+                self._log(job, "Request cancelled", "WARN")
+                self._changed.notify_all()
+            self._cancellations.append(CancelRecord(rid, app, outcome))
+        return Response.json(code, {"status": outcome})
