@@ -18,11 +18,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from . import __version__
 from .config import CREDENTIAL_ENV, Credential, Settings, load_settings, resolve_credential
-from .errors import ConfigurationError, DeadlineExceeded, JobCancelled, LatentSyncError, RouteError
+from .errors import (
+    ConfigurationError,
+    DeadlineExceeded,
+    InvalidParameter,
+    JobCancelled,
+    LatentSyncError,
+    RouteError,
+)
 from .journal import TERMINAL_OK, Journal, append_jsonl
 from .media import MediaLimits, check_limits, probe, validate_audio, validate_video
 from .policy import CheckResult, enforce, evaluate
@@ -70,11 +77,14 @@ class LipSyncClient:
         budget_per_call: float | None = None,
         budget_total: float | None = None,
     ) -> None:
-        self.settings = settings or load_settings(
-            config_file, route=route, budget_per_call=budget_per_call, budget_total=budget_total
+        overrides = {
+            key: value
+            for key, value in (("route", route), ("budget_per_call", budget_per_call), ("budget_total", budget_total))
+            if value is not None
+        }
+        self.settings = (
+            settings.model_copy(update=overrides) if settings is not None else load_settings(config_file, **overrides)
         )
-        if settings is not None and route is not None:
-            self.settings = self.settings.model_copy(update={"route": route})
         self.default_consent = consent
         self._explicit = {"fal": fal_key, "replicate": replicate_api_token}
         self._routes: dict[str, Route] = {}
@@ -109,7 +119,12 @@ class LipSyncClient:
     # -- steps 1-3 -------------------------------------------------------------------------------------
     def _request(self, video: MediaLike, audio: MediaLike, **params: Any) -> LipSyncRequest:
         extras = params.pop("extras", None) or {}
-        return LipSyncRequest(video=MediaSource.of(video), audio=MediaSource.of(audio), extras=extras, **params)
+        try:
+            return LipSyncRequest(video=MediaSource.of(video), audio=MediaSource.of(audio), extras=extras, **params)
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            field = ".".join(str(part) for part in problem["loc"]) or "request"
+            raise InvalidParameter(field, problem["msg"]) from None
 
     def _normalise(self, route: Route, request: LipSyncRequest) -> tuple[MediaInfo, MediaInfo]:
         info = route.info()

@@ -45,7 +45,7 @@ def estimate_fal(audio_seconds: float) -> CostEstimate:
     basis = (
         f"output follows the audio: {audio_seconds:.2f} s of audio gives {frames} frames at {OUTPUT_FPS} fps "
         f"= {seconds:.2f} s, billed as {round(seconds)} s; max(${entry['flat_amount']:.2f}, "
-        f"{round(seconds)} s x ${entry['per_second']}/s) = ${amount:.2f}"
+        f"{round(seconds)} s x ${entry['per_second']}/s) = ${amount:.4f}"
     )
     return CostEstimate(
         route="fal",

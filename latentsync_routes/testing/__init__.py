@@ -34,9 +34,12 @@ from ._schemas import (
 from ._storage import StoredFile
 from ._wire import Headers, RequestRecord
 from .fal import CancelRecord, FakeFal, FalFailure, FalFaults, FalJob
+from .media import write_test_audio, write_test_video
 from .replicate import FakeReplicate, ReplicateFaults, ReplicatePrediction
 
 __all__ = [
+    "write_test_audio",
+    "write_test_video",
     "LATENTSYNC_INPUT_SCHEMA_2025_01",
     "LATENTSYNC_INPUT_SCHEMA_CURRENT",
     "LATENTSYNC_VERSIONS",

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from latentsync_routes import (
+    BudgetExceeded,
+    ConfigurationError,
+    InvalidParameter,
+    LipSyncClient,
+    UnknownRoute,
+    UnsupportedParameter,
+    load_settings,
+)
+from latentsync_routes.testing import write_test_audio, write_test_video
+
+
+@pytest.fixture
+def media(tmp_path: Path) -> tuple[Path, Path]:
+    return write_test_video(tmp_path / "clip.mp4", 1.0), write_test_audio(tmp_path / "voice.wav", 60.0)
+
+
+def test_overrides_apply_on_top_of_given_settings(tmp_path: Path) -> None:
+    client = LipSyncClient(route="replicate", budget_per_call=0.1, settings=load_settings(home=tmp_path))
+    assert client.settings.route == "replicate"
+    assert client.settings.budget_per_call == 0.1
+    assert client.settings.home == tmp_path
+
+
+def test_unsupported_parameter_refused_before_probing(tmp_path: Path) -> None:
+    client = LipSyncClient(route="fal", settings=load_settings(home=tmp_path))
+    # The inputs do not even exist: the parameter check must come first and name the parameter.
+    with pytest.raises(UnsupportedParameter, match="inference_steps") as info:
+        client.estimate(tmp_path / "absent.mp4", tmp_path / "absent.wav", inference_steps=30)
+    assert info.value.parameter == "inference_steps" and info.value.route == "fal"
+    with pytest.raises(UnsupportedParameter, match="loop_mode"):
+        LipSyncClient(route="replicate", settings=load_settings(home=tmp_path)).estimate(
+            tmp_path / "a.mp4", tmp_path / "a.wav", loop_mode="loop"
+        )
+    with pytest.raises(UnsupportedParameter, match="'style'"):
+        client.estimate(tmp_path / "a.mp4", tmp_path / "a.wav", extras={"style": "x"})
+
+
+def test_out_of_range_values(tmp_path: Path, media: tuple[Path, Path]) -> None:
+    client = LipSyncClient(route="fal", settings=load_settings(home=tmp_path))
+    with pytest.raises(InvalidParameter, match="above the maximum 2"):
+        client.estimate(*media, guidance_scale=2.5)
+    with pytest.raises(InvalidParameter, match="integer"):
+        client.estimate(*media, seed=1.5)  # type: ignore[arg-type]
+    assert client.estimate(*media, guidance_scale=1.5, seed=3, loop_mode="loop").amount == pytest.approx(0.30)
+
+
+def test_budget_total_is_checked_before_any_job(tmp_path: Path, media: tuple[Path, Path]) -> None:
+    client = LipSyncClient(route="fal", fal_key="k", budget_total=0.25, settings=load_settings(home=tmp_path))
+    with pytest.raises(BudgetExceeded, match="remaining budget"):
+        client.run(*media, tmp_path / "out.mp4", consent="test", seed=1)
+    assert not (tmp_path / "jobs.sqlite3").exists()
+
+
+def test_route_errors(tmp_path: Path, media: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REPLICATE_API_TOKEN", raising=False)
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
+    with pytest.raises(UnknownRoute, match="known routes: local, fal, replicate"):
+        LipSyncClient(route="nope", settings=load_settings(home=tmp_path)).route()
+    client = LipSyncClient(route="replicate", settings=load_settings(home=tmp_path))
+    with pytest.raises(ConfigurationError, match="REPLICATE_API_TOKEN"):
+        client.run(*media, tmp_path / "out.mp4", consent="test")
+    assert [info.name for info in client.routes()] == ["local", "fal", "replicate"]
