@@ -426,25 +426,10 @@ class WhisperFeatures(nn.Module):
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode the first audio stream of any container PyAV reads into mono float32 at ``sample_rate``.
 
-    The reference pipeline pipes ``ffmpeg -ac 1 -ar 16000 -f s16le`` and divides by 32768. We resample to
-    signed 16-bit with the same libswresample machinery (through PyAV, so no ffmpeg binary is needed) and
-    divide by 32768 too, so the 16-bit quantisation step matches; a 16 kHz mono 16-bit WAV comes back exactly
-    as ``int16 / 32768``.
+    The reference pipeline pipes ``ffmpeg -ac 1 -ar 16000 -f s16le`` and divides by 32768, so this is the
+    16-bit path of :func:`latentsync_routes.local.video.load_audio` (same libswresample machinery through
+    PyAV, no ffmpeg binary): a 16 kHz mono 16-bit WAV comes back exactly as ``int16 / 32768``.
     """
-    import av  # local: decoding is the only user, and PyAV is heavy to import
+    from .video import load_audio as decode
 
-    parts: list[np.ndarray] = []
-    with av.open(str(path)) as container:
-        streams = [s for s in container.streams if s.type == "audio"]
-        if not streams:
-            raise ValueError(f"{path} has no audio stream")
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
-        for frame in container.decode(streams[0]):
-            for out in resampler.resample(frame):
-                parts.append(out.to_ndarray().reshape(-1))
-        for out in resampler.resample(None):
-            parts.append(out.to_ndarray().reshape(-1))
-    if not parts:
-        return np.zeros(0, dtype=np.float32)
-    pcm = np.concatenate(parts)
-    return pcm.astype(np.float32) / np.float32(32768.0)
+    return decode(path, sample_rate, s16=True)
