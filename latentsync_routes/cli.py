@@ -38,6 +38,8 @@ def _dump(value: Any) -> Any:
         return value.model_dump(mode="json")
     if isinstance(value, list):
         return [_dump(v) for v in value]
+    if isinstance(value, dict):
+        return {key: _dump(v) for key, v in value.items()}
     return value
 
 
@@ -263,6 +265,44 @@ def download(
         checkpoints = fetch(version, cache_dir=cache_dir)
         paths = {name: str(path) for name, path in checkpoints.paths.items()}
         _emit(as_json, {"version": version, "paths": paths}, lambda: out.print_json(json.dumps(paths)))
+
+
+@app.command()
+def demo(as_json: bool = JsonOpt) -> None:
+    """Run the whole data path offline: synthetic media, the in-package fake fal server, one real job.
+
+    Nothing leaves the machine and nothing is paid: the real fal-client talks to a loopback server that
+    speaks fal's protocol. Everything lands in a fresh temporary folder, printed at the end.
+    """
+    import tempfile
+
+    from .client import LipSyncClient
+    from .config import load_settings
+    from .testing import FakeFal, write_test_audio, write_test_video
+
+    with _errors(as_json):
+        folder = Path(tempfile.mkdtemp(prefix="latentsync-demo-"))
+        video = write_test_video(folder / "clip.mp4", seconds=2.0)
+        audio = write_test_audio(folder / "voice.wav", seconds=3.0)
+        # fal bills this endpoint in output seconds with a 40-unit minimum; the fake reports the same.
+        with FakeFal(expected_key="demo-key", billable_units=40) as fal:
+            settings = load_settings(home=folder / "home", fal_base_url=fal.url, poll_interval=0.05)
+            client = LipSyncClient(route="fal", fal_key="demo-key", consent="synthetic", settings=settings)
+            estimate = client.estimate(video, audio)
+            checks = client.check(video, audio)
+            result = client.run(video, audio, folder / "out.mp4")
+        summary = {"folder": str(folder), "estimate": estimate, "checks": checks, "result": result}
+
+        def human() -> None:
+            out.print(f"[bold]demo folder[/]: {folder}")
+            out.print(f"estimate on fal: ${estimate.amount:.4f} ({estimate.basis})")
+            out.print("checks: " + ", ".join(f"{c.check} {'pass' if c.passed else 'STOP'}" for c in checks))
+            out.print(f"[green]output[/]: {result.output_path} (request {result.provider_request_id})")
+            actual = "unknown" if result.cost.actual is None else f"${result.cost.actual:.4f}"
+            out.print(f"cost: estimated ${result.cost.estimated:.4f}, actual {actual}")
+            out.print(f"journal: {settings.journal_path}")
+
+        _emit(as_json, summary, human)
 
 
 @app.command()

@@ -39,3 +39,39 @@ def test_replicate_upload_ban_and_budget_send_nothing(tmp_path: Path, media: tup
         with pytest.raises(BudgetExceeded):
             capped.run(*media, tmp_path / "out.mp4", consent="signed release")
         assert rep.requests == [] and len(rep.predictions) == 0
+
+
+def test_record_in_journal_and_jsonl_holds_every_field(tmp_path: Path, media: tuple[Path, Path]) -> None:
+    sink = tmp_path / "records.jsonl"
+    with FakeFal(expected_key="test-key", billable_units=40) as fal:
+        settings = load_settings(home=tmp_path, fal_base_url=fal.url, poll_interval=0.01, jsonl_path=sink)
+        client = LipSyncClient(route="fal", fal_key="test-key", settings=settings)
+        result = client.run(*media, tmp_path / "out.mp4", consent="signed release #7", seed=3)
+    import json
+
+    from latentsync_routes.journal import Journal
+
+    journalled = Journal(settings.journal_path).get(result.job_id)
+    assert journalled is not None
+    (line,) = sink.read_text().splitlines()
+    from_jsonl = json.loads(line)
+    for record in (journalled.model_dump(mode="json"), from_jsonl):
+        assert record["state"] == "fetched"
+        assert record["route"] == "fal" and "fal" in record["route_owner"]
+        assert record["model"] == "fal-ai/latentsync" and record["model_version"]
+        assert record["billing_owner"] == "the fal account that owns FAL_KEY"
+        assert record["consent_basis"] == "signed release #7"
+        assert "fal CDN" in record["upload_destination"] and len(record["uploaded_uris"]) == 2
+        assert record["retention_policy"] and record["deletion_policy"]
+        assert record["code_licence"] == "Apache-2.0" and record["weights_licence"] == "openrail++"
+        assert record["output_path"] == str(tmp_path / "out.mp4") and record["output_uri"]
+        assert record["provider_request_id"] == result.provider_request_id
+        assert [i["role"] for i in record["inputs"]] == ["video", "audio"]
+        assert all(len(i["sha256"]) == 64 and i["source"].endswith((".mp4", ".wav")) for i in record["inputs"])
+        assert record["parameters"] == {"seed": 3}
+        assert {c["check"] for c in record["policy_checks"]} >= {"consent", "retention", "licence"}
+        assert record["attempts"] and record["cost"]["estimated"] == pytest.approx(0.20)
+        assert record["cost"]["actual"] == pytest.approx(0.20)
+        assert record["library_version"] and record["timings"]["total_seconds"] > 0
+        assert record["failure_reason"] is None
+        assert "test-key" not in json.dumps(record)

@@ -1,0 +1,213 @@
+"""Fetching a provider's output video to the user's destination, safely.
+
+Why this is more than ``open(dest, "wb").write(get(url))``: provider outputs are short-lived (Replicate
+deletes them after an hour) and already paid for, so a broken download must be retried *as a download*,
+never by running the job again; a half-written file must never sit at the destination looking finished;
+a wrong link must not fill the disk; and a provider-chosen file name must not choose where we write.
+
+So the body is streamed to a temporary file beside the destination (same filesystem, so the final rename
+is atomic), capped at ``settings.max_output_bytes``, checked against ``Content-Length``, probed with PyAV
+before it is accepted, and only then moved into place, without replacing an existing file unless the
+job allows it. Truncated or failed transfers go through the shared retry loop (step ``fetch``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
+
+from .errors import DownloadError, InputError, LatentSyncError
+from .media import safe_name
+from .retry import TRANSIENT_STATUSES, StepFailure, request_never_sent, retry_after_of, run_step
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .routes.base import JobContext
+
+_CHUNK = 1024 * 1024
+DOWNLOAD_TIMEOUT_S = 60.0
+
+
+def destination_for(job: JobContext, file_name: str | None = None) -> Path:
+    """Where the output goes: the job's output path, or a sanitised provider name inside it if a folder."""
+    dest = Path(job.output_path)
+    if dest.is_dir():
+        return dest / safe_name(file_name or "", default=f"{job.job_id}.mp4")
+    return dest
+
+
+def ensure_writable(job: JobContext, route: str) -> None:
+    """Refuse before anything is uploaded or paid for if the output would overwrite a file."""
+    dest = Path(job.output_path)
+    if dest.exists() and not dest.is_dir() and not job.overwrite:
+        raise InputError(f"{dest} already exists; pass overwrite=True (CLI: --overwrite) to replace it", route=route)
+
+
+def file_name_from_url(url: str) -> str:
+    return unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+
+
+def download_output(
+    job: JobContext,
+    url: str,
+    *,
+    route: str,
+    request_id: str | None,
+    file_name: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Path:
+    """Download ``url`` to the job's destination; returns the final path. Raises :class:`DownloadError`."""
+    dest = destination_for(job, file_name or file_name_from_url(url))
+    if dest.exists() and not job.overwrite:
+        raise DownloadError(f"{dest} already exists and overwrite is off; the output is still at {url}",
+                            route=route, request_id=request_id)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    cap = job.settings.max_output_bytes
+
+    if url.startswith("data:"):
+        return run_step(job, "fetch", lambda: _accept(_write_data_uri(url, dest, cap, route, request_id),
+                                                       dest, job, route, request_id, False),
+                        request_id=request_id)
+
+    import httpx
+
+    with httpx.Client(follow_redirects=True, timeout=httpx.Timeout(DOWNLOAD_TIMEOUT_S, connect=10.0)) as client:
+
+        def one_try() -> Path:
+            tmp, length_known = _stream_to_temp(client, url, dest, cap, dict(headers or {}), route, request_id)
+            return _accept(tmp, dest, job, route, request_id, not length_known)
+
+        return run_step(job, "fetch", one_try, request_id=request_id)
+
+
+def _temp_beside(dest: Path) -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def _stream_to_temp(
+    client: httpx.Client,
+    url: str,
+    dest: Path,
+    cap: int,
+    headers: dict[str, str],
+    route: str,
+    request_id: str | None,
+) -> tuple[Path, bool]:
+    """One download try into a temp file; returns (temp path, whether Content-Length was checked)."""
+    import httpx
+
+    shown = url.split("?", 1)[0]
+    tmp = _temp_beside(dest)
+    try:
+        with client.stream("GET", url, headers=headers) as response:
+            status = response.status_code
+            if status >= 400:
+                error = DownloadError(f"output {shown} answered HTTP {status}", route=route, request_id=request_id,
+                                      status_code=status)
+                raise StepFailure(error, retryable=status in TRANSIENT_STATUSES, http_status=status,
+                                  retry_after=retry_after_of(response))
+            declared = response.headers.get("content-length")
+            expected = int(declared) if declared and declared.isdigit() else None
+            if expected is not None and expected > cap:
+                raise StepFailure(DownloadError(f"output {shown} is {expected} bytes, over max_output_bytes={cap}",
+                                                route=route, request_id=request_id), retryable=False)
+            received = 0
+            with tmp.open("wb") as out:
+                for chunk in response.iter_bytes(_CHUNK):
+                    received += len(chunk)
+                    if received > cap:
+                        raise StepFailure(DownloadError(f"output {shown} exceeded max_output_bytes={cap}",
+                                                        route=route, request_id=request_id), retryable=False)
+                    out.write(chunk)
+            if expected is not None and response.num_bytes_downloaded != expected:
+                got = response.num_bytes_downloaded
+                raise StepFailure(DownloadError(f"output {shown} was truncated: {got} of {expected} bytes",
+                                                route=route, request_id=request_id), retryable=True)
+            return tmp, expected is not None
+    except StepFailure:
+        tmp.unlink(missing_ok=True)
+        raise
+    except httpx.HTTPError as exc:
+        tmp.unlink(missing_ok=True)
+        what = "could not connect" if request_never_sent(exc) else "broke off"
+        raise StepFailure(DownloadError(f"download of {shown} {what}: {type(exc).__name__}", route=route,
+                                        request_id=request_id), retryable=True) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_data_uri(url: str, dest: Path, cap: int, route: str, request_id: str | None) -> Path:
+    import base64
+    import binascii
+    from urllib.parse import unquote_to_bytes
+
+    meta, _, payload = url[5:].partition(",")
+    try:
+        data = base64.b64decode(payload) if meta.endswith(";base64") else unquote_to_bytes(payload)
+    except (binascii.Error, ValueError):
+        raise StepFailure(DownloadError("output data: URI is not valid base64", route=route, request_id=request_id),
+                          retryable=False) from None
+    if len(data) > cap:
+        raise StepFailure(DownloadError(f"output is {len(data)} bytes, over max_output_bytes={cap}", route=route,
+                                        request_id=request_id), retryable=False)
+    tmp = _temp_beside(dest)
+    tmp.write_bytes(data)
+    return tmp
+
+
+def _accept(tmp: Path, dest: Path, job: JobContext, route: str, request_id: str | None, retry_bad: bool) -> Path:
+    """Probe the temp file and move it into place; a file that will not open is never accepted.
+
+    When the transfer had no ``Content-Length`` a truncation is only visible to the probe, so an unreadable
+    file is then retried (download only); otherwise it is final.
+    """
+    from .media import probe
+    from .types import MediaSource
+
+    try:
+        info = probe(MediaSource(kind="path", path=tmp), with_hash=False)
+        if not info.has_video or info.duration <= 0:
+            raise DownloadError(f"the output from {route} has no playable video", route=route, request_id=request_id)
+    except LatentSyncError as exc:
+        tmp.unlink(missing_ok=True)
+        error = exc if isinstance(exc, DownloadError) else DownloadError(
+            f"the output from {route} is not a playable video: {exc.message}", route=route, request_id=request_id)
+        raise StepFailure(error, retryable=retry_bad) from None
+    try:
+        _move_into_place(tmp, dest, job.overwrite)
+    except FileExistsError:
+        tmp.unlink(missing_ok=True)
+        raise DownloadError(f"{dest} appeared while downloading and overwrite is off", route=route,
+                            request_id=request_id) from None
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise DownloadError(f"cannot write {dest}: {exc.strerror or exc}", route=route,
+                            request_id=request_id) from None
+    return dest
+
+
+def _move_into_place(tmp: Path, dest: Path, overwrite: bool) -> None:
+    """Atomic rename; without overwrite a hard link refuses an existing destination atomically."""
+    if overwrite:
+        os.replace(tmp, dest)
+        return
+    try:
+        os.link(tmp, dest)
+    except FileExistsError:
+        raise
+    except OSError:  # filesystems without hard links: best effort check-then-rename
+        if dest.exists():
+            raise FileExistsError(str(dest)) from None
+        os.replace(tmp, dest)
+        return
+    with contextlib.suppress(OSError):
+        tmp.unlink()

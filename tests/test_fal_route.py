@@ -1,0 +1,326 @@
+"""The fal route's fault matrix, through the public client, against FakeFal over loopback HTTP.
+
+Each test asserts the outcome (typed error or success), the attempts recorded, the billing recorded, and
+how many provider jobs the server holds: one logical job must never become two.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import struct
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from latentsync_routes import (
+    AmbiguousSubmit,
+    AuthenticationError,
+    DeadlineExceeded,
+    DownloadError,
+    ProviderError,
+    ProviderInputRejected,
+)
+from latentsync_routes.routes import fal as fal_route
+from latentsync_routes.testing import FakeFal, Fault
+from tests import hosted_fixtures
+from tests.hosted_fixtures import FAL_KEY, assert_no_secrets, fal_client, steps
+
+# fixtures shared with the other hosted-route tests
+fal = hosted_fixtures.fal
+hosted_env = hosted_fixtures.hosted_env
+media = hosted_fixtures.media
+
+GS_422 = [{"loc": ["body", "guidance_scale"], "msg": "Input should be less than or equal to 2",
+           "type": "less_than_equal", "url": "https://docs.fal.ai/errors/#less_than_equal", "ctx": {"le": 2}}]
+
+
+def run(tmp_path: Path, media: tuple[Path, Path], **kwargs: object):  # type: ignore[no-untyped-def]
+    return fal_client().run(*media, tmp_path / "out.mp4", **kwargs)  # type: ignore[arg-type]
+
+
+def journal(home: Path) -> dict[str, object]:
+    from latentsync_routes.journal import Journal
+
+    (record,) = Journal(home / "jobs.sqlite3").list(limit=5)
+    return record.model_dump(mode="json")
+
+
+def test_success_uploads_submits_and_bills_from_the_result_headers(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    events: list[tuple[str, float | None]] = []
+    fal.billable_units = 40
+    result = run(tmp_path, media, guidance_scale=1.5, seed=7, progress=lambda m, f: events.append((m, f)))
+    assert Path(result.output_path or "").read_bytes() == fal.store.by_url(result.output_url or "").read_bytes()
+    (job,) = fal.jobs.values()
+    assert result.provider_request_id == job.request_id
+    assert job.arguments["guidance_scale"] == 1.5 and job.arguments["seed"] == 7
+    assert job.arguments["video_url"].startswith(fal.cdn_url) and job.input_bytes("video_url") == media[0].read_bytes()
+    assert [u.name for u in fal.uploads] == ["clip.mp4", "voice.wav"]
+    assert result.record.uploaded_uris == [job.arguments["video_url"], job.arguments["audio_url"]]
+    assert steps(result) == [("upload", "ok", None), ("upload", "ok", None), ("submit", "ok", None),
+                             ("fetch", "ok", None), ("fetch", "ok", None)]
+    assert result.cost.actual == pytest.approx(40 * 0.005) and "x-fal-billable-units 40" in result.cost.basis
+    assert result.cost.billed_failures == 0 and result.record.state == "fetched"
+    assert fal.requests_for("status")[0].param("logs") == "true"
+    assert any("Inference step" in m for m, _ in events) and events[-1] == ("fal: done", 1.0)
+    assert len(fal.requests_for("submit")) == 1
+    client = fal_client()
+    route = client.route()
+    assert_no_secrets(result.model_dump_json(), caplog.text, repr(client), repr(route), repr(route._sdk()),  # type: ignore[attr-defined]
+                      home=hosted_env)
+
+
+def test_retention_cap_sets_an_expiry_on_uploads(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LATENTSYNC_ROUTES_POLICY__MAX_RETENTION_DAYS", "1")
+    run(tmp_path, media)
+    assert [u.lifecycle_preference for u in fal.uploads] == [{"expiration_duration_seconds": 86400}] * 2
+
+
+def test_429_with_retry_after_on_submit_and_on_poll(fal: FakeFal, media: tuple[Path, Path], tmp_path: Path) -> None:
+    fal.faults.submit.append(Fault.status(429, retry_after=0))
+    fal.faults.status.append(Fault.status(429, retry_after=0.2))
+    result = run(tmp_path, media)
+    assert len(fal.jobs) == 1 and len(fal.requests_for("submit")) == 2
+    assert steps(result)[2:5] == [("submit", "error", 429), ("submit", "ok", None), ("wait", "error", 429)]
+    retried = fal.requests_for("status")[:2]
+    assert retried[1].started_at - retried[0].started_at >= 0.2  # Retry-After honoured
+    assert all(a.retryable for a in result.attempts if a.status == "error")
+    assert result.cost.billed_failures == 0
+
+
+def test_ingress_503_without_request_id_is_retried(fal: FakeFal, media: tuple[Path, Path], tmp_path: Path) -> None:
+    fal.faults.submit.append(Fault.nginx_503())
+    fal.faults.status.append(Fault.nginx_503(502))
+    fal.faults.result.append(Fault.nginx_503(504))
+    result = run(tmp_path, media)
+    assert len(fal.jobs) == 1
+    errors = [(a.step, a.http_status) for a in result.attempts if a.status == "error"]
+    assert errors == [("submit", 503), ("wait", 502), ("fetch", 504)]
+    assert "ingress" in (result.attempts[2].error_message or "")
+
+
+def test_500_on_result_is_final_and_not_billed(fal: FakeFal, media: tuple[Path, Path], tmp_path: Path) -> None:
+    fal.fail_job(status_code=500)
+    with pytest.raises(ProviderError, match="HTTP 500 to the result fetch") as info:
+        run(tmp_path, media)
+    (job,) = fal.jobs.values()
+    assert info.value.request_id == job.request_id and info.value.status_code == 500
+    assert len(fal.requests_for("result")) == 1 and len(fal.requests_for("submit")) == 1
+    record = info.value  # the record lives in the journal
+    assert "fal never bills server errors" in record.message
+
+
+def test_422_detail_list_names_the_fields_and_records_billing(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
+) -> None:
+    fal.fail_job(status_code=422, detail=GS_422, billable_units=40.0)  # float: see the report
+    with pytest.raises(ProviderInputRejected, match="guidance_scale: Input should be less") as info:
+        run(tmp_path, media)
+    assert info.value.fields == ["guidance_scale"] and info.value.status_code == 422
+    record = journal(hosted_env)
+    failing = record["attempts"][-1]  # type: ignore[index]
+    assert (failing["step"], failing["http_status"], failing["billed_amount"]) == ("fetch", 422, 0.2)
+    assert record["cost"]["billed_failures"] == 0.2 and record["state"] == "failed"  # type: ignore[index]
+    assert len(fal.jobs) == 1
+
+
+def test_ambiguous_submit_creates_exactly_one_job(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
+) -> None:
+    fal.faults.submit.append(Fault.drop_after_accept())
+    with pytest.raises(AmbiguousSubmit, match="no lookup by idempotency key"):
+        run(tmp_path, media)
+    assert len(fal.jobs) == 1 and len(fal.requests_for("submit")) == 1  # fal-client's own POST retry is off
+    record = journal(hosted_env)
+    assert record["provider_request_id"] is None and record["state"] == "failed"
+    assert [(a["step"], a["status"]) for a in record["attempts"]][-1] == ("submit", "error")  # type: ignore[index]
+
+
+def test_a_connection_dropped_after_sending_is_never_resubmitted(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path
+) -> None:
+    fal.faults.submit.append(Fault.drop())  # the fake read the request, then hung up: ambiguous to the client
+    with pytest.raises(AmbiguousSubmit):
+        run(tmp_path, media)
+    assert len(fal.jobs) == 0 and len(fal.requests_for("submit")) == 1
+
+
+def test_connection_refused_on_submit_is_retried_because_nothing_was_sent(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as sock:  # a port with nothing listening
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    real = fal_route.host_urls
+    monkeypatch.setattr(fal_route, "host_urls", lambda base: {**real(base), "QUEUE_URL_FORMAT": f"{dead}/queue/"})
+    with pytest.raises(ProviderError, match="nothing was submitted; gave up after 5 tries") as info:
+        run(tmp_path, media)
+    assert info.value.retryable and len(fal.jobs) == 0
+
+
+def test_reset_during_upload_is_retried(fal: FakeFal, media: tuple[Path, Path], tmp_path: Path) -> None:
+    fal.faults.cdn_upload.append(Fault.reset_during_upload())
+    result = run(tmp_path, media)
+    assert len(fal.jobs) == 1 and result.record.state == "fetched"
+    assert len(fal.requests_for("cdn_upload")) == 3 and [u.name for u in fal.uploads] == ["clip.mp4", "voice.wav"]
+
+
+def test_poll_timeouts_are_retried(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fal_route, "POLL_TIMEOUT_S", 0.3)
+    fal.faults.status.append(Fault.delay(1.0))
+    result = run(tmp_path, media)
+    timed_out = [a for a in result.attempts if a.status == "error"]
+    assert [(a.step, a.error_message) for a in timed_out] == [("wait", "fal status poll failed: ReadTimeout")]
+    assert len(fal.jobs) == 1
+
+
+def test_deadline_cancels_the_request_and_names_it(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
+) -> None:
+    fal.queue_polls = 10_000
+    with pytest.raises(DeadlineExceeded, match="cancellation was requested") as info:
+        run(tmp_path, media, deadline_seconds=0.5)
+    (job,) = fal.jobs.values()
+    assert info.value.request_id == job.request_id and job.request_id in str(info.value)
+    assert [c.outcome for c in fal.cancellations] == ["CANCELLATION_REQUESTED"] and job.cancelled
+    record = journal(hosted_env)
+    assert record["state"] == "cancelled" and record["provider_request_id"] == job.request_id
+    assert ("cancel", "ok") in [(a["step"], a["status"]) for a in record["attempts"]]  # type: ignore[union-attr]
+
+
+def test_result_url_404_is_a_download_error_without_resubmit(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path
+) -> None:
+    fal.faults.file_download.append(Fault.status(404))
+    with pytest.raises(DownloadError, match="HTTP 404") as info:
+        run(tmp_path, media)
+    assert len(fal.jobs) == 1 and len(fal.requests_for("file_download")) == 1
+    assert info.value.request_id == next(iter(fal.jobs))
+
+
+def test_truncated_download_is_retried_never_resubmitted(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path
+) -> None:
+    fal.faults.file_download.append(Fault.truncate(200))
+    result = run(tmp_path, media)
+    assert len(fal.jobs) == 1 and len(fal.requests_for("submit")) == 1
+    assert len(fal.requests_for("file_download")) == 2
+    assert steps(result)[-2:] == [("fetch", "error", None), ("fetch", "ok", None)]
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_401_names_fal_key_and_never_its_value(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    wrong = "wrong-key-value-123"
+    with pytest.raises(AuthenticationError, match="FAL_KEY") as info:
+        fal_client(fal_key=wrong).run(*media, tmp_path / "out.mp4")
+    assert len(fal.jobs) == 0
+    for text in (str(info.value), repr(info.value), caplog.text, json.dumps(journal(hosted_env))):
+        assert wrong not in text
+    assert_no_secrets(str(info.value), home=hosted_env)
+
+
+def test_401_on_submit_with_url_inputs(fal: FakeFal, media: tuple[Path, Path], tmp_path: Path) -> None:
+    urls = []
+    for path in media:
+        url = f"{fal.cdn_url}/files/in/{path.name}"
+        fal.store.save_bytes(path.read_bytes(), file_id=path.stem, name=path.name, content_type="video/mp4",
+                             url=url, origin="output")
+        urls.append(url)
+    with pytest.raises(AuthenticationError, match="HTTP 401") as info:
+        fal_client(fal_key="nope").run(urls[0], urls[1], tmp_path / "out.mp4")
+    assert info.value.status_code == 401 and len(fal.jobs) == 0 and fal.uploads == []
+    assert json.loads(fal.requests_for("submit")[0].body)["video_url"] == urls[0]  # URLs passed through
+
+
+def test_resume_waits_and_fetches_without_uploading_or_submitting(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
+) -> None:
+    fal.faults.status.extend(Fault.status(500) for _ in range(5))  # polls exhaust max_attempts
+    client = fal_client()
+    with pytest.raises(ProviderError, match="gave up after 5 tries"):
+        client.run(*media, tmp_path / "out.mp4")
+    record = journal(hosted_env)
+    uploads, submits = len(fal.requests_for("cdn_upload")), len(fal.requests_for("submit"))
+    result = client.resume(str(record["job_id"]))
+    assert result.provider_request_id == record["provider_request_id"] and Path(result.output_path or "").exists()
+    assert len(fal.requests_for("cdn_upload")) == uploads and len(fal.requests_for("submit")) == submits == 1
+    assert len(fal.jobs) == 1
+
+
+def test_host_override_stays_in_the_jobs_thread(fal: FakeFal, media: tuple[Path, Path], tmp_path: Path) -> None:
+    import fal_client.client as module
+
+    seen: dict[str, str] = {}
+
+    def elsewhere() -> None:
+        seen["queue"] = f"{module.QUEUE_URL_FORMAT}"
+
+    with fal_route.fal_hosts(fal.url):
+        assert f"{module.QUEUE_URL_FORMAT}" == fal.queue_url and module.CDN_URL + "/x" == fal.cdn_url + "/x"
+        assert fal_route.host_urls(fal.url) == fal.client_constants()
+        thread = threading.Thread(target=elsewhere)
+        thread.start()
+        thread.join()
+    assert seen["queue"] == "https://queue.fal.run/" and f"{module.REST_URL}" == "https://rest.fal.ai"
+
+
+def test_cli_run_json(fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from latentsync_routes.cli import app
+
+    monkeypatch.setenv("FAL_KEY", FAL_KEY)
+    out = tmp_path / "out.mp4"
+    done = CliRunner().invoke(app, ["run", str(media[0]), str(media[1]), "-o", str(out), "--route", "fal", "--json",
+                                    "--consent", "test"])
+    assert done.exit_code == 0, done.output
+    payload = json.loads(done.stdout)
+    assert payload["route"] == "fal" and payload["output_path"] == str(out) and out.exists()
+    assert payload["provider_request_id"] in fal.jobs and payload["cost"]["actual"] == pytest.approx(0.005)
+    assert {"estimated", "actual", "currency"} <= set(payload["cost"]) and payload["attempts"]
+    assert FAL_KEY not in done.stdout
+
+
+def test_large_inputs_stream_as_multipart_and_a_failed_part_retries_the_upload(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LATENTSYNC_ROUTES_POLICY__MAX_RETENTION_DAYS", "2")
+    big = tmp_path / "big.mp4"
+    big.write_bytes(media[0].read_bytes())
+    with big.open("r+b") as handle:  # a 'free' box after the movie: still a valid mp4, 25 MiB in all
+        handle.seek(0, 2)
+        handle.write(struct.pack(">I4s", 25 * 2**20, b"free"))
+        handle.truncate(handle.tell() + 25 * 2**20 - 8)
+    fal.faults.multipart_part.append(Fault.status(500))
+    result = fal_client().run(big, media[1], tmp_path / "out.mp4")
+    (job,) = fal.jobs.values()
+    assert job.input_bytes("video_url") == big.read_bytes()
+    video = fal.store.by_url(job.arguments["video_url"])
+    assert video is not None and video.origin == "multipart" and video.lifecycle == {
+        "expiration_duration_seconds": 2 * 86400}
+    assert len(fal.requests_for("multipart_create")) == 2  # the failed part failed the try; the retry restarts
+    assert max(r.body_size for r in fal.requests_for("multipart_part")) == 10 * 2**20
+    assert [(a.step, a.status, a.http_status) for a in result.attempts][:3] == [
+        ("upload", "error", 500), ("upload", "ok", None), ("upload", "ok", None)]
+
+
+def test_importing_the_package_and_routes_loads_no_provider_sdk() -> None:
+    code = ("import sys, latentsync_routes, latentsync_routes.client, latentsync_routes.routes.fal, "
+            "latentsync_routes.routes.replicate, latentsync_routes.retry, latentsync_routes.download; "
+            "print('fal_client' in sys.modules, 'replicate' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False"]
