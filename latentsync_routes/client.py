@@ -15,6 +15,8 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -386,12 +388,30 @@ class LipSyncClient:
 
 
 class AsyncLipSyncClient:
-    """The same client for asyncio code; jobs run in worker threads, bounded per route."""
+    """The same client for asyncio code; jobs run in worker threads, bounded per route.
+
+    Jobs spend nearly all their time waiting on a provider, so each route gets its own semaphore and the
+    client owns a thread pool as large as the sum of the route limits (the default asyncio pool, sized by
+    CPU count, would otherwise cap concurrency below the limits). Close it with ``aclose()`` or use
+    ``async with``.
+    """
 
     def __init__(self, route: str | None = None, *, concurrency: dict[str, int] | None = None, **kwargs: Any) -> None:
         self.sync = LipSyncClient(route, **kwargs)
         self._limits = {"local": 1, "fal": 2, "replicate": 8, **(concurrency or {})}
         self._semaphores: dict[str, asyncio.Semaphore] = {}
+        self._executor = ThreadPoolExecutor(
+            max_workers=sum(self._limits.values()) + 4, thread_name_prefix="latentsync-routes"
+        )
+
+    async def __aenter__(self) -> AsyncLipSyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _semaphore(self, route: str) -> asyncio.Semaphore:
         import asyncio
@@ -400,30 +420,29 @@ class AsyncLipSyncClient:
             self._semaphores[route] = asyncio.Semaphore(self._limits.get(route, 4))
         return self._semaphores[route]
 
+    async def _in_thread(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+        import asyncio
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, partial(func, *args, **kwargs))
+
     async def routes(self) -> list[RouteInfo]:
-        return await _in_thread(self.sync.routes)
+        return await self._in_thread(self.sync.routes)
 
     async def estimate(self, video: MediaLike, audio: MediaLike, **kwargs: Any) -> CostEstimate:
-        return await _in_thread(self.sync.estimate, video, audio, **kwargs)
+        return await self._in_thread(self.sync.estimate, video, audio, **kwargs)
 
     async def check(self, video: MediaLike, audio: MediaLike, **kwargs: Any) -> list[CheckResult]:
-        return await _in_thread(self.sync.check, video, audio, **kwargs)
+        return await self._in_thread(self.sync.check, video, audio, **kwargs)
 
     async def run(
         self, video: MediaLike, audio: MediaLike, output: str | os.PathLike[str], **kwargs: Any
     ) -> LipSyncResult:
         route = kwargs.get("route") or self.sync.settings.route
         async with self._semaphore(route):
-            return await _in_thread(self.sync.run, video, audio, output, **kwargs)
+            return await self._in_thread(self.sync.run, video, audio, output, **kwargs)
 
     async def resume(self, job_id: str) -> LipSyncResult:
-        return await _in_thread(self.sync.resume, job_id)
-
-
-async def _in_thread(func: Any, *args: Any, **kwargs: Any) -> Any:
-    import asyncio
-
-    return await asyncio.to_thread(func, *args, **kwargs)
+        return await self._in_thread(self.sync.resume, job_id)
 
 
 def _known_parameters(parameters: dict[str, Any]) -> dict[str, Any]:

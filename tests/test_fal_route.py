@@ -122,7 +122,7 @@ def test_500_on_result_is_final_and_not_billed(fal: FakeFal, media: tuple[Path, 
 def test_422_detail_list_names_the_fields_and_records_billing(
     fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
 ) -> None:
-    fal.fail_job(status_code=422, detail=GS_422, billable_units=40.0)  # float: see the report
+    fal.fail_job(status_code=422, detail=GS_422, billable_units=40)
     with pytest.raises(ProviderInputRejected, match="guidance_scale: Input should be less") as info:
         run(tmp_path, media)
     assert info.value.fields == ["guidance_scale"] and info.value.status_code == 422

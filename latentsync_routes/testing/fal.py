@@ -414,7 +414,7 @@ class FakeFal(FalStorageServer):
                 units = self.billable_units
                 job.billable_units = float(units(job) if callable(units) else units)
         elif job.failure.billable_units is not None:
-            job.billable_units = job.failure.billable_units
+            job.billable_units = float(job.failure.billable_units)
         self._log(job, "Request failed" if job.failure else "Inference finished", "ERROR" if job.failure else "INFO")
         self._changed.notify_all()
 
