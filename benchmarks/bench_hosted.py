@@ -159,7 +159,7 @@ def raw_replicate_job(client: Any, version: str, video: Path, audio: Path, out: 
 
 def bench_overhead(kind: str, jobs: int, work: Path) -> dict[str, Any]:
     from latentsync_routes import LipSyncClient
-    from latentsync_routes.routes.fal import host_urls
+    from latentsync_routes.routes.fal_hosts import host_urls
     from latentsync_routes.routes.replicate import PINNED_VERSION
 
     video, audio = make_media(work)

@@ -26,6 +26,7 @@ from latentsync_routes import (
     ProviderInputRejected,
 )
 from latentsync_routes.routes import fal as fal_route
+from latentsync_routes.routes import fal_hosts as fal_host_override
 from latentsync_routes.testing import FakeFal, Fault
 from tests import hosted_fixtures
 from tests.hosted_fixtures import FAL_KEY, assert_no_secrets, fal_client, steps
@@ -160,8 +161,9 @@ def test_connection_refused_on_submit_is_retried_because_nothing_was_sent(
     with socket.socket() as sock:  # a port with nothing listening
         sock.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    real = fal_route.host_urls
-    monkeypatch.setattr(fal_route, "host_urls", lambda base: {**real(base), "QUEUE_URL_FORMAT": f"{dead}/queue/"})
+    real = fal_host_override.host_urls
+    monkeypatch.setattr(fal_host_override, "host_urls",
+                        lambda base: {**real(base), "QUEUE_URL_FORMAT": f"{dead}/queue/"})
     with pytest.raises(ProviderError, match="nothing was submitted; gave up after 5 tries") as info:
         run(tmp_path, media)
     assert info.value.retryable and len(fal.jobs) == 0
@@ -269,9 +271,9 @@ def test_host_override_stays_in_the_jobs_thread(fal: FakeFal, media: tuple[Path,
     def elsewhere() -> None:
         seen["queue"] = f"{module.QUEUE_URL_FORMAT}"
 
-    with fal_route.fal_hosts(fal.url):
+    with fal_host_override.fal_hosts(fal.url):
         assert f"{module.QUEUE_URL_FORMAT}" == fal.queue_url and module.CDN_URL + "/x" == fal.cdn_url + "/x"
-        assert fal_route.host_urls(fal.url) == fal.client_constants()
+        assert fal_host_override.host_urls(fal.url) == fal.client_constants()
         thread = threading.Thread(target=elsewhere)
         thread.start()
         thread.join()

@@ -11,15 +11,8 @@ Hugging Face files go to ``<root>/hub`` in huggingface_hub's cache layout and pl
 another tool already downloaded is reused, and ``HF_HOME``/``HF_HUB_CACHE`` are honoured) and plain-URL files
 go to this package's user cache directory, keeping foreign files out of the shared hub cache.
 
-Provenance of the pins (as of this writing; nothing here was checked against the live Hub):
-
-* GitHub ``bytedance/LatentSync`` commit ``a229c39…`` and the mask's sha256: **verified** against a snapshot of
-  that repository and against the byte copy in the project's golden data.
-* ``whisper/tiny.pt`` sha256: **verified** in the sense that openai-whisper's own download URL for "tiny"
-  embeds this hash; that the LatentSync repositories carry the same bytes is **third-party** (public projects
-  pinning these revisions quote the same value).
-* Hugging Face revisions, UNet and VAE hashes and sizes: **third-party**, quoted identically by several
-  independent public projects; the 1.6 UNet size also matches the LFS pointer quoted in our reference notes.
+The pins themselves (revisions, hashes, sizes, licences and their provenance) are data in
+:mod:`latentsync_routes.local.checkpoint_manifest`; they are re-exported here.
 """
 
 from __future__ import annotations
@@ -30,11 +23,12 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 
 from ..errors import ConfigurationError
+from .checkpoint_manifest import VERSIONS, CheckpointFile, Licence, manifest
 
 __all__ = [
     "CheckpointDownloadFailed",
@@ -52,7 +46,6 @@ __all__ = [
     "resolve",
 ]
 
-VERSIONS = ("1.5", "1.6")
 HOME_ENV = "LATENTSYNC_ROUTES_HOME"
 # Files at or below this size are fully hashed on every resolve(); above it, resolve() relies on the size and
 # on the content-addressed blob name, because hashing a 5 GB UNet on every run would cost seconds.
@@ -110,134 +103,8 @@ class CheckpointDownloadFailed(CheckpointError):
 
 
 # --------------------------------------------------------------------------------------------------------
-# The manifest
+# Results
 # --------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Licence:
-    """A licence as its source states it. ``verified`` is False where we relay someone else's reading."""
-
-    name: str
-    source_url: str
-    verified: bool
-    note: str = ""
-
-
-@dataclass(frozen=True)
-class CheckpointFile:
-    """One pinned file. ``source`` is ``"hf"`` (a Hub repo) or ``"url"`` (a fixed URL at a pinned commit)."""
-
-    role: str
-    source: Literal["hf", "url"]
-    repo: str
-    revision: str
-    filename: str
-    sha256: str | None
-    size: int | None
-    licence: Licence
-    provenance: str
-    url: str
-
-
-_GITHUB_REPO = "bytedance/LatentSync"
-_GITHUB_COMMIT = "a229c3948406bc2cf6eaf4873e662e70c6a04746"  # HEAD of 2025-06-20, the goldens' commit
-_VAE_REPO = "stabilityai/sd-vae-ft-mse"
-_VAE_REVISION = "31f26fdeee1355a5c34592e401dd41e45d25a493"  # third-party quoted
-
-_LATENTSYNC: Mapping[str, Mapping[str, Any]] = {
-    "1.5": {
-        "repo": "ByteDance/LatentSync-1.5",
-        "revision": "32a20d29aead0498e3e885e90dbbe8027da1b61b",  # third-party quoted
-        "unet_sha256": "6440b49a7ccceff56cdc001f5f17605216337f5bbd66fa360139768926e23f51",
-        "unet_size": 5_072_348_184,
-    },
-    "1.6": {
-        "repo": "ByteDance/LatentSync-1.6",
-        "revision": "c42c7e6c8e9c213626389fa7d9a3c444b8536353",  # third-party quoted
-        "unet_sha256": "0a478e89eb660f82da4c35dbdde8a5adfb27f99d1b4e50edd03729e1e98316d3",
-        "unet_size": 5_072_222_488,
-    },
-}
-
-_WHISPER_TINY_SHA256 = "65147644a518d12f04e32d6f3b26facc3f8dd46e5390956a9424a650c0ce22b9"
-_WHISPER_TINY_SIZE = 75_572_083
-
-_MIT_WHISPER = Licence(
-    "MIT",
-    "https://github.com/openai/whisper/blob/c0d2f624c09dc18e709e37c2ad90c039a4eb72a2/README.md",
-    verified=True,
-    note="openai/whisper states its code and model weights are MIT; the LatentSync repositories redistribute "
-    "the same file under their own card's tag",
-)
-_MIT_VAE = Licence(
-    "MIT",
-    f"https://huggingface.co/{_VAE_REPO}",
-    verified=False,
-    note="model-card metadata 'license: mit' as quoted by public projects; not fetched by this project",
-)
-_APACHE_MASK = Licence(
-    "Apache-2.0",
-    f"https://github.com/{_GITHUB_REPO}/blob/{_GITHUB_COMMIT}/LICENSE",
-    verified=True,
-    note="the repository LICENSE at the pinned commit",
-)
-
-
-def _hub_file(
-    role: str, repo: str, revision: str, filename: str, sha256: str, size: int, licence: Licence, provenance: str
-) -> CheckpointFile:
-    url = f"https://huggingface.co/{repo}/resolve/{revision}/{filename}"
-    return CheckpointFile(role, "hf", repo, revision, filename, sha256, size, licence, provenance, url)
-
-
-def manifest(version: str) -> tuple[CheckpointFile, ...]:
-    """The pinned files for LatentSync ``version`` ("1.5" or "1.6"), in download order (small first)."""
-    if version not in _LATENTSYNC:
-        raise ValueError(f"unknown LatentSync version {version!r}; expected one of {VERSIONS}")
-    ls = _LATENTSYNC[version]
-    repo, rev = str(ls["repo"]), str(ls["revision"])
-    weights_licence = Licence(
-        "openrail++",
-        f"https://huggingface.co/{repo}",
-        verified=False,
-        note="model-card metadata tag as quoted by public projects; not fetched by this project",
-    )
-    third_party = "third-party: revision and hash quoted identically by several public projects"
-    mask_path = "latentsync/utils/mask.png"
-    mask = CheckpointFile(
-        role="mask",
-        source="url",
-        repo=f"github:{_GITHUB_REPO}",
-        revision=_GITHUB_COMMIT,
-        filename=mask_path,
-        sha256="aa233251b9ff5691a1565a4108f0910ab1e5e7ad79a7bb2b741ab4d92c81053c",
-        size=1871,
-        licence=_APACHE_MASK,
-        provenance="verified: hash of the blob at the pinned commit and of the goldens' byte copy",
-        url=f"https://raw.githubusercontent.com/{_GITHUB_REPO}/{_GITHUB_COMMIT}/{mask_path}",
-    )
-    return (
-        mask,
-        _hub_file(
-            "vae_config", _VAE_REPO, _VAE_REVISION, "config.json",
-            "92d3dfb746fca211a2c9e019e285f8597412211728dce3c5bcf4eda0f2d62e7e", 547, _MIT_VAE, third_party,
-        ),
-        _hub_file(
-            "whisper", repo, rev, "whisper/tiny.pt", _WHISPER_TINY_SHA256, _WHISPER_TINY_SIZE, _MIT_WHISPER,
-            "hash verified against openai-whisper's content-addressed 'tiny' URL; "
-            "its presence at this revision is third-party",
-        ),
-        _hub_file(
-            "vae_weights", _VAE_REPO, _VAE_REVISION, "diffusion_pytorch_model.safetensors",
-            "a1d993488569e928462932c8c38a0760b874d166399b14414135bd9c42df5815", 334_643_276, _MIT_VAE,
-            third_party + "; size matches our reference notes",
-        ),
-        _hub_file(
-            "unet", repo, rev, "latentsync_unet.pt", str(ls["unet_sha256"]), int(ls["unet_size"]),
-            weights_licence, third_party + " (size too)",
-        ),
-    )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -14,28 +14,21 @@ stays flat) and the request handles. Three things bypass its helpers, on purpose
   ``x-fal-billable-units`` (the actual cost) are dropped by ``handle.get()``.
 * **Hosts**: ``settings.fal_base_url`` points fal's four hosts at one gateway serving ``/queue/``,
   ``/run/``, ``/rest`` and ``/cdn`` (the layout of ``latentsync_routes.testing.FakeFal``); see
-  :func:`fal_hosts`, the one place that redirects fal-client.
+  :func:`~latentsync_routes.routes.fal_hosts.fal_hosts`, the one place that redirects fal-client. The
+  streamed multipart upload lives in :mod:`latentsync_routes.routes.fal_upload`.
 """
 
 from __future__ import annotations
 
-import contextvars
-import logging
-import math
 import mimetypes
-import os
 import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from ..errors import (
     AmbiguousSubmit,
     AuthenticationError,
-    ConfigurationError,
     DeadlineExceeded,
     JobCancelled,
     MissingCredentials,
@@ -64,13 +57,13 @@ from .base import (
     module_available,
     not_installed_message,
 )
+from .fal_hosts import fal_hosts
+from .fal_upload import upload_multipart
 
 if TYPE_CHECKING:
     import httpx
 
     from ..config import Credential, Settings
-
-log = logging.getLogger(__name__)
 
 
 ENDPOINT = "fal-ai/latentsync"
@@ -112,91 +105,6 @@ POLL_TIMEOUT_S = 30.0
 CANCEL_TIMEOUT_S = 10.0
 #: Inputs above this go up as a streamed multipart upload (fal-client would hold them in memory).
 STREAM_ABOVE_BYTES = 20 * 1024 * 1024
-#: Multipart parts in flight at once (each streams in 1 MiB blocks).
-MULTIPART_CONCURRENCY = 4
-SUPPORTED_FAL_CLIENT = "1.0.3"
-HOST_CONSTANTS = ("QUEUE_URL_FORMAT", "RUN_URL_FORMAT", "REST_URL", "CDN_URL")
-
-_HOSTS: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("latentsync_fal_hosts", default=None)
-_INSTALL_LOCK = threading.Lock()
-
-
-def host_urls(base_url: str) -> dict[str, str]:
-    """fal-client's four host constants for a gateway at ``base_url``."""
-    base = base_url.rstrip("/")
-    return {"QUEUE_URL_FORMAT": f"{base}/queue/", "RUN_URL_FORMAT": f"{base}/run/", "REST_URL": f"{base}/rest",
-            "CDN_URL": f"{base}/cdn"}
-
-
-class _HostURL(str):
-    """A host constant that reads the override of the current context (fal-client only uses ``+``/f-strings)."""
-
-    _name: str
-
-    def __new__(cls, default: str, name: str) -> _HostURL:
-        obj = super().__new__(cls, default)
-        obj._name = name
-        return obj
-
-    def _value(self) -> str:
-        hosts = _HOSTS.get()
-        return hosts[self._name] if hosts else str.__str__(self)
-
-    def __str__(self) -> str:
-        return self._value()
-
-    def __format__(self, spec: str) -> str:
-        return format(self._value(), spec)
-
-    def __add__(self, other: str) -> str:
-        return self._value() + other
-
-    def __repr__(self) -> str:
-        return repr(self._value())
-
-
-def _install_host_constants() -> Any:
-    """Wrap fal-client's host constants once (idempotent); refuse an fal-client without them."""
-    import fal_client
-    import fal_client.client as module
-
-    version = getattr(fal_client, "__version__", "unknown")
-    missing = [name for name in HOST_CONSTANTS if not isinstance(getattr(module, name, None), str)]
-    if missing:
-        raise ConfigurationError(
-            f"LATENTSYNC_ROUTES_FAL_BASE_URL needs fal-client {SUPPORTED_FAL_CLIENT}; the installed {version} lacks "
-            f"{', '.join(missing)}", route="fal")
-    if version != SUPPORTED_FAL_CLIENT:
-        log.warning("fal-client %s is untested with the base URL override (tested: %s)", version,
-                    SUPPORTED_FAL_CLIENT)
-    with _INSTALL_LOCK:
-        for name in HOST_CONSTANTS:
-            current = getattr(module, name)
-            if not isinstance(current, _HostURL):
-                setattr(module, name, _HostURL(current, name))
-    return module
-
-
-@contextmanager
-def fal_hosts(base_url: str | None) -> Iterator[None]:
-    """Point fal-client at ``base_url`` for the code running in this block, and only that code.
-
-    Trade-off: fal-client's host constants are process globals; swapping them (as tests' ``patch_fal_client``
-    does) would redirect every thread's fal traffic while any job runs. Instead each is replaced once by a
-    context-aware string and the override lives in a ContextVar, so other threads and tasks keep the real
-    hosts. Limits: threads fal-client starts do not inherit it (multipart parts follow server-given URLs),
-    the CDN token manager snapshots the REST URL on first use (inside this block, on the route's own
-    client), and ``str`` methods on the constants (unused by fal-client) see the real host.
-    """
-    if base_url is None:
-        yield
-        return
-    _install_host_constants()
-    token = _HOSTS.set(host_urls(base_url))
-    try:
-        yield
-    finally:
-        _HOSTS.reset(token)
 
 
 class FalRoute:
@@ -306,7 +214,7 @@ class FalRoute:
                 return str(sync.upload(source.data or b"", mime, file_name=name, lifecycle=lifecycle))
             assert source.path is not None
             if source.path.stat().st_size > STREAM_ABOVE_BYTES:
-                return self._upload_multipart(sync, str(source.path), lifecycle)
+                return upload_multipart(sync, str(source.path), lifecycle, timeout_s=POLL_TIMEOUT_S)
             return str(sync.upload_file(source.path, lifecycle=lifecycle))
         except fal_client.FalClientHTTPError as exc:
             raise self._http_failure(exc.response, step="upload") from None
@@ -317,52 +225,6 @@ class FalRoute:
         except OSError as exc:
             raise StepFailure(RouteError(f"cannot read {source.describe()}: {exc.strerror or exc}",
                                          route=self.name), retryable=False) from None
-
-    def _upload_multipart(self, sync: Any, path: str, lifecycle: Any) -> str:
-        """fal's CDN multipart upload with parts streamed from disk, so memory stays flat for any size.
-
-        fal-client's own ``upload_file`` reads the whole file (below 100 MiB) or 10 MiB parts into memory,
-        10 at a time, and the allocator keeps much of it; a 1 GB input grew the process by ~170 MB. Here
-        fal-client still supplies the CDN token and opens the upload (``MultipartUpload.create``, with the
-        lifecycle headers); each part is then a PUT whose body is read in 1 MiB blocks.
-        """
-        import httpx
-        from fal_client.client import MultipartUpload
-
-        mime = mimetypes.guess_type(path)[0] or "application/octet-stream"
-        preference = {"expiration_duration_seconds": lifecycle.expires_in} if lifecycle is not None else None
-        size = os.path.getsize(path)
-        client = sync._get_cdn_client()
-        try:
-            upload = MultipartUpload(file_name=os.path.basename(path), client=client,
-                                     token_manager=sync._token_manager, content_type=mime)
-            upload.create(object_lifecycle_preference=preference)
-            step = upload.chunk_size
-            base = f"{upload.access_url}/multipart/{upload.upload_id}"
-
-            def put(number: int) -> dict[str, Any]:
-                start = (number - 1) * step
-                length = min(step, size - start)
-                response = client.put(f"{base}/{number}", content=_file_blocks(path, start, length),
-                                      headers={**upload.auth_headers, "Content-Type": mime,
-                                               "Content-Length": str(length), "Accept-Encoding": "identity"},
-                                      timeout=httpx.Timeout(POLL_TIMEOUT_S, connect=10.0))
-                response.raise_for_status()
-                return {"partNumber": number, "etag": response.headers["etag"]}
-
-            with ThreadPoolExecutor(MULTIPART_CONCURRENCY, thread_name_prefix="fal-part") as pool:
-                futures = [pool.submit(put, number) for number in range(1, math.ceil(size / step) + 1)]
-                try:
-                    parts = [future.result() for future in futures]
-                except BaseException:
-                    for future in futures:
-                        future.cancel()  # one failed part fails the try; do not send the rest
-                    raise
-            client.post(f"{base}/complete", headers=upload.auth_headers, json={"parts": parts},
-                        timeout=httpx.Timeout(POLL_TIMEOUT_S, connect=10.0)).raise_for_status()
-            return str(upload.access_url)
-        finally:
-            client.close()
 
     # -- submit ----------------------------------------------------------------------------------------
     def _submit(self, job: JobContext, sync: Any, arguments: dict[str, Any]) -> Any:
@@ -537,17 +399,6 @@ class FalRoute:
         error = ProviderError(f"fal answered HTTP {status} to the {what}{kind}: {text}{billing}", route=self.name,
                               request_id=request_id, status_code=status, retryable=retryable)
         return StepFailure(error, retryable=retryable, retry_after=retry_after_of(response), error_type=error_type)
-
-
-def _file_blocks(path: str, start: int, length: int, block: int = 1024 * 1024) -> Iterator[bytes]:
-    with open(path, "rb") as handle:
-        handle.seek(start)
-        while length > 0:
-            data = handle.read(min(block, length))
-            if not data:
-                raise OSError(f"{path} shrank while uploading")
-            length -= len(data)
-            yield data
 
 
 def _units(response: httpx.Response) -> float | None:

@@ -4,7 +4,8 @@ How the job runs, and why each step is done this way:
 
 1. The pinned version's ``openapi_schema`` is fetched once per process and every parameter is checked
    against its ``Input`` schema (unknown → :class:`UnsupportedParameter`, out of range →
-   :class:`InvalidParameter`) *before* anything is uploaded: a refusal must cost nothing.
+   :class:`InvalidParameter`) *before* anything is uploaded: a refusal must cost nothing
+   (:mod:`latentsync_routes.routes.replicate_schema`).
 2. Local inputs go up through the files API (``client.files.create``, streamed); the file URLs are
    journalled as soon as each exists so they are deleted afterwards (``record.deleted``), even after a
    failure. URL inputs are passed through.
@@ -20,6 +21,8 @@ How the job runs, and why each step is done this way:
 5. Cost = ``metrics.predict_time`` x the L40S rate, also for failed and cancelled predictions, where it is
    the failing attempt's ``billed_amount``. The output is downloaded at once (Replicate deletes it after
    an hour).
+
+How SDK and transport failures map onto the error tree: :mod:`latentsync_routes.routes.replicate_errors`.
 """
 
 from __future__ import annotations
@@ -37,9 +40,7 @@ from urllib.parse import urlsplit
 from ..errors import (
     AmbiguousSubmit,
     AuthenticationError,
-    ConfigurationError,
     DeadlineExceeded,
-    InvalidParameter,
     JobCancelled,
     JobFailed,
     LatentSyncError,
@@ -47,19 +48,9 @@ from ..errors import (
     ProviderError,
     ProviderInputRejected,
     RouteError,
-    UnsupportedParameter,
 )
 from ..pricing import estimate_replicate, price_book, replicate_cost_for_predict_time
-from ..retry import (
-    STEP_NOUN,
-    TRANSIENT_STATUSES,
-    StepFailure,
-    json_or_none,
-    record_attempt,
-    request_never_sent,
-    retry_after_of,
-    run_step,
-)
+from ..retry import StepFailure, json_or_none, record_attempt, run_step
 from ..types import CostEstimate, LipSyncRequest, MediaInfo, MediaSource, utcnow
 from .base import (
     JobContext,
@@ -70,6 +61,8 @@ from .base import (
     module_available,
     not_installed_message,
 )
+from .replicate_errors import replicate_failure
+from .replicate_schema import input_schema_check, version_openapi
 
 if TYPE_CHECKING:
     import httpx
@@ -129,61 +122,6 @@ CONNECT_TIMEOUT_S = 10.0
 #: How far back (seconds) an ambiguous create is looked for in the list of recent predictions.
 LOOKUP_WINDOW_S = 600.0
 _TERMINAL = ("succeeded", "failed", "canceled", "aborted")
-_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {}
-_SCHEMA_LOCK = threading.Lock()
-
-
-def input_schema_check(openapi: dict[str, Any], params: dict[str, Any], *, version: str) -> None:
-    """Refuse ``params`` the version's ``Input`` schema does not accept (names, types, ranges, enums)."""
-    schemas = (openapi.get("components") or {}).get("schemas") or {}
-    schema = schemas.get("Input")
-    short = version[:12]
-    if not isinstance(schema, dict):
-        raise ConfigurationError(f"Replicate version {short} publishes no Input schema", route="replicate")
-    props: dict[str, Any] = schema.get("properties") or {}
-    missing = [name for name in ("video", "audio") if name not in props]
-    if missing:
-        raise ConfigurationError(f"Replicate version {short} of {MODEL} takes no {' or '.join(missing)} input; "
-                                 "check LATENTSYNC_ROUTES_REPLICATE_VERSION", route="replicate")
-    for name, value in params.items():
-        spec = props.get(name)
-        if spec is None:
-            takes = ", ".join(sorted(p for p in props if p not in ("video", "audio"))) or "none"
-            raise UnsupportedParameter(name, route="replicate", hint=f"version {short} takes: {takes}")
-        _check_value(name, value, _resolve(spec, schemas))
-
-
-def _resolve(spec: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
-    """Inline cog's ``allOf: [{"$ref": ...}]`` (how it publishes enums) into one flat spec."""
-    merged: dict[str, Any] = {}
-    for part in spec.get("allOf") or []:
-        ref = part.get("$ref") if isinstance(part, dict) else None
-        merged.update(schemas.get(ref.rsplit("/", 1)[-1], {}) if isinstance(ref, str) else part)
-    merged.update({k: v for k, v in spec.items() if k != "allOf"})
-    return merged
-
-
-def _check_value(name: str, value: Any, spec: dict[str, Any]) -> None:
-    kind = spec.get("type")
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    wrong = {
-        "integer": not (number and float(value).is_integer()),
-        "number": not number,
-        "string": not isinstance(value, str),
-        "boolean": not isinstance(value, bool),
-    }.get(str(kind), False)
-    if wrong:
-        raise InvalidParameter(name, f"must be of type {kind}, got {value!r}", route="replicate")
-    if number:
-        for key, bad, word in (("minimum", value < spec.get("minimum", value), "below the minimum"),
-                               ("maximum", value > spec.get("maximum", value), "above the maximum"),
-                               ("exclusiveMinimum", value <= spec.get("exclusiveMinimum", value - 1), "not above"),
-                               ("exclusiveMaximum", value >= spec.get("exclusiveMaximum", value + 1), "not below")):
-            if key in spec and bad:
-                raise InvalidParameter(name, f"{value!r} is {word} {spec[key]:g} (Replicate version schema)",
-                                       route="replicate")
-    if "enum" in spec and value not in spec["enum"]:
-        raise InvalidParameter(name, f"{value!r} is not one of {spec['enum']}", route="replicate")
 
 
 def _bounded_transport() -> Any:
@@ -272,7 +210,9 @@ class ReplicateRoute:
                 prediction_id = job.resume_request_id
                 job.report(f"replicate: resuming prediction {prediction_id}", None)
             else:
-                input_schema_check(self._openapi(job, client), params, version=self.version)
+                openapi = version_openapi(job, client, model=MODEL, version=self.version, base_url=self.base_url,
+                                          call=self._call, failure=self._failure)
+                input_schema_check(openapi, params, model=MODEL, version=self.version)
                 video, audio = self._upload_inputs(job, client)
                 running = True  # from here a failed or ambiguous create may have left a prediction
                 prediction_id = self._create(job, client, {"video": video, "audio": audio, **params})
@@ -335,35 +275,7 @@ class ReplicateRoute:
             return {"Authorization": f"Bearer {self.credential.value.get_secret_value()}"}
         return {}
 
-    # -- schema, uploads -------------------------------------------------------------------------------
-    def _openapi(self, job: JobContext, client: Any) -> dict[str, Any]:
-        """The pinned version's OpenAPI document, fetched once per process (per base URL)."""
-        key = (self.base_url, self.version)
-        with _SCHEMA_LOCK:
-            cached = _SCHEMAS.get(key)
-        if cached is not None:
-            return cached
-
-        def one_try() -> dict[str, Any]:
-            from replicate.version import Versions
-
-            try:
-                version = self._call(Versions(client, MODEL).get, self.version)
-            except Exception as exc:  # noqa: BLE001 - mapped by kind below
-                status = getattr(exc, "status", None)
-                if status in (404, 422):
-                    raise StepFailure(ConfigurationError(
-                        f"Replicate has no version {self.version} of {MODEL} (HTTP {status}); check "
-                        "LATENTSYNC_ROUTES_REPLICATE_VERSION", route=self.name), retryable=False) from None
-                raise self._failure(exc, step="probe") from None
-            schema: dict[str, Any] = version.openapi_schema
-            return schema
-
-        schema = run_step(job, "probe", one_try, record_success=False)
-        with _SCHEMA_LOCK:
-            _SCHEMAS[key] = schema
-        return schema
-
+    # -- uploads -------------------------------------------------------------------------------
     def _upload_inputs(self, job: JobContext, client: Any) -> tuple[str, str]:
         urls: list[str] = []
         uploaded: list[str] = []
@@ -563,40 +475,9 @@ class ReplicateRoute:
 
     def _failure(self, exc: Exception, *, step: str, request_id: str | None = None) -> StepFailure:
         """Map an SDK or transport exception to a classified failure (Retry-After from the last response)."""
-        import httpx
-        from replicate.exceptions import ReplicateError
-
-        if isinstance(exc, httpx.HTTPError):
-            if step == "submit" and not request_never_sent(exc):
-                return StepFailure(AmbiguousSubmit(
-                    f"the create on Replicate may or may not have made a prediction: {type(exc).__name__} after "
-                    "the request was sent", route=self.name), retryable=False)
-            what = "could not connect" if request_never_sent(exc) else "failed"
-            return StepFailure(ProviderError(f"Replicate {STEP_NOUN.get(step, step)} {what}: {type(exc).__name__}",
-                                             route=self.name,
-                                             request_id=request_id), retryable=True)
-        if not isinstance(exc, ReplicateError):
-            raise exc
-        status = exc.status or 0
-        response = self._last_response()
-        body = json_or_none(response)
-        detail = " ".join(str(exc.detail or exc.title or f"HTTP {status}").split())[:300]
-        if status in (401, 403):
-            name = self.credential.name if self.credential is not None else "REPLICATE_API_TOKEN"
-            return StepFailure(AuthenticationError(f"Replicate refused the token in {name} (HTTP {status}): {detail}",
-                                                   route=self.name, request_id=request_id, status_code=status),
-                               retryable=False)
-        if status == 422:
-            invalid = body.get("invalid_fields") if isinstance(body, dict) else None
-            fields = [str(f.get("field", "")).removeprefix("input.") for f in invalid or [] if isinstance(f, dict)]
-            return StepFailure(ProviderInputRejected(f"Replicate rejected the inputs (HTTP 422): {detail}",
-                                                     fields=fields, route=self.name, request_id=request_id,
-                                                     status_code=status), retryable=False)
-        retryable = status in TRANSIENT_STATUSES  # an error answer means nothing was created, even for a create
-        what = STEP_NOUN.get(step, step)
-        return StepFailure(ProviderError(f"Replicate answered HTTP {status} to the {what}: {detail}", route=self.name,
-                                         request_id=request_id, status_code=status, retryable=retryable),
-                           retryable=retryable, retry_after=retry_after_of(response))
+        name = self.credential.name if self.credential is not None else "REPLICATE_API_TOKEN"
+        return replicate_failure(exc, step=step, request_id=request_id, response=self._last_response(),
+                                 credential_name=name)
 
 
 def _predict_time(prediction: Any) -> float | None:

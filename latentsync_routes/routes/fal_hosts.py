@@ -1,0 +1,105 @@
+"""The fal host override: point fal-client at one gateway (``settings.fal_base_url``) for one job's code only.
+
+It is its own module because it patches fal-client's process-wide host constants, a concern apart from
+driving a job: :func:`fal_hosts` is the one place that redirects fal-client, and the gateway layout it
+assumes (``/queue/``, ``/run/``, ``/rest`` and ``/cdn`` on one origin) is that of
+``latentsync_routes.testing.FakeFal``. Importing this module does not import fal-client.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ..errors import ConfigurationError
+
+# The fal route's logger, as before this code had a module of its own.
+log = logging.getLogger("latentsync_routes.routes.fal")
+
+SUPPORTED_FAL_CLIENT = "1.0.3"
+HOST_CONSTANTS = ("QUEUE_URL_FORMAT", "RUN_URL_FORMAT", "REST_URL", "CDN_URL")
+
+_HOSTS: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("latentsync_fal_hosts", default=None)
+_INSTALL_LOCK = threading.Lock()
+
+
+def host_urls(base_url: str) -> dict[str, str]:
+    """fal-client's four host constants for a gateway at ``base_url``."""
+    base = base_url.rstrip("/")
+    return {"QUEUE_URL_FORMAT": f"{base}/queue/", "RUN_URL_FORMAT": f"{base}/run/", "REST_URL": f"{base}/rest",
+            "CDN_URL": f"{base}/cdn"}
+
+
+class _HostURL(str):
+    """A host constant that reads the override of the current context (fal-client only uses ``+``/f-strings)."""
+
+    _name: str
+
+    def __new__(cls, default: str, name: str) -> _HostURL:
+        obj = super().__new__(cls, default)
+        obj._name = name
+        return obj
+
+    def _value(self) -> str:
+        hosts = _HOSTS.get()
+        return hosts[self._name] if hosts else str.__str__(self)
+
+    def __str__(self) -> str:
+        return self._value()
+
+    def __format__(self, spec: str) -> str:
+        return format(self._value(), spec)
+
+    def __add__(self, other: str) -> str:
+        return self._value() + other
+
+    def __repr__(self) -> str:
+        return repr(self._value())
+
+
+def _install_host_constants() -> Any:
+    """Wrap fal-client's host constants once (idempotent); refuse an fal-client without them."""
+    import fal_client
+    import fal_client.client as module
+
+    version = getattr(fal_client, "__version__", "unknown")
+    missing = [name for name in HOST_CONSTANTS if not isinstance(getattr(module, name, None), str)]
+    if missing:
+        raise ConfigurationError(
+            f"LATENTSYNC_ROUTES_FAL_BASE_URL needs fal-client {SUPPORTED_FAL_CLIENT}; the installed {version} lacks "
+            f"{', '.join(missing)}", route="fal")
+    if version != SUPPORTED_FAL_CLIENT:
+        log.warning("fal-client %s is untested with the base URL override (tested: %s)", version,
+                    SUPPORTED_FAL_CLIENT)
+    with _INSTALL_LOCK:
+        for name in HOST_CONSTANTS:
+            current = getattr(module, name)
+            if not isinstance(current, _HostURL):
+                setattr(module, name, _HostURL(current, name))
+    return module
+
+
+@contextmanager
+def fal_hosts(base_url: str | None) -> Iterator[None]:
+    """Point fal-client at ``base_url`` for the code running in this block, and only that code.
+
+    Trade-off: fal-client's host constants are process globals; swapping them (as tests' ``patch_fal_client``
+    does) would redirect every thread's fal traffic while any job runs. Instead each is replaced once by a
+    context-aware string and the override lives in a ContextVar, so other threads and tasks keep the real
+    hosts. Limits: threads fal-client starts do not inherit it (multipart parts follow server-given URLs),
+    the CDN token manager snapshots the REST URL on first use (inside this block, on the route's own
+    client), and ``str`` methods on the constants (unused by fal-client) see the real host.
+    """
+    if base_url is None:
+        yield
+        return
+    _install_host_constants()
+    token = _HOSTS.set(host_urls(base_url))
+    try:
+        yield
+    finally:
+        _HOSTS.reset(token)
