@@ -1,13 +1,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli_helpers import run_cli as cli
 from tests.mediafactory import make_video, make_wav
 
 
@@ -26,15 +24,6 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
-
-
-def cli(*args: str, home: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """The real console entry point, in a clean environment without credentials."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("LATENTSYNC_ROUTES_", "FAL_", "REPLICATE_"))}
-    base.update({"LATENTSYNC_ROUTES_HOME": str(home), "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"})
-    base.update(env or {})
-    exe = Path(sys.executable).with_name("latentsync-routes")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=base, timeout=120)
 
 
 def test_estimate_every_route_json(files: dict[str, Path], tmp_path: Path) -> None:

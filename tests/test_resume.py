@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,22 +12,14 @@ import pytest
 
 from latentsync_routes.journal import Journal
 from latentsync_routes.testing import FakeFal, write_test_audio, write_test_video
+from tests.cli_helpers import clean_env, console_script
 
 KEY = "resume-test-key-9f8e7d"
 
 
 def _env(home: Path, fal_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LATENTSYNC_ROUTES_", "FAL_", "REPLICATE_"))}
-    env.update(
-        {
-            "LATENTSYNC_ROUTES_HOME": str(home),
-            "LATENTSYNC_ROUTES_FAL_BASE_URL": fal_url,
-            "LATENTSYNC_ROUTES_POLL_INTERVAL": "0.05",
-            "FAL_KEY": KEY,
-            "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
-        }
-    )
-    return env
+    return clean_env(home, {"LATENTSYNC_ROUTES_FAL_BASE_URL": fal_url, "LATENTSYNC_ROUTES_POLL_INTERVAL": "0.05",
+                            "FAL_KEY": KEY})
 
 
 def _wait_for_submitted(journal_path: Path, timeout: float = 60.0) -> str:
@@ -49,7 +39,7 @@ def test_sigkill_while_waiting_then_resume(tmp_path: Path, how: str) -> None:
     audio = write_test_audio(tmp_path / "voice.wav", 1.5)
     output = tmp_path / "out.mp4"
     home = tmp_path / "home"
-    exe = str(Path(sys.executable).with_name("latentsync-routes"))
+    exe = console_script()
     command = [exe, "run", str(video), str(audio), "-o", str(output), "--route", "fal", "--consent", "test", "--json"]
     with FakeFal(expected_key=KEY, queue_polls=10**9) as fal:
         env = _env(home, fal.url)

@@ -51,7 +51,7 @@ from ..errors import (
 )
 from ..pricing import estimate_replicate, price_book, replicate_cost_for_predict_time
 from ..retry import StepFailure, json_or_none, record_attempt, run_step
-from ..types import CostEstimate, LipSyncRequest, MediaInfo, MediaSource, utcnow
+from ..types import CostEstimate, JobRecord, LipSyncRequest, MediaInfo, MediaSource, utcnow
 from .base import (
     JobContext,
     ParameterSpec,
@@ -453,11 +453,26 @@ class ReplicateRoute:
     # -- cleanup, errors ---------------------------------------------------------------------------------
     def _delete_uploads(self, job: JobContext, client: Any, *, keep: bool) -> None:
         """Delete this job's files-API uploads; record each outcome (kept ones expire at Replicate)."""
-        pending = [url for url in job.record.uploaded_uris if url not in job.record.deleted]
+        outcome = self._delete_files(client, job.record, keep=keep)
+        if outcome is not None:
+            job.mark(deleted=outcome[0], not_deleted=outcome[1])
+
+    def delete_remote(self, record: JobRecord) -> tuple[list[str], list[str]]:
+        """For ``delete_job``: delete the uploads still at Replicate; (newly deleted, still there)."""
+        outcome = self._delete_files(self._sdk(), record, keep=False) if self.credential is not None else None
+        if outcome is None:
+            pending = [url for url in record.uploaded_uris if url not in record.deleted]
+            return [], [f"{url} (no REPLICATE_API_TOKEN to delete it; it expires at Replicate)" for url in pending]
+        deleted, kept = outcome
+        return [url for url in deleted if url not in record.deleted], kept
+
+    def _delete_files(self, client: Any, record: JobRecord, *, keep: bool) -> tuple[list[str], list[str]] | None:
+        """Try to delete every upload of ``record`` not yet deleted; ``None`` when there is none."""
+        pending = [url for url in record.uploaded_uris if url not in record.deleted]
         if not pending:
-            return
-        deleted = list(job.record.deleted)
-        kept = [entry for entry in job.record.not_deleted if entry.split(" ", 1)[0] not in pending]
+            return None
+        deleted = list(record.deleted)
+        kept = [entry for entry in record.not_deleted if entry.split(" ", 1)[0] not in pending]
         for url in pending:
             if keep:
                 kept.append(f"{url} (kept: the prediction may still be running; resume the job, or it expires)")
@@ -471,7 +486,7 @@ class ReplicateRoute:
                 else:
                     kept.append(f"{url} (delete failed: {type(exc).__name__} {getattr(exc, 'status', '')}; "
                                 "it expires at Replicate)")
-        job.mark(deleted=deleted, not_deleted=kept)
+        return deleted, kept
 
     def _failure(self, exc: Exception, *, step: str, request_id: str | None = None) -> StepFailure:
         """Map an SDK or transport exception to a classified failure (Retry-After from the last response)."""
