@@ -96,3 +96,15 @@ def test_human_output(files: dict[str, Path], tmp_path: Path) -> None:
     done = cli("estimate", str(files["clip"]), str(files["voice100"]), home=tmp_path)
     assert done.returncode == 0
     assert "$0.5000" in done.stdout
+
+
+def test_demo_runs_the_whole_data_path_offline(tmp_path: Path) -> None:
+    done = cli("demo", "--json", home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    result = summary["result"]
+    assert result["route"] == "fal" and result["record"]["state"] == "fetched"
+    assert Path(result["output_path"]).stat().st_size > 0
+    assert result["cost"]["estimated"] == result["cost"]["actual"] == pytest.approx(0.20)
+    assert all(check["passed"] for check in summary["checks"])
+    assert not (tmp_path / "jobs.sqlite3").exists()  # the demo keeps its journal in its own folder
