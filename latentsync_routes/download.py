@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -75,15 +76,32 @@ def download_output(
                                                        dest, job, route, request_id, False),
                         request_id=request_id)
 
+    client = _shared_client()
+
+    def one_try() -> Path:
+        tmp, length_known = _stream_to_temp(client, url, dest, cap, dict(headers or {}), route, request_id)
+        return _accept(tmp, dest, job, route, request_id, not length_known)
+
+    return run_step(job, "fetch", one_try, request_id=request_id)
+
+
+_CLIENT: httpx.Client | None = None
+_CLIENT_LOCK = threading.Lock()
+
+
+def _shared_client() -> httpx.Client:
+    """One pooled client for every download in the process.
+
+    Building an httpx client loads the system CA bundle (tens of milliseconds); sharing one also reuses
+    connections to the provider's CDN across jobs. httpx clients are safe to share between threads.
+    """
+    global _CLIENT
     import httpx
 
-    with httpx.Client(follow_redirects=True, timeout=httpx.Timeout(DOWNLOAD_TIMEOUT_S, connect=10.0)) as client:
-
-        def one_try() -> Path:
-            tmp, length_known = _stream_to_temp(client, url, dest, cap, dict(headers or {}), route, request_id)
-            return _accept(tmp, dest, job, route, request_id, not length_known)
-
-        return run_step(job, "fetch", one_try, request_id=request_id)
+    with _CLIENT_LOCK:
+        if _CLIENT is None:
+            _CLIENT = httpx.Client(follow_redirects=True, timeout=httpx.Timeout(DOWNLOAD_TIMEOUT_S, connect=10.0))
+        return _CLIENT
 
 
 def _temp_beside(dest: Path) -> Path:
