@@ -1,10 +1,11 @@
 """Peak memory of the local route's streaming pipeline: a 60 s input against a 10 s one.
 
 Run: ``python benchmarks/bench_streaming.py``. Each length runs in its own subprocess (so each peak RSS is
-that run's alone) with tiny random-weight models, a real moving face (scikit-image's astronaut, found by
-MediaPipe) and a full decode -> detect -> align -> denoise -> restore -> H.264 encode. The official pipeline
-holds every frame in RAM, so its memory grows with the video; the target here is a 60 s / 10 s ratio of
-peak RSS <= 1.2 (the models and libraries are the same in both runs, only the length differs).
+that run's alone) with the tiny random-weight models of ``latentsync_routes.testing.tiny_local``, a real
+moving face (scikit-image's astronaut, found by MediaPipe) and a full decode -> detect -> align -> denoise ->
+restore -> H.264 encode. The official pipeline holds every frame in RAM, so its memory grows with the video;
+the target here is a 60 s / 10 s ratio of peak RSS <= 1.2 (the models and libraries are the same in both
+runs, only the length differs).
 
 Options: ``--seconds 10 60`` (the lengths), ``--size 320x240`` (frame size), ``--resolution 128`` (face crop;
 1.5 uses 256, smaller keeps the run short on a laptop CPU), ``--steps 1``.
@@ -19,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -51,50 +51,15 @@ def make_video(path: Path, seconds: float, size: tuple[int, int]) -> Path:
     return path
 
 
-def make_wav(path: Path, seconds: float) -> Path:
-    rate = 16000
-    t = np.arange(int(seconds * rate)) / rate
-    f0 = 110 + 40 * np.sin(2 * np.pi * 0.7 * t)
-    voice = sum(np.sin(2 * np.pi * np.cumsum(f0 * h) / rate) / h for h in range(1, 6))
-    samples = (0.2 * voice * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)) * 32767 * 0.5).astype(np.int16)
-    with av.open(str(path), "w", format="wav") as container:
-        stream = container.add_stream("pcm_s16le", rate=rate)
-        stream.layout = "mono"
-        for start in range(0, samples.size, 4096):
-            frame = av.AudioFrame.from_ndarray(samples[None, start : start + 4096], format="s16", layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
-
-
 def child(video: str, audio: str, output: str, resolution: int, steps: int) -> None:
     """One run in this process; prints a JSON line with the peak RSS and the timing."""
     import torch
-    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
 
-    from latentsync_routes.local.audio import WhisperDims, WhisperFeatures
     from latentsync_routes.local.faces import MediaPipeDetector
     from latentsync_routes.local.pipeline import sync_video
-    from latentsync_routes.local.unet import LatentSyncUNet
+    from latentsync_routes.testing.tiny_local import tiny_mask, tiny_unet, tiny_vae, tiny_whisper
 
-    torch.manual_seed(0)
-    unet = LatentSyncUNet.from_config({"block_out_channels": [32, 64, 64, 64], "cross_attention_dim": 64}).eval()
-    with torch.no_grad():  # non-zero everywhere (a fresh model zeroes some layers), so the model does real work
-        for module in unet.modules():
-            for name, param in module.named_parameters(recurse=False):
-                is_norm = isinstance(module, (torch.nn.GroupNorm, torch.nn.LayerNorm)) and name == "weight"
-                scale = 0.05 if param.ndim >= 2 or is_norm else 0.02
-                param.copy_(float(is_norm) + scale * torch.randn_like(param))
-    vae = AutoencoderKL(
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 8, 16, 16), layers_per_block=1, latent_channels=4, norm_num_groups=8,
-    ).eval()  # fmt: skip
-    whisper = WhisperFeatures(WhisperDims(80, 1500, 64, 2, 4)).eval()
-    mask = np.full((resolution, resolution), 255, np.uint8)
-    mask[int(resolution * 0.58) : int(resolution * 0.94), int(resolution * 0.16) : int(resolution * 0.84)] = 0
+    unet, vae, whisper, mask = tiny_unet(), tiny_vae(), tiny_whisper(), tiny_mask(resolution)
     baseline_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
     with MediaPipeDetector() as detector:
@@ -122,12 +87,15 @@ def main() -> None:
     if args.child:
         child(*args.child, resolution=args.resolution, steps=args.steps)
         return
+    # Imported here, not at the top: it brings torch and diffusers, which ``--help`` does not need.
+    from latentsync_routes.testing.tiny_local import write_speechy_wav
+
     width, height = (int(v) for v in args.size.split("x"))
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-streaming-") as tmp:
         for seconds in args.seconds:
             video = make_video(Path(tmp) / f"v{seconds:g}.mp4", seconds, (width, height))
-            audio = make_wav(Path(tmp) / f"a{seconds:g}.wav", seconds)
+            audio = write_speechy_wav(Path(tmp) / f"a{seconds:g}.wav", seconds)
             output = Path(tmp) / f"o{seconds:g}.mp4"
             command = [sys.executable, __file__, "--child", str(video), str(audio), str(output),
                        "--resolution", str(args.resolution), "--steps", str(args.steps)]  # fmt: skip

@@ -17,24 +17,13 @@ from latentsync_routes import LipSyncClient
 from latentsync_routes.errors import ConfigurationError, DeadlineExceeded, InputError, LocalRouteError
 from latentsync_routes.local import runtime
 from latentsync_routes.local.runtime import LoadedModels, ModelCache, choose, choose_version
+from latentsync_routes.testing.tiny_local import register_tiny_models
+from tests.local_fixtures import astronaut_frames, write_h264
 from tests.mediafactory import make_wav
-from tests.test_pipeline import astronaut_frames, tiny_mask, tiny_unet, tiny_vae, tiny_whisper
 
 pytest.importorskip("mediapipe")
 
 MODEL_VERSION = "tiny random test models (no checkpoint)"
-
-
-def write_h264(path: Path, frames: np.ndarray, fps: int = 25) -> Path:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps, options={"crf": "12"})
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
 
 
 def decode_all(path: Path) -> tuple[np.ndarray, bool]:
@@ -62,12 +51,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def tiny(cache: ModelCache) -> LoadedModels:
-    models = LoadedModels(
-        unet=tiny_unet(), vae=tiny_vae(), whisper=tiny_whisper(), mask=tiny_mask(256), version="1.5",
-        device="cpu", dtype="float32", model_version=MODEL_VERSION, weights_licence="test-only",
-    )  # fmt: skip
-    runtime.register_models(models)
-    return models
+    """The tiny 1.5 set on the CPU, registered in the test's fresh cache so it leaks into no other test."""
+    return register_tiny_models("1.5", model_version=MODEL_VERSION, weights_licence="test-only", cache=cache)
 
 
 def test_end_to_end_through_the_client(tmp_path: Path, home: Path, tiny: LoadedModels) -> None:

@@ -2,19 +2,17 @@
 windows, DeepCache schedule), seed reproducibility, and that the streaming path computes exactly what the
 in-memory one does.
 
-Tiny random models keep this fast: the goldens' own models for parity, and even smaller ones built here for
-the properties (those tests need no goldens).
+Tiny random models keep this fast: the goldens' own models for parity, and the same-shape ones of
+``latentsync_routes.testing.tiny_local`` for the properties (those tests need no goldens).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -25,129 +23,28 @@ from latentsync_routes.errors import LocalRouteError
 from latentsync_routes.local import pipeline as P
 from latentsync_routes.local import sampler as S
 from latentsync_routes.local.align import FaceAligner
-from latentsync_routes.local.audio import WhisperDims, WhisperFeatures, load_audio
+from latentsync_routes.local.audio import WhisperFeatures, load_audio
 from latentsync_routes.local.unet import LatentSyncUNet
-from tests.conftest import GOLDENS, goldens_path
+from latentsync_routes.local.unet_config import as_unet_config
+from latentsync_routes.testing.tiny_local import tiny_mask, tiny_unet, tiny_vae, tiny_whisper, write_speechy_wav
+from tests.conftest import goldens_path
+from tests.local_fixtures import anchors_for, astronaut_frames, write_lossless
 
 torch.set_num_threads(2)
 
 # --------------------------------------------------------------------------------------------- tiny models
 
 
-def randomise(module: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """The goldens' recipe: norm weights 1 + 0.05 N, other weights 0.05 N, biases 0.02 N (no zero layers)."""
-    gen = torch.Generator().manual_seed(seed)
-    norms = (torch.nn.GroupNorm, torch.nn.LayerNorm)
-    with torch.no_grad():
-        for sub in module.modules():
-            for name, param in sub.named_parameters(recurse=False):
-                noise = torch.randn(param.shape, generator=gen)
-                if isinstance(sub, norms) and name == "weight":
-                    param.copy_(1 + 0.05 * noise)
-                else:
-                    param.copy_((0.05 if param.ndim >= 2 else 0.02) * noise)
-    return module.eval()
-
-
-def tiny_unet(seed: int = 11) -> LatentSyncUNet:
-    """The pipeline_tiny UNet shape (goldens' config when present, else the same values written here)."""
-    path = GOLDENS / "pipeline_tiny" / "unet_config.json"
-    written: dict[str, Any] = {"block_out_channels": [32, 64, 64, 64], "cross_attention_dim": 64}
-    config: dict[str, Any] = json.loads(path.read_text()) if path.exists() else written
-    unet = LatentSyncUNet.from_config(config)
-    return randomise(unet, seed)  # type: ignore[return-value]
-
-
-def tiny_vae(seed: int = 12) -> AutoencoderKL:
-    torch.manual_seed(seed)
-    vae = AutoencoderKL(
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 8, 16, 16),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=8,
-        sample_size=64,
-    )
-    with torch.no_grad():
-        vae.quant_conv.bias[4:] -= 4.0  # small posterior std, as in a trained VAE
-    return vae.eval()
-
-
-def tiny_whisper(seed: int = 13) -> WhisperFeatures:
-    torch.manual_seed(seed)
-    dims = WhisperDims(n_mels=80, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2, n_audio_layer=4)
-    return WhisperFeatures(dims).eval()
-
-
-def tiny_mask(resolution: int) -> np.ndarray:
-    """A mouth mask like the official one: keep (255) everywhere but a lower-middle region (0)."""
-    mask = np.full((resolution, resolution), 255, np.uint8)
-    r = resolution
-    mask[int(r * 0.58) : int(r * 0.94), int(r * 0.16) : int(r * 0.84)] = 0
-    return mask
-
-
-def astronaut_frames(count: int, size: tuple[int, int] = (160, 192), scale: float = 0.8) -> np.ndarray:
-    """The astronaut's face, rotated and shifted a little per frame: (count, H, W, 3) uint8 RGB."""
-    import cv2
-    from skimage import data
-
-    image = data.astronaut()
-    width, height = size
-    frames = []
-    for k in range(count):
-        matrix = cv2.getRotationMatrix2D((235, 140), 3 * np.sin(k / 3), scale)
-        matrix[0, 2] += width / 2 - 235 + 5 * np.sin(k / 4)
-        matrix[1, 2] += height / 2 - 140 + 4 * np.cos(k / 5)
-        frames.append(cv2.warpAffine(image, matrix, (width, height), borderValue=(110, 110, 110)))
-    return np.stack(frames)
-
-
-def anchors_for(count: int) -> np.ndarray:
-    """Plausible rounded anchors (image-left brow, image-right brow, nose) for ``astronaut_frames``."""
-    base = np.array([[48.0, 56.0], [89.0, 57.0], [69.0, 85.0]])
-    return np.stack([np.round(base + [np.sin(k / 4) * 4, np.cos(k / 5) * 3]) for k in range(count)])
-
-
-def write_lossless(path: Path, frames: np.ndarray) -> Path:
-    """FFV1 in Matroska: decodes to exactly these RGB frames, so both paths see the same pixels."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("ffv1", rate=25)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "bgr0"
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
-
-
-def write_speechy_wav(path: Path, seconds: float, seed: int = 0) -> Path:
-    """16 kHz mono int16 wav of a gliding harmonic tone with a syllable envelope (any audio would do)."""
-    rate = 16000
-    t = np.arange(int(seconds * rate)) / rate
-    f0 = 110 + 40 * np.sin(2 * np.pi * 0.7 * t)
-    voice = sum(np.sin(2 * np.pi * np.cumsum(f0 * h) / rate) / h for h in range(1, 6))
-    noise = np.random.default_rng(seed).normal(0, 0.02, t.size)
-    samples = ((0.25 * voice * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)) + noise) * 32767 * 0.5).astype(np.int16)
-    with av.open(str(path), "w", format="wav") as container:
-        stream = container.add_stream("pcm_s16le", rate=rate)
-        stream.layout = "mono"
-        for start in range(0, samples.size, 4096):
-            frame = av.AudioFrame.from_ndarray(samples[None, start : start + 4096], format="s16", layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
-
-
 @pytest.fixture(scope="module")
 def small() -> dict[str, Any]:
     """Tiny models at a 64 px face (8x8 latents): fast enough to run the whole pipeline several times."""
     return {"unet": tiny_unet(), "vae": tiny_vae(), "whisper": tiny_whisper(), "mask": tiny_mask(64), "resolution": 64}
+
+
+def test_tiny_unet_has_the_goldens_pipeline_tiny_shape() -> None:
+    # tiny_unet writes its config out (it ships to users, who have no goldens); this keeps it the goldens' one.
+    config = json.loads(goldens_path("pipeline_tiny", "unet_config.json").read_text())
+    assert tiny_unet().config == as_unet_config(config)
 
 
 # --------------------------------------------------------------------------------------------- rules

@@ -17,7 +17,11 @@ Example::
         assert len(fal.jobs) == 1
         assert len(fal.requests_for("submit")) == 2  # the 429 was retried
 
-Importing this package does not import ``fal_client`` or ``replicate``.
+For the local route, :mod:`latentsync_routes.testing.tiny_local` builds tiny random-weight models and
+registers them with the route, so it runs end to end offline without checkpoints. It needs the ``local``
+extra (torch), so it is not imported here: import it by name.
+
+Importing this package does not import ``fal_client``, ``replicate`` or ``torch``.
 """
 
 from __future__ import annotations
