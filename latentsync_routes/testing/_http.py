@@ -139,7 +139,9 @@ class FakeServer:
         raise NotImplementedError
 
     def _fault_queue(self, endpoint: str) -> list[Fault] | None:
-        return None
+        """The fault queue of ``endpoint``: the list of that name on ``self.faults``, if the fake has one."""
+        queue: list[Fault] | None = getattr(getattr(self, "faults", None), endpoint, None)
+        return queue
 
     def _check_auth(self, request: Request, route: Route) -> Response | None:
         return None

@@ -280,10 +280,6 @@ class FakeFal(FalStorageServer):
             *self._storage_routes(),
         ]
 
-    def _fault_queue(self, endpoint: str) -> list[Fault] | None:
-        queue: list[Fault] | None = getattr(self.faults, endpoint, None)
-        return queue
-
     def _check_auth(self, request: Request, route_: Route) -> Response | None:
         if route_.endpoint in self.CDN_ENDPOINTS:
             return self._check_cdn_token(request)

@@ -204,10 +204,6 @@ class FakeReplicate(ReplicateAPIServer):
             *self._api_routes(),
         ]
 
-    def _fault_queue(self, endpoint: str) -> list[Fault] | None:
-        queue: list[Fault] | None = getattr(self.faults, endpoint, None)
-        return queue
-
     # ----- predictions -----------------------------------------------------------------
     def _to_json(self, p: ReplicatePrediction, *, status: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {
