@@ -52,7 +52,12 @@ def diagnose(client: LipSyncClient) -> dict[str, Any]:
         routes[name] = {"usable": why_not is None, "reason": why_not or "ready"}
         choose = getattr(route, "describe_choice", None)
         if callable(choose):
-            routes[name]["choice"] = choose()
+            choice = choose()
+            routes[name]["choice"] = choice
+            missing = choice.get("checkpoints")
+            if why_not is None and missing not in (None, "present"):
+                # Installed but not runnable yet: say what to fetch, as run() would.
+                routes[name].update(usable=False, reason=missing)
     credentials = {}
     for name in ("fal", "replicate"):
         found = client.credential(name)

@@ -90,6 +90,9 @@ def test_routes_and_doctor_json(tmp_path: Path) -> None:
     assert "k-secret-zz" not in doctor.stdout + doctor.stderr
     assert report["routes"]["replicate"]["usable"] is False
     assert "REPLICATE_API_TOKEN" in report["routes"]["replicate"]["reason"]
+    local = report["routes"]["local"]
+    assert local["usable"] is False and "latentsync-routes download --version" in local["reason"]
+    assert local["choice"]["version"] in ("1.5", "1.6") and local["choice"]["reason"]
 
 
 def test_human_output(files: dict[str, Path], tmp_path: Path) -> None:
