@@ -123,3 +123,22 @@ def test_the_route_runs_on_loaded_checkpoints(installed: tuple[dict[str, bytes],
     assert frames == output_frame_count(0.5)
     assert result.record.model_version.startswith("LatentSync 1.5: ByteDance/LatentSync-1.5@")
     assert result.record.weights_licence is not None and "openrail++" in result.record.weights_licence
+
+
+def test_cli_run_local_on_the_downloaded_checkpoints(installed: tuple[dict[str, bytes], torch.nn.Module],
+                                                     tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from latentsync_routes.cli import app
+
+    video = write_h264(tmp_path / "face.mp4", astronaut_frames(13))
+    audio = make_wav(tmp_path / "voice.wav", seconds=0.5)
+    out = tmp_path / "cli-out.mp4"
+    done = CliRunner().invoke(app, ["run", str(video), str(audio), "-o", str(out), "--route", "local",
+                                    "--inference-steps", "1", "--json"])
+    assert done.exit_code == 0, done.output
+    result = json.loads(done.stdout)
+    assert result["route"] == "local" and result["output_path"] == str(out) and out.stat().st_size > 0
+    assert result["cost"]["actual"] == 0.0 and result["record"]["state"] == "fetched"
