@@ -194,3 +194,10 @@ def test_model_cache_loads_each_set_once_across_threads() -> None:
         thread.join()
     assert len(loads) == 1 and all(g is got[0] for g in got) and len(got) == 6
     assert cache.loaded_versions("cpu", "float32") == ("1.5",)
+
+
+def test_vae_slices_its_batch_on_gpu_only() -> None:
+    from latentsync_routes.testing.tiny_local import tiny_vae
+
+    assert runtime.fit_vae_to_device(tiny_vae(), "cuda").use_slicing is True
+    assert runtime.fit_vae_to_device(tiny_vae(), "cpu").use_slicing is False

@@ -271,6 +271,18 @@ def register_models(models: LoadedModels, cache: ModelCache | None = None) -> No
 # --------------------------------------------------------------------------------------------- loading
 
 
+def fit_vae_to_device(vae: Any, device_type: str) -> Any:
+    """On a GPU, decode and encode a chunk's frames one at a time (diffusers' VAE slicing).
+
+    The VAE is per-frame (2-D), so slicing changes no result beyond float rounding (~1e-5), while the
+    activations of a 16-frame 512 px decode (several GB at once) are what push 8-16 GB cards out of memory
+    (reference §7: "the 2 GiB VAE allocations OOM"). On the CPU there is no such limit, and batching is faster.
+    """
+    if device_type == "cuda":
+        vae.enable_slicing()
+    return vae
+
+
 def load_models(version: str, device: str, cache_dir: str | Path | None = None) -> LoadedModels:
     """Resolve the pinned checkpoints of ``version`` (offline; a missing file raises
     :class:`~latentsync_routes.local.checkpoints.CheckpointMissing` naming the download command) and load
@@ -289,7 +301,7 @@ def load_models(version: str, device: str, cache_dir: str | Path | None = None) 
     target = torch.device(device)
     log.info("loading LatentSync %s onto %s (%s)", version, device, dtype_name)
     unet = load_unet_checkpoint(ckpt.unet, UNetConfig(), device=target, dtype=dtype)
-    vae = load_vae(ckpt.vae_dir, dtype=dtype, device=target)
+    vae = fit_vae_to_device(load_vae(ckpt.vae_dir, dtype=dtype, device=target), target.type)
     # Whisper tiny is small and runs once per job, so it stays fp32 everywhere (the official casts it to fp16).
     whisper = WhisperFeatures.from_checkpoint(ckpt.whisper).to(target)
     mask = load_mask(ckpt.mask, RESOLUTION[version])
