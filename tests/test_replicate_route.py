@@ -101,6 +101,28 @@ def test_schema_refuses_out_of_range_before_any_upload(
     assert rep.requests_for("file_create") == [] and rep.predictions == {}
 
 
+def test_a_version_override_takes_its_own_schema_s_parameters(
+    rep: FakeReplicate, media: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LATENTSYNC_ROUTES_REPLICATE_VERSION", LATENTSYNC_VERSION_CURRENT)  # steps 20-50
+    with pytest.raises(InvalidParameter, match="inference_steps"):
+        run(tmp_path, media, inference_steps=10)
+    assert rep.requests_for("file_create") == [] and rep.predictions == {}
+    result = run(tmp_path, media, inference_steps=30, guidance_scale=2.5)
+    (prediction,) = rep.predictions.values()
+    assert prediction.input["inference_steps"] == 30 and prediction.input["guidance_scale"] == 2.5
+    assert result.record.model_version == LATENTSYNC_VERSION_CURRENT
+    with pytest.raises(UnsupportedParameter, match="loop_mode"):
+        run(tmp_path, media, loop_mode="loop")
+
+
+def test_the_pinned_version_refuses_inference_steps_by_name(
+    media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
+) -> None:
+    with pytest.raises(UnsupportedParameter, match="inference_steps"):
+        run(tmp_path, media, inference_steps=30)
+
+
 def test_schema_refuses_unknown_parameters_before_any_upload(media: tuple[Path, Path], tmp_path: Path,
                                                             hosted_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     schema = json.loads(json.dumps(LATENTSYNC_INPUT_SCHEMA_2025_01))

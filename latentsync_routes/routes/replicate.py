@@ -165,6 +165,14 @@ def _output_url(output: Any) -> str | None:
     return None
 
 
+#: Parameters for a version other than the pinned one; that version's OpenAPI schema checks their values.
+OVERRIDE_PARAMETERS = [
+    ParameterSpec(name="guidance_scale", kind="float"),
+    ParameterSpec(name="seed", kind="int"),
+    ParameterSpec(name="inference_steps", kind="int"),
+]
+
+
 class ReplicateRoute:
     name: ClassVar[str] = "replicate"
 
@@ -178,7 +186,11 @@ class ReplicateRoute:
         self._last = threading.local()
 
     def info(self) -> RouteInfo:
-        return INFO.model_copy(update={"model_version": self.version})
+        if self.version == PINNED_VERSION:
+            return INFO
+        # Another version has its own schema (later ones add inference_steps, narrow guidance_scale): accept
+        # what any LatentSync version takes here, and let its fetched schema decide ranges before upload.
+        return INFO.model_copy(update={"model_version": self.version, "parameters": OVERRIDE_PARAMETERS})
 
     def availability(self) -> str | None:
         if not module_available("replicate"):
