@@ -12,7 +12,7 @@ import platform
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .routes.base import route_names
+from .routes.base import module_available, route_names
 
 if TYPE_CHECKING:
     from .client import LipSyncClient
@@ -29,7 +29,7 @@ def _installed(dist: str) -> str | None:
 
 def gpu_report() -> dict[str, Any]:
     """Devices torch can see, with free and total memory in GB."""
-    if importlib.util.find_spec("torch") is None:
+    if not module_available("torch"):
         return {"torch": None}
     import torch
 

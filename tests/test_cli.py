@@ -111,3 +111,38 @@ def test_demo_runs_the_whole_data_path_offline(tmp_path: Path) -> None:
     assert result["cost"]["estimated"] == result["cost"]["actual"] == pytest.approx(0.20)
     assert all(check["passed"] for check in summary["checks"])
     assert not (tmp_path / "jobs.sqlite3").exists()  # the demo keeps its journal in its own folder
+
+
+BLOCK_LOCAL_EXTRA = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('torch', 'numpy', 'diffusers', 'cv2', 'mediapipe'):
+            raise ModuleNotFoundError(name)
+        return None
+sys.meta_path.insert(0, Block())
+sys.argv = ['latentsync-routes', *sys.argv[1:]]
+from latentsync_routes.cli import main
+main()
+"""
+
+
+def test_estimate_and_doctor_without_the_local_extra(files: dict[str, Path], tmp_path: Path) -> None:
+    """A fal-only install still prices every route and explains what the local route needs."""
+    import subprocess
+    import sys
+
+    from tests.cli_helpers import clean_env
+
+    def without_local(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", BLOCK_LOCAL_EXTRA, *args], capture_output=True, text=True,
+                              env=clean_env(tmp_path), timeout=120)
+
+    done = without_local("estimate", str(files["clip"]), str(files["voice30"]), "--json")
+    assert done.returncode == 0, done.stderr
+    local = next(e for e in json.loads(done.stdout) if e["route"] == "local")
+    assert local["amount"] == 0.0 and "on cuda" in local["basis"]
+    doctor = without_local("doctor", "--json")
+    assert doctor.returncode == 0, doctor.stderr
+    report = json.loads(doctor.stdout)["routes"]["local"]
+    assert report["usable"] is False and "latentsync-routes[local]" in report["reason"]

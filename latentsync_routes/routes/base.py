@@ -209,7 +209,10 @@ def create_route(name: str, settings: Settings, credential: Credential | None) -
 
 def module_available(module: str) -> bool:
     """Whether an optional dependency can be imported, without importing it."""
-    return importlib.util.find_spec(module) is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken or blocked install counts as absent
+        return False
 
 
 def not_installed_message(route: str, module: str, extra: str) -> str:

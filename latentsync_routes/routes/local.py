@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import shutil
 import tempfile
@@ -14,7 +13,15 @@ from ..errors import DeadlineExceeded, InputError, LatentSyncError, LocalRouteEr
 from ..media import safe_name
 from ..pricing import estimate_local
 from ..types import CostEstimate, LipSyncRequest, MediaInfo, MediaSource
-from .base import JobContext, ParameterSpec, RouteInfo, RouteOutput, map_parameters, not_installed_message
+from .base import (
+    JobContext,
+    ParameterSpec,
+    RouteInfo,
+    RouteOutput,
+    map_parameters,
+    module_available,
+    not_installed_message,
+)
 
 if TYPE_CHECKING:
     from ..config import Credential, Settings
@@ -74,8 +81,8 @@ class LocalRoute:
         return INFO
 
     def availability(self) -> str | None:
-        for module in ("torch", "diffusers", "huggingface_hub"):
-            if importlib.util.find_spec(module) is None:
+        for module in ("torch", "numpy", "diffusers", "huggingface_hub"):
+            if not module_available(module):
                 return not_installed_message("local", module, "local")
         return None
 
@@ -85,12 +92,22 @@ class LocalRoute:
         return choose(self.settings.local_version, self.settings.local_device)
 
     def device_and_version(self) -> tuple[str, str]:
-        """The device and LatentSync version a job would use now (see :meth:`describe_choice`)."""
+        """The device and LatentSync version a job would use now (see :meth:`describe_choice`).
+
+        Without the ``local`` extra nothing can be probed; estimates then assume the configured device (a
+        CUDA GPU unless set) and version (1.5 for ``auto``), so pricing every route still works.
+        """
+        if self.availability() is not None:
+            version = self.settings.local_version if self.settings.local_version != "auto" else "1.5"
+            return self.settings.local_device or "cuda", version
         choice = self._choice()
         return choice.device, choice.version
 
     def describe_choice(self) -> dict[str, Any]:
         """Device, version, dtype and the reason for them, warnings, and whether the checkpoints are here."""
+        why_not = self.availability()
+        if why_not is not None:
+            return {"reason": why_not}
         choice = self._choice()
         report: dict[str, Any] = choice.as_dict()
         from ..local.runtime import cpu_seconds_per_output_second
