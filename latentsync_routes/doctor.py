@@ -7,7 +7,6 @@ only here, so the import cost is paid by the command that asks about GPUs, never
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import platform
 from typing import TYPE_CHECKING, Any
 
