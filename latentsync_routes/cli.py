@@ -16,7 +16,9 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__
 from .errors import LatentSyncError
@@ -31,6 +33,11 @@ err = Console(stderr=True)
 JsonOpt = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 ConfigOpt = typer.Option(None, "--config", help="TOML config file.")
 RouteOpt = typer.Option(None, "--route", "-r", help="Route name (default: LATENTSYNC_ROUTES_ROUTE or config).")
+
+
+def _plain(*values: object) -> list[Text]:
+    """Table cells shown as written: paths, reasons and consent texts may contain ``[...]``."""
+    return [Text(str(value)) for value in values]
 
 
 def _dump(value: Any) -> Any:
@@ -58,7 +65,7 @@ def _errors(as_json: bool) -> Iterator[None]:
     except LatentSyncError as exc:
         if as_json:
             sys.stdout.write(json.dumps({"error": exc.to_dict()}, indent=2) + "\n")
-        err.print(f"[bold red]error[/]: {type(exc).__name__}: {exc}", highlight=False)
+        err.print(f"[bold red]error[/]: {type(exc).__name__}: {escape(str(exc))}", highlight=False)
         raise typer.Exit(exc.exit_code) from None
 
 
@@ -78,8 +85,8 @@ def routes(as_json: bool = JsonOpt, config: Path | None = ConfigOpt) -> None:
         def human() -> None:
             table = Table("route", "owner", "uploads to", "retention", "weights licence", "failure billing")
             for i in infos:
-                table.add_row(i.name, i.owner, i.upload_destination, i.retention, str(i.weights_licence),
-                              str(i.failure_billing))
+                table.add_row(*_plain(i.name, i.owner, i.upload_destination, i.retention, i.weights_licence,
+                                      i.failure_billing))
             out.print(table)
 
         _emit(as_json, infos, human)
@@ -101,8 +108,8 @@ def estimate(
         def human() -> None:
             table = Table("route", "amount", "range", "basis", "source (checked)")
             for e in estimates:
-                table.add_row(e.route, f"${e.amount:.4f}", f"${e.low:.4f}-${e.high:.4f}", e.basis,
-                              f"{e.price_source} ({e.price_checked})")
+                table.add_row(*_plain(e.route, f"${e.amount:.4f}", f"${e.low:.4f}-${e.high:.4f}", e.basis,
+                                      f"{e.price_source} ({e.price_checked})"))
             out.print(table)
 
         _emit(as_json, estimates, human)
@@ -125,7 +132,7 @@ def check(
         def human() -> None:
             table = Table("check", "outcome", "reason")
             for r in results:
-                table.add_row(r.check, "[green]pass[/]" if r.passed else "[red]STOP[/]", r.reason)
+                table.add_row(r.check, "[green]pass[/]" if r.passed else "[red]STOP[/]", Text(r.reason))
             out.print(table)
 
         _emit(as_json, results, human)
@@ -170,7 +177,7 @@ def run(
                 result = client.run(video, audio, output, progress=progress, **kwargs)
 
         def human() -> None:
-            out.print(f"[green]done[/]: {result.output_path}  route={result.route}  job={result.job_id}")
+            out.print(f"[green]done[/]: {escape(str(result.output_path))}  route={result.route}  job={result.job_id}")
             actual = "unknown" if result.cost.actual is None else f"${result.cost.actual:.4f}"
             out.print(f"cost: estimated ${result.cost.estimated:.4f}, actual {actual}")
 
@@ -188,8 +195,8 @@ def jobs_list(
         def human() -> None:
             table = Table("job", "route", "state", "provider request", "output", "created")
             for r in records:
-                table.add_row(r.job_id, r.route, r.state, str(r.provider_request_id), str(r.output_path),
-                              r.created_at.isoformat(timespec="seconds"))
+                table.add_row(*_plain(r.job_id, r.route, r.state, r.provider_request_id, r.output_path,
+                                      r.created_at.isoformat(timespec="seconds")))
             out.print(table)
 
         _emit(as_json, records, human)
@@ -212,7 +219,7 @@ def jobs_resume(job_id: str, as_json: bool = JsonOpt, config: Path | None = Conf
     """Wait for a journalled job's provider job and fetch its output (never submits again)."""
     with _errors(as_json):
         result = _client(config).resume(job_id)
-        _emit(as_json, result, lambda: out.print(f"[green]done[/]: {result.output_path}"))
+        _emit(as_json, result, lambda: out.print(f"[green]done[/]: {escape(str(result.output_path))}"))
 
 
 @jobs_app.command("delete")
@@ -228,9 +235,9 @@ def jobs_delete(
 
         def human() -> None:
             for item in record.deleted:
-                out.print(f"[green]deleted[/]: {item}")
+                out.print(f"[green]deleted[/]: {escape(item)}")
             for item in record.not_deleted:
-                out.print(f"[yellow]not deleted[/]: {item}")
+                out.print(f"[yellow]not deleted[/]: {escape(item)}")
 
         _emit(as_json, record, human)
 
@@ -246,7 +253,7 @@ def doctor(as_json: bool = JsonOpt, config: Path | None = ConfigOpt) -> None:
         def human() -> None:
             table = Table("item", "value")
             for key, value in report.items():
-                table.add_row(key, json.dumps(value) if not isinstance(value, str) else value)
+                table.add_row(*_plain(key, json.dumps(value) if not isinstance(value, str) else value))
             out.print(table)
 
         _emit(as_json, report, human)
@@ -294,13 +301,13 @@ def demo(as_json: bool = JsonOpt) -> None:
         summary = {"folder": str(folder), "estimate": estimate, "checks": checks, "result": result}
 
         def human() -> None:
-            out.print(f"[bold]demo folder[/]: {folder}")
-            out.print(f"estimate on fal: ${estimate.amount:.4f} ({estimate.basis})")
+            out.print(f"[bold]demo folder[/]: {escape(str(folder))}")
+            out.print(Text(f"estimate on fal: ${estimate.amount:.4f} ({estimate.basis})"))
             out.print("checks: " + ", ".join(f"{c.check} {'pass' if c.passed else 'STOP'}" for c in checks))
-            out.print(f"[green]output[/]: {result.output_path} (request {result.provider_request_id})")
+            out.print(f"[green]output[/]: {escape(str(result.output_path))} (request {result.provider_request_id})")
             actual = "unknown" if result.cost.actual is None else f"${result.cost.actual:.4f}"
             out.print(f"cost: estimated ${result.cost.estimated:.4f}, actual {actual}")
-            out.print(f"journal: {settings.journal_path}")
+            out.print(Text(f"journal: {settings.journal_path}"))
 
         _emit(as_json, summary, human)
 

@@ -146,3 +146,15 @@ def test_estimate_and_doctor_without_the_local_extra(files: dict[str, Path], tmp
     assert doctor.returncode == 0, doctor.stderr
     report = json.loads(doctor.stdout)["routes"]["local"]
     assert report["usable"] is False and "latentsync-routes[local]" in report["reason"]
+    refused = without_local("run", str(files["clip"]), str(files["voice30"]), "-o", str(tmp_path / "o.mp4"),
+                            "--route", "local")
+    assert refused.returncode == 2
+    assert "pip install 'latentsync-routes[local]'" in " ".join(refused.stderr.split())  # rich wraps lines
+
+
+def test_human_output_shows_brackets_as_written(files: dict[str, Path], tmp_path: Path) -> None:
+    """Rich markup must not eat '[...]' from messages, paths or consent texts."""
+    done = cli("check", str(files["clip"]), str(files["voice30"]), "--route", "fal", "--consent", "release [signed]",
+               home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "[signed]" in done.stdout
