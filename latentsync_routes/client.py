@@ -132,13 +132,23 @@ class LipSyncClient:
         info = route.info()
         route.provider_parameters(request)  # unsupported parameters are refused before any probe or upload
         limits = MediaLimits(info.max_input_bytes, info.max_video_seconds, info.max_audio_seconds)
-        video_info = probe(request.video)
-        validate_video(video_info, request.video)
-        check_limits(video_info, request.video, "video", limits, route=info.name)
-        audio_info = probe(request.audio)
-        validate_audio(audio_info, request.audio)
-        check_limits(audio_info, request.audio, "audio", limits, route=info.name)
-        return video_info, audio_info
+        return self._probe_inputs(request, limits, route=info.name)
+
+    def _probe_inputs(
+        self, request: LipSyncRequest, limits: MediaLimits | None, *, route: str | None = None
+    ) -> tuple[MediaInfo, MediaInfo]:
+        """Probe and validate both inputs; with ``limits``, refuse one over them as soon as it is probed."""
+        found = []
+        for role, source, validate in (
+            ("video", request.video, validate_video),
+            ("audio", request.audio, validate_audio),
+        ):
+            media = probe(source)
+            validate(media, source)
+            if limits is not None:
+                check_limits(media, source, role, limits, route=route or "")
+            found.append(media)
+        return found[0], found[1]
 
     def check(
         self, video: MediaLike, audio: MediaLike, *, route: str | None = None, consent: str | None = None
@@ -174,9 +184,13 @@ class LipSyncClient:
         return chosen.estimate(request, video_info, audio_info)
 
     def estimate_all(self, video: MediaLike, audio: MediaLike) -> list[CostEstimate]:
-        """Estimates on every route, probing the inputs once."""
+        """Estimates on every route, probing the inputs once.
+
+        No single route's input limits apply here (the default route's limits must not hide the others'
+        prices); ``run`` and ``estimate(route=...)`` still refuse inputs over the chosen route's limits.
+        """
         request = self._request(video, audio)
-        video_info, audio_info = self._normalise(self.route(), request)
+        video_info, audio_info = self._probe_inputs(request, None)
         return [self.route(name).estimate(request, video_info, audio_info) for name in route_names()]
 
     # -- steps 4-6 -------------------------------------------------------------------------------------

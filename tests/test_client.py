@@ -67,3 +67,16 @@ def test_route_errors(tmp_path: Path, media: tuple[Path, Path], monkeypatch: pyt
     with pytest.raises(ConfigurationError, match="REPLICATE_API_TOKEN"):
         client.run(*media, tmp_path / "out.mp4", consent="test")
     assert [info.name for info in client.routes()] == ["local", "fal", "replicate"]
+
+
+def test_estimate_all_is_not_held_to_the_default_route_s_limits(
+    tmp_path: Path, media: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from latentsync_routes import MediaLimitExceeded
+    from latentsync_routes.routes import replicate
+
+    monkeypatch.setattr(replicate, "INFO", replicate.INFO.model_copy(update={"max_audio_seconds": 30.0}))
+    client = LipSyncClient(route="replicate", settings=load_settings(home=tmp_path))
+    assert [e.route for e in client.estimate_all(*media)] == ["local", "fal", "replicate"]  # 60 s of audio
+    with pytest.raises(MediaLimitExceeded, match="limit is 30 s"):
+        client.estimate(*media)
