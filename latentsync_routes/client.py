@@ -91,7 +91,8 @@ class LipSyncClient:
         self._explicit = {"fal": fal_key, "replicate": replicate_api_token}
         self._routes: dict[str, Route] = {}
         self._lock = threading.Lock()
-        self._committed = 0.0
+        self._reserved = 0.0  # worst-case estimates of jobs in flight
+        self._spent = 0.0  # actual and failure-billed cost of the jobs this client ran
         self._journal: Journal | None = None
 
     def __repr__(self) -> str:
@@ -230,9 +231,11 @@ class LipSyncClient:
         enforce(checks, route=info.name)
         estimate = chosen.estimate(request, video_info, audio_info)
         with self._lock:
-            remaining = None if self.settings.budget_total is None else self.settings.budget_total - self._committed
+            spoken_for = self._spent + self._reserved
+            remaining = None if self.settings.budget_total is None else self.settings.budget_total - spoken_for
             check_budget(estimate, per_call=self.settings.budget_per_call, remaining=remaining)
-            self._committed += estimate.high
+            self._reserved += estimate.high  # a job in flight holds its worst case until it settles
+        record: JobRecord | None = None
         try:
             why_not = chosen.availability()
             if why_not:
@@ -249,7 +252,9 @@ class LipSyncClient:
                                  deadline_seconds, overwrite, progress)
         finally:
             with self._lock:
-                self._committed -= estimate.high
+                self._reserved -= estimate.high
+                if record is not None:  # what the job actually cost, failed attempts included
+                    self._spent += (record.cost.actual or 0.0) + record.cost.billed_failures
 
     def resume(self, job_id: str, *, progress: ProgressCallback | None = None) -> LipSyncResult:
         """Carry on a job from the journal: wait for its provider job and fetch the output."""

@@ -80,3 +80,18 @@ def test_estimate_all_is_not_held_to_the_default_route_s_limits(
     assert [e.route for e in client.estimate_all(*media)] == ["local", "fal", "replicate"]  # 60 s of audio
     with pytest.raises(MediaLimitExceeded, match="limit is 30 s"):
         client.estimate(*media)
+
+
+def test_budget_total_counts_what_finished_jobs_cost(tmp_path: Path) -> None:
+    from latentsync_routes.testing import FakeFal
+
+    video = write_test_video(tmp_path / "clip.mp4", 1.0)
+    audios = [write_test_audio(tmp_path / f"voice{i}.wav", 2.0, hz=300 + 50 * i) for i in range(3)]
+    with FakeFal(expected_key="k", billable_units=40) as fal:
+        settings = load_settings(home=tmp_path, fal_base_url=fal.url, poll_interval=0.01)
+        client = LipSyncClient(route="fal", fal_key="k", consent="test", budget_total=0.45, settings=settings)
+        for i in range(2):
+            assert client.run(video, audios[i], tmp_path / f"out{i}.mp4").cost.actual == pytest.approx(0.20)
+        with pytest.raises(BudgetExceeded, match=r"remaining budget of \$0\.0500"):
+            client.run(video, audios[2], tmp_path / "out2.mp4")
+        assert len(fal.jobs) == 2
