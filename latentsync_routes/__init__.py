@@ -12,7 +12,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .client import AsyncLipSyncClient, LipSyncClient
+    from .async_client import AsyncLipSyncClient
+    from .client import LipSyncClient
     from .config import PolicySettings, Settings, load_settings
     from .errors import (
         AmbiguousSubmit,
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
 
 _EXPORTS: dict[str, str] = {
     "AmbiguousSubmit": "errors",
-    "AsyncLipSyncClient": "client",
+    "AsyncLipSyncClient": "async_client",
     "Attempt": "types",
     "AuthenticationError": "errors",
     "BudgetExceeded": "errors",

@@ -8,6 +8,7 @@ Every command takes ``--json`` and then prints exactly one JSON document on stdo
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,6 +34,10 @@ err = Console(stderr=True)
 JsonOpt = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 ConfigOpt = typer.Option(None, "--config", help="TOML config file.")
 RouteOpt = typer.Option(None, "--route", "-r", help="Route name (default: LATENTSYNC_ROUTES_ROUTE or config).")
+RetryFailedOpt = typer.Option(False, "--retry-failed",
+                              help="If the job's provider job failed, pay for a new one (otherwise: exit 4).")
+ForceResubmitOpt = typer.Option(False, "--force-resubmit",
+                                help="After an ambiguous submit that no lookup finds, submit again (may bill twice).")
 
 
 def _plain(*values: object) -> list[Text]:
@@ -57,16 +62,74 @@ def _emit(as_json: bool, value: Any, human: Callable[[], None]) -> None:
         human()
 
 
+def _typed(exc: BaseException) -> LatentSyncError:
+    """Anything else that escaped a command, as one of our errors (so it has a type and an exit code).
+
+    Problems of the local set-up (a value pydantic refused, a broken journal database, a file that cannot
+    be read or written) exit 2 like any configuration error; anything else is an unexpected failure of
+    the route and exits 4. The message names the original exception; the traceback goes to the debug log.
+    """
+    import sqlite3
+
+    from pydantic import ValidationError
+
+    from .errors import ConfigurationError, RouteError
+
+    name = type(exc).__name__
+    text = " ".join(str(exc).split())[:300] or name
+    if isinstance(exc, KeyboardInterrupt):
+        interrupted = LatentSyncError("interrupted")
+        interrupted.exit_code = 130
+        return interrupted
+    if isinstance(exc, ValidationError):
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc']) or 'value'}: {problem['msg']}"
+            for problem in exc.errors(include_url=False)[:3]
+        )
+        return ConfigurationError(f"invalid value: {problems}")
+    if isinstance(exc, sqlite3.Error):
+        return ConfigurationError(
+            f"the job journal (jobs.sqlite3 in LATENTSYNC_ROUTES_HOME) cannot be used: {name}: {text}; "
+            "move it aside to start a new one"
+        )
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return ConfigurationError(f"{exc.strerror or text}: {exc.filename}")
+    return RouteError(f"unexpected {name}: {text}")
+
+
+def _reported_by_click() -> tuple[type[BaseException], ...]:
+    """Exits and usage errors that click (or typer's vendored copy of it, typer >= 0.24) reports itself."""
+    kinds: list[type[BaseException]] = [typer.Exit, typer.Abort]
+    vendored = getattr(typer, "TyperException", None)
+    if isinstance(vendored, type) and issubclass(vendored, BaseException):
+        kinds.append(vendored)
+    try:
+        import click
+    except ImportError:  # pragma: no cover - typer vendors click and click is not installed
+        return tuple(kinds)
+    return (*kinds, click.exceptions.Exit, click.exceptions.Abort, click.exceptions.ClickException)
+
+
+def _fail(as_json: bool, exc: LatentSyncError) -> typer.Exit:
+    """Print one error (one JSON document on stdout with --json) and give the exit to raise."""
+    if as_json:
+        sys.stdout.write(json.dumps({"error": exc.to_dict()}, indent=2) + "\n")
+    err.print(f"[bold red]error[/]: {type(exc).__name__}: {escape(str(exc))}", highlight=False)
+    return typer.Exit(exc.exit_code)
+
+
 @contextmanager
 def _errors(as_json: bool) -> Iterator[None]:
-    """Turn our errors into an exit code and one clear message (JSON on stdout with --json)."""
+    """Turn any error into an exit code and one clear message (JSON on stdout with --json), no traceback."""
     try:
         yield
     except LatentSyncError as exc:
-        if as_json:
-            sys.stdout.write(json.dumps({"error": exc.to_dict()}, indent=2) + "\n")
-        err.print(f"[bold red]error[/]: {type(exc).__name__}: {escape(str(exc))}", highlight=False)
-        raise typer.Exit(exc.exit_code) from None
+        raise _fail(as_json, exc) from None
+    except (Exception, KeyboardInterrupt) as exc:
+        if isinstance(exc, _reported_by_click()):
+            raise  # typer.Exit(3) from `check`, and the like
+        logging.getLogger(__name__).debug("command failed", exc_info=exc)
+        raise _fail(as_json, _typed(exc)) from None
 
 
 def _client(config: Path | None, route: str | None = None) -> Any:
@@ -153,10 +216,12 @@ def run(
     loop_mode: str | None = typer.Option(None, "--loop-mode", help="pingpong or loop"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
     deadline: float | None = typer.Option(None, "--deadline", help="Seconds before the job is cancelled."),
+    retry_failed: bool = RetryFailedOpt,
+    force_resubmit: bool = ForceResubmitOpt,
     as_json: bool = JsonOpt,
     config: Path | None = ConfigOpt,
 ) -> None:
-    """Lip-sync VIDEO to AUDIO on a route and write OUTPUT."""
+    """Lip-sync VIDEO to AUDIO on a route and write OUTPUT (a re-run carries on the same job)."""
     from rich.progress import Progress
 
     with _errors(as_json):
@@ -164,6 +229,7 @@ def run(
         kwargs: dict[str, Any] = dict(
             route=route, consent=consent, seed=seed, guidance_scale=guidance_scale,
             inference_steps=inference_steps, loop_mode=loop_mode, overwrite=overwrite, deadline_seconds=deadline,
+            retry_failed=retry_failed, force_resubmit=force_resubmit,
         )
         if as_json or not err.is_terminal:
             result = client.run(video, audio, output, **kwargs)
@@ -186,16 +252,26 @@ def run(
 
 @jobs_app.command("list")
 def jobs_list(
-    limit: int = typer.Option(20, "--limit"), as_json: bool = JsonOpt, config: Path | None = ConfigOpt
+    limit: int = typer.Option(20, "--limit"),
+    route: str | None = typer.Option(None, "--route", help="Only this route's jobs."),
+    state: str | None = typer.Option(None, "--state", help="Only jobs in this state."),
+    as_json: bool = JsonOpt,
+    config: Path | None = ConfigOpt,
 ) -> None:
     """Recent jobs in the journal."""
     with _errors(as_json):
-        records = _client(config).journal.list(limit=limit)
+        records = _client(config).journal.list(limit=limit, route=route, state=state)
 
         def human() -> None:
-            table = Table("job", "route", "state", "provider request", "output", "created")
+            if not records:
+                out.print("no jobs")
+                return
+            table = Table("job", "route", "state", "cost", "provider request", "output", "created")
             for r in records:
-                table.add_row(*_plain(r.job_id, r.route, r.state, r.provider_request_id, r.output_path,
+                cost = r.cost.actual if r.cost.actual is not None else r.cost.estimated
+                shown = f"${cost + r.cost.billed_failures:.4f}" + ("" if r.cost.actual is not None else " (est.)")
+                state_shown = f"{r.state} (interrupted)" if r.interrupted else r.state
+                table.add_row(*_plain(r.job_id, r.route, state_shown, shown, r.provider_request_id, r.output_path,
                                       r.created_at.isoformat(timespec="seconds")))
             out.print(table)
 
@@ -215,11 +291,32 @@ def jobs_show(job_id: str, as_json: bool = JsonOpt, config: Path | None = Config
 
 
 @jobs_app.command("resume")
-def jobs_resume(job_id: str, as_json: bool = JsonOpt, config: Path | None = ConfigOpt) -> None:
-    """Wait for a journalled job's provider job and fetch its output (never submits again)."""
+def jobs_resume(
+    job_id: str,
+    retry_failed: bool = RetryFailedOpt,
+    force_resubmit: bool = ForceResubmitOpt,
+    as_json: bool = JsonOpt,
+    config: Path | None = ConfigOpt,
+) -> None:
+    """Carry on a journalled job: wait for its provider job and fetch the output (never a second paid job
+    unless --retry-failed or --force-resubmit says so)."""
     with _errors(as_json):
-        result = _client(config).resume(job_id)
+        result = _client(config).resume(job_id, retry_failed=retry_failed, force_resubmit=force_resubmit)
         _emit(as_json, result, lambda: out.print(f"[green]done[/]: {escape(str(result.output_path))}"))
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: str, as_json: bool = JsonOpt, config: Path | None = ConfigOpt) -> None:
+    """Cancel a job: its provider job too, whichever process is running it; the record says what it cost."""
+    with _errors(as_json):
+        record = _client(config).cancel(job_id)
+
+        def human() -> None:
+            out.print(f"job {escape(record.job_id)}: {record.state}")
+            if record.failure_reason:
+                out.print(escape(record.failure_reason))
+
+        _emit(as_json, record, human)
 
 
 @jobs_app.command("delete")
@@ -319,7 +416,23 @@ def version() -> None:
 
 
 def main() -> None:
-    app()
+    """The console script. Under --json even a usage error or a crash is one JSON document on stdout."""
+    if "--json" not in sys.argv[1:]:
+        app()
+        return
+    try:
+        code = app(standalone_mode=False)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback under --json
+        format_message = getattr(exc, "format_message", None)
+        if isinstance(exc, _reported_by_click()) and callable(format_message):  # a usage error
+            usage = LatentSyncError(str(format_message()))
+            usage.exit_code = int(getattr(exc, "exit_code", 2))
+            sys.stdout.write(json.dumps({"error": {**usage.to_dict(), "type": type(exc).__name__}}, indent=2) + "\n")
+            err.print(f"[bold red]error[/]: {escape(usage.message)}", highlight=False)
+            code = usage.exit_code
+        else:  # an Abort, or something that escaped outside a command's error handling
+            code = _fail(True, _typed(KeyboardInterrupt() if isinstance(exc, typer.Abort) else exc)).exit_code
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

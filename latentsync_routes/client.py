@@ -1,62 +1,52 @@
-"""The one data path: request -> policy -> estimate -> route -> result -> record.
+"""The one data path: request -> policy -> estimate -> claim -> route -> result -> record.
 
-Everything that must hold on every route lives here, once: inputs are probed and refused before anything
-leaves the machine, the policy and the budget stop a job before payment, the journal holds the job before
-the provider sees it, and every outcome, good or bad, ends as a :class:`JobRecord`.
+Everything that must hold on every route lives here, once: parameters, inputs and the output destination
+are checked before anything leaves the machine, the policy and the budget stop a job before payment, the
+job is *claimed* in the journal before the provider sees it (so identical calls, in threads or processes,
+make one provider job), and every outcome, good or bad, ends as a :class:`JobRecord`.
+
+Re-running a call is always safe. A job that finished returns its result; one stopped by a local failure
+(a poll, a download, the disk, the journal, a kill) carries on its *same* provider job; one whose
+provider job failed is paid for again only with ``retry_failed=True``; one whose submit was ambiguous is
+looked up at the provider, and submitted again only with ``force_resubmit=True``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
+import math
 import os
 import threading
 import time
-import uuid
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr, ValidationError
 
-from . import __version__
 from .config import CREDENTIAL_ENV, Credential, Settings, load_settings, resolve_credential
 from .errors import (
     ConfigurationError,
     DeadlineExceeded,
     InvalidParameter,
+    JobAlreadyFailed,
     JobCancelled,
     LatentSyncError,
     RouteError,
 )
-from .journal import TERMINAL_OK, Journal, append_jsonl
+from .journal import TERMINAL_BAD, TERMINAL_OK, Claim, ClaimLost, Journal, append_jsonl
 from .media import MediaLimits, check_limits, probe, validate_audio, validate_video
+from .options import JobOptions, MediaLike, RunOptions, job_parameters
+from .outputs import check_free, file_in, resolve_output
 from .policy import CheckResult, enforce, evaluate
 from .pricing import check_budget
+from .records import derive_idempotency_key, new_record, request_from_record, result_from_record
 from .routes.base import JobContext, ProgressCallback, Route, RouteInfo, create_route, route_names
-from .types import (
-    Cost,
-    CostEstimate,
-    InputRecord,
-    JobRecord,
-    JobState,
-    LipSyncRequest,
-    LipSyncResult,
-    LoopMode,
-    MediaInfo,
-    MediaSource,
-    utcnow,
-)
+from .types import PROVIDER_STATES, CostEstimate, JobRecord, LipSyncRequest, LipSyncResult, MediaInfo, MediaSource
 
 if TYPE_CHECKING:
-    import asyncio
+    from typing_extensions import Unpack
 
 log = logging.getLogger(__name__)
-
-MediaLike = MediaSource | str | os.PathLike[str] | bytes
 
 
 class LipSyncClient:
@@ -78,6 +68,7 @@ class LipSyncClient:
         consent: str | None = None,
         budget_per_call: float | None = None,
         budget_total: float | None = None,
+        credentials: dict[str, str | SecretStr] | None = None,
     ) -> None:
         overrides = {
             key: value
@@ -88,7 +79,8 @@ class LipSyncClient:
             settings.model_copy(update=overrides) if settings is not None else load_settings(config_file, **overrides)
         )
         self.default_consent = consent
-        self._explicit = {"fal": fal_key, "replicate": replicate_api_token}
+        self._explicit: dict[str, str | SecretStr | None] = {"fal": fal_key, "replicate": replicate_api_token,
+                                                             **(credentials or {})}
         self._routes: dict[str, Route] = {}
         self._lock = threading.Lock()
         self._reserved = 0.0  # worst-case estimates of jobs in flight
@@ -104,6 +96,7 @@ class LipSyncClient:
         return resolve_credential(env, self._explicit.get(route)) if env else None
 
     def route(self, name: str | None = None) -> Route:
+        """The route object for ``name`` (the configured default when ``None``), built once per client."""
         name = name or self.settings.route
         with self._lock:
             if name not in self._routes:
@@ -111,6 +104,7 @@ class LipSyncClient:
             return self._routes[name]
 
     def routes(self) -> list[RouteInfo]:
+        """Every registered route's declared facts."""
         return [self.route(name).info() for name in route_names()]
 
     @property
@@ -120,10 +114,9 @@ class LipSyncClient:
         return self._journal
 
     # -- steps 1-3 -------------------------------------------------------------------------------------
-    def _request(self, video: MediaLike, audio: MediaLike, **params: Any) -> LipSyncRequest:
-        extras = params.pop("extras", None) or {}
+    def _request(self, video: MediaLike, audio: MediaLike, options: JobOptions) -> LipSyncRequest:
         try:
-            return LipSyncRequest(video=MediaSource.of(video), audio=MediaSource.of(audio), extras=extras, **params)
+            return LipSyncRequest(video=MediaSource.of(video), audio=MediaSource.of(audio), **job_parameters(options))
         except ValidationError as exc:
             problem = exc.errors()[0]
             field = ".".join(str(part) for part in problem["loc"]) or "request"
@@ -156,7 +149,7 @@ class LipSyncClient:
     ) -> list[CheckResult]:
         """The safety checklist for this job on this route, without running anything."""
         chosen = self.route(route)
-        request = self._request(video, audio)
+        request = self._request(video, audio, {})
         video_info, audio_info = self._normalise(chosen, request)
         return evaluate(
             chosen.info(), self.settings.policy, consent=consent or self.default_consent, video=video_info,
@@ -164,23 +157,11 @@ class LipSyncClient:
         )
 
     def estimate(
-        self,
-        video: MediaLike,
-        audio: MediaLike,
-        *,
-        route: str | None = None,
-        guidance_scale: float | None = None,
-        seed: int | None = None,
-        loop_mode: LoopMode | None = None,
-        inference_steps: int | None = None,
-        extras: dict[str, Any] | None = None,
+        self, video: MediaLike, audio: MediaLike, *, route: str | None = None, **options: Unpack[JobOptions]
     ) -> CostEstimate:
         """The price of this job on one route, before anything is uploaded (steps 1 and 3)."""
         chosen = self.route(route)
-        request = self._request(
-            video, audio, guidance_scale=guidance_scale, seed=seed, loop_mode=loop_mode,
-            inference_steps=inference_steps, extras=extras,
-        )
+        request = self._request(video, audio, options)
         video_info, audio_info = self._normalise(chosen, request)
         return chosen.estimate(request, video_info, audio_info)
 
@@ -190,94 +171,110 @@ class LipSyncClient:
         No single route's input limits apply here (the default route's limits must not hide the others'
         prices); ``run`` and ``estimate(route=...)`` still refuse inputs over the chosen route's limits.
         """
-        request = self._request(video, audio)
+        request = self._request(video, audio, {})
         video_info, audio_info = self._probe_inputs(request, None)
         return [self.route(name).estimate(request, video_info, audio_info) for name in route_names()]
 
     # -- steps 4-6 -------------------------------------------------------------------------------------
     def run(
-        self,
-        video: MediaLike,
-        audio: MediaLike,
-        output: str | os.PathLike[str],
-        *,
-        route: str | None = None,
-        consent: str | None = None,
-        guidance_scale: float | None = None,
-        seed: int | None = None,
-        loop_mode: LoopMode | None = None,
-        inference_steps: int | None = None,
-        extras: dict[str, Any] | None = None,
-        idempotency_key: str | None = None,
-        deadline_seconds: float | None = None,
-        overwrite: bool = False,
-        progress: ProgressCallback | None = None,
+        self, video: MediaLike, audio: MediaLike, output: str | os.PathLike[str], **options: Unpack[RunOptions]
     ) -> LipSyncResult:
-        """Lip-sync ``video`` to ``audio`` and write the result to ``output``.
+        """Lip-sync ``video`` to ``audio`` and write the result to ``output`` (an .mp4 path or a folder).
 
-        A second call with the same inputs, parameters, route and output (or the same explicit
-        ``idempotency_key``) reuses the first job (resuming its wait if needed) instead of paying again.
+        Calls with the same inputs, parameters, route and output (or the same ``idempotency_key``) are one
+        job: a concurrent one waits for the first and gets its result; a later one returns the result, or
+        carries on the same provider job where a local failure stopped it. A job whose provider job failed
+        raises :class:`JobAlreadyFailed` unless ``retry_failed=True`` (a new paid job). After an ambiguous
+        submit, ``force_resubmit=True`` submits again if a lookup cannot find the first.
         """
-        chosen = self.route(route)
+        chosen = self.route(options.get("route"))
         info = chosen.info()
-        request = self._request(
-            video, audio, guidance_scale=guidance_scale, seed=seed, loop_mode=loop_mode,
-            inference_steps=inference_steps, extras=extras,
-        )
-        output_path = Path(output).expanduser().resolve()
+        request = self._request(video, audio, options)
+        chosen.provider_parameters(request)
+        deadline = _deadline(options.get("deadline_seconds"), self.settings.deadline_seconds)
+        output_path = resolve_output(output, route=info.name)
         video_info, audio_info = self._normalise(chosen, request)
-        consent = consent or self.default_consent
+        consent = options.get("consent") or self.default_consent
         checks = evaluate(info, self.settings.policy, consent=consent, video=video_info, audio=audio_info)
         enforce(checks, route=info.name)
         estimate = chosen.estimate(request, video_info, audio_info)
+        why_not = chosen.availability()
+        if why_not:
+            raise ConfigurationError(why_not, route=info.name)
+        key = options.get("idempotency_key") or derive_idempotency_key(info.name, request, video_info, audio_info,
+                                                                       output_path)
+        if output_path.is_dir():
+            output_path = file_in(output_path, request.video.name or "output", key)
+        overwrite = bool(options.get("overwrite", False))
         with self._lock:
-            spoken_for = self._spent + self._reserved
-            remaining = None if self.settings.budget_total is None else self.settings.budget_total - spoken_for
+            remaining = None if self.settings.budget_total is None else (
+                self.settings.budget_total - self._spent - self._reserved)
             check_budget(estimate, per_call=self.settings.budget_per_call, remaining=remaining)
             self._reserved += estimate.high  # a job in flight holds its worst case until it settles
+        claim: Claim | None = None
         record: JobRecord | None = None
+        progress = options.get("progress")
         try:
-            why_not = chosen.availability()
-            if why_not:
-                raise ConfigurationError(why_not, route=info.name)
-            key = idempotency_key or derive_idempotency_key(info.name, request, video_info, audio_info, output_path)
-            existing = self.journal.find_live(key)
-            if existing is not None and existing.state == TERMINAL_OK and existing.output_path:
-                if Path(existing.output_path).exists():
-                    log.info("job %s already fetched; not running again", existing.job_id)
-                    return result_from_record(existing)
-            record = existing or self._new_record(info, request, key, consent, checks, estimate,
-                                                  video_info, audio_info)
-            return self._execute(chosen, record, request, video_info, audio_info, output_path,
-                                 deadline_seconds, overwrite, progress)
+            known = self.journal.find_latest(key)
+            if not (known is not None and known.output_path == str(output_path)):
+                check_free(output_path, overwrite=overwrite, route=info.name)
+            claim, record = self.journal.claim(
+                key, lambda: new_record(info, request, key, consent, checks, estimate, video_info, audio_info,
+                                        output_path),
+                on_wait=lambda _: _report(progress, "waiting for another caller running the same job"))
+            return self._drive(chosen, claim, record, request, video_info, audio_info, output_path,
+                               deadline=deadline, overwrite=overwrite, progress=progress,
+                               retry_failed=bool(options.get("retry_failed", False)),
+                               force_resubmit=bool(options.get("force_resubmit", False)),
+                               cancel_event=options.get("cancel_event"))
         finally:
+            if claim is not None:
+                claim.release()
             with self._lock:
                 self._reserved -= estimate.high
                 if record is not None:  # what the job actually cost, failed attempts included
                     self._spent += (record.cost.actual or 0.0) + record.cost.billed_failures
 
-    def resume(self, job_id: str, *, progress: ProgressCallback | None = None) -> LipSyncResult:
-        """Carry on a job from the journal: wait for its provider job and fetch the output."""
+    def resume(
+        self,
+        job_id: str,
+        *,
+        progress: ProgressCallback | None = None,
+        retry_failed: bool = False,
+        force_resubmit: bool = False,
+        deadline_seconds: float | None = None,
+    ) -> LipSyncResult:
+        """Carry on a job from the journal: its own provider job if it has one, its recorded inputs if not."""
+        deadline = _deadline(deadline_seconds, self.settings.deadline_seconds)
+        claim, record = self.journal.claim_job(job_id)
+        try:
+            needs_inputs = _must_submit(record, retry_failed, force_resubmit)
+            request, video_info, audio_info = request_from_record(record, need_inputs=needs_inputs)
+            output = Path(record.output_path or f"{record.job_id}.mp4")
+            return self._drive(self.route(record.route), claim, record, request, video_info, audio_info, output,
+                               deadline=deadline, overwrite=True, progress=progress, retry_failed=retry_failed,
+                               force_resubmit=force_resubmit)
+        finally:
+            claim.release()
+
+    def cancel(self, job_id: str, *, wait_seconds: float = 60.0) -> JobRecord:
+        """Cancel a job: its running owner (any process) is asked to cancel its provider job, or, when
+        nobody runs it, the provider job is cancelled from here. Returns the record as it ends."""
         record = self.journal.get(job_id)
         if record is None:
             raise ConfigurationError(f"no job {job_id!r} in the journal at {self.settings.journal_path}")
-        if record.state == TERMINAL_OK:
-            return result_from_record(record)
-        chosen = self.route(record.route)
-        if record.provider_request_id is None and record.state not in ("created", "uploaded"):
-            raise ConfigurationError(f"job {job_id} is {record.state} and has no provider job to resume")
-        # Inputs are not probed again: the provider already has them, and a record never holds bytes.
-        video, audio = (
-            MediaSource.of(r.source) if r.kind == "path" else MediaSource(kind="url", url=f"https://resume.invalid/{r.role}")
-            for r in record.inputs[:2]
-        )
-        request = LipSyncRequest(video=video, audio=audio, **_known_parameters(record.parameters))
-        video_info, audio_info = (
-            MediaInfo(container="recorded", duration=r.duration or 0.0, size=r.size, sha256=r.sha256)
-            for r in record.inputs[:2]
-        )
-        output = Path(record.output_path or f"{record.job_id}.mp4")
-        return self._execute(chosen, record, request, video_info, audio_info, output, None, True, progress)
+        if record.state in (TERMINAL_OK, *TERMINAL_BAD):
+            return record
+        self.journal.request_cancel(record.idempotency_key)
+        claim, record = self.journal.claim_job(job_id, wait_s=wait_seconds)
+        try:
+            if record.state not in (TERMINAL_OK, *TERMINAL_BAD):
+                job = self._context(claim, record, *request_from_record(record, need_inputs=False),
+                                    Path(record.output_path or "."), deadline=60.0, overwrite=False, progress=None)
+                self.route(record.route).cancel_job(job)
+            return self.journal.get(job_id) or record
+        finally:
+            claim.release()
 
     def delete_job(self, job_id: str, *, delete_output: bool = True) -> JobRecord:
         """Remove a job's local output and, where the provider allows it, its remote uploads.
@@ -291,7 +288,7 @@ class LipSyncClient:
         kept: list[str] = []
         if delete_output and record.output_path:
             path = Path(record.output_path)
-            if path.exists():
+            if path.is_file():
                 path.unlink()
                 deleted.append(f"local output {path}")
         route = self.route(record.route)
@@ -307,73 +304,81 @@ class LipSyncClient:
         self.journal.save(record)
         return record
 
-    def _new_record(
-        self,
-        info: RouteInfo,
-        request: LipSyncRequest,
-        key: str,
-        consent: str | None,
-        checks: Sequence[CheckResult],
-        estimate: CostEstimate,
-        video_info: MediaInfo,
-        audio_info: MediaInfo,
-    ) -> JobRecord:
-        return JobRecord(
-            job_id=uuid.uuid4().hex,
-            idempotency_key=key,
-            route=info.name,
-            route_owner=info.owner,
-            billing_owner=info.billing_owner,
-            model=info.model,
-            model_version=info.model_version,
-            inputs=[input_record("video", request.video, video_info), input_record("audio", request.audio, audio_info)],
-            parameters=request.given_parameters(),
-            consent_basis=consent,
-            upload_destination=info.upload_destination,
-            retention_policy=info.retention,
-            deletion_policy=info.deletion,
-            code_licence=info.code_licence,
-            weights_licence=info.weights_licence,
-            support_path=", ".join(info.support_path),
-            cost=Cost(currency=estimate.currency, estimated=estimate.amount, basis=estimate.basis),
-            policy_checks=[c.model_dump() for c in checks],
-            library_version=__version__,
-        )
-
-    def _persist(self, record: JobRecord) -> None:
-        self.journal.save(record)
-
-    def _execute(
+    # -- the claimed job ---------------------------------------------------------------------------------
+    def _drive(
         self,
         route: Route,
+        claim: Claim,
         record: JobRecord,
         request: LipSyncRequest,
         video_info: MediaInfo,
         audio_info: MediaInfo,
         output_path: Path,
-        deadline_seconds: float | None,
+        *,
+        deadline: float,
         overwrite: bool,
         progress: ProgressCallback | None,
+        retry_failed: bool,
+        force_resubmit: bool,
+        cancel_event: threading.Event | None = None,
     ) -> LipSyncResult:
-        started = time.monotonic()
+        """Decide what the claimed job needs (nothing, a re-run, a carry-on) and do it."""
+        if record.state == TERMINAL_OK and record.output_path and Path(record.output_path).is_file():
+            log.info("job %s already fetched; not running again", record.job_id)
+            return result_from_record(record)
+        if record.state in TERMINAL_BAD:
+            if _reached_provider(record) and not retry_failed:
+                raise JobAlreadyFailed(
+                    f"job {record.job_id} already ended {record.state} ({record.failure_reason}); running it again "
+                    "would pay for a new provider job: pass retry_failed=True (CLI: --retry-failed) to do that",
+                    route=record.route, request_id=record.provider_request_id)
+            if record.provider_request_id:
+                record.previous_request_ids.append(record.provider_request_id)
+            record.provider_request_id = None
+            record.provider_inputs = None
+            record.state = "created"
+            record.failure_reason = None
+        elif record.state == TERMINAL_OK:  # the output file went missing: fetch the finished job again
+            record.state = "completed"
         record.output_path = str(output_path)
-        job = JobContext(
-            record=record,
-            request=request,
-            video_info=video_info,
-            audio_info=audio_info,
-            output_path=output_path,
-            settings=self.settings,
-            credential=self.credential(record.route),
-            deadline=started + (deadline_seconds or self.settings.deadline_seconds),
-            overwrite=overwrite,
-            progress=progress,
-            persist=self._persist,
-            resume_request_id=record.provider_request_id,
+        job = self._context(claim, record, request, video_info, audio_info, output_path, deadline=deadline,
+                            overwrite=overwrite or record.state in PROVIDER_STATES, progress=progress,
+                            force_resubmit=force_resubmit, cancel_event=cancel_event)
+        return self._execute(route, job)
+
+    def _context(
+        self,
+        claim: Claim,
+        record: JobRecord,
+        request: LipSyncRequest,
+        video_info: MediaInfo,
+        audio_info: MediaInfo,
+        output_path: Path,
+        *,
+        deadline: float,
+        overwrite: bool,
+        progress: ProgressCallback | None,
+        force_resubmit: bool = False,
+        cancel_event: threading.Event | None = None,
+    ) -> JobContext:
+        owner = claim.owner
+        claim.start_heartbeat()
+        return JobContext(
+            record=record, request=request, video_info=video_info, audio_info=audio_info, output_path=output_path,
+            settings=self.settings, credential=self.credential(record.route), deadline=time.monotonic() + deadline,
+            overwrite=overwrite, progress=progress, persist=lambda r: self.journal.save(r, owner=owner),
+            force_resubmit=force_resubmit, cancel_event=cancel_event or threading.Event(),
+            cancel_flag=claim.cancel_requested,
         )
-        job.mark()
+
+    def _execute(self, route: Route, job: JobContext) -> LipSyncResult:
+        started = time.monotonic()
+        record = job.record
+        job.mark(interrupted=None)
         try:
             outcome = route.execute(job)
+        except ClaimLost:
+            raise  # another caller owns the job now; this one writes nothing more
         except LatentSyncError as exc:
             self._finish_failed(job, exc, started)
             raise
@@ -391,120 +396,68 @@ class LipSyncClient:
             output_path=str(outcome.output_path),
             output_uri=outcome.output_url,
             provider_request_id=outcome.provider_request_id or record.provider_request_id,
-            completed_at=utcnow(),
+            completed_at=_now(),
+            failure_reason=None,
         )
         if self.settings.jsonl_path is not None:
             append_jsonl(self.settings.jsonl_path, record)
         return result_from_record(record)
 
     def _finish_failed(self, job: JobContext, exc: LatentSyncError, started: float) -> None:
+        """Journal a failure: terminal if the provider job ended badly (or none was made), else interrupted."""
         record = job.record
         record.timings["total_seconds"] = round(time.monotonic() - started, 3)
-        state: JobState = "cancelled" if isinstance(exc, (JobCancelled, DeadlineExceeded)) else "failed"
-        job.mark(state, failure_reason=f"{type(exc).__name__}: {exc.message}")
+        reason = f"{type(exc).__name__}: {exc.message}"
+        try:
+            if record.state in TERMINAL_BAD:
+                job.mark()  # the route already said how the provider job ended
+            elif record.state in PROVIDER_STATES:
+                job.mark(interrupted=reason, failure_reason=reason)  # re-running carries on the same provider job
+            else:
+                job.mark("cancelled" if isinstance(exc, (JobCancelled, DeadlineExceeded)) else "failed",
+                         failure_reason=reason)
+        except Exception as journal_error:  # noqa: BLE001 - the job's own error is the one to raise
+            log.warning("could not journal the failure of job %s: %s", record.job_id, journal_error)
+            return
         if self.settings.jsonl_path is not None:
             append_jsonl(self.settings.jsonl_path, record)
 
 
-class AsyncLipSyncClient:
-    """The same client for asyncio code; jobs run in worker threads, bounded per route.
-
-    Jobs spend nearly all their time waiting on a provider, so each route gets its own semaphore and the
-    client owns a thread pool as large as the sum of the route limits (the default asyncio pool, sized by
-    CPU count, would otherwise cap concurrency below the limits). Close it with ``aclose()`` or use
-    ``async with``.
-    """
-
-    def __init__(self, route: str | None = None, *, concurrency: dict[str, int] | None = None, **kwargs: Any) -> None:
-        self.sync = LipSyncClient(route, **kwargs)
-        self._limits = {"local": 1, "fal": 2, "replicate": 8, **(concurrency or {})}
-        self._semaphores: dict[str, asyncio.Semaphore] = {}
-        self._executor = ThreadPoolExecutor(
-            max_workers=sum(self._limits.values()) + 4, thread_name_prefix="latentsync-routes"
-        )
-
-    async def __aenter__(self) -> AsyncLipSyncClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
-
-    def _semaphore(self, route: str) -> asyncio.Semaphore:
-        import asyncio
-
-        if route not in self._semaphores:
-            self._semaphores[route] = asyncio.Semaphore(self._limits.get(route, 4))
-        return self._semaphores[route]
-
-    async def _in_thread(self, func: Any, *args: Any, **kwargs: Any) -> Any:
-        import asyncio
-
-        return await asyncio.get_running_loop().run_in_executor(self._executor, partial(func, *args, **kwargs))
-
-    async def routes(self) -> list[RouteInfo]:
-        return await self._in_thread(self.sync.routes)
-
-    async def estimate(self, video: MediaLike, audio: MediaLike, **kwargs: Any) -> CostEstimate:
-        return await self._in_thread(self.sync.estimate, video, audio, **kwargs)
-
-    async def check(self, video: MediaLike, audio: MediaLike, **kwargs: Any) -> list[CheckResult]:
-        return await self._in_thread(self.sync.check, video, audio, **kwargs)
-
-    async def run(
-        self, video: MediaLike, audio: MediaLike, output: str | os.PathLike[str], **kwargs: Any
-    ) -> LipSyncResult:
-        route = kwargs.get("route") or self.sync.settings.route
-        async with self._semaphore(route):
-            return await self._in_thread(self.sync.run, video, audio, output, **kwargs)
-
-    async def resume(self, job_id: str) -> LipSyncResult:
-        return await self._in_thread(self.sync.resume, job_id)
+def _deadline(given: float | None, default: float) -> float:
+    value = default if given is None else given
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise InvalidParameter("deadline_seconds", f"must be a finite number of seconds above 0, got {value!r}")
+    return float(value)
 
 
-def _known_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
-    known = ("guidance_scale", "seed", "loop_mode", "inference_steps")
-    extras = {k: v for k, v in parameters.items() if k not in known}
-    return {**{k: v for k, v in parameters.items() if k in known}, "extras": extras}
+def _reached_provider(record: JobRecord) -> bool:
+    """Whether the job ever got as far as a submit (so a new attempt would be a new paid provider job)."""
+    return record.provider_request_id is not None or record.provider_inputs is not None
 
 
-def input_record(role: str, source: MediaSource, info: MediaInfo) -> InputRecord:
-    return InputRecord(
-        role=role,  # type: ignore[arg-type]
-        source=source.describe(),
-        kind=source.kind,
-        sha256=info.sha256,
-        size=info.size,
-        duration=info.duration,
-    )
+def _must_submit(record: JobRecord, retry_failed: bool, force_resubmit: bool) -> bool:
+    """Whether carrying this job on may upload its inputs again (then they must still be there)."""
+    if record.state in TERMINAL_BAD:
+        return retry_failed or not _reached_provider(record)
+    if record.state == "submitting":
+        return force_resubmit
+    return record.state in ("created", "uploaded")
 
 
-def derive_idempotency_key(
-    route: str, request: LipSyncRequest, video: MediaInfo, audio: MediaInfo, output: Path
-) -> str:
-    """Same inputs (by content), parameters, route and destination -> same key."""
-    material = {
-        "route": route,
-        "video": video.sha256 or request.video.describe(),
-        "audio": audio.sha256 or request.audio.describe(),
-        "parameters": request.given_parameters(),
-        "output": str(output),
-    }
-    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:32]
+def _report(progress: ProgressCallback | None, message: str) -> None:
+    if progress is not None:
+        progress(message, None)
 
 
-def result_from_record(record: JobRecord) -> LipSyncResult:
-    return LipSyncResult(
-        route=record.route,
-        job_id=record.job_id,
-        output_path=record.output_path,
-        output_url=record.output_uri,
-        provider_request_id=record.provider_request_id,
-        model_version=record.model_version,
-        attempts=record.attempts,
-        cost=record.cost,
-        timings=record.timings,
-        record=record,
-    )
+def _now() -> Any:
+    from .types import utcnow
+
+    return utcnow()
+
+
+def __getattr__(name: str) -> Any:  # the async client lives in its own module; old imports keep working
+    if name == "AsyncLipSyncClient":
+        from .async_client import AsyncLipSyncClient
+
+        return AsyncLipSyncClient
+    raise AttributeError(name)

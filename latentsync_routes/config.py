@@ -19,7 +19,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -36,6 +36,35 @@ KEYRING_SERVICE = "latentsync-routes"
 CREDENTIAL_ENV: dict[str, str] = {"fal": "FAL_KEY", "replicate": "REPLICATE_API_TOKEN"}
 
 
+#: Polling faster than this hammers a provider's API (and 0 would spin a CPU).
+MIN_POLL_INTERVAL = 0.01
+ENV_PREFIX = "LATENTSYNC_ROUTES_"
+
+
+class InvalidSettings(ConfigurationError, ValueError):
+    """A setting with a value it cannot take; also a ``ValueError``, which ``load_settings`` used to raise."""
+
+
+def _shown_input(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def settings_problem(exc: ValidationError, source: str | None = None) -> InvalidSettings:
+    """One line per bad setting, naming its environment variable and config key and what it takes."""
+    lines = []
+    for problem in exc.errors(include_url=False):
+        parts = [str(part) for part in problem["loc"]]
+        where = "settings"
+        if parts:
+            where = f"{ENV_PREFIX}{'__'.join(parts).upper()} (config key {'.'.join(parts)!r})"
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        given = f"; got {_shown_input(problem['input'])}" if "input" in problem and parts else ""
+        lines.append(f"{where}: {message}{given}")
+    origin = f" in {source}" if source else ""
+    return InvalidSettings(f"invalid setting{'s' if len(lines) > 1 else ''}{origin}: " + "; ".join(lines))
+
+
 def default_home() -> Path:
     return Path(platformdirs.user_data_dir("latentsync-routes", appauthor=False))
 
@@ -45,14 +74,14 @@ class PolicySettings(BaseModel):
 
     require_consent: bool = True
     allow_uploads: bool = True
-    max_retention_days: float | None = None
+    max_retention_days: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     intended_use: Literal["commercial", "research", "personal"] = "commercial"
     allowed_weight_licences: list[str] | None = None
     require_failure_billing_documented: bool = True
     require_support_path: bool = True
-    max_video_seconds: float | None = None
-    max_audio_seconds: float | None = None
-    max_input_bytes: int | None = None
+    max_video_seconds: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    max_audio_seconds: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    max_input_bytes: int | None = Field(default=None, gt=0)
 
 
 class Settings(BaseSettings):
@@ -70,16 +99,17 @@ class Settings(BaseSettings):
     fal_base_url: str | None = None
     replicate_base_url: str | None = None
     replicate_version: str | None = None
-    budget_per_call: float | None = None
-    budget_total: float | None = None
-    local_gpu_hour_usd: float = 0.0
+    # NaN would compare false against every price and silently disable a budget: numbers are finite.
+    budget_per_call: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    budget_total: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    local_gpu_hour_usd: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     local_version: Literal["auto", "1.5", "1.6"] = "auto"
     local_device: str | None = None
-    deadline_seconds: float = 1800.0
-    max_attempts: int = 5
-    retry_max_seconds: float = 120.0
-    poll_interval: float = 1.0
-    max_output_bytes: int = 2 * 1024**3
+    deadline_seconds: float = Field(default=1800.0, gt=0, allow_inf_nan=False)
+    max_attempts: int = Field(default=5, ge=1)
+    retry_max_seconds: float = Field(default=120.0, ge=0, allow_inf_nan=False)
+    poll_interval: float = Field(default=1.0, ge=MIN_POLL_INTERVAL, allow_inf_nan=False)
+    max_output_bytes: int = Field(default=2 * 1024**3, gt=0)
     jsonl_path: Path | None = None
     policy: PolicySettings = Field(default_factory=PolicySettings)
 
@@ -114,7 +144,12 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
     path = config_file or os.environ.get("LATENTSYNC_ROUTES_CONFIG")
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if not path:
-        return Settings(**overrides)
+        try:
+            return Settings(**overrides)
+        except ValidationError as exc:
+            raise settings_problem(exc) from None
+        except ValueError as exc:  # pydantic-settings' SettingsError: an env value that is not valid JSON
+            raise InvalidSettings(f"invalid environment setting: {exc}") from None
     toml_path = Path(path).expanduser()
     if not toml_path.is_file():
         raise ConfigurationError(f"config file not found: {toml_path}")
@@ -125,8 +160,10 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
     )
     try:
         return bound(**overrides)
-    except ValueError as exc:
-        raise ConfigurationError(f"invalid config file {toml_path}: {exc}") from None
+    except ValidationError as exc:
+        raise settings_problem(exc, f"the environment or {toml_path}") from None
+    except (ValueError, OSError) as exc:  # TOML syntax, an unreadable file, SettingsError
+        raise InvalidSettings(f"invalid config file {toml_path}: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,12 @@ job allows it. Truncated or failed transfers go through the shared retry loop (s
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import re
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -104,10 +107,85 @@ def _shared_client() -> httpx.Client:
         return _CLIENT
 
 
+try:  # POSIX advisory locks tell a live download's temp file from one a killed process left behind
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: an open file cannot be deleted there anyway
+    fcntl = None  # type: ignore[assignment]
+
+#: Temp files held by downloads running in this process: path -> the open, locked descriptor.
+_HELD: dict[str, int] = {}
+_HELD_LOCK = threading.Lock()
+#: Without POSIX locks, a temp file untouched this long is taken for a killed download's leftover.
+STALE_PART_SECONDS = 6 * 3600.0
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+)\s*$", re.IGNORECASE)
+
+
+def _temp_prefix(dest: Path) -> str:
+    """The fixed start of every temp name for ``dest``, so a later download of it can find stale ones.
+
+    The digest keeps ``a.mp4``'s prefix from matching the temp files of ``a.mp4.x.mp4``.
+    """
+    digest = hashlib.sha256(dest.name.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    return f".{dest.name[:64]}.{digest}."
+
+
+def _remove_stale_parts(dest: Path) -> None:
+    """Delete temp files that a killed earlier download of ``dest`` left beside it; never a live one.
+
+    A running download holds an exclusive lock on its temp file until it is moved into place or
+    removed, so a file whose lock can be taken belongs to nobody.
+    """
+    prefix = _temp_prefix(dest)
+    try:
+        candidates = [p for p in dest.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(".part")]
+    except OSError:
+        return
+    for path in candidates:
+        if str(path) in _HELD:
+            continue
+        with contextlib.suppress(OSError):
+            if fcntl is None:
+                if os.stat(path).st_mtime < time.time() - STALE_PART_SECONDS:
+                    path.unlink()
+                continue
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises (an OSError) while a download holds it
+                path.unlink()
+            finally:
+                os.close(fd)
+
+
 def _temp_beside(dest: Path) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    os.close(fd)
+    """A fresh, locked temp file beside ``dest`` (same filesystem: the final rename is atomic)."""
+    _remove_stale_parts(dest)
+    fd, name = tempfile.mkstemp(prefix=_temp_prefix(dest), suffix=".part", dir=dest.parent)
+    if fcntl is not None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with _HELD_LOCK:
+        _HELD[name] = fd
     return Path(name)
+
+
+def _discard(tmp: Path, *, unlink: bool = True) -> None:
+    """Remove a temp file (unless it was moved into place) and drop its lock."""
+    if unlink:
+        tmp.unlink(missing_ok=True)
+    with _HELD_LOCK:
+        fd = _HELD.pop(str(tmp), None)
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _whole_file_range(value: str | None) -> int | None:
+    """The total size if a ``Content-Range`` covers the whole file (``bytes 0-(N-1)/N``), else ``None``."""
+    match = _CONTENT_RANGE.match((value or "").strip())
+    if match is None:
+        return None
+    first, last, total = (int(group) for group in match.groups())
+    return total if first == 0 and last == total - 1 else None
 
 
 def _stream_to_temp(
@@ -125,7 +203,8 @@ def _stream_to_temp(
     shown = url.split("?", 1)[0]
     tmp = _temp_beside(dest)
     try:
-        with client.stream("GET", url, headers=headers) as response:
+        # identity: the cap then counts what crosses the wire, and a compressed bomb is not inflated here
+        with client.stream("GET", url, headers={"Accept-Encoding": "identity", **headers}) as response:
             status = response.status_code
             if status >= 400:
                 error = DownloadError(f"output {shown} answered HTTP {status}", route=route, request_id=request_id,
@@ -133,7 +212,16 @@ def _stream_to_temp(
                 raise StepFailure(error, retryable=status in TRANSIENT_STATUSES, http_status=status,
                                   retry_after=retry_after_of(response))
             declared = response.headers.get("content-length")
-            expected = int(declared) if declared and declared.isdigit() else None
+            expected = int(declared) if declared and declared.isascii() and declared.isdigit() else None
+            if status == 206:
+                # Nobody asked for a range: only a 206 that covers the whole file is the whole file.
+                content_range = response.headers.get("content-range")
+                total = _whole_file_range(content_range)
+                if total is None:
+                    raise StepFailure(DownloadError(
+                        f"output {shown} answered 206 with Content-Range {(content_range or '')[:80]!r}, "
+                        "not the whole file", route=route, request_id=request_id), retryable=True)
+                expected = total if expected is None else expected
             if expected is not None and expected > cap:
                 raise StepFailure(DownloadError(f"output {shown} is {expected} bytes, over max_output_bytes={cap}",
                                                 route=route, request_id=request_id), retryable=False)
@@ -151,15 +239,19 @@ def _stream_to_temp(
                                                 route=route, request_id=request_id), retryable=True)
             return tmp, expected is not None
     except StepFailure:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         raise
     except httpx.HTTPError as exc:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         what = "could not connect" if request_never_sent(exc) else "broke off"
         raise StepFailure(DownloadError(f"download of {shown} {what}: {type(exc).__name__}", route=route,
                                         request_id=request_id), retryable=True) from None
+    except OSError as exc:
+        _discard(tmp)
+        raise StepFailure(DownloadError(f"cannot write beside {dest}: {exc.strerror or exc}", route=route,
+                                        request_id=request_id), retryable=False) from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         raise
 
 
@@ -169,8 +261,12 @@ def _write_data_uri(url: str, dest: Path, cap: int, route: str, request_id: str 
     from urllib.parse import unquote_to_bytes
 
     meta, _, payload = url[5:].partition(",")
+    is_base64 = meta.lower().endswith(";base64")
+    if (len(payload) * 3 // 4 if is_base64 else len(payload) // 3) > cap:  # refuse before decoding it all
+        raise StepFailure(DownloadError(f"output data: URI is over max_output_bytes={cap}", route=route,
+                                        request_id=request_id), retryable=False)
     try:
-        data = base64.b64decode(payload) if meta.endswith(";base64") else unquote_to_bytes(payload)
+        data = base64.b64decode(payload) if is_base64 else unquote_to_bytes(payload)
     except (binascii.Error, ValueError):
         raise StepFailure(DownloadError("output data: URI is not valid base64", route=route, request_id=request_id),
                           retryable=False) from None
@@ -178,11 +274,24 @@ def _write_data_uri(url: str, dest: Path, cap: int, route: str, request_id: str 
         raise StepFailure(DownloadError(f"output is {len(data)} bytes, over max_output_bytes={cap}", route=route,
                                         request_id=request_id), retryable=False)
     tmp = _temp_beside(dest)
-    tmp.write_bytes(data)
+    try:
+        tmp.write_bytes(data)
+    except BaseException:
+        _discard(tmp)
+        raise
     return tmp
 
 
 def _accept(tmp: Path, dest: Path, job: JobContext, route: str, request_id: str | None, retry_bad: bool) -> Path:
+    """Probe the temp file and move it into place, holding its lock until it is in place or gone."""
+    try:
+        return _probe_and_move(tmp, dest, job, route, request_id, retry_bad)
+    finally:
+        _discard(tmp, unlink=False)
+
+
+def _probe_and_move(tmp: Path, dest: Path, job: JobContext, route: str, request_id: str | None,
+                    retry_bad: bool) -> Path:
     """Probe the temp file and move it into place; a file that will not open is never accepted.
 
     When the transfer had no ``Content-Length`` a truncation is only visible to the probe, so an unreadable

@@ -33,6 +33,7 @@ carries the CLI exit code it maps to, so the CLI has no second table to keep in 
         ├── ProviderError                5xx, unexpected responses, exhausted retries
         ├── AmbiguousSubmit              a submit may or may not have created a job; never resubmitted
         ├── JobFailed                    the model ran and failed
+        │   └── JobAlreadyFailed         a re-run of a job that failed at the provider (retry_failed)
         ├── JobCancelled
         ├── DeadlineExceeded             the wait ran out; the job was cancelled at the provider
         ├── DownloadError                the output could not be fetched or is not a playable video
@@ -199,6 +200,10 @@ class AmbiguousSubmit(RouteError):
 
 class JobFailed(RouteError):
     pass
+
+
+class JobAlreadyFailed(JobFailed):
+    """Running a job again whose provider job failed: a new paid job needs ``retry_failed=True``."""
 
 
 class JobCancelled(RouteError):

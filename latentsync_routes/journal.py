@@ -1,19 +1,33 @@
-"""A durable SQLite journal of jobs, so a paid result is never lost and never paid for twice.
+"""A durable SQLite journal of jobs and of who owns each one, so a job is paid for once and never lost.
 
-The provider request id is written *before* the wait starts; a process killed mid-wait leaves a row in
-state ``submitted`` that ``resume`` (or a second ``run`` with the same idempotency key) picks up instead of
-submitting again. WAL mode and a busy timeout make it safe for several processes and threads at once: each
-operation opens its own short-lived connection.
+Two tables. ``jobs`` holds one row per job (the :class:`JobRecord` as JSON, plus the columns queries need).
+``claims`` holds at most one row per idempotency key: the owner running that job now, with a heartbeat.
+A job is claimed *before* anything leaves the machine, in one ``BEGIN IMMEDIATE`` transaction, so two
+threads or two processes with the same key can never both upload and submit: the second one waits for the
+first and then finds the job finished (and returns its result) or resumable (and carries it on). An owner
+whose heartbeat is older than the lease, or whose process is gone from this host, is dead, and its job is
+taken over where it stopped. Every write of an owned job checks the claim in the same statement, so an
+owner whose claim was taken over can no longer write (it raises :class:`ClaimLost`).
+
+WAL mode and a busy timeout make it safe for several processes at once; each operation opens its own
+short-lived connection. A corrupt or unreadable journal raises :class:`JournalError` (exit 2).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
-from collections.abc import Iterator
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import ConfigurationError, RouteError
 from .types import JobRecord
 
 _SCHEMA = """
@@ -28,10 +42,90 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
 );
 CREATE INDEX IF NOT EXISTS jobs_key ON jobs (idempotency_key, created_at);
+CREATE TABLE IF NOT EXISTS claims (
+    idempotency_key TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    heartbeat REAL NOT NULL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0
+);
 """
 
 TERMINAL_OK = "fetched"
 TERMINAL_BAD = ("failed", "cancelled")
+#: Seconds without a heartbeat after which an owner on another host (or a hung one) counts as dead.
+LEASE_S = 30.0
+#: Seconds between two checks of a claim held by someone else.
+WAIT_POLL_S = 0.1
+
+
+class JournalError(ConfigurationError):
+    """The journal file cannot be read or written (corrupt, not a database, no permission)."""
+
+
+class ClaimLost(RouteError):
+    """This process no longer owns the job: its lease ran out and another caller took the job over."""
+
+
+class ClaimTimeout(RouteError):
+    """Another live caller has held this job longer than we were willing to wait."""
+
+
+def new_owner() -> str:
+    """An owner token: host and pid (so a dead local process is recognised at once) and a unique tail."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def _owner_dead(owner: str, heartbeat: float, lease_s: float) -> bool:
+    if time.time() - heartbeat > lease_s:
+        return True
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, owned by another user
+        return False
+    return False
+
+
+@dataclass
+class Claim:
+    """This caller's hold on one job: keep it alive with :meth:`start_heartbeat`, give it back with release."""
+
+    journal: Journal
+    key: str
+    job_id: str
+    owner: str
+    took_over: bool = False
+    _stop: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _thread: threading.Thread | None = field(default=None, init=False, repr=False)
+
+    def start_heartbeat(self, lease_s: float = LEASE_S) -> None:
+        def beat() -> None:
+            while not self._stop.wait(lease_s / 3):
+                try:
+                    self.journal._beat(self)
+                except sqlite3.Error:  # a locked journal must not kill the job; the next beat retries
+                    continue
+
+        self._thread = threading.Thread(target=beat, name=f"latentsync-claim-{self.job_id[:8]}", daemon=True)
+        self._thread.start()
+
+    def cancel_requested(self) -> bool:
+        return self.journal.cancel_requested(self.key)
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        try:
+            self.journal._release(self)
+        except sqlite3.Error:  # the lease runs out by itself; a later caller takes the job over
+            pass
 
 
 class Journal:
@@ -44,60 +138,175 @@ class Journal:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        try:
+            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot open the job journal {self.path}: {exc}") from None
         try:
             db.execute("PRAGMA busy_timeout=30000")
             # WAL + NORMAL: each commit survives a crash or SIGKILL of the process (what resume needs);
             # only an OS crash or power loss could drop the last commits, and it saves an fsync per write.
             db.execute("PRAGMA synchronous=NORMAL")
             yield db
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise  # a busy journal is transient: callers treat it as a local failure and resume later
+            raise JournalError(f"the job journal {self.path} is unreadable ({exc}); move it aside to start a new "
+                               "one (its jobs are then forgotten)") from None
         finally:
             db.close()
 
-    def save(self, record: JobRecord) -> None:
-        """Insert or update one job (atomic; last writer wins for the same job)."""
+    # -- claims --------------------------------------------------------------------------------------
+    def claim(
+        self,
+        key: str,
+        make_record: Callable[[], JobRecord],
+        *,
+        owner: str | None = None,
+        wait_s: float = 24 * 3600.0,
+        lease_s: float = LEASE_S,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> tuple[Claim, JobRecord]:
+        """Own the job of ``key`` (creating its record if there is none), waiting while a live owner holds it.
+
+        Returns the claim and the job's current record: new, finished, failed or part-way, for the caller to
+        decide what to do with it. Raises :class:`ClaimTimeout` after ``wait_s`` of waiting.
+        """
+        owner = owner or new_owner()
+        give_up = time.monotonic() + wait_s
+        told = False
+        while True:
+            with self._connect() as db:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    found = self._try_claim(db, key, owner, lease_s, make_record)
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+            if found is not None:
+                record, took_over = found
+                return Claim(self, key, record.job_id, owner, took_over=took_over), record
+            if not told and on_wait is not None:
+                on_wait(key)
+                told = True
+            if time.monotonic() > give_up:
+                raise ClaimTimeout(f"another caller has been running the same job (key {key}) for longer than "
+                                   f"{wait_s:g} s; wait for it or resume it later")
+            time.sleep(WAIT_POLL_S)
+
+    def _try_claim(
+        self, db: sqlite3.Connection, key: str, owner: str, lease_s: float, make_record: Callable[[], JobRecord]
+    ) -> tuple[JobRecord, bool] | None:
+        row = db.execute("SELECT job_id, owner, heartbeat FROM claims WHERE idempotency_key = ?", (key,)).fetchone()
+        took_over = False
+        if row is not None:
+            if not _owner_dead(row[1], row[2], lease_s):
+                return None
+            took_over = True
+            db.execute("DELETE FROM claims WHERE idempotency_key = ?", (key,))
+        latest = db.execute(
+            "SELECT record FROM jobs WHERE idempotency_key = ? ORDER BY created_at DESC LIMIT 1", (key,)
+        ).fetchone()
+        if latest is not None:
+            record = JobRecord.model_validate_json(latest[0])
+        else:
+            record = make_record()
+            self._write(db, record)
+        db.execute("INSERT INTO claims (idempotency_key, job_id, owner, heartbeat) VALUES (?, ?, ?, ?)",
+                   (key, record.job_id, owner, time.time()))
+        return record, took_over
+
+    def claim_job(self, job_id: str, **kwargs: object) -> tuple[Claim, JobRecord]:
+        """Claim an existing job by its id (``resume``, ``cancel``)."""
+        record = self.get(job_id)
+        if record is None:
+            raise ConfigurationError(f"no job {job_id!r} in the journal at {self.path}")
+        return self.claim(record.idempotency_key, lambda: record, **kwargs)  # type: ignore[arg-type]
+
+    def _beat(self, claim: Claim) -> None:
         with self._connect() as db:
-            db.execute(
-                "INSERT INTO jobs (job_id, idempotency_key, route, state, provider_request_id, record, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(job_id) DO UPDATE SET state=excluded.state, "
-                "provider_request_id=excluded.provider_request_id, record=excluded.record, "
-                "updated_at=CURRENT_TIMESTAMP",
-                (
-                    record.job_id,
-                    record.idempotency_key,
-                    record.route,
-                    record.state,
-                    record.provider_request_id,
-                    record.model_dump_json(),
-                    record.created_at.isoformat(),
-                ),
-            )
+            db.execute("UPDATE claims SET heartbeat = ? WHERE idempotency_key = ? AND owner = ?",
+                       (time.time(), claim.key, claim.owner))
+
+    def _release(self, claim: Claim) -> None:
+        with self._connect() as db:
+            db.execute("DELETE FROM claims WHERE idempotency_key = ? AND owner = ?", (claim.key, claim.owner))
+
+    def request_cancel(self, key: str) -> bool:
+        """Ask the live owner of ``key`` to cancel its job; False when nobody holds it."""
+        with self._connect() as db:
+            changed = db.execute("UPDATE claims SET cancel_requested = 1 WHERE idempotency_key = ?", (key,)).rowcount
+        return bool(changed)
+
+    def cancel_requested(self, key: str) -> bool:
+        with self._connect() as db:
+            row = db.execute("SELECT cancel_requested FROM claims WHERE idempotency_key = ?", (key,)).fetchone()
+        return bool(row and row[0])
+
+    def owner_of(self, key: str) -> str | None:
+        with self._connect() as db:
+            row = db.execute("SELECT owner FROM claims WHERE idempotency_key = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    # -- records -------------------------------------------------------------------------------------
+    @staticmethod
+    def _write(db: sqlite3.Connection, record: JobRecord) -> int:
+        cursor = db.execute(
+            "INSERT INTO jobs (job_id, idempotency_key, route, state, provider_request_id, record, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(job_id) DO UPDATE SET state=excluded.state, "
+            "provider_request_id=excluded.provider_request_id, record=excluded.record, "
+            "updated_at=CURRENT_TIMESTAMP",
+            (record.job_id, record.idempotency_key, record.route, record.state, record.provider_request_id,
+             record.model_dump_json(), record.created_at.isoformat()),
+        )
+        return cursor.rowcount
+
+    def save(self, record: JobRecord, *, owner: str | None = None) -> None:
+        """Insert or update one job; with ``owner``, only while that owner still holds the job's claim."""
+        with self._connect() as db:
+            if owner is None:
+                self._write(db, record)
+                return
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                held = db.execute("SELECT 1 FROM claims WHERE idempotency_key = ? AND owner = ?",
+                                  (record.idempotency_key, owner)).fetchone()
+                if held is None:
+                    raise ClaimLost(f"job {record.job_id} was taken over by another caller; this one stops",
+                                    route=record.route, request_id=record.provider_request_id)
+                self._write(db, record)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
 
     def get(self, job_id: str) -> JobRecord | None:
         with self._connect() as db:
             row = db.execute("SELECT record FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         return JobRecord.model_validate_json(row[0]) if row else None
 
-    def find_live(self, idempotency_key: str) -> JobRecord | None:
-        """The newest job with this key that did not fail: the one a repeated ``run`` must reuse."""
-        placeholders = ",".join("?" for _ in TERMINAL_BAD)
+    def find_latest(self, idempotency_key: str) -> JobRecord | None:
+        """The newest job with this key, whatever its state."""
         with self._connect() as db:
             row = db.execute(
-                f"SELECT record FROM jobs WHERE idempotency_key = ? AND state NOT IN ({placeholders}) "  # noqa: S608
-                "ORDER BY created_at DESC LIMIT 1",
-                (idempotency_key, *TERMINAL_BAD),
+                "SELECT record FROM jobs WHERE idempotency_key = ? ORDER BY created_at DESC LIMIT 1",
+                (idempotency_key,),
             ).fetchone()
         return JobRecord.model_validate_json(row[0]) if row else None
 
-    def list(self, *, limit: int = 50, state: str | None = None) -> list[JobRecord]:
-        query = "SELECT record FROM jobs"
-        args: tuple[object, ...] = ()
+    def list(self, *, limit: int = 50, state: str | None = None, route: str | None = None) -> list[JobRecord]:
+        clauses, args = [], []
         if state:
-            query += " WHERE state = ?"
-            args = (state,)
-        query += " ORDER BY created_at DESC LIMIT ?"
+            clauses.append("state = ?")
+            args.append(state)
+        if route:
+            clauses.append("route = ?")
+            args.append(route)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._connect() as db:
-            rows = db.execute(query, (*args, limit)).fetchall()
+            rows = db.execute(f"SELECT record FROM jobs{where} ORDER BY created_at DESC LIMIT ?",  # noqa: S608
+                              (*args, limit)).fetchall()
         return [JobRecord.model_validate_json(r[0]) for r in rows]
 
 

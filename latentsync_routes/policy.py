@@ -29,6 +29,18 @@ class CheckResult(BaseModel):
     reason: str
 
 
+def meaningful_consent(consent: str | None) -> str | None:
+    """The consent text with control and invisible characters removed; ``None`` if nothing readable is left.
+
+    ``"\\x00\\x01\\n\\t "`` or a zero-width space is not a consent basis, and must not pass as one just
+    because ``str.strip`` keeps control characters.
+    """
+    if consent is None:
+        return None
+    shown = " ".join("".join(ch if ch.isprintable() else " " for ch in consent).split())
+    return shown or None
+
+
 def _consent(info: RouteInfo, policy: PolicySettings, consent: str | None) -> CheckResult:
     if not info.uploads_media:
         return CheckResult(check="consent", passed=True, reason="nothing is uploaded on this route")
@@ -38,8 +50,9 @@ def _consent(info: RouteInfo, policy: PolicySettings, consent: str | None) -> Ch
         )
     if not policy.require_consent:
         return CheckResult(check="consent", passed=True, reason="the policy does not require a consent basis")
-    if consent and consent.strip():
-        return CheckResult(check="consent", passed=True, reason=f"consent basis given: {consent.strip()!r}")
+    basis = meaningful_consent(consent)
+    if basis:
+        return CheckResult(check="consent", passed=True, reason=f"consent basis given: {basis!r}")
     return CheckResult(
         check="consent",
         passed=False,

@@ -8,18 +8,27 @@ sha256, so a record can be shipped to a log store without leaking a face or a vo
 from __future__ import annotations
 
 import ipaddress
+import math
+import numbers
 import os
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from .errors import UnsupportedSource
 
 LoopMode = Literal["pingpong", "loop"]
-JobState = Literal["created", "uploaded", "submitted", "completed", "fetched", "failed", "cancelled"]
+#: created -> uploaded -> submitting -> submitted -> completed -> fetched; or failed / cancelled. ``submitting``
+#: is written before the submit request leaves, so a job found there may or may not exist at the provider.
+JobState = Literal[
+    "created", "uploaded", "submitting", "submitted", "completed", "fetched", "failed", "cancelled"
+]
+#: The states in which a provider job may exist (and may be billing).
+PROVIDER_STATES = ("submitting", "submitted", "completed")
 
 
 def utcnow() -> datetime:
@@ -59,6 +68,11 @@ class MediaSource(BaseModel):
         if isinstance(value, (bytes, bytearray, memoryview)):
             return cls(kind="bytes", data=bytes(value), name=name or "input.bin")
         text = os.fspath(value)
+        if text[:5].lower() == "data:":
+            # Without this a data: URI would become a path with a giant name (OSError: File name too long).
+            raise UnsupportedSource(
+                f"data: URIs are not accepted as inputs ({len(text)} characters); pass the bytes or a file path"
+            )
         if "://" in text:
             return cls(kind="url", url=text, name=name)
         return cls(kind="path", path=Path(text).expanduser(), name=name or Path(text).name)
@@ -106,10 +120,70 @@ class MediaInfo(BaseModel):
     sample_rate: int | None = None
 
 
+#: Sanity bounds checked before any probe, upload or payment; each route narrows them further.
+SEED_MAX = 2**32 - 1
+INFERENCE_STEPS_MAX = 1000
+GUIDANCE_SCALE_MAX = 100.0
+
+
+def _bad(where: str, message: str) -> PydanticCustomError:
+    """A clean message (no "Value error," prefix); ``where`` names the key inside ``extras``, if any."""
+    text = f"{where}: {message}" if where else message
+    return PydanticCustomError("invalid_parameter", "{text}", {"text": text})
+
+
+def _finite_real(where: str, value: Any, *, low: float, high: float) -> float:
+    """A real number, never a bool (``True`` is not 1.0 here), never NaN or infinity."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise _bad(where, f"must be a number, not {type(value).__name__}")
+    result = float(value)
+    if not math.isfinite(result):
+        raise _bad(where, f"must be finite, not {result}")
+    if not low <= result <= high:
+        raise _bad(where, f"must be between {low:g} and {high:g}, not {result:g}")
+    return result
+
+
+def _bounded_int(where: str, value: Any, *, low: int, high: int) -> int:
+    """An integer, never a bool and never a float (``1.5`` steps or ``True`` as a seed are mistakes)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise _bad(where, f"must be an integer, not {type(value).__name__}")
+    result = int(value)
+    if not low <= result <= high:
+        raise _bad(where, f"must be between {low} and {high}, not {result}")
+    return result
+
+
+def _check_named(name: str, value: Any, where: str = "") -> Any:
+    if value is None:
+        return None
+    if name == "guidance_scale":
+        return _finite_real(where, value, low=0.0, high=GUIDANCE_SCALE_MAX)
+    if name == "seed":
+        return _bounded_int(where, value, low=0, high=SEED_MAX)
+    if name == "inference_steps":
+        return _bounded_int(where, value, low=1, high=INFERENCE_STEPS_MAX)
+    return value
+
+
+def _check_finite(path: str, value: Any) -> None:
+    """Extras reach provider JSON: NaN and infinity are not JSON and no model parameter wants them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _bad(path, f"must be finite, not {value}")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(f"{path}.{key}", item)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_finite(f"{path}[{index}]", item)
+
+
 class LipSyncRequest(BaseModel):
     """One lip-sync job as the user asked for it, before any route maps it to provider inputs.
 
     ``None`` means "the route's default"; a value that a route cannot honour is refused, never dropped.
+    Every value is checked here, before any probe or upload: finite, in a sane range, and of its own type
+    (a bool is never taken for a number).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -121,6 +195,20 @@ class LipSyncRequest(BaseModel):
     loop_mode: LoopMode | None = None
     inference_steps: int | None = None
     extras: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("guidance_scale", "seed", "inference_steps", mode="before")
+    @classmethod
+    def _typed_number(cls, value: Any, info: ValidationInfo) -> Any:
+        return _check_named(str(info.field_name), value)
+
+    @field_validator("extras")
+    @classmethod
+    def _sane_extras(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # An extra named like a typed parameter overrides it in given_parameters(): same rules apply.
+        checked = {key: _check_named(key, item, f"extras.{key}") for key, item in value.items()}
+        for key, item in checked.items():
+            _check_finite(f"extras.{key}", item)
+        return checked
 
     def given_parameters(self) -> dict[str, Any]:
         """The parameters the user actually set, extras included."""
@@ -185,6 +273,8 @@ class InputRecord(BaseModel):
     role: Literal["video", "audio"]
     source: str
     kind: Literal["path", "url", "bytes"]
+    #: the URL as given, query included, so a resume can send the same input again (URL inputs only)
+    url: str | None = None
     sha256: str | None = None
     size: int | None = None
     duration: float | None = None
@@ -212,6 +302,12 @@ class JobRecord(BaseModel):
     support_path: str | None = None
     uploaded_uris: list[str] = Field(default_factory=list)
     provider_request_id: str | None = None
+    #: the provider inputs of the last submit (written with ``submitting``): how an ambiguous submit is found
+    provider_inputs: dict[str, Any] | None = None
+    #: provider jobs of earlier attempts of this job (a ``retry_failed`` or ``force_resubmit`` re-run)
+    previous_request_ids: list[str] = Field(default_factory=list)
+    #: set while a job is stopped by a local failure after its provider job may exist: re-running resumes it
+    interrupted: str | None = None
     output_uri: str | None = None
     output_path: str | None = None
     failure_reason: str | None = None
@@ -222,6 +318,7 @@ class JobRecord(BaseModel):
     deleted: list[str] = Field(default_factory=list)
     not_deleted: list[str] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=utcnow)
+    submitting_at: datetime | None = None
     submitted_at: datetime | None = None
     completed_at: datetime | None = None
     timings: dict[str, float] = Field(default_factory=dict)

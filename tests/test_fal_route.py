@@ -25,6 +25,7 @@ from latentsync_routes import (
     ProviderError,
     ProviderInputRejected,
 )
+from latentsync_routes.errors import JobAlreadyFailed, JobFailed
 from latentsync_routes.routes import fal as fal_route
 from latentsync_routes.routes import fal_hosts as fal_host_override
 from latentsync_routes.testing import FakeFal, Fault
@@ -98,26 +99,72 @@ def test_429_with_retry_after_on_submit_and_on_poll(fal: FakeFal, media: tuple[P
     assert result.cost.billed_failures == 0
 
 
-def test_ingress_503_without_request_id_is_retried(fal: FakeFal, media: tuple[Path, Path], tmp_path: Path) -> None:
-    fal.faults.submit.append(Fault.nginx_503())
+def test_ingress_5xx_on_polls_and_results_is_retried(fal: FakeFal, media: tuple[Path, Path], tmp_path: Path) -> None:
     fal.faults.status.append(Fault.nginx_503(502))
     fal.faults.result.append(Fault.nginx_503(504))
     result = run(tmp_path, media)
     assert len(fal.jobs) == 1
     errors = [(a.step, a.http_status) for a in result.attempts if a.status == "error"]
-    assert errors == [("submit", 503), ("wait", 502), ("fetch", 504)]
-    assert "ingress" in (result.attempts[2].error_message or "")
+    assert errors == [("wait", 502), ("fetch", 504)]
+    assert any("ingress" in (a.error_message or "") for a in result.attempts)
 
 
-def test_500_on_result_is_final_and_not_billed(fal: FakeFal, media: tuple[Path, Path], tmp_path: Path) -> None:
-    fal.fail_job(status_code=500)
+def test_5xx_on_submit_is_ambiguous_and_never_blindly_resubmitted(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
+) -> None:
+    fal.faults.submit.append(Fault.nginx_503())  # nothing created, but a gateway 5xx cannot prove that
+    with pytest.raises(AmbiguousSubmit, match="a lookup found no job with these inputs"):
+        run(tmp_path, media)
+    assert len(fal.jobs) == 0 and len(fal.requests_for("submit")) == 1
+    assert len(fal.requests_for("list_requests")) == 1
+    record = journal(hosted_env)
+    assert record["state"] == "submitting" and record["provider_request_id"] is None
+    with pytest.raises(AmbiguousSubmit):  # the same call looks again, and still does not submit
+        run(tmp_path, media)
+    assert len(fal.jobs) == 0
+    result = run(tmp_path, media, force_resubmit=True)  # the caller checked: submit anew
+    assert len(fal.jobs) == 1 and result.provider_request_id in fal.jobs
+
+
+def test_one_500_on_the_result_is_retried_and_the_result_kept(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path
+) -> None:
+    fal.faults.result.append(Fault.status(500))
+    result = run(tmp_path, media)
+    assert len(fal.jobs) == 1 and len(fal.requests_for("result")) == 2
+    assert Path(result.output_path or "").is_file()
+
+
+def test_a_persistent_500_on_the_result_leaves_the_job_resumable(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
+) -> None:
+    fal.faults.result.extend(Fault.status(500) for _ in range(5))  # max_attempts tries, all refused
     with pytest.raises(ProviderError, match="HTTP 500 to the result fetch") as info:
         run(tmp_path, media)
     (job,) = fal.jobs.values()
     assert info.value.request_id == job.request_id and info.value.status_code == 500
-    assert len(fal.requests_for("result")) == 1 and len(fal.requests_for("submit")) == 1
-    record = info.value  # the record lives in the journal
-    assert "fal never bills server errors" in record.message
+    assert "fal never bills server errors" in info.value.message
+    record = journal(hosted_env)
+    assert record["state"] == "completed" and record["interrupted"]
+    result = run(tmp_path, media)  # running it again fetches the same request's result
+    assert result.provider_request_id == job.request_id
+    assert len(fal.requests_for("submit")) == 1 and len(fal.jobs) == 1
+
+
+def test_a_failed_request_is_final_and_not_paid_again_unless_asked(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
+) -> None:
+    fal.fail_job(status_code=500)
+    with pytest.raises(JobFailed, match="runner_server_error") as info:
+        run(tmp_path, media)
+    (job,) = fal.jobs.values()
+    assert info.value.request_id == job.request_id
+    assert journal(hosted_env)["state"] == "failed"
+    with pytest.raises(JobAlreadyFailed, match="retry_failed"):
+        run(tmp_path, media)
+    assert len(fal.jobs) == 1
+    result = run(tmp_path, media, retry_failed=True)
+    assert len(fal.jobs) == 2 and result.record.previous_request_ids == [job.request_id]
 
 
 def test_422_detail_list_names_the_fields_and_records_billing(
@@ -134,16 +181,31 @@ def test_422_detail_list_names_the_fields_and_records_billing(
     assert len(fal.jobs) == 1
 
 
-def test_ambiguous_submit_creates_exactly_one_job(
+def test_ambiguous_submit_is_found_by_lookup_and_adopted(
     fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
 ) -> None:
     fal.faults.submit.append(Fault.drop_after_accept())
-    with pytest.raises(AmbiguousSubmit, match="no lookup by idempotency key"):
+    result = run(tmp_path, media)
+    (job,) = fal.jobs.values()
+    assert result.provider_request_id == job.request_id
+    assert len(fal.requests_for("submit")) == 1  # fal-client's own POST retry is off
+    assert ("submit", "error", "AmbiguousSubmit") in [(a.step, a.status, a.error_type) for a in result.attempts]
+
+
+def test_ambiguous_submit_not_listed_yet_stops_then_a_rerun_finds_it(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
+) -> None:
+    fal.list_unfinished = False  # fal's list may show a request only once it has ended
+    fal.faults.submit.append(Fault.drop_after_accept())
+    with pytest.raises(AmbiguousSubmit, match="found no job"):
         run(tmp_path, media)
-    assert len(fal.jobs) == 1 and len(fal.requests_for("submit")) == 1  # fal-client's own POST retry is off
+    (job,) = fal.jobs.values()
     record = journal(hosted_env)
-    assert record["provider_request_id"] is None and record["state"] == "failed"
-    assert [(a["step"], a["status"]) for a in record["attempts"]][-1] == ("submit", "error")  # type: ignore[index]
+    assert record["provider_request_id"] is None and record["state"] == "submitting"
+    fal.complete(job.request_id)
+    result = run(tmp_path, media)
+    assert result.provider_request_id == job.request_id and len(fal.jobs) == 1
+    assert len(fal.requests_for("submit")) == 1
 
 
 def test_a_connection_dropped_after_sending_is_never_resubmitted(

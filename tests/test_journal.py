@@ -1,11 +1,17 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 from latentsync_routes import __version__
-from latentsync_routes.journal import Journal, append_jsonl
+from latentsync_routes.journal import ClaimLost, ClaimTimeout, Journal, JournalError, append_jsonl
 from latentsync_routes.types import Cost, JobRecord
 
 
@@ -28,13 +34,101 @@ def test_save_get_update(tmp_path: Path) -> None:
     assert journal.get("missing") is None
 
 
-def test_find_live_skips_failed(tmp_path: Path) -> None:
+def test_find_latest_returns_the_newest_job_whatever_its_state(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
     journal.save(record("old", state="failed"))
-    assert journal.find_live("k") is None
-    journal.save(record("new", state="submitted"))
-    live = journal.find_live("k")
-    assert live is not None and live.job_id == "new"
+    assert journal.find_latest("k") is not None
+    assert journal.find_latest("other") is None
+
+
+def test_a_claim_is_exclusive_and_a_waiter_gets_the_same_job(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    made: list[str] = []
+
+    def make() -> JobRecord:
+        made.append("x")
+        return record(f"job-{len(made)}")
+
+    first, rec = journal.claim("k", make)
+    got: list[str] = []
+    waiter = threading.Thread(target=lambda: got.append(journal.claim("k", make)[1].job_id))
+    waiter.start()
+    waiter.join(0.5)
+    assert waiter.is_alive() and got == []  # blocked while the first owner holds the job
+    first.release()
+    waiter.join(10)
+    assert got == [rec.job_id] and made == ["x"]  # one record, handed to both in turn
+
+
+def test_a_dead_owner_process_is_taken_over_at_once(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    claim, rec = journal.claim("k", lambda: record("a"), owner="somehost-not-here:1:x")
+    assert claim.owner.startswith("somehost")
+    # another host's owner is alive until its lease runs out
+    with pytest.raises(ClaimTimeout):
+        journal.claim("k", lambda: record("b"), wait_s=0.3)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = f"{socket.gethostname()}:{dead.stdout.strip()}:y"
+    journal.claim("k2", lambda: record("c", key="k2"), owner=gone)
+    took, rec2 = journal.claim("k2", lambda: record("d", key="k2"), wait_s=5)
+    assert took.took_over and rec2.job_id == "c"
+
+
+def test_an_expired_lease_is_taken_over_and_the_old_owner_can_no_longer_write(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    old, rec = journal.claim("k", lambda: record("a"), owner="elsewhere:1:x")
+    new, _ = journal.claim("k", lambda: record("b"), lease_s=0.0, wait_s=5)
+    assert new.took_over
+    rec.state = "submitted"
+    with pytest.raises(ClaimLost):
+        journal.save(rec, owner=old.owner)
+    journal.save(rec, owner=new.owner)
+    assert journal.get("a").state == "submitted"  # type: ignore[union-attr]
+
+
+def test_cancel_request_reaches_the_owner(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    claim, _ = journal.claim("k", lambda: record("a"))
+    assert not claim.cancel_requested()
+    assert journal.request_cancel("k") and claim.cancel_requested()
+    claim.release()
+    assert not journal.request_cancel("k")
+
+
+def test_a_corrupt_journal_is_a_typed_error(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(JournalError, match="unreadable") as info:
+        Journal(path)
+    assert info.value.exit_code == 2
+
+
+def _claim_and_count(path: str, key: str, counter: str) -> None:
+    journal = Journal(Path(path))
+    claim, rec = journal.claim(key, lambda: record(f"{os.getpid()}-{threading.get_ident()}", key=key))
+    try:
+        if rec.state == "created":  # the first owner does the work; the others find it done
+            with open(counter, "a") as handle:
+                handle.write("work\n")
+            rec.state = "fetched"
+            journal.save(rec, owner=claim.owner)
+    finally:
+        claim.release()
+
+
+def test_identical_claims_across_threads_and_processes_do_the_work_once(tmp_path: Path) -> None:
+    path, counter = str(tmp_path / "j.sqlite3"), str(tmp_path / "count.txt")
+    Journal(Path(path))
+    threads = [threading.Thread(target=_claim_and_count, args=(path, "same", counter)) for _ in range(6)]
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_claim_and_count, args=(path, "same", counter)) for _ in range(3)]
+    for worker in [*threads, *processes]:
+        worker.start()
+    for worker in [*threads, *processes]:
+        worker.join(60)
+    assert all(p.exitcode == 0 for p in processes)
+    assert Path(counter).read_text().splitlines() == ["work"]
+    assert len(Journal(Path(path)).list(limit=100)) == 1
 
 
 def _write_many(path: str, prefix: str, count: int) -> None:

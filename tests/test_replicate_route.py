@@ -140,13 +140,13 @@ def test_429_with_retry_after_on_create_and_on_poll(
     rep: FakeReplicate, media: tuple[Path, Path], tmp_path: Path
 ) -> None:
     rep.faults.create.append(Fault.status(429, retry_after=0))
-    rep.faults.create.append(Fault.status(503))  # an error answer: Replicate created nothing, so retry
+    rep.faults.create.append(Fault.status(429))  # Replicate's own "not now": it created nothing, so retry
     rep.faults.get.append(Fault.status(429, retry_after=0.2))
     rep.faults.get.append(Fault.status(503))
     result = run(tmp_path, media)
     assert len(rep.predictions) == 1 and len(rep.requests_for("create")) == 3
     errors = [(a.step, a.http_status, a.retryable) for a in result.attempts if a.status == "error"]
-    assert errors == [("submit", 429, True), ("submit", 503, True), ("wait", 429, True), ("wait", 503, True)]
+    assert errors == [("submit", 429, True), ("submit", 429, True), ("wait", 429, True), ("wait", 503, True)]
     gets = rep.requests_for("get")
     assert gets[1].started_at - gets[0].started_at >= 0.2  # our loop honoured Retry-After (the SDK's is off)
 
@@ -163,11 +163,21 @@ def test_ambiguous_create_is_found_by_lookup(
         ("submit", "error", "AmbiguousSubmit"), ("submit", "ok", None)]
 
 
+def test_5xx_on_create_after_accepting_is_found_by_lookup(
+    rep: FakeReplicate, media: tuple[Path, Path], tmp_path: Path
+) -> None:
+    rep.faults.create.append(Fault.drop_after_accept())
+    rep.faults.list_predictions.append(Fault.status(503))  # the lookup itself is retried
+    result = run(tmp_path, media)
+    (prediction,) = rep.predictions.values()
+    assert result.provider_request_id == prediction.id and len(rep.requests_for("create")) == 1
+
+
 def test_ambiguous_create_not_found_raises_and_keeps_inputs(
     rep: FakeReplicate, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
 ) -> None:
     rep.faults.create.append(Fault.drop())  # request read, connection closed, nothing created
-    with pytest.raises(AmbiguousSubmit, match="found none"):
+    with pytest.raises(AmbiguousSubmit, match="found no job"):
         run(tmp_path, media)
     assert rep.predictions == {} and len(rep.requests_for("create")) == 1
     record = journal(hosted_env)
@@ -218,7 +228,7 @@ def test_canceled_prediction_is_billed_for_what_it_ran(
             (pid,) = rep.predictions
             httpx.post(f"{rep.url}/v1/predictions/{pid}/cancel", headers={"Authorization": f"Bearer {REPLICATE_TOKEN}"})
 
-    with pytest.raises(JobCancelled, match="ended canceled") as info:
+    with pytest.raises(JobCancelled, match="ended canceled at the provider") as info:
         run(tmp_path, media, progress=cancel_elsewhere)
     (prediction,) = rep.predictions.values()
     assert prediction.status == "canceled" and info.value.request_id == prediction.id
@@ -231,7 +241,7 @@ def test_aborted_prediction_is_cancelled_and_free(rep: FakeReplicate, media: tup
     aborted = {"id": "p1", "model": "bytedance/latentsync", "version": "v", "status": "aborted", "input": {},
                "output": None, "error": None, "logs": "", "metrics": {}}
     rep.faults.get.append(Fault.status(200, json=aborted))
-    with pytest.raises(JobCancelled, match="ended aborted; not billed"):
+    with pytest.raises(JobCancelled, match="ended aborted at the provider; not billed"):
         run(tmp_path, media)
     assert journal(hosted_env)["cost"]["billed_failures"] == 0
 

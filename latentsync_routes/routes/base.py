@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -82,6 +83,14 @@ class RouteInfo(BaseModel):
     failure_billing_source: str | None = None
     support_path: list[str] = Field(default_factory=list)
     credential_env: str | None = None
+    #: the provider SDK the route drives (import name, distribution name), if any
+    sdk_module: str | None = None
+    sdk_package: str | None = None
+    #: the environment variable that points the route at another origin (a gateway, a fake), and its default
+    base_url_env: str | None = None
+    default_base_url: str | None = None
+    #: jobs at once per client by default (a provider's own concurrency limit, or a GPU)
+    default_concurrency: int = 4
     install_extra: str
     sources: list[str] = Field(default_factory=list)
     parameters: list[ParameterSpec] = Field(default_factory=list)
@@ -116,7 +125,11 @@ class JobContext:
     overwrite: bool = False
     progress: ProgressCallback | None = None
     persist: Callable[[JobRecord], None] = lambda record: None
-    resume_request_id: str | None = None
+    #: submit again after an ambiguous submit that no lookup resolved (a duplicate may be billed)
+    force_resubmit: bool = False
+    #: set from another thread (an awaiting task was cancelled); the journal flag is checked beside it
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    cancel_flag: Callable[[], bool] = lambda: False
     _attempt_no: int = field(default=0, init=False)
 
     @property
@@ -125,6 +138,16 @@ class JobContext:
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
+
+    def cancel_requested(self) -> bool:
+        """True once the caller cancelled this job (an async task, or ``cancel(job_id)`` from elsewhere)."""
+        if not self.cancel_event.is_set() and self.cancel_flag():
+            self.cancel_event.set()
+        return self.cancel_event.is_set()
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep between polls, never past the deadline, waking at once when the job is cancelled."""
+        self.cancel_event.wait(max(0.0, min(seconds, self.remaining())))
 
     def mark(self, state: JobState | None = None, **updates: Any) -> None:
         """Update the record and persist it *before* the next step (request ids must survive a crash)."""
@@ -169,6 +192,9 @@ class Route(Protocol):
     def estimate(self, request: LipSyncRequest, video: MediaInfo, audio: MediaInfo) -> CostEstimate: ...
 
     def execute(self, job: JobContext) -> RouteOutput: ...
+
+    def cancel_job(self, job: JobContext) -> str:
+        """Cancel a job that nobody is running now (its provider job, if any); says what happened."""
 
 
 def map_parameters(info: RouteInfo, request: LipSyncRequest) -> dict[str, Any]:

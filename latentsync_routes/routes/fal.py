@@ -1,66 +1,48 @@
 """The ``fal`` route: ``fal-ai/latentsync`` on fal's queue, driven by the official ``fal-client`` 1.0.3.
 
-fal-client supplies the credentials and the authenticated httpx client, the uploads (``upload_file``, or
-for inputs over 20 MiB its CDN token and multipart ``create`` with our parts streamed from disk, so memory
-stays flat) and the request handles. Three things bypass its helpers, on purpose:
+The job's loop, deadline, journal writes and ambiguity rules are the hosted template's
+(:mod:`latentsync_routes.routes.hosted`); this module is fal's single tries of each step. fal-client
+supplies the credentials, the authenticated httpx client and the uploads (``upload_file``, or for inputs
+over 20 MiB its CDN token and multipart ``create`` with our parts streamed from disk). Three things bypass
+its helpers, on purpose:
 
 * **The submit** is one ``POST`` on fal-client's own client. ``SyncClient.submit`` retries POSTs itself
-  (10 tries on 408/409/429, resets, read timeouts), so a lost reply would create a second billed job. Ours
-  is retried by the shared loop only when fal cannot have accepted it (no connection, or an HTTP error
-  answer); a timeout or reset after sending raises :class:`AmbiguousSubmit` (fal has no lookup by
-  idempotency key).
-* **Polls, the result fetch and the cancel** are single requests on the handle's client: only our loop
-  knows the deadline and records each try, and the result headers ``x-fal-request-id`` and
-  ``x-fal-billable-units`` (the actual cost) are dropped by ``handle.get()``.
-* **Hosts**: ``settings.fal_base_url`` points fal's four hosts at one gateway serving ``/queue/``,
-  ``/run/``, ``/rest`` and ``/cdn`` (the layout of ``latentsync_routes.testing.FakeFal``); see
-  :func:`~latentsync_routes.routes.fal_hosts.fal_hosts`, the one place that redirects fal-client. The
-  streamed multipart upload lives in :mod:`latentsync_routes.routes.fal_upload`.
+  (10 tries on 408/409/429, resets, read timeouts), so a lost reply would create a second billed job.
+  Ours is retried by the shared loop only when fal cannot have accepted it (no connection, or an answer
+  from fal itself refusing it); a timeout, a reset or a 5xx after sending is ambiguous.
+* **Polls, the result fetch and the cancel** are single requests to URLs built from the request id on
+  the configured origin (never to URLs the submit answer names, so the key never goes to another host);
+  the result headers ``x-fal-request-id`` and ``x-fal-billable-units`` (the actual cost) are kept.
+* **Hosts**: ``settings.fal_base_url`` points fal's hosts at one origin; see
+  :func:`~latentsync_routes.routes.fal_hosts.fal_hosts`, the one place that redirects fal-client.
 """
 
 from __future__ import annotations
 
 import mimetypes
 import threading
-import time
-from functools import partial
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from ..errors import (
     AmbiguousSubmit,
     AuthenticationError,
-    DeadlineExceeded,
     JobCancelled,
-    MissingCredentials,
     ProviderError,
     ProviderInputRejected,
     RouteError,
 )
-from ..pricing import estimate_fal, fal_actual_cost, fal_cost_for_seconds
-from ..retry import (
-    STEP_NOUN,
-    StepFailure,
-    json_or_none,
-    record_attempt,
-    request_never_sent,
-    request_timeout,
-    retry_after_of,
-    run_step,
-)
-from ..types import CostEstimate, LipSyncRequest, MediaInfo, MediaSource, utcnow
-from .base import (
-    JobContext,
-    ParameterSpec,
-    RouteInfo,
-    RouteOutput,
-    map_parameters,
-    module_available,
-    not_installed_message,
-)
+from ..pricing import estimate_fal, fal_actual_cost, fal_cost_for_seconds, price_book
+from ..retry import STEP_NOUN, StepFailure, json_or_none, request_never_sent, request_timeout, retry_after_of
+from ..types import CostEstimate, LipSyncRequest, MediaInfo, MediaSource
+from .base import JobContext, ParameterSpec, RouteInfo, RouteOutput
 from .fal_hosts import fal_hosts
 from .fal_upload import upload_multipart
+from .hosted import CancelOutcome, HostedRoute, Output, Status
 
 if TYPE_CHECKING:
+    import fal_client
     import httpx
 
     from ..config import Credential, Settings
@@ -89,6 +71,11 @@ INFO = RouteInfo(
     failure_billing_source="https://docs.fal.ai/faq",
     support_path=["https://docs.fal.ai", "https://fal.ai/support", "https://github.com/bytedance/LatentSync/issues"],
     credential_env="FAL_KEY",
+    sdk_module="fal_client",
+    sdk_package="fal-client",
+    base_url_env="LATENTSYNC_ROUTES_FAL_BASE_URL",
+    default_base_url="https://queue.fal.run",
+    default_concurrency=2,
     install_extra="fal",
     sources=["https://fal.ai/models/fal-ai/latentsync/llms.txt", "https://docs.fal.ai/faq"],
     parameters=[
@@ -105,108 +92,66 @@ POLL_TIMEOUT_S = 30.0
 CANCEL_TIMEOUT_S = 10.0
 #: Inputs above this go up as a streamed multipart upload (fal-client would hold them in memory).
 STREAM_ABOVE_BYTES = 20 * 1024 * 1024
+#: fal's Platform API origin (request history), used to find the job of an ambiguous submit.
+PLATFORM_URL = "https://api.fal.ai"
+#: The lookup searches requests sent since the submit began, less this clock skew; at most this many pages.
+CLOCK_SKEW_S = 60.0
+LOOKUP_PAGES = 3
+_STATES: dict[str, Literal["queued", "running", "succeeded"]] = {
+    "IN_QUEUE": "queued", "IN_PROGRESS": "running", "COMPLETED": "succeeded"}
 
 
-class FalRoute:
+class FalRoute(HostedRoute):
     name: ClassVar[str] = "fal"
+    INFO: ClassVar[RouteInfo] = INFO
+    INPUT_NAMES: ClassVar[tuple[str, str]] = ("video_url", "audio_url")
 
     def __init__(self, *, settings: Settings, credential: Credential | None) -> None:
-        self.settings = settings
-        self.credential = credential
-        self._sync: Any = None
+        super().__init__(settings=settings, credential=credential)
+        self._sync: fal_client.SyncClient | None = None
         self._lock = threading.Lock()
-
-    def info(self) -> RouteInfo:
-        return INFO
-
-    def availability(self) -> str | None:
-        if not module_available("fal_client"):
-            return not_installed_message("fal", "fal-client", "fal")
-        if self.credential is None:
-            return "route 'fal' needs FAL_KEY (argument fal_key=, env FAL_KEY, or keyring service 'latentsync-routes')"
-        return None
-
-    def provider_parameters(self, request: LipSyncRequest) -> dict[str, Any]:
-        return map_parameters(INFO, request)
 
     def estimate(self, request: LipSyncRequest, video: MediaInfo, audio: MediaInfo) -> CostEstimate:
         return estimate_fal(audio.duration)
 
-    # -- execute ------------------------------------------------------------------------------------
+    def ambiguity_hint(self) -> str:
+        return f"your fal request history for {ENDPOINT} (fal.ai dashboard, Requests)"
+
     def execute(self, job: JobContext) -> RouteOutput:
-        """Upload, submit (journalled before waiting), wait with a deadline, fetch, download, price."""
-        from ..download import download_output, ensure_writable
-
-        ensure_writable(job, self.name)
-        arguments = self.provider_parameters(job.request)
         with fal_hosts(self.settings.fal_base_url):
-            sync = self._sdk()
-            if job.resume_request_id:
-                import fal_client
+            return super().execute(job)
 
-                handle = fal_client.SyncRequestHandle.from_request_id(sync._client, ENDPOINT, job.resume_request_id)
-                job.report(f"fal: resuming request {handle.request_id}", None)
-            else:
-                video_url, audio_url = self._upload_inputs(job, sync)
-                handle = self._submit(job, sync, {"video_url": video_url, "audio_url": audio_url, **arguments})
-            self._wait(job, handle)
-            result, units, request_id = self._fetch_result(job, handle)
-        video = result.get("video") if isinstance(result, dict) else None
-        url = video.get("url") if isinstance(video, dict) else None
-        if not isinstance(url, str) or not url:
-            raise ProviderError("fal's result has no video url", route=self.name, request_id=request_id)
-        name = video.get("file_name") if isinstance(video, dict) else None
-        job.report("fal: downloading the output", None)
-        path = download_output(job, url, route=self.name, request_id=request_id,
-                               file_name=name if isinstance(name, str) else None)
-        cost, basis = _actual_cost(units, path)
-        job.report("fal: done", 1.0)
-        return RouteOutput(output_path=path, output_url=url, provider_request_id=request_id, actual_cost=cost,
-                           cost_basis=basis)
+    def cancel_job(self, job: JobContext) -> str:
+        with fal_hosts(self.settings.fal_base_url):
+            return super().cancel_job(job)
 
-    def _sdk(self) -> Any:
+    def _sdk(self) -> fal_client.SyncClient:
         """The route's own fal-client ``SyncClient`` (one per route, so its CDN token manager is ours)."""
         with self._lock:
             if self._sync is None:
-                if self.credential is None:
-                    raise MissingCredentials("route 'fal' needs FAL_KEY", route=self.name)
                 import fal_client
 
-                self._sync = fal_client.SyncClient(key=self.credential.value.get_secret_value(),
-                                                   default_timeout=SUBMIT_TIMEOUT_S)
+                self._sync = fal_client.SyncClient(key=self.secret(), default_timeout=SUBMIT_TIMEOUT_S)
                 self._sync._client  # noqa: B018 - build the httpx client once, not in racing job threads
             return self._sync
 
+    def _http(self) -> httpx.Client:
+        client: httpx.Client = self._sdk()._client
+        return client
+
+    def _url(self, request_id: str, suffix: str = "") -> str:
+        """A queue URL on the configured origin, built from the request id (never one the server named)."""
+        import fal_client.client
+
+        return f"{fal_client.client.QUEUE_URL_FORMAT}{ENDPOINT}/requests/{request_id}{suffix}"
+
     # -- upload ----------------------------------------------------------------------------------------
-    def _upload_inputs(self, job: JobContext, sync: Any) -> tuple[str, str]:
-        lifecycle = self._lifecycle()
-        urls: list[str] = []
-        uploaded: list[str] = []
-        for role, source in (("video", job.request.video), ("audio", job.request.audio)):
-            if source.kind == "url":
-                urls.append(str(source.url))
-                continue
-            job.report(f"fal: uploading the {role}", None)
-            url = run_step(job, "upload", partial(self._upload_one, sync, source, lifecycle))
-            urls.append(url)
-            uploaded.append(url)
-        job.mark("uploaded", uploaded_uris=uploaded)
-        return urls[0], urls[1]
-
-    def _lifecycle(self) -> Any:
-        """fal-client ``StorageSettings`` expiring uploads after the policy's retention cap, if one is set."""
-        days = self.settings.policy.max_retention_days
-        if days is None:
-            return None
-        import fal_client
-
-        return fal_client.StorageSettings(expires_in=max(60, int(days * 86400)))
-
-    def _upload_one(self, sync: Any, source: MediaSource, lifecycle: Any) -> str:
-        """One upload try. Uploads create no job, so any transport failure may be retried."""
+    def upload(self, job: JobContext, source: MediaSource) -> str:
         import fal_client
         import httpx
 
+        sync = self._sdk()
+        lifecycle = self._lifecycle()
         try:
             if source.kind == "bytes":
                 name = source.name or "input.bin"
@@ -226,137 +171,153 @@ class FalRoute:
             raise StepFailure(RouteError(f"cannot read {source.describe()}: {exc.strerror or exc}",
                                          route=self.name), retryable=False) from None
 
-    # -- submit ----------------------------------------------------------------------------------------
-    def _submit(self, job: JobContext, sync: Any, arguments: dict[str, Any]) -> Any:
+    def _lifecycle(self) -> Any:
+        """fal-client ``StorageSettings`` expiring uploads after the policy's retention cap, if one is set."""
+        days = self.settings.policy.max_retention_days
+        if days is None:
+            return None
         import fal_client
+
+        return fal_client.StorageSettings(expires_in=max(60, int(days * 86400)))
+
+    # -- submit ----------------------------------------------------------------------------------------
+    def submit(self, job: JobContext, inputs: dict[str, Any]) -> str:
+        import fal_client.client
         import httpx
 
-        client = sync._client
         url = f"{fal_client.client.QUEUE_URL_FORMAT}{ENDPOINT}"
-        started = utcnow()
+        try:
+            response = self._http().post(url, json=inputs, timeout=request_timeout(job, SUBMIT_TIMEOUT_S))
+        except httpx.HTTPError as exc:
+            if request_never_sent(exc):
+                raise self._transient(f"could not connect to fal's queue ({type(exc).__name__}); nothing was "
+                                      "submitted") from None
+            raise self._ambiguous(f"{type(exc).__name__} after the request was sent") from None
+        if response.status_code >= 500:
+            raise self._ambiguous(f"HTTP {response.status_code}, which a gateway may send after fal accepted it")
+        if response.status_code >= 400:
+            raise self._http_failure(response, step="submit")
+        data = json_or_none(response)
+        request_id = data.get("request_id") if isinstance(data, dict) else None
+        if not isinstance(request_id, str) or not request_id:
+            raise self._ambiguous(f"HTTP {response.status_code} without a request id")
+        return request_id
 
-        def one_try() -> Any:
+    def lookup(self, job: JobContext, inputs: dict[str, Any], since: datetime) -> list[str] | None:
+        """fal's Platform API lists an endpoint's requests with their input payloads: ours are the ones
+        whose input is exactly what we sent (its upload URLs are unique to this job).
+
+        Source: https://docs.fal.ai/platform-apis/v1/models/requests/by-endpoint (checked 2026-12-01). The
+        list is sorted by end time; whether a request still queued appears is not documented, so a miss
+        leaves the submit ambiguous (the template then stops) rather than proving nothing was created.
+        """
+        import httpx
+
+        base = (self.settings.fal_base_url or PLATFORM_URL).rstrip("/")
+        start = (since - timedelta(seconds=CLOCK_SKEW_S)).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        params: dict[str, str] = {"endpoint_id": ENDPOINT, "start": start, "expand": "payloads", "limit": "100"}
+        found: list[str] = []
+        for _ in range(LOOKUP_PAGES):
             try:
-                response = client.post(url, json=arguments, timeout=httpx.Timeout(SUBMIT_TIMEOUT_S, connect=10.0))
+                response = self._http().get(f"{base}/v1/models/requests/by-endpoint", params=params,
+                                            timeout=request_timeout(job, POLL_TIMEOUT_S))
             except httpx.HTTPError as exc:
-                if request_never_sent(exc):
-                    raise self._transient(f"could not connect to fal's queue ({type(exc).__name__}); nothing was "
-                                          "submitted") from None
-                raise StepFailure(AmbiguousSubmit(_ambiguous_message(type(exc).__name__), route=self.name),
-                                  retryable=False) from None
+                raise self._transient(f"fal request lookup failed: {type(exc).__name__}") from None
             if response.status_code >= 400:
-                raise self._http_failure(response, step="submit")
+                raise self._http_failure(response, step="lookup")
             data = json_or_none(response)
-            request_id = data.get("request_id") if isinstance(data, dict) else None
-            if not isinstance(request_id, str):
-                cause = f"HTTP {response.status_code} without a request id"
-                raise StepFailure(AmbiguousSubmit(_ambiguous_message(cause), route=self.name), retryable=False)
-            try:
-                return fal_client.SyncRequestHandle(request_id=request_id, response_url=data["response_url"],
-                                                    status_url=data["status_url"], cancel_url=data["cancel_url"],
-                                                    client=client)
-            except KeyError:
-                return fal_client.SyncRequestHandle.from_request_id(client, ENDPOINT, request_id)
+            items = data.get("items") if isinstance(data, dict) else None
+            if not isinstance(items, list):
+                raise self._transient("fal's request list is not readable", retryable=False)
+            found += [str(item["request_id"]) for item in items if isinstance(item, dict)
+                      and item.get("json_input") == inputs and item.get("request_id")]
+            cursor = data.get("next_cursor") if isinstance(data, dict) and data.get("has_more") else None
+            if not cursor:
+                break
+            params["cursor"] = str(cursor)
+        return found
 
-        handle = run_step(job, "submit", one_try, record_success=False)
-        job.mark("submitted", provider_request_id=handle.request_id, submitted_at=utcnow())
-        record_attempt(job, "submit", ok=True, started_at=started, request_id=handle.request_id)
-        job.report(f"fal: submitted request {handle.request_id}", None)
-        return handle
+    def _ambiguous(self, cause: str) -> StepFailure:
+        return StepFailure(AmbiguousSubmit(f"the submit to fal may or may not have created a job: {cause}",
+                                           route=self.name), retryable=False)
 
     # -- wait ------------------------------------------------------------------------------------------
-    def _wait(self, job: JobContext, handle: Any) -> None:
-        """Poll status (with logs) until COMPLETED; on the deadline cancel and raise DeadlineExceeded."""
-        seen_logs = 0
-        last = ""
-        on_deadline = partial(self._deadline, job, handle)
-        while True:
-            if job.remaining() <= 0:
-                on_deadline()
-            status = run_step(job, "wait", partial(self._poll, job, handle), request_id=handle.request_id,
-                              record_success=False, on_deadline=on_deadline)
-            state = status.get("status")
-            if state == "IN_QUEUE":
-                message = f"fal: queued (position {status.get('queue_position')})"
-                if message != last:
-                    job.report(message, None)
-                    last = message
-            logs = status.get("logs") or []
-            if isinstance(logs, list):
-                for entry in logs[seen_logs:]:
-                    text = entry.get("message") if isinstance(entry, dict) else entry
-                    job.report(f"fal: {text}", None)
-                seen_logs = max(seen_logs, len(logs))
-            if state == "COMPLETED":
-                job.mark("completed")
-                return
-            time.sleep(max(0.0, min(self.settings.poll_interval, job.remaining())))
-
-    def _poll(self, job: JobContext, handle: Any) -> dict[str, Any]:
+    def poll(self, job: JobContext, request_id: str) -> Status:
         import httpx
 
         try:
-            response = handle.client.get(handle.status_url, params={"logs": "true"},
-                                         timeout=request_timeout(job, POLL_TIMEOUT_S))
+            response = self._http().get(self._url(request_id, "/status"), params={"logs": "true"},
+                                        timeout=request_timeout(job, POLL_TIMEOUT_S))
         except httpx.HTTPError as exc:
-            raise self._transient(f"fal status poll failed: {type(exc).__name__}", handle.request_id) from None
+            raise self._transient(f"fal status poll failed: {type(exc).__name__}", request_id) from None
         if response.status_code >= 400:
-            raise self._http_failure(response, step="wait", request_id=handle.request_id)
+            raise self._http_failure(response, step="wait", request_id=request_id)
         data = json_or_none(response)
-        if not isinstance(data, dict) or data.get("status") not in ("IN_QUEUE", "IN_PROGRESS", "COMPLETED"):
-            shown = data.get("status") if isinstance(data, dict) else None
-            raise self._transient(f"fal answered an unknown status {shown!r}", handle.request_id,
-                                  retryable=shown is None)
-        return data
+        shown = data.get("status") if isinstance(data, dict) else None
+        if not isinstance(data, dict) or shown not in _STATES:
+            raise self._transient(f"fal answered an unknown status {shown!r}", request_id, retryable=shown is None)
+        if shown == "COMPLETED" and data.get("error"):  # the request ended with an error of fal's or the app's
+            kind = str(data.get("error_type") or "")
+            return Status(state="cancelled" if kind == "client_cancelled" else "failed", message="completed with an "
+                          "error", error=f"{kind}: {data['error']}" if kind else str(data["error"]), billed=0.0,
+                          billed_basis="fal does not bill server errors or cancelled queue time", data=data)
+        logs = data.get("logs") if isinstance(data.get("logs"), list) else []
+        lines = [str(e.get("message") if isinstance(e, dict) else e) for e in logs or []]
+        message = f"queued (position {data.get('queue_position')})" if shown == "IN_QUEUE" else ""
+        return Status(state=_STATES[shown], message=message, logs=lines, data=data)
 
-    def _deadline(self, job: JobContext, handle: Any) -> NoReturn:
-        outcome = self._cancel(job, handle)
-        error = DeadlineExceeded(f"fal request {handle.request_id} did not finish within the job deadline; {outcome}",
-                                 route=self.name, request_id=handle.request_id)
-        record_attempt(job, "wait", ok=False, error=error, request_id=handle.request_id)
-        raise error
-
-    def _cancel(self, job: JobContext, handle: Any) -> str:
-        """One ``PUT cancel`` (no retries: the deadline has passed); says what happened, for the error."""
+    def cancel(self, job: JobContext, request_id: str) -> CancelOutcome:
         import httpx
 
-        started = utcnow()
         try:
-            response = handle.client.put(handle.cancel_url, timeout=httpx.Timeout(CANCEL_TIMEOUT_S))
+            response = self._http().put(self._url(request_id, "/cancel"), timeout=httpx.Timeout(CANCEL_TIMEOUT_S))
         except httpx.HTTPError as exc:
-            failed = self._transient(f"cancel failed: {type(exc).__name__}", handle.request_id).error
-            record_attempt(job, "cancel", ok=False, started_at=started, error=failed, request_id=handle.request_id)
-            return f"the cancel request failed ({type(exc).__name__}), so the job may still run and be billed"
+            raise self._transient(f"cancel failed: {type(exc).__name__}", request_id) from None
         data = json_or_none(response)
         outcome = data.get("status") if isinstance(data, dict) else None
-        ok = response.status_code < 300
-        error = None if ok else self._transient(f"cancel answered HTTP {response.status_code} ({outcome})").error
-        record_attempt(job, "cancel", ok=ok, started_at=started, error=error, http_status=response.status_code,
-                       request_id=handle.request_id)
-        if ok:
-            return "cancellation was requested (fal does not bill time spent waiting in the queue)"
+        if response.status_code < 300:
+            return CancelOutcome(True, "cancellation was requested")
         if outcome == "ALREADY_COMPLETED":
-            return "it had already completed when the cancel arrived; its result was not fetched (and may be billed)"
-        return f"the cancel answered HTTP {response.status_code} ({outcome or 'no status'})"
+            return CancelOutcome(False, "it had already completed when the cancel arrived; its result was not "
+                                 "fetched (and is billed)")
+        raise self._transient(f"cancel answered HTTP {response.status_code} ({outcome or 'no status'})",
+                              request_id, retryable=False)
 
     # -- result ----------------------------------------------------------------------------------------
-    def _fetch_result(self, job: JobContext, handle: Any) -> tuple[Any, float | None, str]:
+    def result(self, job: JobContext, request_id: str, status: Status) -> Output:
         """GET the result ourselves so ``x-fal-request-id`` and ``x-fal-billable-units`` are kept."""
         import httpx
 
-        def one_try() -> tuple[Any, float | None, str]:
-            try:
-                response = handle.client.get(handle.response_url, timeout=request_timeout(job, POLL_TIMEOUT_S))
-            except httpx.HTTPError as exc:
-                raise self._transient(f"fal result fetch failed: {type(exc).__name__}", handle.request_id) from None
-            if response.status_code >= 400:
-                raise self._http_failure(response, step="fetch", request_id=handle.request_id)
-            data = json_or_none(response)
-            if data is None:
-                raise self._transient("fal's result is not JSON", handle.request_id)
-            return data, _units(response), response.headers.get("x-fal-request-id") or handle.request_id
+        try:
+            response = self._http().get(self._url(request_id), timeout=request_timeout(job, POLL_TIMEOUT_S))
+        except httpx.HTTPError as exc:
+            raise self._transient(f"fal result fetch failed: {type(exc).__name__}", request_id) from None
+        if response.status_code >= 400:
+            raise self._http_failure(response, step="fetch", request_id=request_id)
+        data = json_or_none(response)
+        video = data.get("video") if isinstance(data, dict) else None
+        url = video.get("url") if isinstance(video, dict) else None
+        if not isinstance(url, str) or not url:
+            raise self._transient("fal's result has no video url", request_id)
+        name = video.get("file_name") if isinstance(video, dict) else None
+        units = _units(response)
+        if units is not None:
+            price = price_book()["fal"]["billable_unit_price"]
+            cost: float | None = fal_actual_cost(units)
+            basis = f"x-fal-billable-units {units:g} x ${price}/unit = ${cost:.4f}"
+        else:
+            cost, basis = None, "fal sent no x-fal-billable-units"
+        return Output(url=url, file_name=name if isinstance(name, str) else None, actual_cost=cost,
+                      cost_basis=basis)
 
-        return run_step(job, "fetch", one_try, request_id=handle.request_id)
+    def priced_after_download(self, output: Output, path: Path) -> tuple[float | None, str]:
+        if output.actual_cost is not None:
+            return output.actual_cost, output.cost_basis
+        from ..media import probe
+
+        seconds = probe(MediaSource(kind="path", path=path), with_hash=False).duration
+        cost = fal_cost_for_seconds(seconds)
+        return cost, f"fal sent no x-fal-billable-units; its price rule on the {seconds:.2f} s output = ${cost:.4f}"
 
     # -- errors ----------------------------------------------------------------------------------------
     def _transient(self, message: str, request_id: str | None = None, *, retryable: bool = True) -> StepFailure:
@@ -387,10 +348,10 @@ class FalRoute:
             return StepFailure(JobCancelled(f"fal reports request {request_id} was cancelled ({error_type})",
                                             route=self.name, request_id=request_id, status_code=status),
                                retryable=False)
+        # Polls, result fetches and uploads are idempotent: any 5xx or "not now" may be tried again. (A
+        # submit never gets here with a 5xx: that one is ambiguous.)
+        retryable = status in (408, 409, 429) or status >= 500
         ingress = status in (502, 503, 504) and "x-fal-request-id" not in response.headers
-        # A submit or poll that got an error answer created nothing, so it may be tried again; a 5xx result
-        # is the model's own final answer (fal already re-queued runner failures server-side).
-        retryable = status in (408, 409, 429) or ingress or (status >= 500 and step != "fetch")
         shown = detail or (response.text if "json" in response.headers.get("content-type", "") else "")
         text = "an error page from its ingress, no request id" if ingress else str(shown or "no detail")[:300]
         kind = f" ({error_type})" if error_type else ""
@@ -419,24 +380,3 @@ def _validation_details(detail: Any) -> tuple[list[str], str]:
     return fields, text or "no detail given"
 
 
-def _ambiguous_message(cause: str) -> str:
-    return (
-        f"the submit to fal may or may not have created a job: {cause} after the request was sent. fal has no "
-        "lookup by idempotency key, so it was not sent again; check your fal request history before running this "
-        "job again (a duplicate would be billed)"
-    )
-
-
-def _actual_cost(units: float | None, output: Any) -> tuple[float | None, str]:
-    """Billable units x unit price; without the header, fal's price rule on the output's duration."""
-    from ..pricing import price_book
-
-    if units is not None:
-        cost = fal_actual_cost(units)
-        price = price_book()["fal"]["billable_unit_price"]
-        return cost, f"x-fal-billable-units {units:g} x ${price}/unit = ${cost:.4f}"
-    from ..media import probe
-
-    seconds = probe(MediaSource(kind="path", path=output), with_hash=False).duration
-    cost = fal_cost_for_seconds(seconds)
-    return cost, f"fal sent no x-fal-billable-units; its price rule on the {seconds:.2f} s output = ${cost:.4f}"

@@ -134,6 +134,11 @@ class LocalRoute:
             audio.duration, version=version, device=device, gpu_hour_usd=self.settings.local_gpu_hour_usd
         )
 
+    def cancel_job(self, job: JobContext) -> str:
+        """A local job that nobody runs has nothing running anywhere: it is only marked cancelled."""
+        job.mark("cancelled", failure_reason="JobCancelled: cancelled by the caller")
+        return "the local job was not running; it is marked cancelled"
+
     def execute(self, job: JobContext) -> RouteOutput:
         """Run the job here: choose, load (once per process), stream the video through the pipeline."""
         from ..download import destination_for, ensure_writable

@@ -1,26 +1,18 @@
 """The ``replicate`` route: ``bytedance/latentsync`` at a pinned version, driven by the official ``replicate``.
 
-How the job runs, and why each step is done this way:
+The job's loop, deadline, journal writes and ambiguity rules are the hosted template's
+(:mod:`latentsync_routes.routes.hosted`); this module is Replicate's single tries of each step:
 
-1. The pinned version's ``openapi_schema`` is fetched once per process and every parameter is checked
-   against its ``Input`` schema (unknown → :class:`UnsupportedParameter`, out of range →
-   :class:`InvalidParameter`) *before* anything is uploaded: a refusal must cost nothing
-   (:mod:`latentsync_routes.routes.replicate_schema`).
-2. Local inputs go up through the files API (``client.files.create``, streamed); the file URLs are
-   journalled as soon as each exists so they are deleted afterwards (``record.deleted``), even after a
-   failure. URL inputs are passed through.
-3. ``predictions.create(version=..., input=..., wait=False)``: no ``Prefer: wait``, whose
-   "processing" reply makes 1.0.7's ``run()`` return ``None``. The prediction id is journalled before the
-   wait. replicate never retries a POST; we retry the create only when Replicate cannot have accepted it
-   (no connection, or an HTTP error answer). After a timeout or reset once the request left, recent
-   predictions are listed and matched by version, input and creation time; one match is adopted,
-   otherwise :class:`AmbiguousSubmit` is raised. Never a blind second create.
-4. Polls run through the shared retry loop. The SDK's own retry transport (which sleeps for any
-   ``Retry-After``, uncapped, past every deadline) is bypassed by mounting a plain transport for all
-   URLs through the client's ``mounts=`` option. On the deadline the prediction is cancelled.
-5. Cost = ``metrics.predict_time`` x the L40S rate, also for failed and cancelled predictions, where it is
-   the failing attempt's ``billed_amount``. The output is downloaded at once (Replicate deletes it after
-   an hour).
+* ``prepare``: the pinned version's ``openapi_schema`` (fetched once per process) checks every parameter
+  before anything is uploaded (:mod:`latentsync_routes.routes.replicate_schema`).
+* ``upload``: the files API (``client.files.create``, streamed); the template journals each URL at once.
+* ``submit``: ``predictions.create(version=..., input=..., wait=False)`` (no ``Prefer: wait``, whose
+  "processing" reply makes 1.0.7's ``run()`` return ``None``). replicate never retries a POST.
+* ``lookup``: after an ambiguous create, recent predictions are listed and matched by version and the
+  exact journalled input (whose file URLs are unique to this job), created since the submit began.
+* ``poll``/``cancel``: the SDK's own retry transport (which sleeps for any ``Retry-After``, uncapped) is
+  bypassed by mounting a plain transport for all URLs through the client's ``mounts=`` option.
+* cost = ``metrics.predict_time`` x the L40S rate, also for failed and cancelled predictions.
 
 How SDK and transport failures map onto the error tree: :mod:`latentsync_routes.routes.replicate_errors`.
 """
@@ -31,41 +23,22 @@ import io
 import logging
 import re
 import threading
-import time
-from datetime import datetime, timedelta, timezone
-from functools import partial
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from ..errors import (
-    AmbiguousSubmit,
-    AuthenticationError,
-    DeadlineExceeded,
-    JobCancelled,
-    JobFailed,
-    LatentSyncError,
-    MissingCredentials,
-    ProviderError,
-    ProviderInputRejected,
-    RouteError,
-)
+from ..errors import ProviderError, RouteError
 from ..pricing import estimate_replicate, price_book, replicate_cost_for_predict_time
-from ..retry import StepFailure, json_or_none, record_attempt, run_step
-from ..types import CostEstimate, JobRecord, LipSyncRequest, MediaInfo, MediaSource, utcnow
-from .base import (
-    JobContext,
-    ParameterSpec,
-    RouteInfo,
-    RouteOutput,
-    map_parameters,
-    module_available,
-    not_installed_message,
-)
+from ..retry import StepFailure, json_or_none
+from ..types import CostEstimate, JobRecord, LipSyncRequest, MediaInfo, MediaSource
+from .base import JobContext, ParameterSpec, RouteInfo
+from .hosted import CancelOutcome, HostedRoute, Output, Status
 from .replicate_errors import replicate_failure
 from .replicate_schema import input_schema_check, version_openapi
 
 if TYPE_CHECKING:
     import httpx
+    import replicate
 
     from ..config import Credential, Settings
 
@@ -102,6 +75,11 @@ INFO = RouteInfo(
         "https://github.com/bytedance/LatentSync/issues",
     ],
     credential_env="REPLICATE_API_TOKEN",
+    sdk_module="replicate",
+    sdk_package="replicate",
+    base_url_env="LATENTSYNC_ROUTES_REPLICATE_BASE_URL",
+    default_base_url="https://api.replicate.com",
+    default_concurrency=8,
     install_extra="replicate",
     sources=[
         "https://replicate.com/bytedance/latentsync",
@@ -119,9 +97,13 @@ DEFAULT_BASE_URL = "https://api.replicate.com"
 #: Per-operation HTTP timeouts (a read or a write that stalls this long fails). Module constants for tests.
 REQUEST_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 10.0
-#: How far back (seconds) an ambiguous create is looked for in the list of recent predictions.
-LOOKUP_WINDOW_S = 600.0
-_TERMINAL = ("succeeded", "failed", "canceled", "aborted")
+#: An ambiguous create is looked for among predictions created since its submit began, less this skew.
+CLOCK_SKEW_S = 60.0
+#: Pages of recent predictions (newest first) searched after an ambiguous create.
+LOOKUP_PAGES = 3
+_STATES: dict[str, Literal["queued", "running", "succeeded", "failed", "cancelled"]] = {
+    "starting": "queued", "processing": "running", "succeeded": "succeeded", "failed": "failed",
+    "canceled": "cancelled", "aborted": "cancelled"}
 
 
 def _bounded_transport() -> Any:
@@ -173,15 +155,16 @@ OVERRIDE_PARAMETERS = [
 ]
 
 
-class ReplicateRoute:
+class ReplicateRoute(HostedRoute):
     name: ClassVar[str] = "replicate"
+    INFO: ClassVar[RouteInfo] = INFO
+    RESULT_IS_A_REQUEST: ClassVar[bool] = False  # the output URL is in the last poll's answer
 
     def __init__(self, *, settings: Settings, credential: Credential | None) -> None:
-        self.settings = settings
-        self.credential = credential
+        super().__init__(settings=settings, credential=credential)
         self.version = settings.replicate_version or PINNED_VERSION
         self.base_url = (settings.replicate_base_url or DEFAULT_BASE_URL).rstrip("/")
-        self._client: Any = None
+        self._client: replicate.Client | None = None
         self._lock = threading.Lock()
         self._last = threading.local()
 
@@ -192,75 +175,20 @@ class ReplicateRoute:
         # what any LatentSync version takes here, and let its fetched schema decide ranges before upload.
         return INFO.model_copy(update={"model_version": self.version, "parameters": OVERRIDE_PARAMETERS})
 
-    def availability(self) -> str | None:
-        if not module_available("replicate"):
-            return not_installed_message("replicate", "replicate", "replicate")
-        if self.credential is None:
-            return (
-                "route 'replicate' needs REPLICATE_API_TOKEN (argument replicate_api_token=, env "
-                "REPLICATE_API_TOKEN, or keyring service 'latentsync-routes')"
-            )
-        return None
-
-    def provider_parameters(self, request: LipSyncRequest) -> dict[str, Any]:
-        return map_parameters(self.info(), request)
-
     def estimate(self, request: LipSyncRequest, video: MediaInfo, audio: MediaInfo) -> CostEstimate:
         return estimate_replicate(audio.duration)
 
-    # -- execute ------------------------------------------------------------------------------------
-    def execute(self, job: JobContext) -> RouteOutput:
-        """Validate, upload, create (journalled before waiting), wait, download, price, delete uploads."""
-        from ..download import download_output, ensure_writable
+    def ambiguity_hint(self) -> str:
+        return "your Replicate predictions (replicate.com/predictions)"
 
-        ensure_writable(job, self.name)
-        params = self.provider_parameters(job.request)
-        client = self._sdk()
-        running = bool(job.resume_request_id)  # while a prediction may still read the inputs, keep them
-        try:
-            if job.resume_request_id:
-                prediction_id = job.resume_request_id
-                job.report(f"replicate: resuming prediction {prediction_id}", None)
-            else:
-                openapi = version_openapi(job, client, model=MODEL, version=self.version, base_url=self.base_url,
-                                          call=self._call, failure=self._failure)
-                input_schema_check(openapi, params, model=MODEL, version=self.version)
-                video, audio = self._upload_inputs(job, client)
-                running = True  # from here a failed or ambiguous create may have left a prediction
-                prediction_id = self._create(job, client, {"video": video, "audio": audio, **params})
-            prediction = self._wait(job, client, prediction_id)
-            running = False
-            cost, basis = self._settle(job, prediction)
-            url = _output_url(prediction.get("output"))
-            if url is None:
-                raise ProviderError("the prediction succeeded without an output URL", route=self.name,
-                                    request_id=prediction_id)
-            job.report("replicate: downloading the output", None)
-            path = download_output(job, url, route=self.name, request_id=prediction_id, headers=self._auth_for(url))
-            job.mark(not_deleted=[*job.record.not_deleted,
-                                  f"{url.split('?', 1)[0]} (output: Replicate removes it 1 h after the prediction)"])
-            job.report("replicate: done", 1.0)
-            return RouteOutput(output_path=path, output_url=url, provider_request_id=prediction_id, actual_cost=cost,
-                               cost_basis=basis)
-        except DeadlineExceeded:
-            running = False  # cancelled; if the cancel failed, deleting the inputs helps stop it
-            raise
-        except (ProviderInputRejected, AuthenticationError) as exc:
-            running = running and exc.request_id is not None  # a refused create made nothing
-            raise
-        finally:
-            self._delete_uploads(job, client, keep=running)
-
-    def _sdk(self) -> Any:
+    def _sdk(self) -> replicate.Client:
         with self._lock:
             if self._client is None:
-                if self.credential is None:
-                    raise MissingCredentials("route 'replicate' needs REPLICATE_API_TOKEN", route=self.name)
                 import httpx
                 import replicate
 
                 self._client = replicate.Client(
-                    api_token=self.credential.value.get_secret_value(),
+                    api_token=self.secret(),
                     base_url=self.base_url,
                     timeout=httpx.Timeout(REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
                     mounts={"all://": _bounded_transport()},  # bypasses the SDK's RetryTransport (see above)
@@ -287,21 +215,16 @@ class ReplicateRoute:
             return {"Authorization": f"Bearer {self.credential.value.get_secret_value()}"}
         return {}
 
-    # -- uploads -------------------------------------------------------------------------------
-    def _upload_inputs(self, job: JobContext, client: Any) -> tuple[str, str]:
-        urls: list[str] = []
-        uploaded: list[str] = []
-        for role, source in (("video", job.request.video), ("audio", job.request.audio)):
-            if source.kind == "url":
-                urls.append(str(source.url))
-                continue
-            job.report(f"replicate: uploading the {role}", None)
-            url = run_step(job, "upload", partial(self._upload_one, client, source))
-            urls.append(url)
-            uploaded.append(url)
-            job.mark(uploaded_uris=list(uploaded))  # journalled at once, so a later failure still deletes it
-        job.mark("uploaded", uploaded_uris=uploaded)
-        return urls[0], urls[1]
+    # -- hooks -----------------------------------------------------------------------------------------
+    def prepare(self, job: JobContext, params: dict[str, Any]) -> None:
+        if job.record.provider_request_id is not None:
+            return  # the prediction exists: its inputs were checked when it was created
+        openapi = version_openapi(job, self._sdk(), model=MODEL, version=self.version, base_url=self.base_url,
+                                  call=self._call, failure=self._failure)
+        input_schema_check(openapi, params, model=MODEL, version=self.version)
+
+    def upload(self, job: JobContext, source: MediaSource) -> str:
+        return self._upload_one(self._sdk(), source)
 
     def _upload_one(self, client: Any, source: MediaSource) -> str:
         """One files-API upload (streamed from disk). It creates no prediction, so it may be retried."""
@@ -321,151 +244,92 @@ class ReplicateRoute:
             raise StepFailure(ProviderError("the files API answered without a URL", route=self.name), retryable=False)
         return url
 
-    # -- create ----------------------------------------------------------------------------------------
-    def _create(self, job: JobContext, client: Any, inputs: dict[str, Any]) -> str:
-        since = datetime.now(timezone.utc)
-        started = utcnow()
+    def submit(self, job: JobContext, inputs: dict[str, Any]) -> str:
+        try:
+            prediction = self._call(self._sdk().predictions.create, version=self.version, input=inputs, wait=False)
+        except Exception as exc:  # noqa: BLE001 - mapped by kind
+            raise self._failure(exc, step="submit") from None
+        return str(prediction.id)
 
-        def one_try() -> str:
+    def lookup(self, job: JobContext, inputs: dict[str, Any], since: datetime) -> list[str] | None:
+        """Predictions of this version with exactly these inputs, created since the submit began."""
+        earliest = since - timedelta(seconds=CLOCK_SKEW_S)
+        found: list[str] = []
+        cursor: Any = ...
+        for _ in range(LOOKUP_PAGES):  # newest first
             try:
-                prediction = self._call(client.predictions.create, version=self.version, input=inputs, wait=False)
+                page = self._call(self._sdk().predictions.list, cursor)
+                results, cursor = [p.dict() for p in page.results], page.next
+            except ValueError:  # a status replicate 1.0.7 cannot parse ("aborted"): read the raw page
+                raw = json_or_none(self._last_response()) or {}
+                results, cursor = list(raw.get("results") or []), raw.get("next")
             except Exception as exc:  # noqa: BLE001 - mapped by kind
-                raise self._failure(exc, step="submit") from None
-            return str(prediction.id)
+                raise self._failure(exc, step="wait") from None
+            created = [(p, _parse_time(p.get("created_at"))) for p in results]
+            found += [str(p["id"]) for p, at in created if p.get("version") == self.version
+                      and p.get("input") == inputs and (at is None or at >= earliest)]
+            if not cursor or any(at is not None and at < earliest for _, at in created):
+                break
+        return found
 
-        try:
-            prediction_id = run_step(job, "submit", one_try, record_success=False)
-        except AmbiguousSubmit as exc:
-            prediction_id = self._find_created(job, client, inputs, since, exc)
-        job.mark("submitted", provider_request_id=prediction_id, submitted_at=utcnow())
-        record_attempt(job, "submit", ok=True, started_at=started, request_id=prediction_id)
-        job.report(f"replicate: created prediction {prediction_id}", None)
-        return prediction_id
-
-    def _find_created(self, job: JobContext, client: Any, inputs: dict[str, Any], since: datetime,
-                      cause: AmbiguousSubmit) -> str:
-        """After an ambiguous create: adopt the one recent prediction with our version and input, or raise."""
-        earliest = since - timedelta(seconds=LOOKUP_WINDOW_S)
-
-        def one_try() -> list[str]:
-            found: list[str] = []
-            cursor: Any = ...
-            for _ in range(3):  # newest first; three pages cover any plausible window
-                try:
-                    page = self._call(client.predictions.list, cursor)
-                    results, cursor = [p.dict() for p in page.results], page.next
-                except ValueError:  # a status replicate 1.0.7 cannot parse ("aborted"): read the raw page
-                    raw = json_or_none(self._last_response()) or {}
-                    results, cursor = list(raw.get("results") or []), raw.get("next")
-                except Exception as exc:  # noqa: BLE001 - mapped by kind
-                    raise self._failure(exc, step="wait") from None
-                created = [(p, _parse_time(p.get("created_at"))) for p in results]
-                found += [str(p["id"]) for p, at in created if p.get("version") == self.version
-                          and p.get("input") == inputs and (at is None or at >= earliest)]
-                if not cursor or any(at is not None and at < earliest for _, at in created):
-                    break
-            return found
-
-        try:
-            matches = run_step(job, "submit", one_try, record_success=False)
-        except LatentSyncError as exc:
-            raise AmbiguousSubmit(f"{cause.message}; looking it up failed too ({exc.message})",
-                                  route=self.name) from None
-        if len(matches) == 1:
-            job.report(f"replicate: the create was ambiguous; found prediction {matches[0]} by lookup", None)
-            return matches[0]
-        found = f"found {len(matches)} candidates ({', '.join(matches)})" if matches else "found none"
-        raise AmbiguousSubmit(f"{cause.message}; a lookup of recent predictions with this version and input {found}, "
-                              "so nothing was created again; check your Replicate predictions before re-running",
-                              route=self.name)
-
-    # -- wait ------------------------------------------------------------------------------------------
-    def _wait(self, job: JobContext, client: Any, prediction_id: str) -> dict[str, Any]:
+    def poll(self, job: JobContext, request_id: str) -> Status:
         from replicate.prediction import Prediction
 
-        on_deadline = partial(self._deadline, job, client, prediction_id)
-        last: tuple[Any, ...] = ()
-        while True:
-            if job.remaining() <= 0:
-                on_deadline()
-            prediction = run_step(job, "wait", partial(self._get, client, prediction_id), request_id=prediction_id,
-                                  record_success=False, on_deadline=on_deadline)
-            status = prediction.get("status")
-            progress = Prediction.Progress.parse(prediction.get("logs") or "")
-            now = (status, progress.current if progress else None)
-            if now != last:
-                shown = f" {progress.current}/{progress.total}" if progress else ""
-                job.report(f"replicate: {status}{shown}", progress.percentage if progress else None)
-                last = now
-            if status in _TERMINAL:
-                return prediction
-            time.sleep(max(0.0, min(self.settings.poll_interval, job.remaining())))
-
-    def _get(self, client: Any, prediction_id: str) -> dict[str, Any]:
         try:
-            prediction = self._call(client.predictions.get, prediction_id)
-            data: dict[str, Any] = prediction.dict()
+            data: dict[str, Any] = self._call(self._sdk().predictions.get, request_id).dict()
         except ValueError:  # "aborted" (or another status 1.0.7 does not know): read the raw reply
             raw = json_or_none(self._last_response())
             if not isinstance(raw, dict) or "status" not in raw:
                 raise StepFailure(ProviderError("Replicate answered an unreadable prediction", route=self.name,
-                                                request_id=prediction_id), retryable=True) from None
-            return raw
+                                                request_id=request_id), retryable=True) from None
+            data = raw
         except Exception as exc:  # noqa: BLE001 - mapped by kind
-            raise self._failure(exc, step="wait", request_id=prediction_id) from None
-        return data
+            raise self._failure(exc, step="wait", request_id=request_id) from None
+        status = str(data.get("status"))
+        progress = Prediction.Progress.parse(data.get("logs") or "")
+        shown = f" {progress.current}/{progress.total}" if progress else ""
+        state = _STATES.get(status, "running")
+        billed, basis = self._billed(data)
+        return Status(state=state, message=f"{status}{shown}" if state != "cancelled" else status,
+                      fraction=progress.percentage if progress else None,
+                      error=str(data.get("error") or "") or None, data=data,
+                      billed=billed if status != "aborted" else 0.0,
+                      billed_basis=basis if status != "aborted" else "not billed (it never started)")
 
-    def _deadline(self, job: JobContext, client: Any, prediction_id: str) -> NoReturn:
-        """Cancel at the provider; what the prediction ran until then is billed and recorded."""
-        started = utcnow()
-        data: Any = None
+    def cancel(self, job: JobContext, request_id: str) -> CancelOutcome:
         try:
-            try:
-                data = self._call(client.predictions.cancel, prediction_id).dict()
-            except ValueError:
-                data = json_or_none(self._last_response())
-            record_attempt(job, "cancel", ok=True, started_at=started, request_id=prediction_id)
-            note = "it was cancelled"
-        except Exception as exc:  # noqa: BLE001 - the deadline error below is what matters
-            failure = self._failure(exc, step="cancel", request_id=prediction_id)
-            record_attempt(job, "cancel", ok=False, started_at=started, error=failure.error if isinstance(
-                failure.error, RouteError) else None, request_id=prediction_id)
-            note = f"the cancel failed ({failure.error.message}), so it may still run and be billed"
-        seconds = _predict_time(data)
-        billed = replicate_cost_for_predict_time(seconds) if seconds else 0.0
-        error = DeadlineExceeded(
-            f"Replicate prediction {prediction_id} did not finish within the job deadline; {note}; "
-            f"billed for {seconds or 0:.2f} s of predict time (${billed:.4f})", route=self.name,
-            request_id=prediction_id)
-        record_attempt(job, "wait", ok=False, error=error, request_id=prediction_id, billed_amount=billed)
-        raise error
+            self._call(self._sdk().predictions.cancel, request_id)
+        except ValueError:  # an answer 1.0.7 cannot parse still means the cancel was taken
+            pass
+        except Exception as exc:  # noqa: BLE001 - mapped by kind
+            raise self._failure(exc, step="cancel", request_id=request_id) from None
+        return CancelOutcome(True, "it was cancelled (Replicate bills the predict time used until then)")
 
-    def _settle(self, job: JobContext, prediction: dict[str, Any]) -> tuple[float | None, str]:
-        """Price a terminal prediction; a failed or cancelled one raises with its billed amount recorded."""
-        status, pid = prediction.get("status"), str(prediction.get("id"))
+    def result(self, job: JobContext, request_id: str, status: Status) -> Output:
+        url = _output_url(status.data.get("output") if isinstance(status.data, dict) else None)
+        if url is None:
+            raise StepFailure(ProviderError("the prediction succeeded without an output URL", route=self.name,
+                                            request_id=request_id), retryable=False)
+        cost, basis = self._billed(status.data)
+        job.mark(not_deleted=[*job.record.not_deleted,
+                              f"{url.split('?', 1)[0]} (output: Replicate removes it 1 h after the prediction)"])
+        return Output(url=url, actual_cost=cost, cost_basis=basis, headers=self._auth_for(url))
+
+    def _billed(self, prediction: Any) -> tuple[float | None, str]:
         seconds = _predict_time(prediction)
-        cost = replicate_cost_for_predict_time(seconds) if seconds is not None else None
+        if seconds is None:
+            return None, "Replicate reported no metrics.predict_time"
+        cost = replicate_cost_for_predict_time(seconds)
         entry = price_book()["replicate"]
-        basis = (f"metrics.predict_time {seconds:.2f} s x ${entry['per_second']}/s ({entry['hardware']}) = ${cost:.4f}"
-                 if seconds is not None and cost is not None else "Replicate reported no metrics.predict_time")
-        if status == "succeeded":
-            job.mark("completed")
-            return cost, basis
-        error: RouteError
-        if status == "failed":
-            reason = " ".join(str(prediction.get("error") or "no error message").split())[:300]
-            error = JobFailed(f"the model failed on Replicate: {reason}; {basis}", route=self.name, request_id=pid)
-        else:
-            error = JobCancelled(f"the prediction ended {status}; {basis if status == 'canceled' else 'not billed'}",
-                                 route=self.name, request_id=pid)
-        billed = (cost or 0.0) if status != "aborted" else 0.0
-        record_attempt(job, "wait", ok=False, error=error, request_id=pid, billed_amount=billed)
-        raise error
+        rate = f"${entry['per_second']}/s ({entry['hardware']})"
+        return cost, f"metrics.predict_time {seconds:.2f} s x {rate} = ${cost:.4f}"
 
     # -- cleanup, errors ---------------------------------------------------------------------------------
-    def _delete_uploads(self, job: JobContext, client: Any, *, keep: bool) -> None:
+    def cleanup(self, job: JobContext, *, provider_may_read_inputs: bool) -> None:
         """Delete this job's files-API uploads; record each outcome (kept ones expire at Replicate)."""
-        outcome = self._delete_files(client, job.record, keep=keep)
+        if self.credential is None:
+            return
+        outcome = self._delete_files(self._sdk(), job.record, keep=provider_may_read_inputs)
         if outcome is not None:
             job.mark(deleted=outcome[0], not_deleted=outcome[1])
 

@@ -50,7 +50,11 @@ def replicate_failure(exc: Exception, *, step: str, request_id: str | None, resp
         return StepFailure(ProviderInputRejected(f"Replicate rejected the inputs (HTTP 422): {detail}",
                                                  fields=fields, route="replicate", request_id=request_id,
                                                  status_code=status), retryable=False)
-    retryable = status in TRANSIENT_STATUSES  # an error answer means nothing was created, even for a create
+    if step == "submit" and status >= 500:  # a gateway may answer 5xx after Replicate accepted the create
+        return StepFailure(AmbiguousSubmit(
+            f"the create on Replicate may or may not have made a prediction: HTTP {status} ({detail})",
+            route="replicate", request_id=request_id, status_code=status), retryable=False)
+    retryable = status in TRANSIENT_STATUSES  # a 4xx answer from Replicate itself means nothing was created
     what = STEP_NOUN.get(step, step)
     return StepFailure(ProviderError(f"Replicate answered HTTP {status} to the {what}: {detail}", route="replicate",
                                      request_id=request_id, status_code=status, retryable=retryable),

@@ -20,6 +20,7 @@ FaultKind = Literal[
     "nginx",
     "drop",
     "drop_after_accept",
+    "gateway_after_accept",
     "reset_during_upload",
     "delay",
     "truncate",
@@ -86,6 +87,15 @@ class Fault:
     def drop(cls) -> Fault:
         """Close the connection without reading on or replying; the endpoint does not run."""
         return cls(kind="drop")
+
+    @classmethod
+    def gateway_error_after_accept(cls, code: int = 502) -> Fault:
+        """Run the endpoint (a job IS created), then answer a gateway's HTML error page (502/503/504).
+
+        What a proxy in front of the provider sends when the upstream reply is lost: the status says
+        "error" although the provider accepted the job, so it must not be read as "nothing created".
+        """
+        return cls(kind="gateway_after_accept", status_code=code)
 
     @classmethod
     def drop_after_accept(cls) -> Fault:

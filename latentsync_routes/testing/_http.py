@@ -313,6 +313,9 @@ class FakeServer:
             request.drain()
             handler.close_connection_after_accept()
             return
+        if fault is not None and fault.kind == "gateway_after_accept":
+            self._send(handler, request, _gateway_page(fault.status_code or 502))
+            return
         truncate = fault.nbytes if fault is not None and fault.kind == "truncate" else None
         self._send(handler, request, response, truncate=truncate)
 
@@ -326,13 +329,7 @@ class FakeServer:
                 budget -= len(chunk)
             handler.reset_connection()
         elif fault.kind == "nginx":
-            code = fault.status_code or 503
-            page = (
-                f"<html>\r\n<head><title>{code} Service Temporarily Unavailable</title></head>\r\n"
-                f"<body>\r\n<center><h1>{code} Service Temporarily Unavailable</h1></center>\r\n"
-                "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
-            )
-            self._send(handler, request, Response(code, page.encode(), [], "text/html"))
+            self._send(handler, request, _gateway_page(fault.status_code or 503))
         else:
             response = self._fault_response(request, fault)
             self._send(handler, request, response)
@@ -386,3 +383,13 @@ class FakeServer:
             while budget > 0 and (chunk := src.read(min(CHUNK, budget))):
                 budget -= len(chunk)
                 yield chunk
+
+
+def _gateway_page(code: int) -> Response:
+    """An ingress proxy's error page: HTML naming nginx, no provider headers."""
+    page = (
+        f"<html>\r\n<head><title>{code} Service Temporarily Unavailable</title></head>\r\n"
+        f"<body>\r\n<center><h1>{code} Service Temporarily Unavailable</h1></center>\r\n"
+        "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+    )
+    return Response(code, page.encode(), [], "text/html")

@@ -63,6 +63,7 @@ class FalFaults:
     storage_initiate: list[Fault] = field(default_factory=list)
     storage_put: list[Fault] = field(default_factory=list)
     file_download: list[Fault] = field(default_factory=list)
+    list_requests: list[Fault] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,8 @@ class FakeFal(FalStorageServer):
         self.billable_units = billable_units
         self.inference_time = inference_time
         self.validate_inputs = validate_inputs
+        #: whether the request-listing API shows requests that have not ended (undocumented at fal)
+        self.list_unfinished = True
         self.faults = FalFaults()
         self._jobs: dict[str, FalJob] = {}
         self._pending_failures: deque[FalFailure] = deque()
@@ -277,6 +280,7 @@ class FakeFal(FalStorageServer):
             route("GET", rf"/queue/{_APP}/requests/{rid}", "result", self._result),
             route("POST", rf"/queue/{_APP}(?:/(?P<sub>.+))?", "submit", self._submit),
             route("POST", rf"/run/{_APP}(?:/(?P<sub>.+))?", "run", self._run),
+            route("GET", r"/v1/models/requests/by-endpoint", "list_requests", self._list_requests),
             *self._storage_routes(),
         ]
 
@@ -331,6 +335,34 @@ class FakeFal(FalStorageServer):
         with self._lock:
             self._finish(job)
         return self._result_response(job)
+
+    def _list_requests(self, request: Request, match: re.Match[str]) -> Response:
+        """fal's Platform API "list requests by endpoint" (``GET /v1/models/requests/by-endpoint``).
+
+        Source: https://docs.fal.ai/platform-apis/v1/models/requests/by-endpoint (checked 2026-12-01):
+        ``items`` of ``request_id``, ``endpoint_id``, ``sent_at``, ``started_at``, ``ended_at``,
+        ``status_code``, ``duration`` and, with ``expand=payloads``, ``json_input``/``json_output``;
+        ``next_cursor``/``has_more``. Whether requests still queued or running are listed is not documented:
+        this fake lists them (``ended_at`` null) unless ``list_unfinished`` is False (a guess either way).
+        """
+        endpoint = request.param("endpoint_id") or ""
+        start = request.param("start")
+        payloads = "payloads" in ",".join(request.query.get("expand", []))
+        since = _parse_iso(start) if start else time.time() - 86400
+        with self._lock:
+            jobs = [j for j in self._jobs.values() if j.app == endpoint and j.created_at >= since
+                    and (self.list_unfinished or j.state == "COMPLETED")]
+        items = []
+        for job in sorted(jobs, key=lambda j: j.created_at, reverse=True):
+            item: dict[str, Any] = {"request_id": job.request_id, "endpoint_id": job.app,
+                                    "sent_at": _iso(job.created_at), "started_at": _iso(job.created_at),
+                                    "ended_at": _iso(time.time()) if job.state == "COMPLETED" else None,
+                                    "status_code": (job.failure.status_code if job.failure else 200)
+                                    if job.state == "COMPLETED" else None}
+            if payloads:
+                item["json_input"] = job.arguments
+            items.append(item)
+        return Response.json(200, {"items": items, "next_cursor": None, "has_more": False})
 
     def _job(self, match: re.Match[str]) -> FalJob:
         with self._lock:
@@ -453,3 +485,16 @@ class FakeFal(FalStorageServer):
                 self._changed.notify_all()
             self._cancellations.append(CancelRecord(rid, app, outcome))
         return Response.json(code, {"status": outcome})
+
+
+def _iso(epoch: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_iso(text: str) -> float:
+    from datetime import datetime, timezone
+
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()

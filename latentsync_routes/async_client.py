@@ -1,0 +1,109 @@
+"""``AsyncLipSyncClient``: the same client for asyncio code, bounded per route, cancellable.
+
+Jobs spend nearly all their time waiting on a provider, so each route gets its own semaphore (sized from
+the route's declared ``default_concurrency`` unless given) and the client owns a thread pool as large as
+the sum of the limits (the default asyncio pool, sized by CPU count, would cap concurrency below them).
+Cancelling an awaiting ``run`` cancels the provider job and records it before the task ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .client import LipSyncClient
+from .options import JobOptions, MediaLike, RunOptions
+from .policy import CheckResult
+from .routes.base import ProgressCallback, RouteInfo, load_route_class, route_names
+from .types import CostEstimate, JobRecord, LipSyncResult
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from typing_extensions import Unpack
+
+T = TypeVar("T")
+#: How long a cancelled ``run`` waits for its worker to cancel the provider job and journal it.
+CANCEL_GRACE_S = 30.0
+
+
+def _default_limit(name: str) -> int:
+    info = getattr(load_route_class(name), "INFO", None)
+    return int(getattr(info, "default_concurrency", 1 if name == "local" else 4))
+
+
+class AsyncLipSyncClient:
+    """Every method of :class:`LipSyncClient` as a coroutine. Close it with ``aclose()`` or ``async with``."""
+
+    def __init__(self, route: str | None = None, *, concurrency: dict[str, int] | None = None, **kwargs: Any) -> None:
+        self.sync = LipSyncClient(route, **kwargs)
+        self._limits = {name: _default_limit(name) for name in route_names()}
+        self._limits.update(concurrency or {})
+        self._semaphores: dict[str, asyncio.Semaphore] = {}
+        self._executor = ThreadPoolExecutor(
+            max_workers=sum(self._limits.values()) + 4, thread_name_prefix="latentsync-routes"
+        )
+
+    async def __aenter__(self) -> AsyncLipSyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _semaphore(self, route: str) -> asyncio.Semaphore:
+        if route not in self._semaphores:
+            self._semaphores[route] = asyncio.Semaphore(self._limits.get(route, 4))
+        return self._semaphores[route]
+
+    async def _in_thread(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, partial(func, *args, **kwargs))
+
+    async def routes(self) -> list[RouteInfo]:
+        return await self._in_thread(self.sync.routes)
+
+    async def estimate(
+        self, video: MediaLike, audio: MediaLike, *, route: str | None = None, **options: Unpack[JobOptions]
+    ) -> CostEstimate:
+        return await self._in_thread(self.sync.estimate, video, audio, route=route, **options)
+
+    async def estimate_all(self, video: MediaLike, audio: MediaLike) -> list[CostEstimate]:
+        return await self._in_thread(self.sync.estimate_all, video, audio)
+
+    async def check(self, video: MediaLike, audio: MediaLike, **kwargs: Any) -> list[CheckResult]:
+        return await self._in_thread(self.sync.check, video, audio, **kwargs)
+
+    async def run(
+        self, video: MediaLike, audio: MediaLike, output: str | os.PathLike[str], **options: Unpack[RunOptions]
+    ) -> LipSyncResult:
+        """Run one job; cancelling the awaiting task cancels its provider job (and journals it) first."""
+        route = options.get("route") or self.sync.settings.route
+        cancel = threading.Event()
+        options["cancel_event"] = cancel
+        async with self._semaphore(route):
+            future = asyncio.get_running_loop().run_in_executor(
+                self._executor, partial(self.sync.run, video, audio, output, **options))
+            try:
+                return await asyncio.shield(future)
+            except asyncio.CancelledError:
+                cancel.set()
+                try:
+                    await asyncio.wait_for(asyncio.shield(future), timeout=CANCEL_GRACE_S)
+                except BaseException:  # noqa: BLE001, S110 - the job's own end (JobCancelled) is expected here
+                    pass
+                raise
+
+    async def resume(self, job_id: str, *, progress: ProgressCallback | None = None, **kwargs: Any) -> LipSyncResult:
+        return await self._in_thread(self.sync.resume, job_id, progress=progress, **kwargs)
+
+    async def cancel(self, job_id: str) -> JobRecord:
+        return await self._in_thread(self.sync.cancel, job_id)
+
+    async def delete_job(self, job_id: str, *, delete_output: bool = True) -> JobRecord:
+        return await self._in_thread(self.sync.delete_job, job_id, delete_output=delete_output)

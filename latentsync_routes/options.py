@@ -1,0 +1,52 @@
+"""The options of a job, declared once and shared by ``estimate``, ``run`` and the async client.
+
+``JobOptions`` are what changes the provider job (and so its price and its identity); ``RunOptions`` add
+how this call runs it. Type checkers see every keyword through ``Unpack``; at run time they are a dict.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, TypedDict
+
+from .routes.base import ProgressCallback
+from .types import LoopMode, MediaSource
+
+#: What an input may be given as: a path, a URL string, bytes, or a :class:`MediaSource`.
+MediaLike = MediaSource | str | os.PathLike[str] | bytes
+
+
+class JobOptions(TypedDict, total=False):
+    """Parameters of the lip-sync itself; ``None`` or absent means the route's default."""
+
+    guidance_scale: float | None
+    seed: int | None
+    loop_mode: LoopMode | None
+    inference_steps: int | None
+    extras: dict[str, Any] | None
+
+
+class RunOptions(JobOptions, total=False):
+    """How one ``run`` call runs its job."""
+
+    route: str | None
+    consent: str | None
+    idempotency_key: str | None
+    deadline_seconds: float | None
+    overwrite: bool
+    progress: ProgressCallback | None
+    retry_failed: bool
+    force_resubmit: bool
+    #: set from another thread to cancel the job (the async client uses it when its task is cancelled)
+    cancel_event: threading.Event | None
+
+
+JOB_PARAMETERS = tuple(JobOptions.__annotations__)
+
+
+def job_parameters(options: JobOptions | RunOptions) -> dict[str, Any]:
+    """The job parameters given in ``options``, ready for :class:`LipSyncRequest`."""
+    found: dict[str, Any] = {name: options.get(name) for name in JOB_PARAMETERS if options.get(name) is not None}
+    found["extras"] = found.get("extras") or {}
+    return found

@@ -1,0 +1,59 @@
+"""Where a job's output goes, decided and checked before anything is uploaded or paid for.
+
+An output that cannot be written must be found out while the job still costs nothing: a parent that is a
+file, a folder without write permission, a format this package does not write, or a file already there.
+When the output is a folder, the file name comes from the job's idempotency key, not from the provider,
+so two jobs into one folder never collide and a re-run of one job finds its own file again.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import InputError
+
+#: Containers the routes write (every route returns MP4).
+OUTPUT_SUFFIXES = (".mp4",)
+
+
+def resolve_output(output: str | os.PathLike[str], *, route: str) -> Path:
+    """The absolute output path, with its folder checked; a folder stays a folder (see :func:`file_in`)."""
+    text = os.fspath(output)
+    if not text or any(ord(c) < 32 for c in text):
+        raise InputError(f"the output path {text!r} is empty or holds control characters", route=route)
+    path = Path(text).expanduser().resolve()
+    if path.is_dir():
+        _check_folder(path, route)
+        return path
+    if path.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise InputError(f"{path.name}: the output is written as MP4; give a path ending in .mp4 (or a folder)",
+                         route=route)
+    parent = path.parent
+    existing = parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"cannot write {path}: {existing} is a file, not a folder", route=route)
+    _check_folder(existing, route)
+    return path
+
+
+def file_in(folder: Path, video_name: str, key: str) -> Path:
+    """The output file for a job whose output is a folder: the video's stem and the job's key."""
+    stem = Path(video_name).stem or "output"
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:80] or "output"
+    return folder / f"{safe}.synced-{key[:10]}.mp4"
+
+
+def check_free(path: Path, *, overwrite: bool, route: str) -> None:
+    """Refuse an existing output unless overwriting is allowed."""
+    if path.exists() and not overwrite:
+        raise InputError(f"{path} already exists; pass overwrite=True (CLI: --overwrite) to replace it", route=route)
+    if path.is_dir():
+        raise InputError(f"{path} is a folder", route=route)
+
+
+def _check_folder(folder: Path, route: str) -> None:
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write into {folder}: permission denied", route=route)

@@ -1,0 +1,376 @@
+"""The hosted-route template: the job's state machine once, provider calls as hooks.
+
+A hosted route (fal, Replicate, ...) subclasses :class:`HostedRoute` and implements single tries of
+``upload``, ``submit``, ``poll``, ``cancel`` and ``result`` (each raising
+:class:`~latentsync_routes.retry.StepFailure` on a classified failure), and optionally ``lookup``,
+``prepare`` and ``cleanup``. Everything that makes a job paid for once and never lost lives here:
+
+* uploads are journalled as they happen (appended, never overwritten);
+* ``submitting`` (with the provider inputs) is written *before* the submit leaves, and nothing is
+  submitted once the deadline has passed;
+* a submit is retried only when the provider cannot have accepted it; an ambiguous one is looked up
+  (``lookup``, matched by the journalled inputs) and adopted, or the job stops with
+  :class:`AmbiguousSubmit` until the caller passes ``force_resubmit``;
+* a job that already has a provider request id is never submitted again: it is polled and fetched;
+* the wait is bounded by the job's deadline, wakes at once on a cancel, and on either cancels the
+  provider job, follows it to its end for a bounded time and records what it was billed;
+* a provider job that ended badly is marked ``failed``/``cancelled`` here (terminal); every other
+  failure leaves the job's state as it was, so running it again carries on the same provider job.
+
+::
+
+    created ─upload─▶ uploaded ─▶ submitting ─submit─▶ submitted ─poll─▶ completed ─fetch─▶ fetched
+                                      │ ambiguous: lookup ▶ submitted, else stop (force_resubmit)
+                                      └ provider said no: back to uploaded ─▶ failed
+    submitted/completed ─provider failed / cancelled / deadline─▶ failed | cancelled
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
+
+from ..errors import (
+    AmbiguousSubmit,
+    DeadlineExceeded,
+    JobCancelled,
+    JobFailed,
+    LatentSyncError,
+    MissingCredentials,
+    ProviderInputRejected,
+)
+from ..retry import StepFailure, record_attempt, run_step
+from ..types import CostEstimate, LipSyncRequest, MediaInfo, MediaSource, utcnow
+from .base import JobContext, RouteInfo, RouteOutput, map_parameters, module_available, not_installed_message
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..config import Credential, Settings
+
+#: A submit needs more than this many seconds left on the deadline, or it is not sent at all.
+MIN_SUBMIT_SECONDS = 0.0
+#: After a cancel, how long the provider job is followed to learn how it ended and what it billed.
+CANCEL_FOLLOW_SECONDS = 10.0
+
+
+@dataclass
+class Status:
+    """One poll's answer, in the template's words."""
+
+    state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    message: str = ""
+    fraction: float | None = None
+    logs: list[str] = field(default_factory=list)
+    error: str | None = None
+    #: what a failed or cancelled provider job was billed, and how that was worked out
+    billed: float | None = None
+    billed_basis: str = ""
+    data: Any = None
+
+
+@dataclass
+class CancelOutcome:
+    """What the provider answered to a cancel: whether it took it, in a sentence for the record."""
+
+    accepted: bool
+    text: str
+
+
+@dataclass
+class Output:
+    """Where the finished provider job's video is, and what the job cost."""
+
+    url: str
+    file_name: str | None = None
+    actual_cost: float | None = None
+    cost_basis: str = ""
+    request_id: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class HostedRoute(ABC):
+    """Base of every hosted route: the loop here, one try of each provider call in the subclass."""
+
+    name: ClassVar[str]
+    INFO: ClassVar[RouteInfo]
+    #: the provider's input names for the uploaded video and audio
+    INPUT_NAMES: ClassVar[tuple[str, str]] = ("video", "audio")
+    #: whether ``result`` makes a request of its own (then its success is recorded as an attempt)
+    RESULT_IS_A_REQUEST: ClassVar[bool] = True
+
+    def __init__(self, *, settings: Settings, credential: Credential | None) -> None:
+        self.settings = settings
+        self.credential = credential
+
+    # -- facts -------------------------------------------------------------------------------------
+    def info(self) -> RouteInfo:
+        return self.INFO
+
+    def availability(self) -> str | None:
+        info = self.info()
+        if info.sdk_module and not module_available(info.sdk_module):
+            return not_installed_message(self.name, info.sdk_package or info.sdk_module, info.install_extra)
+        if self.credential is None and info.credential_env:
+            return (f"route {self.name!r} needs {info.credential_env} (argument, env {info.credential_env}, or "
+                    "keyring service 'latentsync-routes')")
+        return None
+
+    def provider_parameters(self, request: LipSyncRequest) -> dict[str, Any]:
+        return map_parameters(self.info(), request)
+
+    @abstractmethod
+    def estimate(self, request: LipSyncRequest, video: MediaInfo, audio: MediaInfo) -> CostEstimate: ...
+
+    def secret(self) -> str:
+        if self.credential is None:
+            env = self.info().credential_env or "a credential"
+            raise MissingCredentials(f"route {self.name!r} needs {env}", route=self.name)
+        return self.credential.value.get_secret_value()
+
+    # -- hooks: one try each -------------------------------------------------------------------------
+    def prepare(self, job: JobContext, params: dict[str, Any]) -> None:
+        """Checks that need the provider (a schema) and must pass before anything is uploaded."""
+        return None
+
+    @abstractmethod
+    def upload(self, job: JobContext, source: MediaSource) -> str:
+        """Upload one local input; its URL. Uploads create no job, so any transport failure is retryable."""
+
+    @abstractmethod
+    def submit(self, job: JobContext, inputs: dict[str, Any]) -> str:
+        """Create the provider job; its request id. Retryable only if the provider cannot have accepted it;
+        raise ``StepFailure(AmbiguousSubmit(...))`` when it may have."""
+
+    def lookup(self, job: JobContext, inputs: dict[str, Any], since: datetime) -> list[str] | None:
+        """Provider jobs created since ``since`` with exactly these inputs; ``None`` if the provider cannot
+        be searched (then an ambiguous submit stays ambiguous)."""
+        return None
+
+    @abstractmethod
+    def poll(self, job: JobContext, request_id: str) -> Status: ...
+
+    @abstractmethod
+    def cancel(self, job: JobContext, request_id: str) -> CancelOutcome:
+        """Ask the provider to cancel (one try)."""
+
+    @abstractmethod
+    def result(self, job: JobContext, request_id: str, status: Status) -> Output: ...
+
+    def priced_after_download(self, output: Output, path: Path) -> tuple[float | None, str]:
+        """The actual cost and its basis, once the output is on disk (a provider may price by its length)."""
+        return output.actual_cost, output.cost_basis
+
+    def cleanup(self, job: JobContext, *, provider_may_read_inputs: bool) -> None:
+        """Delete what the job left at the provider (uploads), where the provider allows it."""
+        return None
+
+    def ambiguity_hint(self) -> str:
+        """Where the user can see whether an ambiguous submit created a job."""
+        return f"the {self.name} dashboard's request history"
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def execute(self, job: JobContext) -> RouteOutput:
+        from ..download import download_output
+
+        params = self.provider_parameters(job.request)
+        self.prepare(job, params)
+        request_id = job.record.provider_request_id
+        try:
+            if request_id is None and job.record.state == "submitting":
+                request_id = self._resolve_ambiguous(job, "an earlier run stopped while its submit was in flight")
+            if request_id is None:
+                inputs = {**self._upload_inputs(job), **params}
+                request_id = self._submit(job, inputs)
+            else:
+                job.report(f"{self.name}: carrying on request {request_id}", None)
+            status = self._wait(job, request_id)
+            try:
+                output = run_step(job, "fetch", partial(self.result, job, request_id, status), request_id=request_id,
+                                  record_success=self.RESULT_IS_A_REQUEST)
+            except (ProviderInputRejected, JobFailed, JobCancelled) as exc:  # the provider job itself ended badly
+                job.mark("cancelled" if isinstance(exc, JobCancelled) else "failed",
+                         failure_reason=f"{type(exc).__name__}: {exc.message}")
+                raise
+            job.report(f"{self.name}: downloading the output", None)
+            path = download_output(job, output.url, route=self.name, request_id=output.request_id or request_id,
+                                   file_name=output.file_name, headers=output.headers)
+        finally:
+            may_read = job.record.state in ("submitting", "submitted")
+            self.cleanup(job, provider_may_read_inputs=may_read)
+        cost, basis = self.priced_after_download(output, path)
+        job.report(f"{self.name}: done", 1.0)
+        return RouteOutput(output_path=path, output_url=output.url, provider_request_id=request_id,
+                           actual_cost=cost, cost_basis=basis)
+
+    def _upload_inputs(self, job: JobContext) -> dict[str, str]:
+        urls: dict[str, str] = {}
+        for input_name, role, source in zip(self.INPUT_NAMES, ("video", "audio"),
+                                            (job.request.video, job.request.audio), strict=True):
+            if source.kind == "url":
+                urls[input_name] = str(source.url)
+                continue
+            job.report(f"{self.name}: uploading the {role}", None)
+            url = run_step(job, "upload", partial(self.upload, job, source))
+            urls[input_name] = url
+            job.mark(uploaded_uris=[*job.record.uploaded_uris, url])  # journalled at once, so it is deleted later
+        job.mark("uploaded")
+        return urls
+
+    def _submit(self, job: JobContext, inputs: dict[str, Any]) -> str:
+        if job.remaining() <= MIN_SUBMIT_SECONDS:
+            raise DeadlineExceeded(f"the job deadline passed before the submit; nothing was submitted to {self.name}",
+                                   route=self.name)
+        if job.cancel_requested():
+            raise JobCancelled(f"cancelled before the submit; nothing was submitted to {self.name}", route=self.name)
+        started = utcnow()
+        job.mark("submitting", provider_inputs=inputs, submitting_at=started, interrupted=None)
+        try:
+            request_id = run_step(job, "submit", partial(self.submit, job, inputs), record_success=False)
+        except AmbiguousSubmit as exc:
+            found = self._resolve_ambiguous(job, exc.message)
+            if found is None:  # force_resubmit, and no lookup found it
+                return self._submit(job, inputs)
+            return found
+        except LatentSyncError:
+            job.mark("uploaded")  # classified "not created": the provider said no, or was never reached
+            raise
+        job.mark("submitted", provider_request_id=request_id, submitted_at=utcnow())
+        record_attempt(job, "submit", ok=True, started_at=started, request_id=request_id)
+        job.report(f"{self.name}: submitted request {request_id}", None)
+        return request_id
+
+    def _resolve_ambiguous(self, job: JobContext, cause: str) -> str | None:
+        """Find the provider job of an ambiguous submit; adopt it, or stop, or (forced) give it up."""
+        inputs = job.record.provider_inputs or {}
+        since = job.record.submitting_at or job.record.created_at
+        try:
+            found = run_step(job, "submit", partial(self.lookup, job, inputs, since), record_success=False)
+        except LatentSyncError as exc:
+            found, cause = None, f"{cause}; looking it up failed ({exc.message})"
+        if found is not None and len(found) == 1:
+            request_id = found[0]
+            job.mark("submitted", provider_request_id=request_id, submitted_at=utcnow())
+            record_attempt(job, "submit", ok=True, request_id=request_id)
+            job.report(f"{self.name}: the submit was ambiguous; found request {request_id} by lookup", None)
+            return request_id
+        if found is None:
+            seen = f"{self.name} cannot be searched for it"
+        elif found:
+            seen = f"a lookup found {len(found)} candidates ({', '.join(found)})"
+        else:
+            seen = "a lookup found no job with these inputs yet"
+        if job.force_resubmit:
+            job.report(f"{self.name}: ambiguous submit ({seen}); submitting again as forced", None)
+            job.mark("uploaded", provider_inputs=None)
+            return None
+        error = AmbiguousSubmit(
+            f"the submit to {self.name} may or may not have created a job ({cause}); {seen}. Nothing was submitted "
+            f"again. Check {self.ambiguity_hint()} for a job started at {since:%Y-%m-%d %H:%M:%S} UTC, then run the "
+            "same command again (it looks again) or pass force_resubmit=True / --force-resubmit to submit anew "
+            "(if the first job exists, both are billed)", route=self.name)
+        record_attempt(job, "submit", ok=False, error=error)
+        raise error
+
+    def _wait(self, job: JobContext, request_id: str) -> Status:
+        on_deadline = partial(self._stop, job, request_id, "deadline")
+        seen_logs = 0
+        last = ""
+        while True:
+            if job.cancel_requested():
+                self._stop(job, request_id, "cancel")
+            if job.remaining() <= 0:
+                on_deadline()
+            status = run_step(job, "wait", partial(self.poll, job, request_id), request_id=request_id,
+                              record_success=False, on_deadline=on_deadline)
+            if status.message and status.message != last:
+                job.report(f"{self.name}: {status.message}", status.fraction)
+                last = status.message
+            for line in status.logs[seen_logs:]:
+                job.report(f"{self.name}: {line}", None)
+            seen_logs = max(seen_logs, len(status.logs))
+            if status.state == "succeeded":
+                job.mark("completed")
+                return status
+            if status.state in ("failed", "cancelled"):
+                self._ended_badly(job, request_id, status)
+            job.sleep(self.settings.poll_interval)
+
+    def _ended_badly(self, job: JobContext, request_id: str, status: Status) -> NoReturn:
+        billed = status.billed or 0.0
+        basis = f"; {status.billed_basis}" if status.billed_basis else ""
+        error: LatentSyncError
+        if status.state == "failed":
+            reason = " ".join((status.error or "no error message").split())[:300]
+            error = JobFailed(f"the model failed on {self.name}: {reason}{basis}", route=self.name,
+                              request_id=request_id)
+        else:
+            ended = status.message or "cancelled"
+            error = JobCancelled(f"the {self.name} job ended {ended} at the provider{basis}", route=self.name,
+                                 request_id=request_id)
+        record_attempt(job, "wait", ok=False, error=error, request_id=request_id, billed_amount=billed)
+        job.mark("failed" if status.state == "failed" else "cancelled", failure_reason=f"{type(error).__name__}: "
+                 f"{error.message}")
+        raise error
+
+    def _stop(self, job: JobContext, request_id: str, why: Literal["deadline", "cancel"]) -> NoReturn:
+        """Cancel at the provider, follow the job to its end for a bounded time, record it, raise."""
+        outcome, status = self.cancel_and_follow(job, request_id)
+        billed = status.billed if status is not None and status.billed is not None else 0.0
+        basis = f"; {status.billed_basis}" if status is not None and status.billed_basis else ""
+        error: LatentSyncError
+        if why == "deadline":
+            error = DeadlineExceeded(f"{self.name} request {request_id} did not finish within the job deadline; "
+                                     f"{outcome}{basis}", route=self.name, request_id=request_id)
+        else:
+            error = JobCancelled(f"{self.name} request {request_id} was cancelled by the caller; {outcome}{basis}",
+                                 route=self.name, request_id=request_id)
+        record_attempt(job, "wait", ok=False, error=error, request_id=request_id, billed_amount=billed)
+        job.mark("cancelled", failure_reason=f"{type(error).__name__}: {error.message}")
+        raise error
+
+    def cancel_and_follow(self, job: JobContext, request_id: str) -> tuple[str, Status | None]:
+        """One cancel request, then polls until the provider job ends (at most ``CANCEL_FOLLOW_SECONDS``)."""
+        import time
+
+        started = utcnow()
+        try:
+            answer = self.cancel(job, request_id)
+            record_attempt(job, "cancel", ok=answer.accepted, started_at=started, request_id=request_id)
+            outcome = answer.text
+        except StepFailure as failure:
+            record_attempt(job, "cancel", ok=False, started_at=started, error=failure.error,
+                           http_status=failure.http_status, request_id=request_id)
+            answer = CancelOutcome(False, "")
+            outcome = f"the cancel failed ({failure.error.message}), so the job may still run and be billed"
+        give_up = time.monotonic() + CANCEL_FOLLOW_SECONDS
+        last: Status | None = None
+        while time.monotonic() < give_up:
+            try:
+                last = self.poll(job, request_id)
+            except StepFailure:
+                break
+            if last.state in ("succeeded", "failed", "cancelled"):
+                break
+            time.sleep(min(max(self.settings.poll_interval, 0.05), 1.0))
+        if last is not None and last.state == "succeeded" and not answer.accepted:
+            outcome += "; it finished (and is billed), but its output was not fetched"
+        return outcome, last
+
+    def cancel_job(self, job: JobContext) -> str:
+        """Cancel a job nobody is running now: its provider job if it has one, and mark it cancelled."""
+        request_id = job.record.provider_request_id
+        if request_id is None and job.record.state == "submitting":
+            found = self.lookup(job, job.record.provider_inputs or {}, job.record.submitting_at or utcnow())
+            request_id = found[0] if found and len(found) == 1 else None
+        if request_id is None:
+            job.mark("cancelled", failure_reason="JobCancelled: cancelled before any provider job was found")
+            return "no provider job was created (or none could be found); nothing to cancel there"
+        try:
+            self._stop(job, request_id, "cancel")
+        except JobCancelled as exc:
+            return exc.message
+        raise AssertionError("unreachable")  # pragma: no cover
