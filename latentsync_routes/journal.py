@@ -55,6 +55,8 @@ TERMINAL_OK = "fetched"
 TERMINAL_BAD = ("failed", "cancelled")
 #: Seconds without a heartbeat after which an owner on another host (or a hung one) counts as dead.
 LEASE_S = 30.0
+#: Seconds a journal operation waits for another writer's lock before it fails (a local failure: resumable).
+BUSY_TIMEOUT_S = 30.0
 #: Seconds between two checks of a claim held by someone else.
 WAIT_POLL_S = 0.1
 
@@ -139,11 +141,11 @@ class Journal:
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         try:
-            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         except sqlite3.Error as exc:
             raise JournalError(f"cannot open the job journal {self.path}: {exc}") from None
         try:
-            db.execute("PRAGMA busy_timeout=30000")
+            db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
             # WAL + NORMAL: each commit survives a crash or SIGKILL of the process (what resume needs);
             # only an OS crash or power loss could drop the last commits, and it saves an fsync per write.
             db.execute("PRAGMA synchronous=NORMAL")

@@ -1,8 +1,10 @@
 """Probing and validating inputs with PyAV, before anything is uploaded or paid for.
 
-A probe reads container headers only, never decodes, so a one-hour file costs milliseconds. URLs are read
-through HTTP range requests, fetching only the blocks the demuxer asks for, under a byte cap: a wrong link
-to a 4 GB file fails fast instead of downloading it.
+A probe reads container headers only, never decodes, so a one-hour file costs milliseconds; for indexed
+containers it also demuxes the last second, so a file cut short behind an intact header is refused. URLs
+are read through HTTP range requests, fetching only the blocks the demuxer asks for, under a byte cap and
+one total time cap: a wrong link to a 4 GB file or a server that trickles fails fast instead of hanging.
+Only regular files are opened: a FIFO or a device path is refused before anything reads it.
 
 The output-duration rule lives here too (not in ``local/``) because prices depend on it and pricing must
 not need torch.

@@ -21,6 +21,7 @@ FaultKind = Literal[
     "drop",
     "drop_after_accept",
     "gateway_after_accept",
+    "hold_reply",
     "reset_during_upload",
     "delay",
     "truncate",
@@ -96,6 +97,15 @@ class Fault:
         "error" although the provider accepted the job, so it must not be read as "nothing created".
         """
         return cls(kind="gateway_after_accept", status_code=code)
+
+    @classmethod
+    def hold_reply(cls, seconds: float) -> Fault:
+        """Run the endpoint (a job IS created), then hold the reply back for ``seconds``.
+
+        A client killed in that window has made a provider job it never heard of: the crash case a
+        journal's ``submitting`` state exists for.
+        """
+        return cls(kind="hold_reply", seconds=seconds)
 
     @classmethod
     def drop_after_accept(cls) -> Fault:

@@ -313,6 +313,9 @@ class FakeServer:
             request.drain()
             handler.close_connection_after_accept()
             return
+        if fault is not None and fault.kind == "hold_reply" and not self._sleep(fault.seconds):
+            handler.close_connection_after_accept()
+            return
         if fault is not None and fault.kind == "gateway_after_accept":
             self._send(handler, request, _gateway_page(fault.status_code or 502))
             return
