@@ -257,9 +257,11 @@ def test_cancel_by_job_id_reaches_the_running_owner(
 def test_a_deadline_passed_before_the_submit_submits_nothing(
     h: Harness, media: tuple[Path, Path], tmp_path: Path  # noqa: F811
 ) -> None:
-    h.fault(h.upload, Fault.delay(1.2))
+    h.fault(h.upload, Fault.delay(40))  # an upload that stalls far past the deadline
+    started = time.monotonic()
     with pytest.raises(DeadlineExceeded, match="nothing was submitted"):
-        client(h).run(*media, tmp_path / "out.mp4", deadline_seconds=1.0)
+        client(h).run(*media, tmp_path / "out.mp4", deadline_seconds=1.5)
+    assert time.monotonic() - started < 6, "the deadline did not bound the upload"
     assert h.jobs() == [] and h.requests(h.submit) == []
 
 

@@ -37,7 +37,7 @@ from ..pricing import estimate_fal, fal_actual_cost, fal_cost_for_seconds, price
 from ..retry import STEP_NOUN, StepFailure, json_or_none, request_never_sent, request_timeout, retry_after_of
 from ..types import CostEstimate, LipSyncRequest, MediaInfo, MediaSource
 from .base import JobContext, ParameterSpec, RouteInfo, RouteOutput
-from .fal_hosts import fal_hosts
+from .fal_hosts import bound_to_deadlines, fal_hosts
 from .fal_upload import upload_multipart
 from .hosted import CancelOutcome, HostedRoute, Output, Status
 
@@ -131,8 +131,9 @@ class FalRoute(HostedRoute):
             if self._sync is None:
                 import fal_client
 
-                self._sync = fal_client.SyncClient(key=self.secret(), default_timeout=SUBMIT_TIMEOUT_S)
-                self._sync._client  # noqa: B018 - build the httpx client once, not in racing job threads
+                sync = fal_client.SyncClient(key=self.secret(), default_timeout=SUBMIT_TIMEOUT_S)
+                bound_to_deadlines(sync)
+                self._sync = sync
             return self._sync
 
     def _http(self) -> httpx.Client:

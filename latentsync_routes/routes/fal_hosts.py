@@ -1,4 +1,6 @@
-"""The fal host override: point fal-client at one gateway (``settings.fal_base_url``) for one job's code only.
+"""fal-client's process-wide knobs, in one place: the host override and the deadline-bound HTTP clients.
+
+The host override points fal-client at one gateway (``settings.fal_base_url``) for one job's code only.
 
 It is its own module because it patches fal-client's process-wide host constants, a concern apart from
 driving a job: :func:`fal_hosts` is the one place that redirects fal-client, and the gateway layout it
@@ -103,3 +105,34 @@ def fal_hosts(base_url: str | None) -> Iterator[None]:
         yield
     finally:
         _HOSTS.reset(token)
+
+
+def bound_to_deadlines(sync: Any) -> None:
+    """Give a fal-client ``SyncClient`` httpx clients whose requests end at the job's deadline.
+
+    fal-client 1.0.3 builds its API client in the cached property ``_client`` and a CDN client per upload
+    in ``_get_cdn_client``, both with one fixed timeout; the same clients are built here with the
+    :func:`~latentsync_routes.deadlines.deadline_transport` around fal-client's own transport.
+    """
+    import fal_client
+    import fal_client.client as module
+    import httpx
+
+    from ..deadlines import deadline_transport
+
+    version = getattr(fal_client, "__version__", "unknown")
+    if version != SUPPORTED_FAL_CLIENT or not hasattr(module, "BackupDomainTransport"):
+        log.warning("fal-client %s: uploads and polls are bounded by its own timeouts, not the job deadline", version)
+        sync._client  # noqa: B018 - build the httpx client once, not in racing job threads
+        return
+    headers = {"Authorization": sync._auth.header_value, "User-Agent": module.USER_AGENT}
+    sync.__dict__["_client"] = httpx.Client(transport=deadline_transport(module.BackupDomainTransport()),
+                                            headers=headers, timeout=sync.default_timeout, follow_redirects=True)
+
+    def cdn_client() -> httpx.Client:
+        token = sync._token_manager.get_token()
+        return httpx.Client(transport=deadline_transport(httpx.HTTPTransport()), timeout=sync.default_timeout,
+                            headers={"Authorization": f"{token.token_type} {token.token}",
+                                     "User-Agent": module.USER_AGENT})
+
+    object.__setattr__(sync, "_get_cdn_client", cdn_client)  # SyncClient is a frozen dataclass

@@ -27,12 +27,14 @@ A hosted route (fal, Replicate, ...) subclasses :class:`HostedRoute` and impleme
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
 
+from ..deadlines import DeadlinePassed, deadline_scope
 from ..errors import (
     AmbiguousSubmit,
     DeadlineExceeded,
@@ -174,6 +176,10 @@ class HostedRoute(ABC):
 
     # -- the loop ------------------------------------------------------------------------------------
     def execute(self, job: JobContext) -> RouteOutput:
+        with deadline_scope(job.deadline):
+            return self._execute(job)
+
+    def _execute(self, job: JobContext) -> RouteOutput:
         from ..download import download_output
 
         params = self.provider_parameters(job.request)
@@ -183,8 +189,14 @@ class HostedRoute(ABC):
             if request_id is None and job.record.state == "submitting":
                 request_id = self._resolve_ambiguous(job, "an earlier run stopped while its submit was in flight")
             if request_id is None:
-                inputs = {**self._upload_inputs(job), **params}
-                request_id = self._submit(job, inputs)
+                try:
+                    uploaded = self._upload_inputs(job)
+                except LatentSyncError as exc:
+                    if job.remaining() > 0:
+                        raise
+                    raise DeadlineExceeded(f"the job deadline passed during the uploads ({exc.message}); nothing "
+                                           f"was submitted to {self.name}", route=self.name) from None
+                request_id = self._submit(job, {**uploaded, **params})
             else:
                 job.report(f"{self.name}: carrying on request {request_id}", None)
             status = self._wait(job, request_id)
@@ -284,8 +296,11 @@ class HostedRoute(ABC):
                 self._stop(job, request_id, "cancel")
             if job.remaining() <= 0:
                 on_deadline()
-            status = run_step(job, "wait", partial(self.poll, job, request_id), request_id=request_id,
-                              record_success=False, on_deadline=on_deadline)
+            try:
+                status = run_step(job, "wait", partial(self.poll, job, request_id), request_id=request_id,
+                                  record_success=False, on_deadline=on_deadline)
+            except DeadlinePassed:
+                on_deadline()
             if status.message and status.message != last:
                 job.report(f"{self.name}: {status.message}", status.fraction)
                 last = status.message
@@ -334,8 +349,10 @@ class HostedRoute(ABC):
 
     def cancel_and_follow(self, job: JobContext, request_id: str) -> tuple[str, Status | None]:
         """One cancel request, then polls until the provider job ends (at most ``CANCEL_FOLLOW_SECONDS``)."""
-        import time
+        with deadline_scope(time.monotonic() + CANCEL_FOLLOW_SECONDS):  # the job's own deadline may be gone
+            return self._cancel_and_follow(job, request_id)
 
+    def _cancel_and_follow(self, job: JobContext, request_id: str) -> tuple[str, Status | None]:
         started = utcnow()
         try:
             answer = self.cancel(job, request_id)

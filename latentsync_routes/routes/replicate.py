@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
+from ..deadlines import deadline_transport
 from ..errors import ProviderError, RouteError
 from ..pricing import estimate_replicate, price_book, replicate_cost_for_predict_time
 from ..retry import StepFailure, json_or_none
@@ -106,19 +107,14 @@ _STATES: dict[str, Literal["queued", "running", "succeeded", "failed", "cancelle
     "canceled": "cancelled", "aborted": "cancelled"}
 
 
-def _bounded_transport() -> Any:
-    """A plain httpx transport that gives every request a timeout (the SDK sends some with none)."""
+def _bounded_transport() -> httpx.BaseTransport:
+    """A plain httpx transport (not the SDK's retrying one) whose every request has a timeout, cut to the
+    job's deadline while a job runs (the SDK sends some requests with none)."""
     import httpx
 
-    class BoundedTransport(httpx.HTTPTransport):
-        def handle_request(self, request: httpx.Request) -> httpx.Response:
-            limits = dict(request.extensions.get("timeout") or {})
-            defaults = {"connect": CONNECT_TIMEOUT_S, "read": REQUEST_TIMEOUT_S, "write": REQUEST_TIMEOUT_S,
-                        "pool": REQUEST_TIMEOUT_S}
-            request.extensions["timeout"] = {k: limits.get(k) or v for k, v in defaults.items()}
-            return super().handle_request(request)
-
-    return BoundedTransport()
+    defaults = {"connect": CONNECT_TIMEOUT_S, "read": REQUEST_TIMEOUT_S, "write": REQUEST_TIMEOUT_S,
+                "pool": REQUEST_TIMEOUT_S}
+    return deadline_transport(httpx.HTTPTransport(), defaults)
 
 
 def _parse_time(text: Any) -> datetime | None:

@@ -1,0 +1,76 @@
+"""One deadline for every request a job makes, including those the provider SDKs make for us.
+
+The hosted template sets the job's deadline for the code it runs (:func:`deadline_scope`, a ContextVar,
+so other jobs' threads keep theirs); :class:`DeadlineTransport` wraps an httpx transport and cuts every
+request's connect/read/write/pool timeout to the time left, so an upload or a poll that stalls ends at
+the deadline instead of at the SDK's own timeout. Threads an SDK starts by itself (fal-client's multipart
+parts) do not inherit the scope; their own timeouts still apply.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from .errors import DeadlineExceeded
+
+if TYPE_CHECKING:
+    import httpx
+
+class DeadlinePassed(DeadlineExceeded):
+    """Raised by :class:`DeadlineTransport` instead of sending a request once the deadline has passed."""
+
+
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("latentsync_deadline", default=None)
+#: A request is never given less than this (a zero timeout would fail before the first byte).
+MIN_REQUEST_S = 0.05
+
+
+@contextmanager
+def deadline_scope(deadline: float) -> Iterator[None]:
+    """Bound every request made in this block (``time.monotonic()`` based ``deadline``)."""
+    token = _DEADLINE.set(deadline)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def time_left() -> float | None:
+    deadline = _DEADLINE.get()
+    return None if deadline is None else deadline - time.monotonic()
+
+
+def _transport_base() -> type[httpx.BaseTransport]:
+    import httpx
+
+    return httpx.BaseTransport
+
+
+def deadline_transport(inner: httpx.BaseTransport, defaults: dict[str, float] | None = None) -> httpx.BaseTransport:
+    """``inner`` with every request's timeouts cut to the current deadline (and ``defaults`` where unset)."""
+    import httpx
+
+    class DeadlineTransport(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            limits = dict(request.extensions.get("timeout") or {})
+            for name, value in (defaults or {}).items():
+                limits[name] = limits.get(name) or value
+            left = time_left()
+            if left is not None:
+                if left <= 0:  # not an httpx error, so no SDK retry loop sleeps on past the deadline
+                    raise DeadlinePassed("the job deadline passed; the request was not sent")
+                cap = max(MIN_REQUEST_S, left)
+                for name in ("connect", "read", "write", "pool"):
+                    current = limits.get(name)
+                    limits[name] = cap if current is None else min(current, cap)
+            request.extensions["timeout"] = limits
+            return inner.handle_request(request)
+
+        def close(self) -> None:
+            inner.close()
+
+    return DeadlineTransport()
