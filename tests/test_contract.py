@@ -361,3 +361,52 @@ def _wait_until(condition: Any, timeout: float = 60.0) -> None:
             pass
         time.sleep(0.05)
     raise AssertionError("the condition was never reached")
+
+
+# -- inputs given as URLs, and where credentials go -------------------------------------------------------
+def test_a_resumed_job_sends_the_url_inputs_it_was_given(
+    h: Harness, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path  # noqa: F811
+) -> None:
+    import functools
+    import http.server
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(media[0].parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        video, audio = f"{base}/{media[0].name}?sig=abc", f"{base}/{media[1].name}?sig=def"
+        h.fault(h.submit, Fault.status(400, json={"detail": "refused (test)"}))  # nothing created
+        with pytest.raises(LatentSyncError):
+            client(h).run(video, audio, tmp_path / "out.mp4")
+        record = only_record(hosted_env)
+        assert record.state == "failed" and h.jobs() == []
+        result = client(h).resume(record.job_id)
+        assert len(h.jobs()) == 1 and result.provider_request_id == h.jobs()[0]
+        sent = json.dumps(h.requests(h.submit)[-1].json())
+        assert video in sent and audio in sent and "resume.invalid" not in sent
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_status_urls_named_by_the_submit_answer_are_never_called(
+    h: Harness, media: tuple[Path, Path], tmp_path: Path  # noqa: F811
+) -> None:
+    if h.route != "fal":
+        pytest.skip("only fal's submit answer names status and result URLs")
+    import socket
+
+    thief = socket.socket()
+    thief.bind(("127.0.0.1", 0))
+    thief.listen()
+    thief.settimeout(0.2)
+    elsewhere = f"http://127.0.0.1:{thief.getsockname()[1]}/steal"
+    h.fault(h.submit, Fault.status(200, json={"request_id": "req-1", "status_url": elsewhere,
+                                              "response_url": elsewhere, "cancel_url": elsewhere}))
+    with pytest.raises(LatentSyncError):
+        client(h).run(*media, tmp_path / "out.mp4")
+    with pytest.raises(TimeoutError):
+        thief.accept()  # nobody connected: the key never left for another origin
+    thief.close()
+    assert any("/requests/req-1/status" in r.path for r in h.requests(h.poll))

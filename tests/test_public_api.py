@@ -8,7 +8,7 @@ import latentsync_routes
 EXPECTED = {
     "AmbiguousSubmit", "AsyncLipSyncClient", "Attempt", "AuthenticationError", "BudgetExceeded", "CheckResult",
     "ConfigurationError", "Cost", "CostEstimate", "DeadlineExceeded", "DownloadError", "InputError",
-    "InvalidParameter", "JobCancelled", "JobFailed", "JobRecord", "LatentSyncError", "LipSyncClient",
+    "InvalidParameter", "JobAlreadyFailed", "JobCancelled", "JobFailed", "JobRecord", "LatentSyncError", "LipSyncClient",
     "LipSyncRequest", "LipSyncResult", "LocalRouteError", "MediaError", "MediaInfo", "MediaLimitExceeded",
     "MediaNotFound", "MediaSource", "MissingCredentials", "MissingStream", "NotAMediaFile", "PolicySettings",
     "PolicyViolation", "ProviderError", "ProviderInputRejected", "Route", "RouteError", "RouteInfo",
@@ -21,6 +21,16 @@ def test_public_names_are_exactly_these() -> None:
     assert set(latentsync_routes.__all__) == EXPECTED
     for name in EXPECTED:
         assert getattr(latentsync_routes, name) is not None, name
+
+
+def test_the_type_checking_imports_match_the_export_table() -> None:
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(latentsync_routes))
+    guarded = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.If)
+               for stmt in node.body if isinstance(stmt, ast.ImportFrom) for alias in stmt.names}
+    assert guarded == set(latentsync_routes.__all__)
 
 
 def test_unknown_attribute_raises() -> None:

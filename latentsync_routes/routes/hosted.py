@@ -248,7 +248,7 @@ class HostedRoute(ABC):
                 return self._submit(job, inputs)
             return found
         except LatentSyncError:
-            job.mark("uploaded")  # classified "not created": the provider said no, or was never reached
+            job.mark("uploaded", provider_inputs=None)  # "not created": the provider said no, or was never reached
             raise
         job.mark("submitted", provider_request_id=request_id, submitted_at=utcnow())
         record_attempt(job, "submit", ok=True, started_at=started, request_id=request_id)
