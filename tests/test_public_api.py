@@ -8,7 +8,8 @@ import latentsync_routes
 EXPECTED = {
     "AmbiguousSubmit", "AsyncLipSyncClient", "Attempt", "AuthenticationError", "BudgetExceeded", "CheckResult",
     "ConfigurationError", "Cost", "CostEstimate", "DeadlineExceeded", "DownloadError", "InputError",
-    "InvalidParameter", "JobAlreadyFailed", "JobCancelled", "JobFailed", "JobRecord", "LatentSyncError", "LipSyncClient",
+    "InvalidParameter", "JobAlreadyFailed", "JobCancelled", "JobFailed", "JobRecord", "LatentSyncError",
+    "LipSyncClient",
     "LipSyncRequest", "LipSyncResult", "LocalRouteError", "MediaError", "MediaInfo", "MediaLimitExceeded",
     "MediaNotFound", "MediaSource", "MissingCredentials", "MissingStream", "NotAMediaFile", "PolicySettings",
     "PolicyViolation", "ProviderError", "ProviderInputRejected", "Route", "RouteError", "RouteInfo",
