@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr, ValidationError
 
-from .config import CREDENTIAL_ENV, Credential, Settings, load_settings, resolve_credential
+from .config import Credential, Settings, load_settings, resolve_credential
 from .errors import (
     ConfigurationError,
     DeadlineExceeded,
@@ -40,7 +40,7 @@ from .outputs import check_free, file_in, resolve_output
 from .policy import CheckResult, enforce, evaluate
 from .pricing import check_budget
 from .records import derive_idempotency_key, new_record, request_from_record, result_from_record
-from .routes.base import JobContext, ProgressCallback, Route, RouteInfo, create_route, route_names
+from .routes.base import JobContext, ProgressCallback, Route, RouteInfo, create_route, route_info, route_names
 from .types import PROVIDER_STATES, CostEstimate, JobRecord, LipSyncRequest, LipSyncResult, MediaInfo, MediaSource
 
 if TYPE_CHECKING:
@@ -92,7 +92,8 @@ class LipSyncClient:
 
     # -- routes ---------------------------------------------------------------------------------------
     def credential(self, route: str) -> Credential | None:
-        env = CREDENTIAL_ENV.get(route)
+        """The route's credential: an argument, else its env var (named on its RouteInfo), else the keyring."""
+        env = route_info(route).credential_env
         return resolve_credential(env, self._explicit.get(route)) if env else None
 
     def route(self, name: str | None = None) -> Route:

@@ -33,7 +33,6 @@ from .types import is_loopback_host
 log = logging.getLogger(__name__)
 
 KEYRING_SERVICE = "latentsync-routes"
-CREDENTIAL_ENV: dict[str, str] = {"fal": "FAL_KEY", "replicate": "REPLICATE_API_TOKEN"}
 
 
 #: Polling faster than this hammers a provider's API (and 0 would spin a CPU).
@@ -99,6 +98,9 @@ class Settings(BaseSettings):
     fal_base_url: str | None = None
     replicate_base_url: str | None = None
     replicate_version: str | None = None
+    #: base URL per route name (any route; ``fal_base_url``/``replicate_base_url`` and each route's own
+    #: ``LATENTSYNC_ROUTES_<ROUTE>_BASE_URL`` variable are read too)
+    base_urls: dict[str, str] = Field(default_factory=dict)
     # NaN would compare false against every price and silently disable a budget: numbers are finite.
     budget_per_call: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     budget_total: float | None = Field(default=None, ge=0, allow_inf_nan=False)
@@ -116,12 +118,22 @@ class Settings(BaseSettings):
     @field_validator("fal_base_url", "replicate_base_url")
     @classmethod
     def _base_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        if parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname)):
-            return value.rstrip("/")
-        raise ValueError("base URLs must be https, or plain http to a loopback address")
+        return None if value is None else check_base_url(value)
+
+    @field_validator("base_urls")
+    @classmethod
+    def _base_urls(cls, value: dict[str, str]) -> dict[str, str]:
+        return {name: check_base_url(url) for name, url in value.items()}
+
+    def base_url_for(self, route: str, env_name: str | None = None) -> str | None:
+        """The configured origin for ``route``: its own setting, ``base_urls``, or its env variable."""
+        given = getattr(self, f"{route}_base_url", None) or self.base_urls.get(route)
+        if given is None and env_name and os.environ.get(env_name):
+            try:
+                given = check_base_url(os.environ[env_name])
+            except ValueError as exc:
+                raise InvalidSettings(f"{env_name}: {exc}") from None
+        return given
 
     @classmethod
     def settings_customise_sources(
@@ -164,6 +176,14 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
         raise settings_problem(exc, f"the environment or {toml_path}") from None
     except (ValueError, OSError) as exc:  # TOML syntax, an unreadable file, SettingsError
         raise InvalidSettings(f"invalid config file {toml_path}: {exc}") from None
+
+
+def check_base_url(value: str) -> str:
+    """A base URL must be https, or plain http to a loopback address (a fake, a local gateway)."""
+    parts = urlsplit(value)
+    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname)):
+        return value.rstrip("/")
+    raise ValueError("base URLs must be https, or plain http to a loopback address")
 
 
 @dataclass(frozen=True)

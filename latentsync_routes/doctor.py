@@ -11,12 +11,18 @@ import platform
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .routes.base import module_available, route_names
+from .routes.base import module_available, route_info, route_names
 
 if TYPE_CHECKING:
     from .client import LipSyncClient
 
-PACKAGES = ("av", "fal-client", "replicate", "torch", "diffusers", "huggingface_hub", "mediapipe", "insightface")
+#: Packages reported besides each route's own SDK (named on its RouteInfo).
+PACKAGES = ("av", "torch", "diffusers", "huggingface_hub", "mediapipe", "insightface")
+
+
+def packages() -> tuple[str, ...]:
+    sdks = [route_info(name).sdk_package for name in route_names()]
+    return (*PACKAGES[:1], *(sdk for sdk in sdks if sdk), *PACKAGES[1:])
 
 
 def _installed(dist: str) -> str | None:
@@ -58,13 +64,15 @@ def diagnose(client: LipSyncClient) -> dict[str, Any]:
                 # Installed but not runnable yet: say what to fetch, as run() would.
                 routes[name].update(usable=False, reason=missing)
     credentials = {}
-    for name in ("fal", "replicate"):
+    for name in route_names():
+        if route_info(name).credential_env is None:
+            continue
         found = client.credential(name)
         credentials[name] = {"present": found is not None, "source": found.source if found else None}
     return {
         "version": __version__,
         "python": platform.python_version(),
-        "packages": {dist: _installed(dist) for dist in PACKAGES},
+        "packages": {dist: _installed(dist) for dist in packages()},
         "credentials": credentials,
         "gpu": gpu_report(),
         "home": str(client.settings.home),

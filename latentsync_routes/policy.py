@@ -65,10 +65,9 @@ def _retention(info: RouteInfo, policy: PolicySettings) -> CheckResult:
     cap = policy.max_retention_days
     if cap is None:
         return CheckResult(check="retention", passed=True, reason=f"no cap set; route keeps: {info.retention}")
-    if info.name == "fal":
-        # fal applies an object lifecycle given at upload time, so a cap is enforceable there.
+    if info.retention_control is not None:  # the route makes the provider honour the cap itself
         return CheckResult(
-            check="retention", passed=True, reason=f"uploads will be set to expire after {cap:g} days"
+            check="retention", passed=True, reason=f"capped at {cap:g} days by {info.retention_control}"
         )
     if info.retention_days is None:
         return CheckResult(

@@ -8,6 +8,7 @@ price change is a one-line data edit and every estimate can cite its source. Eac
 from __future__ import annotations
 
 import json
+import math
 from datetime import date
 from functools import lru_cache
 from importlib import resources
@@ -127,6 +128,43 @@ def estimate_local(audio_seconds: float, *, version: str, device: str, gpu_hour_
         output_seconds=seconds,
         expected_wall_seconds=wall,
         expected_vram_gb=float(entry["vram_gb"][version]),
+    )
+
+
+def cost_by_rule(route: str, output_seconds: float) -> float:
+    """The price book's rule for ``route`` applied to an output length (for routes priced by rule).
+
+    Rules: ``per_block`` — ``block_price`` for every started ``block_seconds`` of output, at least
+    ``min_blocks``.
+    """
+    entry = price_book()[route]
+    if entry.get("rule") != "per_block":
+        raise KeyError(f"the price book has no rule for route {route!r}")
+    blocks = max(int(entry.get("min_blocks", 1)), math.ceil(round(output_seconds, 6) / float(entry["block_seconds"])))
+    return _money(blocks * float(entry["block_price"]))
+
+
+def estimate_by_rule(route: str, audio_seconds: float) -> CostEstimate:
+    """An estimate from the price book's rule for ``route``: exact when the rule is on output length."""
+    entry = price_book()[route]
+    seconds = output_duration(audio_seconds)
+    amount = cost_by_rule(route, seconds)
+    per = entry["block_seconds"]
+    basis = (f"{entry['block_price']} {entry['currency']} per started {per:g} s of output x "
+             f"ceil({seconds:.2f} s / {per:g} s) = ${amount:.4f} ({entry['quote']})")
+    wall = entry.get("typical_wall_seconds_per_output_second")
+    return CostEstimate(
+        route=route,
+        currency=entry["currency"],
+        amount=amount,
+        low=amount,
+        high=amount,
+        is_exact=True,
+        basis=basis,
+        price_source=entry["source"],
+        price_checked=date.fromisoformat(entry["checked"]),
+        output_seconds=seconds,
+        expected_wall_seconds=None if wall is None else float(wall) * seconds,
     )
 
 

@@ -47,7 +47,7 @@ def test_retention_cap() -> None:
     assert outcome(replicate.INFO, policy)["retention"] is False  # 1 h > 0.01 day
     assert outcome(replicate.INFO, PolicySettings(max_retention_days=1))["retention"] is True
     assert outcome(fal.INFO, policy)["retention"] is True  # enforced by a lifecycle at upload
-    unknown = fal.INFO.model_copy(update={"name": "other", "retention_days": None})
+    unknown = fal.INFO.model_copy(update={"name": "other", "retention_days": None, "retention_control": None})
     assert outcome(unknown, policy)["retention"] is False
 
 

@@ -71,6 +71,8 @@ class RouteInfo(BaseModel):
     upload_destination: str
     retention: str
     retention_days: float | None
+    #: how this route makes the provider keep files no longer than the policy's cap (None: it cannot)
+    retention_control: str | None = None
     deletion: str
     code_licence: str = "Apache-2.0"
     weights_licence: str | None
@@ -226,6 +228,12 @@ def load_route_class(name: str) -> type[Any]:
         raise RouteNotInstalled(f"route {name!r} cannot be loaded: {exc}", route=name) from None
     cls: type[Any] = getattr(module, class_name)
     return cls
+
+
+def route_info(name: str) -> RouteInfo:
+    """A route's declared facts without building it (its module imports no provider SDK)."""
+    info: RouteInfo = load_route_class(name).INFO
+    return info
 
 
 def create_route(name: str, settings: Settings, credential: Credential | None) -> Route:

@@ -62,6 +62,7 @@ INFO = RouteInfo(
     retention="uploads and outputs on the fal CDN are public and kept at least 7 days unless an object "
     "lifecycle is set at upload (this route sets one when the policy caps retention); queue results 1 h",
     retention_days=None,
+    retention_control="an object lifecycle (X-Fal-Object-Lifecycle-Preference) set on each upload to the policy's cap",
     deletion="expiry set at upload through X-Fal-Object-Lifecycle-Preference; no delete API is used",
     weights_licence="openrail++",
     weights_licence_source="https://huggingface.co/ByteDance/LatentSync-1.5",
@@ -74,7 +75,6 @@ INFO = RouteInfo(
     sdk_module="fal_client",
     sdk_package="fal-client",
     base_url_env="LATENTSYNC_ROUTES_FAL_BASE_URL",
-    default_base_url="https://queue.fal.run",
     default_concurrency=2,
     install_extra="fal",
     sources=["https://fal.ai/models/fal-ai/latentsync/llms.txt", "https://docs.fal.ai/faq"],
@@ -118,11 +118,11 @@ class FalRoute(HostedRoute):
         return f"your fal request history for {ENDPOINT} (fal.ai dashboard, Requests)"
 
     def execute(self, job: JobContext) -> RouteOutput:
-        with fal_hosts(self.settings.fal_base_url):
+        with fal_hosts(self.base_url()):
             return super().execute(job)
 
     def cancel_job(self, job: JobContext) -> str:
-        with fal_hosts(self.settings.fal_base_url):
+        with fal_hosts(self.base_url()):
             return super().cancel_job(job)
 
     def _sdk(self) -> fal_client.SyncClient:
@@ -214,7 +214,7 @@ class FalRoute(HostedRoute):
         """
         import httpx
 
-        base = (self.settings.fal_base_url or PLATFORM_URL).rstrip("/")
+        base = self.base_url() or PLATFORM_URL
         start = (since - timedelta(seconds=CLOCK_SKEW_S)).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         params: dict[str, str] = {"endpoint_id": ENDPOINT, "start": start, "expand": "payloads", "limit": "100"}
         found: list[str] = []

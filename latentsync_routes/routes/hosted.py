@@ -127,6 +127,11 @@ class HostedRoute(ABC):
     @abstractmethod
     def estimate(self, request: LipSyncRequest, video: MediaInfo, audio: MediaInfo) -> CostEstimate: ...
 
+    def base_url(self) -> str | None:
+        """The origin this route talks to: a configured override (a gateway, a fake), else the default."""
+        info = self.info()
+        return self.settings.base_url_for(self.name, info.base_url_env) or info.default_base_url
+
     def secret(self) -> str:
         if self.credential is None:
             env = self.info().credential_env or "a credential"

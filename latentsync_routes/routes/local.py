@@ -73,6 +73,7 @@ class LocalRoute:
     """
 
     name: ClassVar[str] = "local"
+    INFO: ClassVar[RouteInfo] = INFO
 
     def __init__(self, *, settings: Settings, credential: Credential | None = None) -> None:
         self.settings = settings

@@ -159,7 +159,7 @@ class ReplicateRoute(HostedRoute):
     def __init__(self, *, settings: Settings, credential: Credential | None) -> None:
         super().__init__(settings=settings, credential=credential)
         self.version = settings.replicate_version or PINNED_VERSION
-        self.base_url = (settings.replicate_base_url or DEFAULT_BASE_URL).rstrip("/")
+        self.api_url = self.base_url() or DEFAULT_BASE_URL
         self._client: replicate.Client | None = None
         self._lock = threading.Lock()
         self._last = threading.local()
@@ -185,7 +185,7 @@ class ReplicateRoute(HostedRoute):
 
                 self._client = replicate.Client(
                     api_token=self.secret(),
-                    base_url=self.base_url,
+                    base_url=self.api_url,
                     timeout=httpx.Timeout(REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
                     mounts={"all://": _bounded_transport()},  # bypasses the SDK's RetryTransport (see above)
                     event_hooks={"response": [self._remember]},
@@ -206,7 +206,7 @@ class ReplicateRoute(HostedRoute):
 
     def _auth_for(self, url: str) -> dict[str, str]:
         """Send the token only to the API's own origin, never to a third-party output host."""
-        api, target = urlsplit(self.base_url), urlsplit(url)
+        api, target = urlsplit(self.api_url), urlsplit(url)
         if (api.scheme, api.netloc) == (target.scheme, target.netloc) and self.credential is not None:
             return {"Authorization": f"Bearer {self.credential.value.get_secret_value()}"}
         return {}
@@ -215,7 +215,7 @@ class ReplicateRoute(HostedRoute):
     def prepare(self, job: JobContext, params: dict[str, Any]) -> None:
         if job.record.provider_request_id is not None:
             return  # the prediction exists: its inputs were checked when it was created
-        openapi = version_openapi(job, self._sdk(), model=MODEL, version=self.version, base_url=self.base_url,
+        openapi = version_openapi(job, self._sdk(), model=MODEL, version=self.version, base_url=self.api_url,
                                   call=self._call, failure=self._failure)
         input_schema_check(openapi, params, model=MODEL, version=self.version)
 

@@ -40,8 +40,12 @@ from ._wire import Headers, RequestRecord
 from .fal import CancelRecord, FakeFal, FalFailure, FalFaults, FalJob
 from .media import write_test_audio, write_test_video
 from .replicate import FakeReplicate, ReplicateFaults, ReplicatePrediction
+from .wavespeed import FakeWaveSpeed, WaveSpeedFaults, WaveSpeedPrediction
 
 __all__ = [
+    "FakeWaveSpeed",
+    "WaveSpeedFaults",
+    "WaveSpeedPrediction",
     "write_test_audio",
     "write_test_video",
     "LATENTSYNC_INPUT_SCHEMA_2025_01",
