@@ -25,16 +25,19 @@ class Harness:
     server: Any
     env: dict[str, str]
     #: the fake's endpoint names for: an upload, the submit, a status poll, the output download, a cancel
+    #: (None where the provider has no cancel)
     upload: str
     submit: str
     poll: str
     download: str
-    cancel: str
+    cancel: str | None
     jobs: Callable[[], list[str]]
     complete: Callable[[str], Any]
     fail_next: Callable[[], None]
     hold: Callable[[], None]  # keep every job running until released
     release: Callable[[], None]
+    #: whether the provider's job list can be matched to a job's inputs (so an ambiguous submit is found)
+    searchable: bool = True
 
     @property
     def secret(self) -> str:

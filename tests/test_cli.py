@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from latentsync_routes.routes.base import route_names
 from tests.cli_helpers import run_cli as cli
 from tests.mediafactory import make_video, make_wav
 
@@ -31,7 +32,7 @@ def test_estimate_every_route_json(files: dict[str, Path], tmp_path: Path) -> No
         done = cli("estimate", str(files["clip"]), str(files[audio]), "--json", home=tmp_path)
         assert done.returncode == 0, done.stderr
         estimates = json.loads(done.stdout)
-        assert {e["route"] for e in estimates} == {"local", "fal", "replicate"}
+        assert {e["route"] for e in estimates} == set(route_names())
         for e in estimates:
             assert {"route", "currency", "amount", "basis", "price_source", "price_checked"} <= set(e)
         fal = next(e for e in estimates if e["route"] == "fal")
@@ -80,7 +81,7 @@ def test_routes_and_doctor_json(tmp_path: Path) -> None:
     done = cli("routes", "--json", home=tmp_path)
     assert done.returncode == 0, done.stderr
     infos = {r["name"]: r for r in json.loads(done.stdout)}
-    assert set(infos) == {"local", "fal", "replicate"}
+    assert set(infos) == set(route_names())
     assert infos["replicate"]["retention_days"] == pytest.approx(1 / 24)
     doctor = cli("doctor", "--json", home=tmp_path, env={"FAL_KEY": "k-secret-zz"})
     assert doctor.returncode == 0, doctor.stderr

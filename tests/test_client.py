@@ -13,6 +13,7 @@ from latentsync_routes import (
     UnsupportedParameter,
     load_settings,
 )
+from latentsync_routes.routes.base import route_names
 from latentsync_routes.testing import write_test_audio, write_test_video
 
 
@@ -61,12 +62,12 @@ def test_budget_total_is_checked_before_any_job(tmp_path: Path, media: tuple[Pat
 def test_route_errors(tmp_path: Path, media: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("REPLICATE_API_TOKEN", raising=False)
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
-    with pytest.raises(UnknownRoute, match="known routes: local, fal, replicate"):
+    with pytest.raises(UnknownRoute, match=f"known routes: {', '.join(route_names())}"):
         LipSyncClient(route="nope", settings=load_settings(home=tmp_path)).route()
     client = LipSyncClient(route="replicate", settings=load_settings(home=tmp_path))
     with pytest.raises(ConfigurationError, match="REPLICATE_API_TOKEN"):
         client.run(*media, tmp_path / "out.mp4", consent="test")
-    assert [info.name for info in client.routes()] == ["local", "fal", "replicate"]
+    assert [info.name for info in client.routes()] == route_names()
 
 
 def test_estimate_all_is_not_held_to_the_default_route_s_limits(
@@ -77,7 +78,7 @@ def test_estimate_all_is_not_held_to_the_default_route_s_limits(
 
     monkeypatch.setattr(replicate, "INFO", replicate.INFO.model_copy(update={"max_audio_seconds": 30.0}))
     client = LipSyncClient(route="replicate", settings=load_settings(home=tmp_path))
-    assert [e.route for e in client.estimate_all(*media)] == ["local", "fal", "replicate"]  # 60 s of audio
+    assert [e.route for e in client.estimate_all(*media)] == route_names()  # 60 s of audio
     with pytest.raises(MediaLimitExceeded, match="limit is 30 s"):
         client.estimate(*media)
 

@@ -119,6 +119,13 @@ def test_a_submit_accepted_but_answered_badly_is_found_not_repeated(
     h: Harness, media: tuple[Path, Path], tmp_path: Path, fault: Fault  # noqa: F811
 ) -> None:
     h.fault(h.submit, fault)
+    if not h.searchable:  # its job list cannot be matched to inputs: stop, never resubmit unasked
+        with pytest.raises(AmbiguousSubmit, match="force-resubmit"):
+            client(h).run(*media, tmp_path / "out.mp4")
+        with pytest.raises(AmbiguousSubmit):
+            client(h).run(*media, tmp_path / "out.mp4")
+        assert len(h.jobs()) == 1 and len(h.requests(h.submit)) == 1
+        return
     result = client(h).run(*media, tmp_path / "out.mp4")
     assert len(h.jobs()) == 1 and len(h.requests(h.submit)) == 1
     assert result.provider_request_id == h.jobs()[0]
@@ -235,9 +242,13 @@ def test_cancelling_an_awaiting_async_run_cancels_the_provider_job(
                 await task
 
     asyncio.run(scenario())
-    assert len(h.requests(h.cancel)) == 1
     record = only_record(hosted_env)
-    assert record.state == "cancelled" and ("cancel", "ok") in [(a.step, a.status) for a in record.attempts]
+    assert record.state == "cancelled"
+    cancels = [(a.step, a.status) for a in record.attempts if a.step == "cancel"]
+    if h.cancel is None:  # no cancel API: the record says the job may still be billed
+        assert cancels == [("cancel", "error")] and "may still run" in (record.failure_reason or "")
+    else:
+        assert len(h.requests(h.cancel)) == 1 and cancels == [("cancel", "ok")]
 
 
 def test_cancel_by_job_id_reaches_the_running_owner(
@@ -251,7 +262,7 @@ def test_cancel_by_job_id_reaches_the_running_owner(
     record = client(h).cancel(only_record(hosted_env).job_id)
     runner.join(60)
     assert record.state == "cancelled" and isinstance(failure[0], JobCancelled)
-    assert len(h.requests(h.cancel)) == 1 and len(h.jobs()) == 1
+    assert len(h.jobs()) == 1 and (h.cancel is None or len(h.requests(h.cancel)) == 1)
 
 
 def test_a_deadline_passed_before_the_submit_submits_nothing(
@@ -290,9 +301,9 @@ def test_two_jobs_into_one_folder_never_collide(h: Harness, media: tuple[Path, P
                                                 ) -> None:
     folder = tmp_path / "outs"
     folder.mkdir()
-    first = client(h).run(*media, folder, seed=1)
-    second = client(h).run(*media, folder, seed=2)
-    again = client(h).run(*media, folder, seed=1)
+    first = client(h).run(*media, folder, idempotency_key="job-a")
+    second = client(h).run(*media, folder, idempotency_key="job-b")
+    again = client(h).run(*media, folder, idempotency_key="job-a")
     assert first.output_path != second.output_path and again.job_id == first.job_id
     assert len(h.jobs()) == 2 and len(list(folder.iterdir())) == 2
 
@@ -336,8 +347,11 @@ def test_kill_9_at_each_step_then_carry_on(
         job_id = only_record(hosted_env).job_id
         second = subprocess.run([console_script(), "jobs", "resume", job_id, "--json"], env=env,
                                 capture_output=True, text=True, timeout=120)
-    assert second.returncode == 0, second.stdout + second.stderr
     assert len(h.jobs()) == 1, f"a kill during {step} made a second provider job"
+    if step == "submit" and not h.searchable:  # the job exists but cannot be found: stop, exit 4
+        assert second.returncode == 4 and "AmbiguousSubmit" in second.stdout, second.stdout + second.stderr
+        return
+    assert second.returncode == 0, second.stdout + second.stderr
     doc = json.loads(second.stdout)
     assert doc["provider_request_id"] == h.jobs()[0] and out.is_file()
     assert not list(out.parent.glob("*.part")), "a killed download left its temp file behind"
