@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from latentsync_routes.testing import FakeFal, FakeReplicate, Fault
+from latentsync_routes.testing.wavespeed import FakeWaveSpeed
 
-CREDENTIALS = {"fal": ("FAL_KEY", "contract-fal-key-5f4e"), "replicate": ("REPLICATE_API_TOKEN", "r8_contract_9a8b")}
+CREDENTIALS = {"fal": ("FAL_KEY", "contract-fal-key-5f4e"), "replicate": ("REPLICATE_API_TOKEN", "r8_contract_9a8b"),
+               "wavespeed": ("WAVESPEED_API_KEY", "ws_contract_7c6d")}
 
 
 @dataclass
@@ -93,4 +95,25 @@ def _replicate() -> Iterator[Harness]:
         )
 
 
-HARNESSES: dict[str, Callable[[], Any]] = {"fal": _fal, "replicate": _replicate}
+@contextmanager
+def _wavespeed() -> Iterator[Harness]:
+    env_name, key = CREDENTIALS["wavespeed"]
+    with FakeWaveSpeed(expected_key=key) as ws:
+        def hold() -> None:
+            ws.processing_polls = 10**9
+
+        def release() -> None:
+            ws.processing_polls = 1
+            for prediction_id, prediction in list(ws.predictions.items()):
+                if prediction.status not in ("completed", "failed"):
+                    ws.complete(prediction_id)
+
+        yield Harness(
+            route="wavespeed", server=ws, env={"LATENTSYNC_ROUTES_WAVESPEED_BASE_URL": ws.url, env_name: key},
+            upload="upload_ticket", submit="submit", poll="result", download="file_download", cancel=None,
+            jobs=lambda: list(ws.predictions), complete=ws.complete, fail_next=lambda: ws.fail_job(),
+            hold=hold, release=release, searchable=False,
+        )
+
+
+HARNESSES: dict[str, Callable[[], Any]] = {"fal": _fal, "replicate": _replicate, "wavespeed": _wavespeed}

@@ -29,6 +29,7 @@ REGISTRY: dict[str, str] = {
     "local": "latentsync_routes.routes.local:LocalRoute",
     "fal": "latentsync_routes.routes.fal:FalRoute",
     "replicate": "latentsync_routes.routes.replicate:ReplicateRoute",
+    "wavespeed": "latentsync_routes.routes.wavespeed:WaveSpeedRoute",
 }
 
 
