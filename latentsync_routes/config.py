@@ -15,7 +15,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 import platformdirs
@@ -171,7 +171,7 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
         {"model_config": SettingsConfigDict(**{**Settings.model_config, "toml_file": toml_path})},
     )
     try:
-        return bound(**overrides)
+        return cast("Settings", bound(**overrides))
     except ValidationError as exc:
         raise settings_problem(exc, f"the environment or {toml_path}") from None
     except (ValueError, OSError) as exc:  # TOML syntax, an unreadable file, SettingsError

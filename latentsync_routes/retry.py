@@ -178,7 +178,7 @@ def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
         if isinstance(exc, StepFailure) and exc.retry_after is not None:
             return exc.retry_after  # the provider said when; the budget decides whether we can afford it
         exponential = policy.base_delay * 2 ** (state.attempt_number - 1)
-        return min(policy.max_delay, exponential + random.uniform(0, policy.base_delay))  # full jitter on top
+        return float(min(policy.max_delay, exponential + random.uniform(0, policy.base_delay)))  # full jitter on top
 
     return wait
 

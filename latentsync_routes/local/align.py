@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TypeAlias
+from typing import TypeAlias, cast
 
 import cv2
 import numpy as np
@@ -167,7 +167,7 @@ def _homography(matrix: torch.Tensor) -> torch.Tensor:
 
 def invert_affine(matrix: torch.Tensor) -> torch.Tensor:
     """Inverse of a 2x3 affine matrix (float32, through the 3x3 homography)."""
-    return torch.linalg.inv(_homography(matrix))[0, :2, :3]
+    return cast("torch.Tensor", torch.linalg.inv(_homography(matrix))[0, :2, :3])
 
 
 def _sampling_grid(matrix: torch.Tensor, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> torch.Tensor:
@@ -372,7 +372,7 @@ class FaceAligner:
         roi = _restore_roi(inv, (h_crop, w_crop), (height, width))
         out = base.copy()
         if roi is None:  # the face lies entirely outside the frame
-            return out
+            return cast("np.ndarray", out)
         y0, y1, x0, x1 = roi
         # The grid is built for the whole frame and then cut, so every sampled value is the one a
         # whole-frame warp gives; everything outside the ROI has a zero mask and stays as it was.
@@ -384,7 +384,7 @@ class FaceAligner:
         footprint = _erode_2x2(_sample(torch.ones((1, 1, h_crop, w_crop), dtype=torch.float32), grid))
         area = torch.sum(footprint.float())
         if float(area) == 0.0:  # only the margin reaches into the frame: nothing to paste
-            return out
+            return cast("np.ndarray", out)
         pasted = footprint[0] * back
         w_edge = int(area**0.5) // 20
         erode = w_edge * 2
@@ -394,4 +394,4 @@ class FaceAligner:
         img = torch.from_numpy(base[y0:y1, x0:x1]).permute(2, 0, 1).to(torch.float32)
         blended = soft * pasted + (1 - soft) * img
         out[y0:y1, x0:x1] = _truncate_u8(blended).transpose(1, 2, 0)
-        return out
+        return cast("np.ndarray", out)

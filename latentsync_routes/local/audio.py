@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -268,7 +268,7 @@ class _SelfAttention(nn.Module):
 
         # Whisper scales q and k by d^-1/4 each; SDPA's default 1/sqrt(d) on q.k is the same product.
         mixed = F.scaled_dot_product_attention(split(self.query(x)), split(self.key(x)), split(self.value(x)))
-        return self.out(mixed.transpose(1, 2).reshape(batch, length, width))
+        return cast("torch.Tensor", self.out(mixed.transpose(1, 2).reshape(batch, length, width)))
 
 
 class _Block(nn.Module):
@@ -281,7 +281,7 @@ class _Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.attn_ln(x))
-        return x + self.mlp(self.mlp_ln(x))
+        return cast("torch.Tensor", x + self.mlp(self.mlp_ln(x)))
 
 
 class WhisperFeatures(nn.Module):

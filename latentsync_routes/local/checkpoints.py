@@ -257,7 +257,7 @@ def _tqdm_bridge(spec: CheckpointFile, progress: ProgressCallback) -> type:
     """A silent tqdm class that forwards huggingface_hub's byte counts to ``progress``."""
     from tqdm.std import tqdm as plain_tqdm
 
-    class _Bridge(plain_tqdm):
+    class _Bridge(plain_tqdm):  # type: ignore[misc]  # tqdm ships no type information
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs.pop("name", None)
             kwargs["disable"] = True
@@ -268,7 +268,8 @@ def _tqdm_bridge(spec: CheckpointFile, progress: ProgressCallback) -> type:
         def update(self, n: float | None = 1) -> bool | None:
             self._done += int(n or 0)
             progress(DownloadProgress(spec.role, spec.filename, self._done, self._expected))
-            return super().update(n)
+            done: bool | None = super().update(n)
+            return done
 
     return _Bridge
 

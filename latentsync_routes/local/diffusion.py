@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 import torch
 from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
@@ -63,7 +63,7 @@ def build_scheduler(num_inference_steps: int | None = None) -> DDIMScheduler:
         if num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
         scheduler.set_timesteps(num_inference_steps)
-    return scheduler
+    return cast("DDIMScheduler", scheduler)
 
 
 def load_vae(
@@ -87,4 +87,4 @@ def load_vae(
     vae.eval()
     if device is not None:
         vae.to(device)
-    return vae
+    return cast("AutoencoderKL", vae)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from diffusers.models.attention import FeedForward
@@ -145,7 +146,7 @@ class TemporalTransformer(nn.Module):
         # from that layout, and at 1x1 latents a near-constant 2-channel group amplifies that rounding
         # a thousandfold.
         delta = tokens.reshape(b, h, w, f, c).permute(0, 3, 4, 1, 2).reshape(b * f, c, h, w)
-        return (delta + per_frame).reshape(b, f, c, h, w).transpose(1, 2)
+        return cast("torch.Tensor", (delta + per_frame).reshape(b, f, c, h, w).transpose(1, 2))
 
 
 class MotionModule(nn.Module):

@@ -207,7 +207,7 @@ class ChunkSampler:
     def _posterior_sample(self, images: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         dist = self.vae.encode(images.to(self.vae_device, self.vae_dtype)).latent_dist
         sample = dist.mean + dist.std * noise.to(self.vae_device, self.vae_dtype)
-        return (sample - VAE_SHIFT_FACTOR) * VAE_SCALING_FACTOR
+        return cast("torch.Tensor", (sample - VAE_SHIFT_FACTOR) * VAE_SCALING_FACTOR)
 
     @torch.inference_mode()
     def encode(
@@ -264,7 +264,7 @@ class ChunkSampler:
         scaled = latents / VAE_SCALING_FACTOR + VAE_SHIFT_FACTOR
         flat = scaled.transpose(1, 2).reshape(-1, *scaled.shape[1:2], *scaled.shape[3:])
         decoded = self.vae.decode(flat.to(self.vae_device, self.vae_dtype)).sample.to("cpu", torch.float32)
-        return decoded * self._from_model + pixels.to(torch.float32) * (1 - self._from_model)
+        return cast("torch.Tensor", decoded * self._from_model + pixels.to(torch.float32) * (1 - self._from_model))
 
 
 @dataclass

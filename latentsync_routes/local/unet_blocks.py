@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -108,7 +108,7 @@ class ResnetBlock(nn.Module):
         out = shortcut + hidden
         if self.output_scale_factor != 1.0:
             out = out / self.output_scale_factor
-        return out
+        return cast("torch.Tensor", out)
 
 
 class Downsample(nn.Module):

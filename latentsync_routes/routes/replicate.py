@@ -39,7 +39,7 @@ from .replicate_schema import input_schema_check, version_openapi
 
 if TYPE_CHECKING:
     import httpx
-    import replicate
+    from replicate.client import Client as ReplicateClient
 
     from ..config import Credential, Settings
 
@@ -160,7 +160,7 @@ class ReplicateRoute(HostedRoute):
         super().__init__(settings=settings, credential=credential)
         self.version = settings.replicate_version or PINNED_VERSION
         self.api_url = self.base_url() or DEFAULT_BASE_URL
-        self._client: replicate.Client | None = None
+        self._client: ReplicateClient | None = None
         self._lock = threading.Lock()
         self._last = threading.local()
 
@@ -177,13 +177,13 @@ class ReplicateRoute(HostedRoute):
     def ambiguity_hint(self) -> str:
         return "your Replicate predictions (replicate.com/predictions)"
 
-    def _sdk(self) -> replicate.Client:
+    def _sdk(self) -> ReplicateClient:
         with self._lock:
             if self._client is None:
                 import httpx
-                import replicate
+                from replicate.client import Client as ReplicateClient
 
-                self._client = replicate.Client(
+                self._client = ReplicateClient(
                     api_token=self.secret(),
                     base_url=self.api_url,
                     timeout=httpx.Timeout(REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import av
 import numpy as np
@@ -107,7 +107,7 @@ def tiny_vae(seed: int = 12) -> AutoencoderKL:
     )
     with torch.no_grad():
         vae.quant_conv.bias[4:] -= 4.0  # small posterior std, as in a trained VAE
-    return vae.eval()
+    return cast("AutoencoderKL", vae.eval())
 
 
 def tiny_whisper(seed: int = 13) -> WhisperFeatures:
