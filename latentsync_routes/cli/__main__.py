@@ -1,0 +1,5 @@
+"""``python -m latentsync_routes.cli``."""
+
+from . import main
+
+main()

@@ -1,0 +1,137 @@
+"""What every command shares: the typer apps, the common options, JSON output and typed errors.
+
+Every command takes ``--json`` and then prints exactly one JSON document on stdout (errors included, as
+``{"error": {...}}``); human output goes through rich. Exit codes come from the error classes: 0 success,
+2 bad usage or input refused before any upload, 3 policy stop, 4 provider or route failure, 5 budget.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
+
+from ..errors import LatentSyncError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Run LatentSync lip-sync on any route.")
+jobs_app = typer.Typer(no_args_is_help=True, help="The job journal: list, show, resume, delete.")
+app.add_typer(jobs_app, name="jobs")
+
+out = Console()
+err = Console(stderr=True)
+
+JsonOpt = typer.Option(False, "--json", help="Print one JSON document on stdout.")
+ConfigOpt = typer.Option(None, "--config", help="TOML config file.")
+RouteOpt = typer.Option(None, "--route", "-r", help="Route name (default: LATENTSYNC_ROUTES_ROUTE or config).")
+RetryFailedOpt = typer.Option(False, "--retry-failed",
+                              help="If the job's provider job failed, pay for a new one (otherwise: exit 4).")
+ForceResubmitOpt = typer.Option(False, "--force-resubmit",
+                                help="After an ambiguous submit that no lookup finds, submit again (may bill twice).")
+
+
+def _plain(*values: object) -> list[Text]:
+    """Table cells shown as written: paths, reasons and consent texts may contain ``[...]``."""
+    return [Text(str(value)) for value in values]
+
+
+def _dump(value: Any) -> Any:
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if isinstance(value, list):
+        return [_dump(v) for v in value]
+    if isinstance(value, dict):
+        return {key: _dump(v) for key, v in value.items()}
+    return value
+
+
+def _emit(as_json: bool, value: Any, human: Callable[[], None]) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(_dump(value), indent=2, default=str) + "\n")
+    else:
+        human()
+
+
+def _typed(exc: BaseException) -> LatentSyncError:
+    """Anything else that escaped a command, as one of our errors (so it has a type and an exit code).
+
+    Problems of the local set-up (a value pydantic refused, a broken journal database, a file that cannot
+    be read or written) exit 2 like any configuration error; anything else is an unexpected failure of
+    the route and exits 4. The message names the original exception; the traceback goes to the debug log.
+    """
+    import sqlite3
+
+    from pydantic import ValidationError
+
+    from ..errors import ConfigurationError, RouteError
+
+    name = type(exc).__name__
+    text = " ".join(str(exc).split())[:300] or name
+    if isinstance(exc, KeyboardInterrupt):
+        interrupted = LatentSyncError("interrupted")
+        interrupted.exit_code = 130
+        return interrupted
+    if isinstance(exc, ValidationError):
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc']) or 'value'}: {problem['msg']}"
+            for problem in exc.errors(include_url=False)[:3]
+        )
+        return ConfigurationError(f"invalid value: {problems}")
+    if isinstance(exc, sqlite3.Error):
+        return ConfigurationError(
+            f"the job journal (jobs.sqlite3 in LATENTSYNC_ROUTES_HOME) cannot be used: {name}: {text}; "
+            "move it aside to start a new one"
+        )
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return ConfigurationError(f"{exc.strerror or text}: {exc.filename}")
+    return RouteError(f"unexpected {name}: {text}")
+
+
+def _reported_by_click() -> tuple[type[BaseException], ...]:
+    """Exits and usage errors that click (or typer's vendored copy of it, typer >= 0.24) reports itself."""
+    kinds: list[type[BaseException]] = [typer.Exit, typer.Abort]
+    vendored = getattr(typer, "TyperException", None)
+    if isinstance(vendored, type) and issubclass(vendored, BaseException):
+        kinds.append(vendored)
+    try:
+        import click
+    except ImportError:  # pragma: no cover - typer vendors click and click is not installed
+        return tuple(kinds)
+    return (*kinds, click.exceptions.Exit, click.exceptions.Abort, click.exceptions.ClickException)
+
+
+def _fail(as_json: bool, exc: LatentSyncError) -> typer.Exit:
+    """Print one error (one JSON document on stdout with --json) and give the exit to raise."""
+    if as_json:
+        sys.stdout.write(json.dumps({"error": exc.to_dict()}, indent=2) + "\n")
+    err.print(f"[bold red]error[/]: {type(exc).__name__}: {escape(str(exc))}", highlight=False)
+    return typer.Exit(exc.exit_code)
+
+
+@contextmanager
+def _errors(as_json: bool) -> Iterator[None]:
+    """Turn any error into an exit code and one clear message (JSON on stdout with --json), no traceback."""
+    try:
+        yield
+    except LatentSyncError as exc:
+        raise _fail(as_json, exc) from None
+    except (Exception, KeyboardInterrupt) as exc:
+        if isinstance(exc, _reported_by_click()):
+            raise  # typer.Exit(3) from `check`, and the like
+        logging.getLogger(__name__).debug("command failed", exc_info=exc)
+        raise _fail(as_json, _typed(exc)) from None
+
+
+def _client(config: Path | None, route: str | None = None) -> Any:
+    from ..client import LipSyncClient
+
+    return LipSyncClient(route=route, config_file=config)
+

@@ -1,0 +1,111 @@
+"""``latentsync-routes jobs ...``: the journal, seen and acted on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ._common import (
+    ConfigOpt,
+    ForceResubmitOpt,
+    JsonOpt,
+    RetryFailedOpt,
+    _client,
+    _emit,
+    _errors,
+    _plain,
+    jobs_app,
+    out,
+)
+
+
+@jobs_app.command("list")
+def jobs_list(
+    limit: int = typer.Option(20, "--limit"),
+    route: str | None = typer.Option(None, "--route", help="Only this route's jobs."),
+    state: str | None = typer.Option(None, "--state", help="Only jobs in this state."),
+    as_json: bool = JsonOpt,
+    config: Path | None = ConfigOpt,
+) -> None:
+    """Recent jobs in the journal."""
+    with _errors(as_json):
+        records = _client(config).journal.list(limit=limit, route=route, state=state)
+
+        def human() -> None:
+            if not records:
+                out.print("no jobs")
+                return
+            table = Table("job", "route", "state", "cost", "provider request", "output", "created")
+            for r in records:
+                cost = r.cost.actual if r.cost.actual is not None else r.cost.estimated
+                shown = f"${cost + r.cost.billed_failures:.4f}" + ("" if r.cost.actual is not None else " (est.)")
+                state_shown = f"{r.state} (interrupted)" if r.interrupted else r.state
+                table.add_row(*_plain(r.job_id, r.route, state_shown, shown, r.provider_request_id, r.output_path,
+                                      r.created_at.isoformat(timespec="seconds")))
+            out.print(table)
+
+        _emit(as_json, records, human)
+
+
+@jobs_app.command("show")
+def jobs_show(job_id: str, as_json: bool = JsonOpt, config: Path | None = ConfigOpt) -> None:
+    """One job's full production record."""
+    from ..errors import ConfigurationError
+
+    with _errors(as_json):
+        record = _client(config).journal.get(job_id)
+        if record is None:
+            raise ConfigurationError(f"no job {job_id!r} in the journal")
+        _emit(as_json, record, lambda: out.print_json(record.model_dump_json()))
+
+
+@jobs_app.command("resume")
+def jobs_resume(
+    job_id: str,
+    retry_failed: bool = RetryFailedOpt,
+    force_resubmit: bool = ForceResubmitOpt,
+    as_json: bool = JsonOpt,
+    config: Path | None = ConfigOpt,
+) -> None:
+    """Carry on a journalled job: wait for its provider job and fetch the output (never a second paid job
+    unless --retry-failed or --force-resubmit says so)."""
+    with _errors(as_json):
+        result = _client(config).resume(job_id, retry_failed=retry_failed, force_resubmit=force_resubmit)
+        _emit(as_json, result, lambda: out.print(f"[green]done[/]: {escape(str(result.output_path))}"))
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: str, as_json: bool = JsonOpt, config: Path | None = ConfigOpt) -> None:
+    """Cancel a job: its provider job too, whichever process is running it; the record says what it cost."""
+    with _errors(as_json):
+        record = _client(config).cancel(job_id)
+
+        def human() -> None:
+            out.print(f"job {escape(record.job_id)}: {record.state}")
+            if record.failure_reason:
+                out.print(escape(record.failure_reason))
+
+        _emit(as_json, record, human)
+
+
+@jobs_app.command("delete")
+def jobs_delete(
+    job_id: str,
+    keep_output: bool = typer.Option(False, "--keep-output", help="Delete remote uploads only."),
+    as_json: bool = JsonOpt,
+    config: Path | None = ConfigOpt,
+) -> None:
+    """Delete a job's output and remote uploads where the provider allows; the record says what went."""
+    with _errors(as_json):
+        record = _client(config).delete_job(job_id, delete_output=not keep_output)
+
+        def human() -> None:
+            for item in record.deleted:
+                out.print(f"[green]deleted[/]: {escape(item)}")
+            for item in record.not_deleted:
+                out.print(f"[yellow]not deleted[/]: {escape(item)}")
+
+        _emit(as_json, record, human)
