@@ -16,7 +16,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .client import LipSyncClient
-from .options import JobOptions, MediaLike, RunOptions
+from .options import BatchOptions, JobOptions, MediaLike, RunOptions
 from .policy import CheckResult
 from .routes.base import ProgressCallback, RouteInfo, load_route_class, route_names
 from .types import CostEstimate, JobRecord, LipSyncResult
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from typing_extensions import Unpack
+
+    from .batch.report import BatchReport
 
 T = TypeVar("T")
 #: How long a cancelled ``run`` waits for its worker to cancel the provider job and journal it.
@@ -98,6 +100,24 @@ class AsyncLipSyncClient:
                 except BaseException:  # noqa: BLE001, S110 - the job's own end (JobCancelled) is expected here
                     pass
                 raise
+
+    async def map(self, jobs: Any, **options: Unpack[BatchOptions]) -> BatchReport:
+        """``run_many`` as a coroutine; cancelling the awaiting task stops the batch and cancels its running jobs."""
+        from .batch.executor import StopSignal
+
+        stop = options.get("stop") or StopSignal()
+        options["stop"] = stop
+        run = partial(self.sync.run_many, jobs, **options)
+        future = asyncio.get_running_loop().run_in_executor(self._executor, run)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            stop.stop(cancel_running=True)
+            try:
+                await asyncio.wait_for(asyncio.shield(future), timeout=CANCEL_GRACE_S)
+            except BaseException:  # noqa: BLE001, S110 - the batch's own end is expected here
+                pass
+            raise
 
     async def resume(self, job_id: str, *, progress: ProgressCallback | None = None, **kwargs: Any) -> LipSyncResult:
         return await self._in_thread(self.sync.resume, job_id, progress=progress, **kwargs)

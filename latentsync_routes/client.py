@@ -35,7 +35,7 @@ from .errors import (
 )
 from .journal import TERMINAL_BAD, TERMINAL_OK, Claim, ClaimLost, Journal, append_jsonl
 from .media import MediaLimits, check_limits, probe, validate_audio, validate_video
-from .options import JobOptions, MediaLike, RunOptions, job_parameters
+from .options import BatchOptions, JobOptions, MediaLike, RunOptions, job_parameters
 from .outputs import check_free, file_in, resolve_output
 from .policy import CheckResult, enforce, evaluate
 from .pricing import check_budget
@@ -45,6 +45,8 @@ from .types import PROVIDER_STATES, CostEstimate, JobRecord, LipSyncRequest, Lip
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+    from .batch.report import BatchReport
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +190,10 @@ class LipSyncClient:
         raises :class:`JobAlreadyFailed` unless ``retry_failed=True`` (a new paid job). After an ambiguous
         submit, ``force_resubmit=True`` submits again if a lookup cannot find the first.
         """
+        if (options.get("route") or self.settings.route) == "cheapest" or options.get("routes"):
+            from .choice import run_chosen  # route choice and fallback run this method once per route tried
+
+            return run_chosen(self, video, audio, output, **options)
         chosen = self.route(options.get("route"))
         info = chosen.info()
         request = self._request(video, audio, options)
@@ -228,6 +234,10 @@ class LipSyncClient:
                                retry_failed=bool(options.get("retry_failed", False)),
                                force_resubmit=bool(options.get("force_resubmit", False)),
                                cancel_event=options.get("cancel_event"))
+        except LatentSyncError as exc:
+            if record is not None and exc.job_id is None:
+                exc.job_id = record.job_id  # callers (batch, fallback) find the job's record from the error
+            raise
         finally:
             if claim is not None:
                 claim.release()
@@ -235,6 +245,17 @@ class LipSyncClient:
                 self._reserved -= estimate.high
                 if record is not None:  # what the job actually cost, failed attempts included
                     self._spent += (record.cost.actual or 0.0) + record.cost.billed_failures
+
+    def run_many(self, jobs: Any, **options: Unpack[BatchOptions]) -> BatchReport:
+        """Run a batch: a manifest path (CSV or JSONL) or jobs given as dicts, checked and priced whole first.
+
+        A bad row or a worst case over ``budget`` refuses the whole batch before anything is uploaded; then
+        jobs run under per-route limits; the report has every row's state, costs, output and error.
+        Running the same batch again resumes it: finished jobs are not paid again.
+        """
+        from .batch.runner import run_batch
+
+        return run_batch(self, jobs, **options)
 
     def resume(
         self,

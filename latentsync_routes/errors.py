@@ -52,6 +52,8 @@ class LatentSyncError(Exception):
     """Base of every error raised by this package."""
 
     exit_code: int = 1
+    #: the journalled job this error ended (set by the client once the job was claimed), for ``jobs show``
+    job_id: str | None = None
 
     def __init__(self, message: str, *, route: str | None = None, request_id: str | None = None) -> None:
         super().__init__(message)
@@ -74,6 +76,7 @@ class LatentSyncError(Exception):
             "message": self.message,
             "route": self.route,
             "request_id": self.request_id,
+            "job_id": self.job_id,
             "exit_code": self.exit_code,
         }
 

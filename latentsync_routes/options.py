@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypedDict
 
 from .routes.base import ProgressCallback
@@ -38,8 +40,39 @@ class RunOptions(JobOptions, total=False):
     progress: ProgressCallback | None
     retry_failed: bool
     force_resubmit: bool
+    #: candidate routes, in order (``"cheapest"`` among them ranks the rest); see ``fallback``
+    routes: list[str] | None
+    #: move to the next route after a failure of the provider job (never after an ambiguous submit)
+    fallback: bool
+    #: with ``fallback``, move on even when the failed route's job might still run and bill
+    allow_overlap: bool
     #: set from another thread to cancel the job (the async client uses it when its task is cancelled)
     cancel_event: threading.Event | None
+
+
+class BatchOptions(TypedDict, total=False):
+    """How ``run_many`` / ``map`` run a batch (a manifest path, or jobs as dicts or ``BatchJob`` rows)."""
+
+    #: the route of rows that name none: a route name, or ``"cheapest"`` to choose per job
+    route: str | None
+    #: the consent basis of rows that give none
+    consent: str | None
+    #: the routes ``cheapest`` may choose from (default: every route)
+    among: list[str] | None
+    #: refuse the batch before anything runs when its worst case is over this many dollars
+    budget: float | None
+    #: per-route concurrency limits, e.g. ``{"fal": 8}`` (default: each route's own)
+    concurrency: Mapping[str, int] | None
+    #: ``"local"`` (threads here), ``"ray"``, or an executor object
+    executor: Any
+    #: the Ray cluster address for ``executor="ray"`` (``auto`` or ``ray://HOST:PORT``)
+    address: str | None
+    #: write the report here as JSON and CSV
+    report: str | os.PathLike[str] | Path | None
+    #: called with live counts (done, failed, running, spent, elapsed, eta) after each change
+    on_update: Callable[[dict[str, Any]], None] | None
+    #: a ``batch.StopSignal`` to stop the batch from another thread
+    stop: Any
 
 
 JOB_PARAMETERS = tuple(JobOptions.__annotations__)

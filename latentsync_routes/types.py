@@ -308,6 +308,10 @@ class JobRecord(BaseModel):
     previous_request_ids: list[str] = Field(default_factory=list)
     #: set while a job is stopped by a local failure after its provider job may exist: re-running resumes it
     interrupted: str | None = None
+    #: why this route was chosen when the caller asked for ``cheapest``
+    route_choice: str | None = None
+    #: the earlier routes' jobs of a ``fallback=True`` run: route, job_id, state, cost, error
+    fallback_from: list[dict[str, Any]] = Field(default_factory=list)
     output_uri: str | None = None
     output_path: str | None = None
     failure_reason: str | None = None

@@ -1,0 +1,157 @@
+"""Before a batch runs: every job probed, checked and priced, the route of each chosen, the total held
+against the budget. Nothing is uploaded here, and a plan with any bad row is refused whole.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..choice import CHEAPEST, choose_cheapest
+from ..errors import BudgetExceeded, LatentSyncError, PolicyViolation
+from ..journal import TERMINAL_OK
+from ..outputs import resolve_output
+from .executor import BatchItem
+from .manifest import BatchJob, ManifestError
+
+if TYPE_CHECKING:
+    from ..client import LipSyncClient
+
+
+@dataclass
+class RouteTotal:
+    """The price range of a batch's jobs on one route."""
+
+    jobs: int = 0
+    low: float = 0.0
+    expected: float = 0.0
+    high: float = 0.0
+    expected_seconds: float = 0.0
+
+
+@dataclass
+class BatchPlan:
+    """The checked, priced jobs of a batch and their totals per route."""
+
+    items: list[BatchItem]
+    totals: dict[str, RouteTotal] = field(default_factory=dict)
+
+    @property
+    def low(self) -> float:
+        return sum(t.low for t in self.totals.values())
+
+    @property
+    def expected(self) -> float:
+        return sum(t.expected for t in self.totals.values())
+
+    @property
+    def high(self) -> float:
+        return sum(t.high for t in self.totals.values())
+
+
+def _finished_outputs(client: LipSyncClient) -> set[str]:
+    """Outputs written by finished jobs of the journal: a re-run of the batch may find them in place."""
+    return {r.output_path for r in client.journal.list(limit=1_000_000, state=TERMINAL_OK) if r.output_path}
+
+
+def _plan_one(client: LipSyncClient, job: BatchJob, index: int, route: str | None,
+              consent: str | None, among: Sequence[str] | None) -> BatchItem:
+    name = job.route or route or client.settings.route
+    options = {**job.run_options()}
+    if consent and "consent" not in options:
+        options["consent"] = consent
+    parameters = {k: v for k, v in options.items() if k != "consent"}
+    choice = None
+    if name == CHEAPEST:
+        name, choice = choose_cheapest(client, job.video, job.audio, consent=options.get("consent"),
+                                       candidates=among, **parameters)
+    checks = client.check(job.video, job.audio, route=name, consent=options.get("consent"))
+    stops = [c for c in checks if not c.passed]
+    if stops:
+        raise PolicyViolation(stops, route=name)
+    why_not = client.route(name).availability()
+    if why_not:
+        raise LatentSyncError(f"route {name} is not usable here: {why_not}", route=name)
+    estimate = client.estimate(job.video, job.audio, route=name, **parameters)
+    output = resolve_output(job.output, route=name)
+    return BatchItem(index=index, line=job.line, video=job.video, audio=job.audio, output=output, route=name,
+                     options=options, estimate=estimate, choice=choice)
+
+
+def plan_batch(
+    client: LipSyncClient,
+    jobs: Sequence[BatchJob],
+    *,
+    route: str | None = None,
+    consent: str | None = None,
+    budget: float | None = None,
+    among: Sequence[str] | None = None,
+) -> BatchPlan:
+    """Check and price every job; :class:`ManifestError` names every bad row, :class:`BudgetExceeded` a plan
+    whose worst case is over ``budget``. Both before anything leaves the machine. ``among`` limits the
+    routes ``cheapest`` may choose from."""
+    items: list[BatchItem] = []
+    problems: list[tuple[int, str]] = []
+    policy_only = True
+    for index, job in enumerate(jobs):
+        try:
+            items.append(_plan_one(client, job, index, route, consent, among))
+        except LatentSyncError as exc:
+            policy_only = policy_only and isinstance(exc, PolicyViolation)
+            problems.append((job.line, f"{type(exc).__name__}: {exc}"))
+    outputs = Counter(str(item.output) for item in items)
+    finished = _finished_outputs(client) if any(item.output.exists() for item in items) else set()
+    for item in items:
+        if item.output.is_dir():
+            continue
+        if outputs[str(item.output)] > 1:
+            policy_only = False
+            problems.append((item.line, f"output {item.output} is also the output of another row"))
+        elif item.output.exists() and str(item.output) not in finished:
+            policy_only = False
+            problems.append((item.line, f"output {item.output} exists and no finished job of the journal wrote it"))
+    if problems:
+        raise ManifestError(sorted(problems), exit_code=3 if policy_only else 2)
+    plan = BatchPlan(items)
+    for item in items:
+        total = plan.totals.setdefault(item.route, RouteTotal())
+        estimate = item.estimate
+        total.jobs += 1
+        if estimate is not None:
+            total.low += estimate.low
+            total.expected += estimate.amount
+            total.high += estimate.high
+            total.expected_seconds += estimate.expected_wall_seconds or 0.0
+    if budget is not None and plan.high > budget:
+        raise BudgetExceeded(
+            f"the batch may cost up to ${plan.high:.4f} (expected ${plan.expected:.4f}, {len(items)} jobs), "
+            f"over the budget of ${budget:.4f}; nothing was run", amount=plan.high, cap=budget,
+        )
+    return plan
+
+
+def concurrency_limits(client: LipSyncClient, plan: BatchPlan, given: Mapping[str, int] | None) -> dict[str, int]:
+    """Per-route limits: the route's declared default, overridden by ``given`` (``--concurrency ROUTE=N``)."""
+    limits: dict[str, int] = {}
+    for name in plan.totals:
+        limits[name] = max(1, int(client.route(name).info().default_concurrency))
+    for name, value in (given or {}).items():
+        if value < 1:
+            raise ManifestError([(0, f"--concurrency {name}={value}: must be at least 1")])
+        limits[name] = value
+    return limits
+
+
+def parse_concurrency(values: Sequence[str]) -> dict[str, int]:
+    """``["fal=8", "replicate=2"]`` as a dict; a malformed value is a usage error naming it."""
+    limits: dict[str, int] = {}
+    for value in values:
+        name, _, number = value.partition("=")
+        try:
+            limits[name.strip()] = int(number)
+        except ValueError:
+            raise ManifestError([(0, f"--concurrency {value!r}: expected ROUTE=N")]) from None
+    return limits
+

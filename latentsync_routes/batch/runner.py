@@ -1,0 +1,120 @@
+"""Run a batch: plan it whole (checks, prices, budget), then hand the jobs to an executor and report.
+
+Re-running the same batch is the way to resume it: each job keeps its identity (inputs, parameters, route,
+output), so finished jobs return their results from the journal without a provider request, jobs still
+running elsewhere are waited for, and jobs stopped by a local failure carry on their same provider job.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..types import LipSyncResult
+from .executor import BatchItem, Executor, Outcome, StopSignal, ThreadExecutor
+from .manifest import BatchJob, as_jobs, read_manifest
+from .plan import BatchPlan, concurrency_limits, plan_batch
+from .report import BatchReport, Tracker, job_report
+
+if TYPE_CHECKING:
+    from ..client import LipSyncClient
+
+#: called with the tracker's snapshot (done, failed, running, spent, elapsed, eta) after each change
+UpdateCallback = Callable[[dict[str, Any]], None]
+
+
+class _Events:
+    """Feeds the tracker from the executor's worker threads and tells the caller after each change."""
+
+    def __init__(self, tracker: Tracker, on_update: UpdateCallback | None) -> None:
+        self.tracker = tracker
+        self.on_update = on_update
+
+    def _tell(self) -> None:
+        if self.on_update is not None:
+            self.on_update(self.tracker.snapshot())
+
+    def started(self, item: BatchItem) -> None:
+        self.tracker.started(item)
+        self._tell()
+
+    def progress(self, item: BatchItem, message: str, fraction: float | None) -> None:
+        self.tracker.progress(item, message, fraction)
+
+    def finished(self, item: BatchItem, outcome: Outcome) -> None:
+        if isinstance(outcome, LipSyncResult):
+            cost = (outcome.cost.actual if outcome.cost.actual is not None else outcome.cost.estimated)
+            cost += outcome.cost.billed_failures
+        else:
+            cost = 0.0
+        self.tracker.finished_item(item, outcome, cost)
+        self._tell()
+
+
+def make_executor(executor: str | Executor | None, *, address: str | None = None) -> Executor:
+    """``"local"`` (threads in this process, the default), ``"ray"`` (a Ray cluster), or an executor object."""
+    if executor is None or executor == "local":
+        return ThreadExecutor()
+    if executor == "ray":
+        from .ray_executor import RayExecutor  # Ray is an optional extra, imported only when asked for
+
+        ray_executor: Executor = RayExecutor(address=address)
+        return ray_executor
+    if isinstance(executor, str):
+        from ..errors import ConfigurationError
+
+        raise ConfigurationError(f"unknown executor {executor!r}: use 'local' or 'ray'")
+    return executor
+
+
+def load_jobs(jobs: str | Path | Iterable[BatchJob | Mapping[str, Any]]) -> list[BatchJob]:
+    """A manifest path, or jobs given in code, as checked :class:`BatchJob` rows."""
+    if isinstance(jobs, (str, Path)):
+        return read_manifest(jobs)
+    return as_jobs(jobs)
+
+
+def execute_plan(
+    client: LipSyncClient,
+    plan: BatchPlan,
+    *,
+    concurrency: Mapping[str, int] | None = None,
+    executor: str | Executor | None = None,
+    address: str | None = None,
+    on_update: UpdateCallback | None = None,
+    stop: StopSignal | None = None,
+) -> BatchReport:
+    """Run a checked plan and report every job, in manifest order."""
+    limits = concurrency_limits(client, plan, concurrency)
+    tracker = Tracker(plan.items, limits)
+    signal = stop or StopSignal()
+    outcomes = make_executor(executor, address=address).run(
+        client, plan.items, limits=limits, events=_Events(tracker, on_update), stop=signal)
+    rows = [job_report(item, outcomes[item.index], client.journal) for item in plan.items]
+    return BatchReport(jobs=rows, interrupted=signal.requested.is_set())
+
+
+def run_batch(
+    client: LipSyncClient,
+    jobs: str | Path | Iterable[BatchJob | Mapping[str, Any]],
+    *,
+    route: str | None = None,
+    consent: str | None = None,
+    budget: float | None = None,
+    among: Sequence[str] | None = None,
+    concurrency: Mapping[str, int] | None = None,
+    executor: str | Executor | None = None,
+    address: str | None = None,
+    report: str | os.PathLike[str] | None = None,
+    on_update: UpdateCallback | None = None,
+    stop: StopSignal | None = None,
+) -> BatchReport:
+    """Plan (refusing bad rows and an over-budget total before anything runs), run, and report."""
+    plan = plan_batch(client, load_jobs(jobs), route=route, consent=consent, budget=budget, among=among)
+    result = execute_plan(client, plan, concurrency=concurrency, executor=executor, address=address,
+                          on_update=on_update, stop=stop)
+    if report is not None:
+        result.write(report)
+    return result
