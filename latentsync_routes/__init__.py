@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .async_client import AsyncLipSyncClient
+    from .batch.executor import StopSignal
+    from .batch.manifest import BatchJob, ManifestError
+    from .batch.report import BatchReport
     from .client import LipSyncClient
     from .config import PolicySettings, Settings, load_settings
     from .errors import (
@@ -65,6 +68,8 @@ _EXPORTS: dict[str, str] = {
     "AsyncLipSyncClient": "async_client",
     "Attempt": "types",
     "AuthenticationError": "errors",
+    "BatchJob": "batch.manifest",
+    "BatchReport": "batch.report",
     "BudgetExceeded": "errors",
     "CheckResult": "policy",
     "ConfigurationError": "errors",
@@ -78,6 +83,7 @@ _EXPORTS: dict[str, str] = {
     "JobAlreadyFailed": "errors",
     "JobFailed": "errors",
     "JobRecord": "types",
+    "ManifestError": "batch.manifest",
     "LatentSyncError": "errors",
     "LipSyncClient": "client",
     "LipSyncRequest": "types",
@@ -99,6 +105,7 @@ _EXPORTS: dict[str, str] = {
     "RouteError": "errors",
     "RouteInfo": "routes.base",
     "RouteNotInstalled": "errors",
+    "StopSignal": "batch.executor",
     "Settings": "config",
     "UnknownRoute": "errors",
     "UnsupportedCodec": "errors",
