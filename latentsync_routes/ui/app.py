@@ -196,8 +196,8 @@ def purge_cache(root: Path, digests: set[str]) -> list[Path]:
     removed: list[Path] = []
     if not digests or not root.is_dir():
         return removed
-    for path in root.rglob("*"):
-        if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() in digests:
+    for path in [p for p in root.rglob("*") if p.is_file()]:
+        if hashlib.sha256(path.read_bytes()).hexdigest() in digests:
             path.unlink()
             removed.append(path)
             if path.parent != root and not any(path.parent.iterdir()):
