@@ -274,6 +274,9 @@ def test_the_command_binds_to_loopback_and_warns_before_share(tmp_path: Path, mo
     seen.clear()
     quiet = CliRunner().invoke(app, ["ui"])
     assert "--share makes" not in quiet.output and seen["host"] == "127.0.0.1" and seen["fakes"] is False
+    assert "other machines on the network" not in quiet.output
+    wide = CliRunner().invoke(app, ["ui", "--host", "0.0.0.0"])
+    assert "other machines on the network" in wide.output and seen["host"] == "0.0.0.0"
 
 
 def test_the_command_without_gradio_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -285,3 +288,41 @@ def test_the_command_without_gradio_says_what_to_install(monkeypatch: pytest.Mon
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else real(name, *a))
     done = CliRunner().invoke(app, ["ui"])
     assert done.exit_code == 2 and "latentsync-routes[ui]" in done.output
+
+
+def test_the_page_handlers_gate_the_button_as_the_inputs_and_consent_change(tmp_path: Path, fakes: Any) -> None:
+    from latentsync_routes.testing import write_test_audio, write_test_video
+
+    page = _page(fakes.client)
+    video = write_test_video(tmp_path / "clip.mp4", seconds=1.0)
+    audio = write_test_audio(tmp_path / "voice.wav", seconds=1.0)
+    half = page.on_inputs(str(video), None, "", "", "", "fal", None)
+    assert half[0] is None and half[-1]["interactive"] is False  # one input is not enough
+    inputs, assessment, estimates, checklist, gate, button = page.on_inputs(str(video), str(audio), "", "", "",
+                                                                            "fal", None)
+    assert Path(inputs.video).parent.parent == state.uploads_root(page.home) and Path(inputs.video).is_file()
+    assert 'data-route="wavespeed"' in estimates and 'data-outcome="STOP"' in checklist
+    assert button["interactive"] is False and 'data-gate="blocked"' in gate
+    assessment, *_, gate, button = page.on_consent("release #7", "fal", inputs)
+    assert button["interactive"] is True and "Ready on fal" in gate
+    *_, gate, button = page.on_route("local", "release #7", assessment)
+    assert button["interactive"] is False and "under --fakes" in gate
+    again = page.on_inputs(str(video), str(audio), "", "", "", "fal", inputs)  # new inputs: the old folder goes
+    assert not Path(inputs.folder).exists() and Path(again[0].folder).is_dir()
+    assert page.prune() == [Path(again[0].folder)]  # never run: a restarted page clears it
+
+
+def test_history_actions_on_a_finished_job(fakes: Any) -> None:
+    page = _page(fakes.client)
+    inputs = state.synthetic(page.home)
+    estimate = state.assess(fakes.client, inputs, "synthetic", FAKES_BLOCKED, ["wavespeed"]).routes["wavespeed"]
+    handle = page.runs.start("s", "wavespeed", inputs, estimate.estimate, "synthetic")
+    assert handle.done.wait(60) and handle.result is not None
+    job = handle.result.job_id
+    rows, choices, chart = page.on_history()
+    assert rows[0][:3] == [job, "wavespeed", "fetched"] and choices["choices"] == [job]
+    assert 'data-route="wavespeed"' in chart
+    assert "fetched" in page.on_resume(job)  # finished: resume pays nothing and returns its result
+    assert page.on_job_cancel(job) == f"Job {job}: fetched"
+    assert page.prune() == []  # a job's folder stays until the job is deleted
+    assert "Choose a job first." == page.on_delete(None) == page.on_resume("")

@@ -107,6 +107,12 @@ def test_ui_fakes_starts_in_under_10_s_on_loopback(server: Server) -> None:
         assert server.wall_s < START_BUDGET_S
     page = httpx.get(server.url, timeout=5.0).text
     assert "LatentSync" in page
+    # the page serves its own staged media and copies, never other files: not the journal, not the cwd
+    repo = Path(__file__).resolve().parent.parent
+    beside_journal = server.home / "ui-fakes" / "notes.txt"  # under the home, outside the page's two folders
+    beside_journal.write_text("not for the page")
+    for private in (beside_journal, repo / "pyproject.toml"):
+        assert httpx.get(f"{server.url}gradio_api/file={private}", timeout=5.0).status_code == 403
     listening = subprocess.run(["ss", "-ltnp"], capture_output=True, text=True).stdout if shutil.which("ss") else ""
     port = server.url.rsplit(":", 1)[1].strip("/")
     for line in listening.splitlines():
@@ -133,6 +139,8 @@ def test_the_safe_path_in_a_real_browser(server: Server, browser: Any, tmp_path:
     video = write_test_video(tmp_path / "clip.mp4", seconds=2.0, width=96, height=96)
     audio = write_test_audio(tmp_path / "voice.wav", seconds=2.0)
     page = browser.new_page(viewport={"width": 1280, "height": 1700})
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
     page.set_default_timeout(60_000)
     expect.set_options(timeout=60_000)  # a shared CI machine can be slow; every wait still has an end
     step = 0
@@ -217,6 +225,8 @@ def test_the_safe_path_in_a_real_browser(server: Server, browser: Any, tmp_path:
     cache = server.home / "ui-fakes" / "ui" / "cache"
     assert not [p for p in cache.rglob("*.mp4")], "the page kept a copy of the deleted job's media"
 
+    elsewhere = [url for url in requested if not url.startswith((server.url, "data:", "blob:"))]
+    assert not elsewhere, f"the page reached beyond its own server: {elsewhere[:5]}"
     keep = os.environ.get("LATENTSYNC_UI_SCREENSHOTS")
     if keep:
         shutil.copytree(shots, keep, dirs_exist_ok=True)

@@ -40,7 +40,9 @@ def build_page(client: LipSyncClient, *, fakes: bool = False, blocked: Mapping[s
     prepare_environment(Path(client.settings.home))
     from .app import Page, build
 
-    return build(Page(client, blocked), fakes=fakes)
+    page = Page(client, blocked)
+    page.prune()
+    return build(page, fakes=fakes)
 
 
 def serve(client: LipSyncClient, *, host: str = "127.0.0.1", port: int | None = None, share: bool = False,

@@ -45,14 +45,23 @@ class Page:
         self.runs = Runs(client)
 
     # -- inputs and the gate ----------------------------------------------------------------------------
+    def _used_folders(self) -> set[Path]:
+        found = (state.staged_folder_of(self.home, [r.output_path]) for r in self.client.journal.list(limit=10_000))
+        return {folder for folder in found if folder is not None}
+
     def _release(self, previous: state.Inputs | None) -> None:
         """Drop the previous staged folder when no job used it (a job's inputs stay until it is deleted)."""
-        if previous is None:
-            return
-        used = any(state.staged_folder_of(self.home, [r.output_path]) == Path(previous.folder).resolve()
-                   for r in self.client.journal.list(limit=500))
-        if not used:
+        if previous is not None and Path(previous.folder).resolve() not in self._used_folders():
             state.remove_staged(self.home, previous.folder)
+
+    def prune(self) -> list[Path]:
+        """At start: remove staged folders no job refers to (inputs a closed page staged but never ran)."""
+        root = state.uploads_root(self.home)
+        if not root.is_dir():
+            return []
+        used = self._used_folders()
+        stale = [p for p in root.iterdir() if p.is_dir() and p.resolve() not in used]
+        return [p for p in stale if state.remove_staged(self.home, p)]
 
     def _panels(self, assessment: state.Assessment | None, choice: str, consent: str) -> tuple[Any, ...]:
         decided = state.gate(assessment, choice, consent)
