@@ -326,3 +326,32 @@ def test_history_actions_on_a_finished_job(fakes: Any) -> None:
     assert page.on_job_cancel(job) == f"Job {job}: fetched"
     assert page.prune() == []  # a job's folder stays until the job is deleted
     assert "Choose a job first." == page.on_delete(None) == page.on_resume("")
+
+
+def test_the_command_says_where_it_serves_in_json_and_closes_on_ctrl_c(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from latentsync_routes.cli import app
+
+    closed: list[bool] = []
+    demo = SimpleNamespace(local_url="http://127.0.0.1:7999/", share_url=None, close=lambda: closed.append(True))
+
+    def ctrl_c() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("latentsync_routes.ui.serve", lambda client, **kwargs: demo)
+    monkeypatch.setattr("latentsync_routes.cli.ui._wait_forever", ctrl_c)
+    monkeypatch.setenv("LATENTSYNC_ROUTES_HOME", str(tmp_path / "home"))
+    done = CliRunner().invoke(app, ["ui", "--fakes", "--json"])
+    assert done.exit_code == 0, done.output
+    served = json.loads(done.stdout)
+    assert served == {"url": "http://127.0.0.1:7999/", "host": "127.0.0.1", "fakes": True, "share_url": None}
+    assert closed == [True]
+
+
+def test_an_upload_that_vanished_enables_nothing(fakes: Any, tmp_path: Path) -> None:
+    page = _page(fakes.client)
+    *_, gate, button = page.on_inputs(str(tmp_path / "gone.mp4"), str(tmp_path / "gone.wav"), "", "", "x", "fal", None)
+    assert "FileNotFoundError" in gate and button["interactive"] is False

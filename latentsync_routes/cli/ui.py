@@ -7,6 +7,7 @@ runs every hosted route on the package's loopback fakes (nothing is paid, nothin
 from __future__ import annotations
 
 import importlib.util
+import sys
 import threading
 from contextlib import ExitStack
 from pathlib import Path
@@ -14,11 +15,16 @@ from pathlib import Path
 import typer
 
 from ..errors import ConfigurationError
-from ._common import ConfigOpt, _errors, app, err
+from ._common import ConfigOpt, JsonOpt, _emit, _errors, app, err
 
 
 def _loopback(host: str) -> bool:
     return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+
+
+def _wait_forever() -> None:
+    """The page serves from Gradio's threads; this one waits for Ctrl+C."""
+    threading.Event().wait()
 
 
 @app.command()
@@ -27,13 +33,17 @@ def ui(
     port: int | None = typer.Option(None, "--port", help="Port (default: the first free one from 7860)."),
     fakes: bool = typer.Option(False, "--fakes", help="Run the hosted routes on the built-in fakes: nothing is paid."),
     share: bool = typer.Option(False, "--share", help="Also open a public link (read the warning it prints)."),
+    as_json: bool = JsonOpt,
     config: Path | None = ConfigOpt,
 ) -> None:
-    """Serve the web page: inputs, every route's price and checklist, consent, run, result and history."""
+    """Serve the web page: inputs, every route's price and checklist, consent, run, result and history.
+
+    With --json, one JSON document on stdout once the page answers: its url, host, fakes and share_url.
+    """
     from ..client import LipSyncClient
     from ..config import load_settings
 
-    with _errors(False):
+    with _errors(as_json):
         if importlib.util.find_spec("gradio") is None:
             raise ConfigurationError("the ui needs Gradio: pip install 'latentsync-routes[ui]'")
         from ..ui import SHARE_WARNING, serve
@@ -56,9 +66,13 @@ def ui(
             stack.callback(demo.close)
             err.print(f"serving on {demo.local_url} ({'fakes: nothing is paid' if fakes else 'real providers'}); "
                       "Ctrl+C stops", highlight=False)
-            if share and getattr(demo, "share_url", None):
-                err.print(f"public link: {demo.share_url}", highlight=False)
+            share_url = getattr(demo, "share_url", None) if share else None
+            if share_url:
+                err.print(f"public link: {share_url}", highlight=False)
+            served = {"url": demo.local_url, "host": host, "fakes": fakes, "share_url": share_url}
+            _emit(as_json, served, lambda: None)
+            sys.stdout.flush()  # a caller reading the JSON from a pipe gets it now, not when the page stops
             try:
-                threading.Event().wait()
+                _wait_forever()
             except KeyboardInterrupt:
                 err.print("stopped", highlight=False)

@@ -80,9 +80,10 @@ class Page:
             return (current, None, *self._panels(None, choice, consent))
         try:
             inputs = state.stage(self.home, video_given, audio_given)
-        except OSError as exc:
-            return (current, None, *self._panels(None, choice, consent)[:2],
-                    render.gate_html(state.Gate(False, None, _problem(exc))), self._panels(None, choice, consent)[3])
+        except OSError as exc:  # an upload that vanished, a full disk: say so, enable nothing
+            estimates, checklist, _, button = self._panels(None, choice, consent)
+            return (current, None, estimates, checklist, render.gate_html(state.Gate(False, None, _problem(exc))),
+                    button)
         self._release(current)
         assessment = state.assess(self.client, inputs, consent or None, self.blocked, self.routes)
         return (inputs, assessment, *self._panels(assessment, choice, consent))
