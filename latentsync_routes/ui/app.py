@@ -1,0 +1,282 @@
+"""The page itself (Gradio Blocks): inputs, routes with prices and checklists, run, result, history.
+
+The page only wires events to :mod:`.state` (what may run), :mod:`.runner` (the running job),
+:mod:`.history` (the journal) and :mod:`.render` (HTML). Everything it does goes through the public
+``LipSyncClient``: ``estimate_all``, ``check``, ``run``, ``resume``, ``cancel``, ``delete_job`` and
+``journal.list``. Nothing it renders holds a credential: it never reads one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import gradio as gr  # this module is imported only when a page is built (the `ui` extra)
+
+from ..errors import LatentSyncError
+from ..routes.base import route_names
+from . import history, render, state
+from .runner import Runs
+
+if TYPE_CHECKING:
+    from ..client import LipSyncClient
+
+FAKES_NOTE = ("FAKES: every hosted route runs on the built-in loopback fakes; nothing is paid and no media leaves "
+              "this machine.")
+REAL_NOTE = ("REAL providers: a run on a hosted route uploads the face and voice to the provider and is billed. "
+             "Try synthetic media first.")
+POLL_S = 0.3
+
+
+def _problem(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc.message if isinstance(exc, LatentSyncError) else exc}"
+
+
+class Page:
+    """The handlers, bound to one client (one journal, one home); the Blocks are built by :func:`build`."""
+
+    def __init__(self, client: LipSyncClient, blocked: Mapping[str, str] | None = None) -> None:
+        self.client = client
+        self.home = Path(client.settings.home)
+        self.blocked = dict(blocked or {})
+        self.routes = route_names()
+        self.runs = Runs(client)
+
+    # -- inputs and the gate ----------------------------------------------------------------------------
+    def _used_folders(self) -> set[Path]:
+        found = (state.staged_folder_of(self.home, [r.output_path]) for r in self.client.journal.list(limit=10_000))
+        return {folder for folder in found if folder is not None}
+
+    def _release(self, previous: state.Inputs | None) -> None:
+        """Drop the previous staged folder when no job used it (a job's inputs stay until it is deleted)."""
+        if previous is not None and Path(previous.folder).resolve() not in self._used_folders():
+            state.remove_staged(self.home, previous.folder)
+
+    def prune(self) -> list[Path]:
+        """At start: remove staged folders no job refers to (inputs a closed page staged but never ran)."""
+        root = state.uploads_root(self.home)
+        if not root.is_dir():
+            return []
+        used = self._used_folders()
+        stale = [p for p in root.iterdir() if p.is_dir() and p.resolve() not in used]
+        return [p for p in stale if state.remove_staged(self.home, p)]
+
+    def _panels(self, assessment: state.Assessment | None, choice: str, consent: str) -> tuple[Any, ...]:
+        decided = state.gate(assessment, choice, consent)
+        view = assessment.routes.get(decided.route) if assessment and decided.route else None
+        if view is None and assessment is not None and choice in assessment.routes:
+            view = assessment.routes[choice]
+        return (render.estimates_html(assessment, decided.route), render.checklist_html(view),
+                render.gate_html(decided), gr.update(interactive=decided.enabled))
+
+    def on_inputs(self, video: str | None, audio: str | None, video_url: str, audio_url: str, consent: str,
+                  choice: str, current: state.Inputs | None) -> tuple[Any, ...]:
+        """A new pair of inputs: stage it, price and check it on every route, then gate the run button."""
+        video_given = video or (video_url or "").strip()
+        audio_given = audio or (audio_url or "").strip()
+        if not video_given or not audio_given:
+            return (current, None, *self._panels(None, choice, consent))
+        try:
+            inputs = state.stage(self.home, video_given, audio_given)
+        except OSError as exc:  # an upload that vanished, a full disk: say so, enable nothing
+            estimates, checklist, _, button = self._panels(None, choice, consent)
+            return (current, None, estimates, checklist, render.gate_html(state.Gate(False, None, _problem(exc))),
+                    button)
+        self._release(current)
+        assessment = state.assess(self.client, inputs, consent or None, self.blocked, self.routes)
+        return (inputs, assessment, *self._panels(assessment, choice, consent))
+
+    def on_synthetic(self, consent: str, choice: str, current: state.Inputs | None) -> tuple[Any, ...]:
+        inputs = state.synthetic(self.home)
+        self._release(current)
+        assessment = state.assess(self.client, inputs, consent or None, self.blocked, self.routes)
+        return (inputs.video, inputs.audio, inputs, assessment, *self._panels(assessment, choice, consent))
+
+    def on_consent(self, consent: str, choice: str, inputs: state.Inputs | None) -> tuple[Any, ...]:
+        """The consent text changed: the checks depend on it, so check again (prices do not change)."""
+        if inputs is None:
+            return (None, *self._panels(None, choice, consent))
+        assessment = state.assess(self.client, inputs, consent or None, self.blocked, self.routes)
+        return (assessment, *self._panels(assessment, choice, consent))
+
+    def on_route(self, choice: str, consent: str, assessment: state.Assessment | None) -> tuple[Any, ...]:
+        return self._panels(assessment, choice, consent)
+
+    # -- running ---------------------------------------------------------------------------------------
+    def on_run(self, choice: str, consent: str, assessment: state.Assessment | None,
+               request: gr.Request) -> Iterator[tuple[Any, ...]]:
+        decided = state.gate(assessment, choice, consent)
+        if assessment is None or not decided.enabled or decided.route is None:
+            yield (render.gate_html(decided), gr.skip(), gr.skip(), gr.skip(), gr.update(interactive=False))
+            return
+        view = assessment.routes[decided.route]
+        assert view.estimate is not None  # the gate passed: the route has an estimate
+        session = request.session_hash or "default"
+        try:
+            handle = self.runs.start(session, decided.route, assessment.inputs, view.estimate, consent)
+        except LatentSyncError as exc:
+            yield (render.gate_html(state.Gate(False, decided.route, exc.message)), gr.skip(), gr.skip(), gr.skip(),
+                   gr.skip())
+            return
+        while not handle.done.wait(POLL_S):
+            yield (render.progress_html(handle.snapshot(self.client)), gr.skip(), gr.skip(), gr.skip(),
+                   gr.update(interactive=False))
+        snap = handle.snapshot(self.client)
+        result = handle.result
+        if result is None or not result.output_path:
+            record = handle.record(self.client)
+            yield (render.progress_html(snap), None, None,
+                   record.model_dump(mode="json") if record is not None else None, gr.update(interactive=True))
+            return
+        yield (render.progress_html(snap), result.output_path, assessment.inputs.video,
+               result.record.model_dump(mode="json"), gr.update(interactive=True))
+
+    def on_cancel(self, request: gr.Request) -> str:
+        if self.runs.cancel(request.session_hash or "default"):
+            return "Cancelling: the route stops its provider job; the record will say what it cost."
+        return "Nothing is running on this page."
+
+    # -- history ---------------------------------------------------------------------------------------
+    def on_history(self) -> tuple[Any, ...]:
+        records = self.client.journal.list(limit=200)
+        rows = history.history_rows(records)
+        chart = history.spend_chart_svg(history.spend_by_day(records))
+        return rows, gr.update(choices=[r.job_id for r in records]), chart
+
+    def on_pick(self, evt: gr.SelectData) -> Any:
+        row = evt.row_value or []
+        return gr.update(value=row[0]) if row else gr.skip()
+
+    def on_resume(self, job_id: str | None) -> str:
+        if not job_id:
+            return "Choose a job first."
+        try:
+            result = self.client.resume(job_id)
+        except Exception as exc:  # noqa: BLE001 - shown on the page
+            return _problem(exc)
+        return f"Job {job_id}: {result.record.state}; output {result.output_path}"
+
+    def on_job_cancel(self, job_id: str | None) -> str:
+        if not job_id:
+            return "Choose a job first."
+        running = self.runs.running_job(job_id)
+        if running is not None:  # this page runs it: stop it by its event rather than wait for the claim
+            running.cancel_event.set()
+            return f"Job {job_id}: cancelling."
+        try:
+            record = self.client.cancel(job_id, wait_seconds=10.0)
+        except Exception as exc:  # noqa: BLE001 - shown on the page
+            return _problem(exc)
+        return f"Job {job_id}: {record.state}" + (f" ({record.failure_reason})" if record.failure_reason else "")
+
+    def on_delete(self, job_id: str | None) -> str:
+        """``delete_job`` (output, remote uploads), then what the page staged for it and Gradio's copies."""
+        if not job_id:
+            return "Choose a job first."
+        record = self.client.journal.get(job_id)
+        if record is None:
+            return f"No job {job_id!r} in the journal."
+        folder = state.staged_folder_of(self.home, [record.output_path, *(i.source for i in record.inputs)])
+        digests = _digests(folder) if folder is not None else set()
+        try:
+            record = self.client.delete_job(job_id)
+        except Exception as exc:  # noqa: BLE001 - shown on the page
+            return _problem(exc)
+        removed = list(record.deleted)
+        if folder is not None and state.remove_staged(self.home, folder):
+            removed.append(f"staged inputs {folder}")
+        removed += [f"page copy {p}" for p in purge_cache(Path(cache_dir(self.home)), digests)]
+        lines = [f"deleted: {item}" for item in removed] + [f"not deleted: {item}" for item in record.not_deleted]
+        return "\n".join(lines) or "nothing to delete"
+
+
+def cache_dir(home: Path) -> str:
+    """Where Gradio keeps its copies of uploads and outputs: under the home, so they never land elsewhere."""
+    return str(Path(home) / "ui" / "cache")
+
+
+def _digests(folder: Path) -> set[str]:
+    return {hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir() if p.is_file()}
+
+
+def purge_cache(root: Path, digests: set[str]) -> list[Path]:
+    """Remove Gradio's cached copies of the given files (found by content: the cache renames folders)."""
+    removed: list[Path] = []
+    if not digests or not root.is_dir():
+        return removed
+    for path in [p for p in root.rglob("*") if p.is_file()]:
+        if hashlib.sha256(path.read_bytes()).hexdigest() in digests:
+            path.unlink()
+            removed.append(path)
+            if path.parent != root and not any(path.parent.iterdir()):
+                path.parent.rmdir()
+    return removed
+
+
+def build(page: Page, *, fakes: bool) -> gr.Blocks:
+    """The Blocks for ``page``; element ids (``ls-*``) are what the browser test and docs refer to."""
+    choices = [state.CHEAPEST, *page.routes]
+    with gr.Blocks(title="LatentSync routes", analytics_enabled=False) as demo:
+        gr.Markdown("## LatentSync lip-sync: see the price, the checklist and the consent question first")
+        gr.Markdown(FAKES_NOTE if fakes else REAL_NOTE, elem_id="ls-mode")
+        inputs_state = gr.State(None)
+        assessment_state = gr.State(None)
+        with gr.Row():
+            with gr.Column():
+                video = gr.Video(label="video (face)", sources=["upload"], height=260, elem_id="ls-video")
+                video_url = gr.Textbox(label="or a video URL (https)", elem_id="ls-video-url")
+            with gr.Column():
+                audio = gr.Audio(label="audio (voice)", sources=["upload"], type="filepath", elem_id="ls-audio")
+                audio_url = gr.Textbox(label="or an audio URL (https)", elem_id="ls-audio-url")
+        synthetic = gr.Button("use synthetic media (no face, no voice)", elem_id="ls-synthetic")
+        with gr.Row():
+            route = gr.Radio(choices, value=state.CHEAPEST, label="route", elem_id="ls-route")
+            consent = gr.Textbox(label="consent basis (who agreed, how; 'synthetic' for synthetic media)",
+                                 elem_id="ls-consent")
+        estimates = gr.HTML(render.estimates_html(None), elem_id="ls-estimates")
+        checklist = gr.HTML(render.checklist_html(None), elem_id="ls-checklist")
+        gate = gr.HTML(render.gate_html(state.gate(None, state.CHEAPEST, "")), elem_id="ls-gate")
+        with gr.Row():
+            run = gr.Button("Run", variant="primary", interactive=False, elem_id="ls-run")
+            cancel = gr.Button("Cancel", variant="stop", elem_id="ls-cancel")
+        progress = gr.HTML(render.progress_html(None), elem_id="ls-progress")
+        cancel_note = gr.Markdown("", elem_id="ls-cancel-note")
+        with gr.Row():
+            output = gr.Video(label="output (lip-synced)", interactive=False, height=300, elem_id="ls-output")
+            input_side = gr.Video(label="input", interactive=False, height=300, elem_id="ls-input-side")
+        with gr.Accordion("production record", open=False, elem_id="ls-record-box"):
+            record = gr.JSON(elem_id="ls-record")
+        gr.Markdown("### History")
+        table = gr.Dataframe(headers=history.HISTORY_HEADERS, interactive=False, elem_id="ls-history")
+        with gr.Row():
+            job = gr.Dropdown(label="job", choices=[], elem_id="ls-job")
+            refresh = gr.Button("refresh", elem_id="ls-refresh")
+            resume = gr.Button("resume", elem_id="ls-resume")
+            job_cancel = gr.Button("cancel job", elem_id="ls-job-cancel")
+            delete = gr.Button("delete job", elem_id="ls-delete")
+        job_note = gr.Textbox(label="history action", interactive=False, lines=3, elem_id="ls-job-note")
+        chart = gr.HTML(elem_id="ls-spend")
+
+        panels = [estimates, checklist, gate, run]
+        given = [video, audio, video_url, audio_url, consent, route, inputs_state]
+        for trigger in (video.upload, audio.upload, video_url.submit, audio_url.submit):
+            trigger(page.on_inputs, given, [inputs_state, assessment_state, *panels])
+        synthetic.click(page.on_synthetic, [consent, route, inputs_state],
+                        [video, audio, inputs_state, assessment_state, *panels])
+        consent.change(page.on_consent, [consent, route, inputs_state], [assessment_state, *panels],
+                       trigger_mode="always_last")
+        route.change(page.on_route, [route, consent, assessment_state], panels)
+        history_out = [table, job, chart]
+        run.click(page.on_run, [route, consent, assessment_state], [progress, output, input_side, record, run]
+                  ).then(page.on_history, None, history_out)
+        cancel.click(page.on_cancel, None, cancel_note)
+        refresh.click(page.on_history, None, history_out)
+        table.select(page.on_pick, None, job)
+        for button, handler in ((resume, page.on_resume), (job_cancel, page.on_job_cancel), (delete, page.on_delete)):
+            button.click(handler, job, job_note).then(page.on_history, None, history_out)
+        demo.load(page.on_history, None, history_out)
+    blocks: gr.Blocks = demo
+    return blocks
+
