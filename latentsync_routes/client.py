@@ -234,7 +234,7 @@ class LipSyncClient:
             with self._lock:
                 self._reserved -= estimate.high
                 if record is not None:  # what the job actually cost, failed attempts included
-                    self._spent += (record.cost.actual or 0.0) + record.cost.billed_failures
+                    self._spent += record.cost.worst_case()  # unknown charges at their worst case
 
     def resume(
         self,
