@@ -102,6 +102,7 @@ def test_a_default_run_sends_lifecycle_and_store_io_on_the_submit_and_every_uplo
         fal.requests_for("submit")[0].headers["X-Fal-Object-Lifecycle-Preference"])
     info = fal_client().route().info()
     assert info.retention_days == pytest.approx((1800 + 600) / 86400) and "X-Fal-Store-IO: 0" in info.retention
+    assert fal_route.INFO.retention_days == pytest.approx(info.retention_days)  # the static facts match the default
 
 
 def test_a_retention_cap_below_the_job_cuts_the_lifetime_sent(

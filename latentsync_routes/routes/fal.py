@@ -56,7 +56,7 @@ INFO = RouteInfo(
     retention=f"uploads and the output expire on fal's CDN {FETCH_MARGIN_S // 60} min after the job's deadline "
     "(X-Fal-Object-Lifecycle-Preference on each upload and on the submit; cut to the policy's retention cap); "
     "request payloads are not stored (X-Fal-Store-IO: 0); the CDN URLs are public until they expire",
-    retention_days=None,  # set from the deadline by FalRoute.info()
+    retention_days=(1800 + FETCH_MARGIN_S) / 86400,  # the default deadline's; FalRoute.info() uses the settings
     retention_control="X-Fal-Object-Lifecycle-Preference and X-Fal-Store-IO: 0 on the submit and every upload",
     deletion="jobs delete calls fal's Delete Request Payloads (payloads and output files; an admin key is "
     "needed); input uploads have no delete API and expire by their lifecycle",
