@@ -244,7 +244,7 @@ class LipSyncClient:
             with self._lock:
                 self._reserved -= estimate.high
                 if record is not None:  # what the job actually cost, failed attempts included
-                    self._spent += (record.cost.actual or 0.0) + record.cost.billed_failures
+                    self._spent += record.cost.worst_case()  # unknown charges at their worst case
 
     def run_many(self, jobs: Any, **options: Unpack[BatchOptions]) -> BatchReport:
         """Run a batch: a manifest path (CSV or JSONL) or jobs given as dicts, checked and priced whole first.

@@ -61,14 +61,17 @@ def _consent(info: RouteInfo, policy: PolicySettings, consent: str | None) -> Ch
     )
 
 
+def _days(days: float) -> str:
+    """A retention figure for people: hours under a day."""
+    return f"{days * 24:.3g} hours" if days < 1 else f"{days:g} days"
+
+
 def _retention(info: RouteInfo, policy: PolicySettings) -> CheckResult:
+    """Judge what the route keeps, or asks the provider to keep (``retention_days`` is what it sends)."""
     cap = policy.max_retention_days
+    how = f" ({info.retention_control})" if info.retention_control else ""
     if cap is None:
         return CheckResult(check="retention", passed=True, reason=f"no cap set; route keeps: {info.retention}")
-    if info.retention_control is not None:  # the route makes the provider honour the cap itself
-        return CheckResult(
-            check="retention", passed=True, reason=f"capped at {cap:g} days by {info.retention_control}"
-        )
     if info.retention_days is None:
         return CheckResult(
             check="retention", passed=False, reason=f"retention is unbounded or unknown ({info.retention})"
@@ -77,9 +80,9 @@ def _retention(info: RouteInfo, policy: PolicySettings) -> CheckResult:
         return CheckResult(
             check="retention",
             passed=False,
-            reason=f"route keeps files {info.retention_days:g} days; the policy allows {cap:g}",
+            reason=f"route keeps files {_days(info.retention_days)}{how}; the policy allows {_days(cap)}",
         )
-    return CheckResult(check="retention", passed=True, reason=f"route keeps files {info.retention_days:g} days")
+    return CheckResult(check="retention", passed=True, reason=f"route keeps files {_days(info.retention_days)}{how}")
 
 
 def _licence(info: RouteInfo, policy: PolicySettings) -> CheckResult:

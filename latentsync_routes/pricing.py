@@ -3,28 +3,98 @@
 Prices are data (``data/prices.json``), each with the page it came from and the day it was checked, so a
 price change is a one-line data edit and every estimate can cite its source. Each estimator returns a
 :class:`CostEstimate` whose ``basis`` spells the arithmetic out in one sentence.
+
+A user override (``$LATENTSYNC_ROUTES_HOME/prices.json``, written by ``latentsync-routes prices refresh``)
+is laid over the packaged book key by key within each route's entry; every value it changes comes with its
+own ``source`` and ``checked`` date, so an estimate still cites where its price came from.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from datetime import date
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from .errors import BudgetExceeded
 from .media import OUTPUT_FPS, output_duration, output_frame_count
 from .types import CostEstimate
 
+#: The user override's file name under ``LATENTSYNC_ROUTES_HOME``.
+OVERRIDE_FILE = "prices.json"
+
+
+def override_path() -> Path:
+    """Where ``prices refresh`` writes the user's price-book override (under LATENTSYNC_ROUTES_HOME)."""
+    home = os.environ.get("LATENTSYNC_ROUTES_HOME")
+    if home:
+        return Path(home).expanduser() / OVERRIDE_FILE
+    from .config import default_home
+
+    return default_home() / OVERRIDE_FILE
+
 
 @lru_cache(maxsize=1)
-def price_book() -> dict[str, Any]:
-    """The packaged price book (read once)."""
+def packaged_price_book() -> dict[str, Any]:
+    """The price book shipped with the package (read once)."""
     text = resources.files("latentsync_routes").joinpath("data/prices.json").read_text("utf-8")
     book: dict[str, Any] = json.loads(text)
     return book
+
+
+@lru_cache(maxsize=8)
+def _merged(path: str, stamp: float) -> dict[str, Any]:
+    book = {route: dict(entry) for route, entry in packaged_price_book().items()}
+    if stamp < 0:
+        return book
+    try:
+        override = json.loads(Path(path).read_text("utf-8"))
+    except (OSError, ValueError):  # an unreadable override is ignored, never half-applied
+        return book
+    if not isinstance(override, dict):
+        return book
+    for route, entry in override.items():
+        if isinstance(entry, dict) and route in book:
+            book[route].update(entry)
+    return book
+
+
+def price_book() -> dict[str, Any]:
+    """The price book: packaged prices with the user's override (if any) laid over them."""
+    path = override_path()
+    try:
+        stamp = path.stat().st_mtime
+    except OSError:
+        stamp = -1.0
+    return _merged(str(path), stamp)
+
+
+def write_override(route: str, values: dict[str, Any], *, source: str, checked: date) -> Path:
+    """Merge ``values`` into the user's override for ``route``, with where they came from and when.
+
+    The entry's own ``source``/``checked`` (those of the packaged rule) stay; the override's are kept beside
+    it as ``override_source``/``override_checked``, so each figure can still be traced.
+    """
+    if not source or not isinstance(checked, date):
+        raise ValueError("a price override needs its source and the date it was checked")
+    path = override_path()
+    try:
+        current = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        current = {}
+    if not isinstance(current, dict):
+        current = {}
+    entry = {**(current.get(route) or {}), **values, "override_source": source, "override_checked": checked.isoformat()}
+    current[route] = entry
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n", "utf-8")
+    temporary.replace(path)
+    return path
 
 
 def _money(value: float) -> float:
@@ -40,6 +110,7 @@ def fal_cost_for_seconds(output_seconds: float) -> float:
 
 def estimate_fal(audio_seconds: float) -> CostEstimate:
     entry = price_book()["fal"]
+    model = entry["runtime_model"]
     frames = output_frame_count(audio_seconds)
     seconds = output_duration(audio_seconds)
     amount = fal_cost_for_seconds(seconds)
@@ -59,12 +130,28 @@ def estimate_fal(audio_seconds: float) -> CostEstimate:
         price_source=entry["source"],
         price_checked=date.fromisoformat(entry["checked"]),
         output_seconds=seconds,
+        expected_wall_seconds=float(model["fixed_seconds"]) + float(model["seconds_per_output_second"]) * seconds,
     )
 
 
-def fal_actual_cost(billable_units: float) -> float:
-    """Actual fal cost from the ``x-fal-billable-units`` header of the result."""
+def fal_units_cost(billable_units: float) -> float:
+    """What fal's ``x-fal-billable-units`` come to at the book's unit price (no minimum applied)."""
     return _money(billable_units * float(price_book()["fal"]["billable_unit_price"]))
+
+
+def fal_billable_units_for(output_seconds: float) -> float:
+    """The units the price book's rule implies for an output: billed seconds, at least ``flat_seconds``."""
+    entry = price_book()["fal"]
+    return float(max(int(entry["flat_seconds"]), round(output_seconds)))
+
+
+def compare_with_rule(rule_cost: float, units_cost: float) -> str | None:
+    """A sentence when the provider's figure and the rule's differ by more than a cent and 1 %, else None."""
+    gap = abs(rule_cost - units_cost)
+    if gap <= 0.01 or gap <= 0.01 * max(rule_cost, units_cost):
+        return None
+    return (f"the provider's billable units come to ${units_cost:.4f} but the price book's rule gives "
+            f"${rule_cost:.4f}: check the provider's usage page (the record's actual is the rule's)")
 
 
 def replicate_cost_for_predict_time(predict_seconds: float) -> float:

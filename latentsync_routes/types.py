@@ -260,11 +260,29 @@ class Attempt(BaseModel):
 
 
 class Cost(BaseModel):
+    """What a job cost: the estimate, the actual, failure billing, and what is not known yet.
+
+    ``billed_unknown`` holds the worst case (the estimate's high end) of a charge the provider has not
+    reported (a cancelled job that may have run on): it is never counted as $0, and budgets add it.
+    """
+
     currency: str = "USD"
     estimated: float
     actual: float | None = None
     billed_failures: float = 0.0
     basis: str = ""
+    #: worst case of charges whose amount the provider did not report, and why
+    billed_unknown: float = 0.0
+    billed_unknown_basis: str = ""
+    #: the provider's own usage figure, raw (fal: ``x-fal-billable-units``), and what it prices at
+    billable_units: float | None = None
+    units_cost: float | None = None
+    #: set when the provider's figure and the price book's rule disagree
+    disagreement: str | None = None
+
+    def worst_case(self) -> float:
+        """Actual, failure-billed and unknown (at its worst case) together: what a budget must count."""
+        return round((self.actual or 0.0) + self.billed_failures + self.billed_unknown, 6)
 
 
 class InputRecord(BaseModel):
@@ -321,6 +339,8 @@ class JobRecord(BaseModel):
     policy_checks: list[dict[str, Any]] = Field(default_factory=list)
     deleted: list[str] = Field(default_factory=list)
     not_deleted: list[str] = Field(default_factory=list)
+    #: the retention headers actually sent to the provider (name -> value), on the submit and each upload
+    retention_sent: dict[str, str] = Field(default_factory=dict)
     created_at: datetime = Field(default_factory=utcnow)
     submitting_at: datetime | None = None
     submitted_at: datetime | None = None

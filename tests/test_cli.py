@@ -82,7 +82,7 @@ def test_routes_and_doctor_json(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     infos = {r["name"]: r for r in json.loads(done.stdout)}
     assert set(infos) == set(route_names())
-    assert infos["replicate"]["retention_days"] == pytest.approx(1 / 24)
+    assert infos["replicate"]["retention_days"] == pytest.approx(1.0)  # uploaded files expire after 24 h
     doctor = cli("doctor", "--json", home=tmp_path, env={"FAL_KEY": "k-secret-zz"})
     assert doctor.returncode == 0, doctor.stderr
     report = json.loads(doctor.stdout)

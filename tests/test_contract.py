@@ -424,3 +424,22 @@ def test_status_urls_named_by_the_submit_answer_are_never_called(
         thief.accept()  # nobody connected: the key never left for another origin
     thief.close()
     assert any("/requests/req-1/status" in r.path for r in h.requests(h.poll))
+
+
+# -- what the fakes return -------------------------------------------------------------------------------
+def test_the_fake_output_follows_the_audio_and_estimate_and_bill_agree(
+    h: Harness, tmp_path: Path, hosted_env: Path  # noqa: F811
+) -> None:
+    import av
+
+    from latentsync_routes.media import output_duration
+    from tests.mediafactory import make_video, make_wav
+
+    video, audio = make_video(tmp_path / "face.mp4", 1.2), make_wav(tmp_path / "voice.wav", 3.0)
+    result = client(h).run(video, audio, tmp_path / "out.mp4")
+    with av.open(result.output_path) as container:
+        seconds = {s.type: float(s.duration * s.time_base) for s in container.streams if s.duration}
+    assert seconds["video"] == pytest.approx(output_duration(3.0), abs=0.05)  # looped to the audio, not 1.2 s
+    assert seconds["audio"] == pytest.approx(3.0, abs=0.1)  # carrying that audio
+    assert result.cost.actual == pytest.approx(result.cost.estimated)  # the fake bills what was estimated
+    assert result.cost.disagreement is None and result.cost.billed_unknown == 0

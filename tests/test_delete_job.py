@@ -16,18 +16,40 @@ media = hosted_fixtures.media
 rep = hosted_fixtures.rep
 
 
-def test_fal_delete_removes_output_and_explains_uploads(
+def test_fal_delete_calls_delete_request_payloads_once_and_reports_only_what_was_done(
     fal: FakeFal, media: tuple[Path, Path], tmp_path: Path
 ) -> None:
     client = fal_client()
     result = client.run(*media, tmp_path / "out.mp4")
     assert Path(result.output_path or "").exists()
+    output = fal.store.by_url(result.output_url or "")
+    assert output is not None
     record = client.delete_job(result.job_id)
     assert not (tmp_path / "out.mp4").exists()
-    assert record.deleted == [f"local output {tmp_path / 'out.mp4'}"]
-    assert len(record.not_deleted) == 2 and all("expiry set at upload" in item for item in record.not_deleted)
+    (call,) = fal.payload_deletions
+    assert call.request_id == result.provider_request_id and call.links == (result.output_url,)
+    assert fal.requests_for("delete_payloads")[0].method == "DELETE"
+    assert fal.store.get(output.id) is None  # fal's output file is gone
+    assert record.deleted == [f"local output {tmp_path / 'out.mp4'}",
+                              f"fal request {result.provider_request_id} payloads (fal answered HTTP 200)",
+                              f"{result.output_url} (fal output file, deleted by fal)"]
+    assert len(record.not_deleted) == 2 and all("expiry set at upload" not in i for i in record.not_deleted)
+    assert all("X-Fal-Object-Lifecycle-Preference" in item for item in record.not_deleted)  # what was sent
     journalled = client.journal.get(result.job_id)
     assert journalled is not None and journalled.deleted == record.deleted
+    again = client.delete_job(result.job_id)  # a second delete claims nothing new and calls fal no more
+    assert again.deleted == record.deleted and len(fal.payload_deletions) == 1
+
+
+def test_fal_delete_records_a_refusal(fal: FakeFal, media: tuple[Path, Path], tmp_path: Path) -> None:
+    client = fal_client()
+    result = client.run(*media, tmp_path / "out.mp4")
+    fal.faults.delete_payloads.append(Fault.status(403))
+    record = client.delete_job(result.job_id, delete_output=False)
+    assert record.deleted == [] and any("refused the delete, HTTP 403" in i and "admin key" in i
+                                        for i in record.not_deleted)
+    record = client.delete_job(result.job_id, delete_output=False)  # not done before, so tried again
+    assert any(line.startswith(f"fal request {result.provider_request_id} payloads") for line in record.deleted)
 
 
 def test_replicate_delete_finishes_what_the_run_could_not(

@@ -19,6 +19,7 @@ import av
 import httpx
 import pytest
 
+from latentsync_routes.pricing import estimate_replicate
 from latentsync_routes.testing import (
     LATENTSYNC_VERSION_2025_01,
     LATENTSYNC_VERSION_CURRENT,
@@ -41,6 +42,9 @@ from replicate.exceptions import ModelError, ReplicateError  # noqa: E402
 from replicate.helpers import FileOutput  # noqa: E402
 
 APP = "fal-ai/latentsync"
+#: FakeReplicate's default predict time for inputs it cannot decode: the price book's run-time model
+#: (mid band) on its 0.4 s stand-in output, as the estimator would give
+RULE_TIME = float(estimate_replicate(0.4).expected_wall_seconds or 0)
 
 
 def probe(data: bytes) -> dict[str, float]:
@@ -111,7 +115,7 @@ def test_fal_upload_submit_status_result_and_billing(fal: FakeFal, client: SyncC
     assert client.status(APP, handle.request_id).logs is None
 
     response = handle.client.get(handle.response_url)  # the only way to see billing headers
-    assert response.headers["x-fal-billable-units"] == "1"
+    assert response.headers["x-fal-billable-units"] == "40"  # the rule's minimum (these inputs don't decode)
     assert response.headers["x-fal-request-id"] == handle.request_id
     out = response.json()["video"]
     assert out["content_type"] == "video/mp4" and out["file_name"] == "output.mp4"
@@ -302,7 +306,7 @@ def test_replicate_files_create_wait_and_output(rep: FakeReplicate, rclient: rep
     assert prediction.status == "starting" and prediction.model == "bytedance/latentsync"
     assert rep.requests_for("create")[0].status == 201
     prediction.wait()
-    assert prediction.status == "succeeded" and prediction.metrics["predict_time"] == 1.5
+    assert prediction.status == "succeeded" and prediction.metrics["predict_time"] == pytest.approx(RULE_TIME)
     assert prediction.logs.startswith("Using seed: 7\n")
     assert isinstance(prediction.output, str)  # http:// outputs stay str in replicate 1.0.7
     data = httpx.get(prediction.output).content
@@ -349,7 +353,7 @@ def test_replicate_failed_and_canceled_predictions_carry_predict_time(
             f"bytedance/latentsync:{LATENTSYNC_VERSION_CURRENT}", input={"video": "data:,v", "audio": "data:,a"}
         )
     assert str(failed.value) == "CUDA out of memory"
-    assert failed.value.prediction.metrics["predict_time"] == 1.5
+    assert failed.value.prediction.metrics["predict_time"] == pytest.approx(RULE_TIME)
 
     p = rclient.predictions.create(version=LATENTSYNC_VERSION_CURRENT, input={"video": "data:,v", "audio": "data:,a"})
     p.reload()
@@ -409,3 +413,47 @@ def test_replicate_validation_auth_and_ambiguous_create(rep: FakeReplicate, rcli
         rclient.predictions.create(version=LATENTSYNC_VERSION_CURRENT, input={"video": "data:,v", "audio": "data:,a"})
     (listed,) = rclient.predictions.list().results  # the job exists; the client can find it
     assert listed.input == {"video": "data:,v", "audio": "data:,a"} and len(rep.predictions) == 1
+
+
+def test_fal_pricing_and_delete_payloads_follow_fals_platform_api(fal: FakeFal, client: SyncClient) -> None:
+    headers = {"Authorization": "Key test-key"}
+    prices = httpx.get(f"{fal.url}/v1/models/pricing", params={"endpoint_id": f"{APP},fal-ai/other"},
+                       headers=headers).json()
+    assert prices == {"prices": [{"endpoint_id": APP, "unit_price": 0.005, "unit": "second", "currency": "USD"}],
+                      "next_cursor": None, "has_more": False}
+    assert httpx.get(f"{fal.url}/v1/models/pricing", headers=headers).status_code == 422
+    assert httpx.get(f"{fal.url}/v1/models/pricing", params={"endpoint_id": APP}).status_code == 401
+    handle = client.submit(APP, {"video_url": "data:video/mp4;base64,AAAA", "audio_url": "data:audio/wav;base64,AA"})
+    fal.validate_inputs = False
+    output = fal.complete(handle.request_id).output
+    assert output is not None
+    gone = httpx.delete(f"{fal.url}/v1/models/requests/{handle.request_id}/payloads", headers=headers)
+    assert gone.json() == {"cdn_delete_results": [{"link": output.url, "exception": None}]}
+    assert httpx.get(output.url).status_code == 404  # the output file is deleted with the payloads
+    again = httpx.delete(f"{fal.url}/v1/models/requests/{handle.request_id}/payloads", headers=headers)
+    assert again.json() == {"cdn_delete_results": []}
+    assert httpx.delete(f"{fal.url}/v1/models/requests/nope/payloads", headers=headers).status_code == 404
+    assert [(d.request_id, d.status_code) for d in fal.payload_deletions] == [
+        (handle.request_id, 200), (handle.request_id, 200), ("nope", 404)]
+
+
+def test_the_demo_says_its_output_is_not_lip_synced_and_it_follows_the_audio(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from latentsync_routes.cli import app
+    from latentsync_routes.media import output_duration
+
+    monkeypatch.setenv("LATENTSYNC_ROUTES_HOME", str(tmp_path))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    done = CliRunner().invoke(app, ["demo", "--json"])
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.stdout)
+    assert summary["lip_synced"] is False and "NOT lip-synced" in summary["note"]
+    seconds = probe(Path(summary["result"]["output_path"]).read_bytes())
+    assert seconds["video"] == pytest.approx(output_duration(3.0), abs=0.05)  # the demo's 3 s voice, not 2 s
+    assert summary["result"]["cost"]["actual"] == pytest.approx(summary["estimate"]["amount"])
+    human = CliRunner().invoke(app, ["demo"])
+    assert human.exit_code == 0 and "NOT lip-synced" in human.stdout

@@ -57,7 +57,6 @@ def test_success_uploads_submits_and_bills_from_the_result_headers(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     events: list[tuple[str, float | None]] = []
-    fal.billable_units = 40
     result = run(tmp_path, media, guidance_scale=1.5, seed=7, progress=lambda m, f: events.append((m, f)))
     assert Path(result.output_path or "").read_bytes() == fal.store.by_url(result.output_url or "").read_bytes()
     (job,) = fal.jobs.values()
@@ -68,7 +67,10 @@ def test_success_uploads_submits_and_bills_from_the_result_headers(
     assert result.record.uploaded_uris == [job.arguments["video_url"], job.arguments["audio_url"]]
     assert steps(result) == [("upload", "ok", None), ("upload", "ok", None), ("submit", "ok", None),
                              ("fetch", "ok", None), ("fetch", "ok", None)]
-    assert result.cost.actual == pytest.approx(40 * 0.005) and "x-fal-billable-units 40" in result.cost.basis
+    # the fake bills like the price book's rule (a 1 s output: 40 units); the actual is the rule's
+    assert result.cost.actual == pytest.approx(0.20) and "x-fal-billable-units 40" in result.cost.basis
+    assert result.cost.billable_units == 40 and result.cost.units_cost == pytest.approx(0.20)
+    assert result.cost.disagreement is None and result.cost.billed_unknown == 0
     assert result.cost.billed_failures == 0 and result.record.state == "fetched"
     assert fal.requests_for("status")[0].param("logs") == "true"
     assert any("Inference step" in m for m, _ in events) and events[-1] == ("fal: done", 1.0)
@@ -79,12 +81,38 @@ def test_success_uploads_submits_and_bills_from_the_result_headers(
                       home=hosted_env)
 
 
-def test_retention_cap_sets_an_expiry_on_uploads(
+def _lifetime(record: object) -> int:
+    return int(json.loads(record.headers["X-Fal-Object-Lifecycle-Preference"])["expiration_duration_seconds"])  # type: ignore[attr-defined]
+
+
+def test_a_default_run_sends_lifecycle_and_store_io_on_the_submit_and_every_upload(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path
+) -> None:
+    result = run(tmp_path, media, deadline_seconds=300)
+    sent = [*fal.requests_for("cdn_token", "cdn_upload"), *fal.requests_for("submit")]
+    assert [r.endpoint for r in sent].count("cdn_upload") == 2 and len(fal.requests_for("submit")) == 1
+    for request in [*fal.requests_for("cdn_upload"), *fal.requests_for("submit")]:
+        assert request.headers["X-Fal-Store-IO"] == "0"
+        assert 600 < _lifetime(request) <= 300 + 600  # the job's deadline plus the fetch margin, no more
+    (job,) = fal.jobs.values()
+    assert job.output is not None and job.output.lifecycle_preference == json.loads(
+        job.headers["X-Fal-Object-Lifecycle-Preference"])  # the output follows the submit's lifecycle
+    assert result.record.retention_sent["X-Fal-Store-IO"] == "0"
+    assert json.loads(result.record.retention_sent["X-Fal-Object-Lifecycle-Preference"]) == json.loads(
+        fal.requests_for("submit")[0].headers["X-Fal-Object-Lifecycle-Preference"])
+    info = fal_client().route().info()
+    assert info.retention_days == pytest.approx((1800 + 600) / 86400) and "X-Fal-Store-IO: 0" in info.retention
+    assert fal_route.INFO.retention_days == pytest.approx(info.retention_days)  # the static facts match the default
+
+
+def test_a_retention_cap_below_the_job_cuts_the_lifetime_sent(
     fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("LATENTSYNC_ROUTES_POLICY__MAX_RETENTION_DAYS", "1")
-    run(tmp_path, media)
-    assert [u.lifecycle_preference for u in fal.uploads] == [{"expiration_duration_seconds": 86400}] * 2
+    monkeypatch.setenv("LATENTSYNC_ROUTES_POLICY__MAX_RETENTION_DAYS", "0.01")  # 864 s
+    result = run(tmp_path, media)
+    assert [u.lifecycle_preference for u in fal.uploads] == [{"expiration_duration_seconds": 864}] * 2
+    assert _lifetime(fal.requests_for("submit")[0]) == 864
+    assert next(c for c in result.record.policy_checks if c["check"] == "retention")["passed"]
 
 
 def test_429_with_retry_after_on_submit_and_on_poll(fal: FakeFal, media: tuple[Path, Path], tmp_path: Path) -> None:
@@ -225,7 +253,7 @@ def test_connection_refused_on_submit_is_retried_because_nothing_was_sent(
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
     real = fal_host_override.host_urls
     monkeypatch.setattr(fal_host_override, "host_urls",
-                        lambda base: {**real(base), "QUEUE_URL_FORMAT": f"{dead}/queue/"})
+                        lambda base: {**real(base), "QUEUE_URL_FORMAT": f"{dead}/"})
     with pytest.raises(ProviderError, match="nothing was submitted; gave up after 5 tries") as info:
         run(tmp_path, media)
     assert info.value.retryable and len(fal.jobs) == 0
@@ -254,13 +282,57 @@ def test_deadline_cancels_the_request_and_names_it(
 ) -> None:
     fal.queue_polls = 10_000
     with pytest.raises(DeadlineExceeded, match="cancellation was requested") as info:
-        run(tmp_path, media, deadline_seconds=0.5)
+        run(tmp_path, media, deadline_seconds=3)
     (job,) = fal.jobs.values()
     assert info.value.request_id == job.request_id and job.request_id in str(info.value)
     assert [c.outcome for c in fal.cancellations] == ["CANCELLATION_REQUESTED"] and job.cancelled
     record = journal(hosted_env)
     assert record["state"] == "cancelled" and record["provider_request_id"] == job.request_id
     assert ("cancel", "ok") in [(a["step"], a["status"]) for a in record["attempts"]]  # type: ignore[union-attr]
+    # still queued when cancelled: fal's result says 0 billable units, so $0 is what the provider said
+    cost = record["cost"]
+    assert cost["billed_unknown"] == 0 and cost["billable_units"] == 0  # type: ignore[index]
+    assert "x-fal-billable-units 0" in str(info.value)
+
+
+def test_a_deadline_cancelled_running_request_is_never_recorded_as_free(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
+) -> None:
+    fal.queue_polls, fal.progress_polls = 0, 10_000  # running when the deadline passes
+    with pytest.raises(DeadlineExceeded, match="billing unknown") as info:
+        run(tmp_path, media, deadline_seconds=3)
+    (job,) = fal.jobs.values()
+    assert job.cancelled and fal.requests_for("result")  # followed to its end, then the result's headers read
+    record = journal(hosted_env)
+    cost = record["cost"]
+    assert cost["billed_unknown"] == pytest.approx(0.20) and cost["billed_failures"] == 0  # type: ignore[index]
+    assert "worst case" in cost["billed_unknown_basis"]  # type: ignore[index]
+    assert "$0.2000" in info.value.message
+
+
+def test_a_cancelled_running_request_is_billed_what_its_result_headers_say(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
+) -> None:
+    fal.queue_polls, fal.progress_polls, fal.cancel_billable_units = 0, 10_000, 12
+    with pytest.raises(DeadlineExceeded):
+        run(tmp_path, media, deadline_seconds=3)
+    cost = journal(hosted_env)["cost"]
+    assert cost["billed_failures"] == pytest.approx(0.06) and cost["billed_unknown"] == 0  # type: ignore[index]
+    assert cost["billable_units"] == 12  # type: ignore[index]
+
+
+def test_budget_counts_an_unknown_charge_at_its_worst_case(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from latentsync_routes import BudgetExceeded
+
+    client = fal_client(budget_total=0.35)
+    fal.queue_polls, fal.progress_polls = 0, 10_000
+    with pytest.raises(DeadlineExceeded):
+        client.run(*media, tmp_path / "out.mp4", deadline_seconds=3)
+    fal.queue_polls, fal.progress_polls = 1, 1
+    with pytest.raises(BudgetExceeded):  # $0.20 unknown counts as spent: $0.15 left < the $0.20 estimate
+        client.run(media[0], media[1], tmp_path / "out2.mp4", seed=3)
 
 
 def test_result_url_404_is_a_download_error_without_resubmit(
@@ -334,8 +406,8 @@ def test_host_override_stays_in_the_jobs_thread(fal: FakeFal, media: tuple[Path,
         seen["queue"] = f"{module.QUEUE_URL_FORMAT}"
 
     with fal_host_override.fal_hosts(fal.url):
-        assert f"{module.QUEUE_URL_FORMAT}" == fal.queue_url and module.CDN_URL + "/x" == fal.cdn_url + "/x"
-        assert fal_host_override.host_urls(fal.url) == fal.client_constants()
+        assert f"{module.QUEUE_URL_FORMAT}" == fal.queue_url == f"{fal.url}/"
+        assert module.CDN_URL + "/x" == f"{fal.url}/x" and f"{module.REST_URL}" == fal.url  # fal's paths, no prefix
         thread = threading.Thread(target=elsewhere)
         thread.start()
         thread.join()
@@ -354,7 +426,7 @@ def test_cli_run_json(fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, mo
     assert done.exit_code == 0, done.output
     payload = json.loads(done.stdout)
     assert payload["route"] == "fal" and payload["output_path"] == str(out) and out.exists()
-    assert payload["provider_request_id"] in fal.jobs and payload["cost"]["actual"] == pytest.approx(0.005)
+    assert payload["provider_request_id"] in fal.jobs and payload["cost"]["actual"] == pytest.approx(0.20)
     assert {"estimated", "actual", "currency"} <= set(payload["cost"]) and payload["attempts"]
     assert FAL_KEY not in done.stdout
 
@@ -375,7 +447,8 @@ def test_large_inputs_stream_as_multipart_and_a_failed_part_retries_the_upload(
     assert job.input_bytes("video_url") == big.read_bytes()
     video = fal.store.by_url(job.arguments["video_url"])
     assert video is not None and video.origin == "multipart" and video.lifecycle == {
-        "expiration_duration_seconds": 2 * 86400}
+        "expiration_duration_seconds": 1800 + 600}  # the job's deadline + margin, under the 2-day cap
+    assert all(r.headers["X-Fal-Store-IO"] == "0" for r in fal.requests_for("multipart_create", "multipart_part"))
     assert len(fal.requests_for("multipart_create")) == 2  # the failed part failed the try; the retry restarts
     assert max(r.body_size for r in fal.requests_for("multipart_part")) == 10 * 2**20
     assert [(a.step, a.status, a.http_status) for a in result.attempts][:3] == [
@@ -388,3 +461,42 @@ def test_importing_the_package_and_routes_loads_no_provider_sdk() -> None:
             "print('fal_client' in sys.modules, 'replicate' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "False"]
+
+
+def test_every_request_uses_fals_own_paths_at_the_origins_root(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path
+) -> None:
+    client = fal_client()
+    result = client.run(*media, tmp_path / "out.mp4")
+    client.delete_job(result.job_id)
+    paths = [r.path for r in fal.requests]
+    assert paths and not fal.unexpected_requests
+    assert all(p.startswith(("/fal-ai/latentsync", "/storage/", "/files/", "/v1/models/")) for p in paths), paths
+    assert {"/storage/auth/token", "/files/upload", "/fal-ai/latentsync"} <= set(paths)
+    assert fal.queue_url == f"{fal.url}/" and fal.cdn_url == fal.rest_url == fal.url
+
+
+def test_prices_refresh_writes_a_dated_sourced_override_that_pricing_reads(
+    fal: FakeFal, tmp_path: Path, hosted_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from latentsync_routes.cli import app
+    from latentsync_routes.pricing import fal_units_cost, override_path
+
+    monkeypatch.setenv("FAL_KEY", FAL_KEY)
+    fal.prices["fal-ai/latentsync"] = (0.0075, "second")
+    done = CliRunner().invoke(app, ["prices", "refresh", "--json"])
+    assert done.exit_code == 0, done.output
+    (written,) = json.loads(done.stdout)["refreshed"]
+    assert written["billable_unit_price"] == 0.0075 and written["billable_unit"] == "second"
+    assert written["source"].startswith(f"{fal.url}/v1/models/pricing?endpoint_id=fal-ai/latentsync")
+    assert written["checked"] and override_path() == hosted_env / "prices.json" and override_path().is_file()
+    (request,) = fal.requests_for("pricing")
+    assert request.param("endpoint_id") == "fal-ai/latentsync" and request.headers["authorization"] == f"Key {FAL_KEY}"
+    assert fal_units_cost(40) == pytest.approx(0.30)  # pricing reads the override from now on
+    human = CliRunner().invoke(app, ["prices", "refresh"])
+    assert human.exit_code == 0 and "0.0075 USD per second" in human.stdout and FAL_KEY not in human.stdout
+    monkeypatch.delenv("FAL_KEY")
+    refused = CliRunner().invoke(app, ["prices", "refresh", "--json"])
+    assert refused.exit_code != 0 and "FAL_KEY" in refused.stdout

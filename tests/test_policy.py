@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from latentsync_routes import LipSyncClient, PolicyViolation
-from latentsync_routes.config import PolicySettings
+from latentsync_routes.config import PolicySettings, load_settings
 from latentsync_routes.policy import evaluate
 from latentsync_routes.routes import fal, local, replicate
 from latentsync_routes.types import MediaInfo
@@ -46,7 +46,9 @@ def test_retention_cap() -> None:
     policy = PolicySettings(max_retention_days=0.01)
     assert outcome(replicate.INFO, policy)["retention"] is False  # 1 h > 0.01 day
     assert outcome(replicate.INFO, PolicySettings(max_retention_days=1))["retention"] is True
-    assert outcome(fal.INFO, policy)["retention"] is True  # enforced by a lifecycle at upload
+    capped = fal.FalRoute(settings=load_settings(policy=policy), credential=None).info()
+    assert outcome(capped, policy)["retention"] is True  # the lifetime sent on submit and uploads is cut to the cap
+    assert outcome(capped, PolicySettings(max_retention_days=0.0001))["retention"] is False  # 60 s minimum sent
     unknown = fal.INFO.model_copy(update={"name": "other", "retention_days": None, "retention_control": None})
     assert outcome(unknown, policy)["retention"] is False
 

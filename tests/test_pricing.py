@@ -1,19 +1,24 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import pytest
 
 from latentsync_routes.errors import BudgetExceeded
 from latentsync_routes.pricing import (
     check_budget,
+    compare_with_rule,
     estimate_fal,
     estimate_local,
     estimate_replicate,
-    fal_actual_cost,
+    fal_billable_units_for,
     fal_cost_for_seconds,
+    fal_units_cost,
+    override_path,
     price_book,
     replicate_cost_for_predict_time,
+    write_override,
 )
 
 
@@ -21,6 +26,25 @@ def test_every_price_has_source_and_date() -> None:
     for name, entry in price_book().items():
         assert entry["source"].startswith("https://"), name
         assert date.fromisoformat(entry["checked"]) <= date.today(), name
+        for rule in ("failure_rule", "cancel_rule"):  # billing rules carry their own source and date
+            if rule in entry:
+                assert entry[rule]["source"].startswith("https://") and date.fromisoformat(entry[rule]["checked"])
+    assert {"failure_rule", "cancel_rule"} <= set(price_book()["replicate"])
+
+
+def test_a_user_override_is_read_with_its_source_and_date(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LATENTSYNC_ROUTES_HOME", str(tmp_path))
+    assert override_path() == tmp_path / "prices.json"
+    before = fal_units_cost(40)
+    with pytest.raises(ValueError, match="source"):
+        write_override("fal", {"billable_unit_price": 0.01}, source="", checked=date(2026, 12, 2))
+    write_override("fal", {"billable_unit_price": 0.01}, source="https://api.fal.ai/v1/models/pricing?x",
+                   checked=date(2026, 12, 2))
+    assert fal_units_cost(40) == pytest.approx(0.40) != before
+    entry = price_book()["fal"]
+    assert entry["override_source"].startswith("https://api.fal.ai/") and entry["override_checked"] == "2026-12-02"
+    assert entry["source"].startswith("https://fal.ai/")  # the packaged rule keeps its own source
+    assert entry["flat_amount"] == 0.2  # what the override does not name stays the packaged value
 
 
 @pytest.mark.parametrize(("audio", "amount"), [(5.0, 0.20), (30.0, 0.20), (40.0, 0.20), (60.0, 0.30), (100.0, 0.50)])
@@ -35,7 +59,14 @@ def test_fal_rule(audio: float, amount: float) -> None:
 def test_fal_flat_then_per_second() -> None:
     assert fal_cost_for_seconds(39.6) == pytest.approx(0.20)
     assert fal_cost_for_seconds(41.0) == pytest.approx(0.205)
-    assert fal_actual_cost(100) == pytest.approx(0.50)
+    assert fal_units_cost(100) == pytest.approx(0.50) and fal_units_cost(1) == pytest.approx(0.005)
+    assert fal_billable_units_for(3.0) == 40 and fal_billable_units_for(61.2) == 61
+
+
+def test_a_disagreement_between_units_and_the_rule_is_flagged() -> None:
+    assert compare_with_rule(0.20, 0.20) is None and compare_with_rule(0.20, 0.205) is None
+    flag = compare_with_rule(0.20, 0.005)  # fal reporting 1 unit for a $0.20 job
+    assert flag is not None and "$0.0050" in flag and "$0.2000" in flag
 
 
 def test_replicate_band_and_rate() -> None:

@@ -25,7 +25,7 @@ from latentsync_routes import (
     ProviderInputRejected,
     UnsupportedParameter,
 )
-from latentsync_routes.pricing import replicate_cost_for_predict_time
+from latentsync_routes.pricing import estimate_replicate, replicate_cost_for_predict_time
 from latentsync_routes.routes import replicate as replicate_route
 from latentsync_routes.testing import (
     LATENTSYNC_INPUT_SCHEMA_2025_01,
@@ -46,6 +46,10 @@ rep = hosted_fixtures.rep
 
 def cost(seconds: float) -> float:
     return replicate_cost_for_predict_time(seconds)
+
+
+#: The fake's predict time for the 1 s test clip: the price book's run-time model (mid band), as estimated
+RULE_SECONDS = float(estimate_replicate(1.0).expected_wall_seconds or 0)
 
 
 def run(tmp_path: Path, media: tuple[Path, Path], **kwargs: Any) -> Any:
@@ -71,7 +75,9 @@ def test_success_bills_predict_time_and_deletes_uploads(
     assert prediction.input["guidance_scale"] == 1.5 and prediction.input["seed"] == 3
     assert "Prefer" not in prediction.headers  # wait=False: no Prefer: wait
     assert Path(result.output_path).read_bytes() == prediction.output_file.read_bytes()  # type: ignore[union-attr]
-    assert result.cost.actual == pytest.approx(cost(1.5)) and "predict_time 1.50 s" in result.cost.basis
+    assert result.cost.actual == pytest.approx(cost(RULE_SECONDS))
+    assert f"predict_time {RULE_SECONDS:.2f} s" in result.cost.basis
+    assert result.cost.actual == pytest.approx(result.cost.estimated)  # the fake bills what the estimate says
     assert steps(result) == [("upload", "ok", None), ("upload", "ok", None), ("submit", "ok", None),
                              ("fetch", "ok", None)]
     assert sorted(result.record.deleted) == sorted(result.record.uploaded_uris) and len(result.record.deleted) == 2
@@ -195,7 +201,7 @@ def test_reset_during_upload_is_retried(rep: FakeReplicate, media: tuple[Path, P
 def test_poll_timeouts_are_retried(
     rep: FakeReplicate, media: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(replicate_route, "REQUEST_TIMEOUT_S", 0.3)
+    monkeypatch.setattr("latentsync_routes.routes.replicate_api.REQUEST_TIMEOUT_S", 0.3)
     rep.faults.get.append(Fault.delay(1.0))
     result = run(tmp_path, media)
     assert [(a.step, a.error_message) for a in result.attempts if a.status == "error"] == [
@@ -213,8 +219,9 @@ def test_failed_prediction_records_the_billed_predict_time(
     assert info.value.request_id == prediction.id
     record = journal(hosted_env)
     failing = record["attempts"][-1]
-    assert failing["step"] == "wait" and failing["billed_amount"] == pytest.approx(cost(1.5))
-    assert record["cost"]["billed_failures"] == pytest.approx(cost(1.5)) and record["state"] == "failed"
+    assert failing["step"] == "wait" and failing["billed_amount"] == pytest.approx(cost(RULE_SECONDS))
+    assert record["cost"]["billed_failures"] == pytest.approx(cost(RULE_SECONDS)) and record["state"] == "failed"
+    assert "replicate.com/docs/topics/predictions/lifecycle, checked 2026-12-02" in failing["error_message"]
     assert len(record["deleted"]) == 2 and rep.uploads == []  # inputs deleted after a failure too
 
 
@@ -224,7 +231,7 @@ def test_canceled_prediction_is_billed_for_what_it_ran(
     rep.processing_polls = 50
 
     def cancel_elsewhere(message: str, fraction: float | None) -> None:
-        if message.startswith("replicate: processing"):
+        if message.startswith("replicate: running, processing"):
             (pid,) = rep.predictions
             httpx.post(f"{rep.url}/v1/predictions/{pid}/cancel", headers={"Authorization": f"Bearer {REPLICATE_TOKEN}"})
 
@@ -330,5 +337,5 @@ def test_cli_run_json(rep: FakeReplicate, media: tuple[Path, Path], tmp_path: Pa
     assert done.exit_code == 0, done.output
     payload = json.loads(done.stdout)
     assert payload["route"] == "replicate" and out.exists() and payload["provider_request_id"] in rep.predictions
-    assert payload["cost"]["actual"] == pytest.approx(cost(1.5)) and payload["record"]["deleted"]
+    assert payload["cost"]["actual"] == pytest.approx(cost(RULE_SECONDS)) and payload["record"]["deleted"]
     assert REPLICATE_TOKEN not in done.stdout

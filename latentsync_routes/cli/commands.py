@@ -178,7 +178,9 @@ def demo(as_json: bool = JsonOpt) -> None:
     """Run the whole data path offline: synthetic media, the in-package fake fal server, one real job.
 
     Nothing leaves the machine and nothing is paid: the real fal-client talks to a loopback server that
-    speaks fal's protocol. Everything lands in a fresh temporary folder, printed at the end.
+    speaks fal's protocol. Its output is NOT lip-synced: the fake returns the input video looped or cut to
+    the audio's length, carrying that audio, so its length, the estimate and the bill agree as they would
+    on fal. Everything lands in a fresh temporary folder, printed at the end.
     """
     import tempfile
 
@@ -190,20 +192,24 @@ def demo(as_json: bool = JsonOpt) -> None:
         folder = Path(tempfile.mkdtemp(prefix="latentsync-demo-"))
         video = write_test_video(folder / "clip.mp4", seconds=2.0)
         audio = write_test_audio(folder / "voice.wav", seconds=3.0)
-        # fal bills this endpoint in output seconds with a 40-unit minimum; the fake reports the same.
-        with FakeFal(expected_key="demo-key", billable_units=40) as fal:
+        # The fake bills by the price book's rule on its output (which follows the audio), like fal's card.
+        with FakeFal(expected_key="demo-key") as fal:
             settings = load_settings(home=folder / "home", fal_base_url=fal.url, poll_interval=0.05)
             client = LipSyncClient(route="fal", fal_key="demo-key", consent="synthetic", settings=settings)
             estimate = client.estimate(video, audio)
             checks = client.check(video, audio)
             result = client.run(video, audio, folder / "out.mp4")
-        summary = {"folder": str(folder), "estimate": estimate, "checks": checks, "result": result}
+        note = ("the output is NOT lip-synced: the offline fake returns the input video looped or cut to the "
+                "audio's length, with that audio")
+        summary = {"folder": str(folder), "estimate": estimate, "checks": checks, "result": result,
+                   "lip_synced": False, "note": note}
 
         def human() -> None:
             out.print(f"[bold]demo folder[/]: {escape(str(folder))}")
             out.print(Text(f"estimate on fal: ${estimate.amount:.4f} ({estimate.basis})"))
             out.print("checks: " + ", ".join(f"{c.check} {'pass' if c.passed else 'STOP'}" for c in checks))
             out.print(f"[green]output[/]: {escape(str(result.output_path))} (request {result.provider_request_id})")
+            out.print(f"[yellow]note[/]: {note}")
             actual = "unknown" if result.cost.actual is None else f"${result.cost.actual:.4f}"
             out.print(f"cost: estimated ${result.cost.estimated:.4f}, actual {actual}")
             out.print(Text(f"journal: {settings.journal_path}"))

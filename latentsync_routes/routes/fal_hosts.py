@@ -1,11 +1,26 @@
 """fal-client's process-wide knobs, in one place: the host override and the deadline-bound HTTP clients.
 
-The host override points fal-client at one gateway (``settings.fal_base_url``) for one job's code only.
+The host override points fal-client at one origin (``LATENTSYNC_ROUTES_FAL_BASE_URL``) for one job's code only.
+
+The contract: every fal host the route uses is that one origin, with fal's *own* paths at its root and no
+prefixes. fal's hosts serve disjoint paths, as fal-client 1.0.3 builds them (``client.py``):
+
+=========================  ==================================  =============================================
+host (fal-client constant)  real                                paths the route sends there
+=========================  ==================================  =============================================
+queue (QUEUE_URL_FORMAT)    ``https://queue.fal.run/``          ``/fal-ai/latentsync``, ``.../requests/{id}...``
+rest (REST_URL)             ``https://rest.fal.ai``             ``/storage/auth/token``, ``/storage/upload/...``
+cdn (CDN_URL)               ``https://v3.fal.media``            ``/files/upload[/multipart]``, ``/files/...``
+Platform API                ``https://api.fal.ai``              ``/v1/models/...``
+=========================  ==================================  =============================================
+
+The sync-run host (RUN_URL_FORMAT, ``https://fal.run/``) shares the queue's paths; the route never calls
+it, and at one origin a ``POST /fal-ai/latentsync`` is the queue's submit. So a gateway that forwards
+fal's paths, or any fake serving them at its root (``latentsync_routes.testing.FakeFal`` does), works.
 
 It is its own module because it patches fal-client's process-wide host constants, a concern apart from
-driving a job: :func:`fal_hosts` is the one place that redirects fal-client, and the gateway layout it
-assumes (``/queue/``, ``/run/``, ``/rest`` and ``/cdn`` on one origin) is that of
-``latentsync_routes.testing.FakeFal``. Importing this module does not import fal-client.
+driving a job: :func:`fal_hosts` is the one place that redirects fal-client. Importing this module does
+not import fal-client.
 """
 
 from __future__ import annotations
@@ -23,6 +38,8 @@ from ..errors import ConfigurationError
 log = logging.getLogger("latentsync_routes.routes.fal")
 
 SUPPORTED_FAL_CLIENT = "1.0.3"
+#: fal stores no request payloads when a request carries it (https://docs.fal.ai/model-apis/payloads).
+STORE_IO_HEADER = "X-Fal-Store-IO"
 HOST_CONSTANTS = ("QUEUE_URL_FORMAT", "RUN_URL_FORMAT", "REST_URL", "CDN_URL")
 
 _HOSTS: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("latentsync_fal_hosts", default=None)
@@ -30,10 +47,9 @@ _INSTALL_LOCK = threading.Lock()
 
 
 def host_urls(base_url: str) -> dict[str, str]:
-    """fal-client's four host constants for a gateway at ``base_url``."""
+    """fal-client's four host constants for one origin at ``base_url``: all of them the origin itself."""
     base = base_url.rstrip("/")
-    return {"QUEUE_URL_FORMAT": f"{base}/queue/", "RUN_URL_FORMAT": f"{base}/run/", "REST_URL": f"{base}/rest",
-            "CDN_URL": f"{base}/cdn"}
+    return {"QUEUE_URL_FORMAT": f"{base}/", "RUN_URL_FORMAT": f"{base}/", "REST_URL": base, "CDN_URL": base}
 
 
 class _HostURL(str):
@@ -108,7 +124,8 @@ def fal_hosts(base_url: str | None) -> Iterator[None]:
 
 
 def bound_to_deadlines(sync: Any) -> None:
-    """Give a fal-client ``SyncClient`` httpx clients whose requests end at the job's deadline.
+    """Give a fal-client ``SyncClient`` httpx clients whose requests end at the job's deadline, and that
+    carry ``X-Fal-Store-IO: 0`` on every request (uploads and the submit included: fal stores no payloads).
 
     fal-client 1.0.3 builds its API client in the cached property ``_client`` and a CDN client per upload
     in ``_get_cdn_client``, both with one fixed timeout; the same clients are built here with the
@@ -123,9 +140,9 @@ def bound_to_deadlines(sync: Any) -> None:
     version = getattr(fal_client, "__version__", "unknown")
     if version != SUPPORTED_FAL_CLIENT or not hasattr(module, "BackupDomainTransport"):
         log.warning("fal-client %s: uploads and polls are bounded by its own timeouts, not the job deadline", version)
-        sync._client  # noqa: B018 - build the httpx client once, not in racing job threads
+        sync._client.headers[STORE_IO_HEADER] = "0"  # built once here, not in racing job threads
         return
-    headers = {"Authorization": sync._auth.header_value, "User-Agent": module.USER_AGENT}
+    headers = {"Authorization": sync._auth.header_value, "User-Agent": module.USER_AGENT, STORE_IO_HEADER: "0"}
     sync.__dict__["_client"] = httpx.Client(transport=deadline_transport(module.BackupDomainTransport()),
                                             headers=headers, timeout=sync.default_timeout, follow_redirects=True)
 
@@ -133,6 +150,6 @@ def bound_to_deadlines(sync: Any) -> None:
         token = sync._token_manager.get_token()
         return httpx.Client(transport=deadline_transport(httpx.HTTPTransport()), timeout=sync.default_timeout,
                             headers={"Authorization": f"{token.token_type} {token.token}",
-                                     "User-Agent": module.USER_AGENT})
+                                     "User-Agent": module.USER_AGENT, STORE_IO_HEADER: "0"})
 
     object.__setattr__(sync, "_get_cdn_client", cdn_client)  # SyncClient is a frozen dataclass

@@ -47,6 +47,7 @@ from ..errors import (
 from ..retry import StepFailure, record_attempt, run_step
 from ..types import CostEstimate, LipSyncRequest, MediaInfo, MediaSource, utcnow
 from .base import JobContext, RouteInfo, RouteOutput, map_parameters, module_available, not_installed_message
+from .hosted_progress import progress_from_logs, wait_message
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -68,7 +69,8 @@ class Status:
     fraction: float | None = None
     logs: list[str] = field(default_factory=list)
     error: str | None = None
-    #: what a failed or cancelled provider job was billed, and how that was worked out
+    queue_position: int | None = None
+    #: what a failed or cancelled provider job was billed (None: not known yet), and how that was worked out
     billed: float | None = None
     billed_basis: str = ""
     data: Any = None
@@ -167,9 +169,20 @@ class HostedRoute(ABC):
     @abstractmethod
     def result(self, job: JobContext, request_id: str, status: Status) -> Output: ...
 
-    def priced_after_download(self, output: Output, path: Path) -> tuple[float | None, str]:
-        """The actual cost and its basis, once the output is on disk (a provider may price by its length)."""
+    def priced_after_download(self, job: JobContext, output: Output, path: Path) -> tuple[float | None, str]:
+        """The actual cost and its basis, once the output is on disk (a provider may price by its length).
+
+        A route may also record the provider's raw usage figure and a disagreement on ``job.record.cost``.
+        """
         return output.actual_cost, output.cost_basis
+
+    def settle(self, job: JobContext, request_id: str, status: Status | None) -> tuple[float | None, str]:
+        """What a provider job that ended badly (or was cancelled) was billed: (amount, basis); amount
+        ``None`` when the provider has not said (then the worst case is recorded). Runs within the bounded
+        follow-up after a cancel; a route may make one more request (fal reads the result's headers)."""
+        if status is None or status.state in ("queued", "running"):  # not ended: what it costs is not known
+            return None, f"{self.name} did not say how the job ended within {CANCEL_FOLLOW_SECONDS:g} s"
+        return status.billed, status.billed_basis
 
     def cleanup(self, job: JobContext, *, provider_may_read_inputs: bool) -> None:
         """Delete what the job left at the provider (uploads), where the provider allows it."""
@@ -218,7 +231,7 @@ class HostedRoute(ABC):
         finally:
             may_read = job.record.state in ("submitting", "submitted")
             self.cleanup(job, provider_may_read_inputs=may_read)
-        cost, basis = self.priced_after_download(output, path)
+        cost, basis = self.priced_after_download(job, output, path)
         job.report(f"{self.name}: done", 1.0)
         return RouteOutput(output_path=path, output_url=output.url, provider_request_id=request_id,
                            actual_cost=cost, cost_basis=basis)
@@ -295,7 +308,8 @@ class HostedRoute(ABC):
     def _wait(self, job: JobContext, request_id: str) -> Status:
         on_deadline = partial(self._stop, job, request_id, "deadline")
         seen_logs = 0
-        last = ""
+        started = time.monotonic()
+        expected = self._expected_seconds(job)
         while True:
             if job.cancel_requested():
                 self._stop(job, request_id, "cancel")
@@ -306,12 +320,14 @@ class HostedRoute(ABC):
                                   record_success=False, on_deadline=on_deadline)
             except DeadlinePassed:
                 on_deadline()
-            if status.message and status.message != last:
-                job.report(f"{self.name}: {status.message}", status.fraction)
-                last = status.message
             for line in status.logs[seen_logs:]:
                 job.report(f"{self.name}: {line}", None)
             seen_logs = max(seen_logs, len(status.logs))
+            if status.state in ("queued", "running"):
+                own = status.fraction if status.fraction is not None else progress_from_logs(status.logs)
+                job.report(*wait_message(self.name, status.state, elapsed=time.monotonic() - started,
+                                         expected=expected, queue_position=status.queue_position,
+                                         provider_fraction=own, detail=status.message))
             if status.state == "succeeded":
                 job.mark("completed")
                 return status
@@ -319,9 +335,37 @@ class HostedRoute(ABC):
                 self._ended_badly(job, request_id, status)
             job.sleep(self.settings.poll_interval)
 
+    def _expected_seconds(self, job: JobContext) -> float | None:
+        """The estimate's expected wall time for this job (for progress), if the estimator gives one."""
+        try:
+            return self.estimate(job.request, job.video_info, job.audio_info).expected_wall_seconds
+        except Exception:  # noqa: BLE001 - progress is best effort; the estimate was checked before the run
+            return None
+
+    def _billing(self, job: JobContext, request_id: str, status: Status | None) -> tuple[float, str]:
+        """What a job that ended badly was billed, for its attempt; an unknown charge is recorded at its
+        worst case (the estimate's high end) in ``cost.billed_unknown``, never as $0."""
+        with deadline_scope(time.monotonic() + CANCEL_FOLLOW_SECONDS):
+            try:
+                amount, basis = self.settle(job, request_id, status)
+            except (StepFailure, LatentSyncError, DeadlinePassed) as exc:
+                amount, basis = None, f"asking {self.name} what it billed failed ({type(exc).__name__})"
+        if amount is not None:
+            return amount, basis
+        try:
+            worst = self.estimate(job.request, job.video_info, job.audio_info).high
+        except Exception:  # noqa: BLE001 - the estimate ran before the job; this only guards a resume
+            worst = job.record.cost.estimated
+        note = (f"{basis}; billing unknown, counted at its worst case ${worst:.4f} (the estimate's high end) "
+                "until the provider's usage page says otherwise")
+        cost = job.record.cost
+        job.mark(cost=cost.model_copy(update={"billed_unknown": round(cost.billed_unknown + worst, 6),
+                                              "billed_unknown_basis": note}))
+        return 0.0, note
+
     def _ended_badly(self, job: JobContext, request_id: str, status: Status) -> NoReturn:
-        billed = status.billed or 0.0
-        basis = f"; {status.billed_basis}" if status.billed_basis else ""
+        billed, said = self._billing(job, request_id, status)
+        basis = f"; {said}" if said else ""
         error: LatentSyncError
         if status.state == "failed":
             reason = " ".join((status.error or "no error message").split())[:300]
@@ -339,8 +383,8 @@ class HostedRoute(ABC):
     def _stop(self, job: JobContext, request_id: str, why: Literal["deadline", "cancel"]) -> NoReturn:
         """Cancel at the provider, follow the job to its end for a bounded time, record it, raise."""
         outcome, status = self.cancel_and_follow(job, request_id)
-        billed = status.billed if status is not None and status.billed is not None else 0.0
-        basis = f"; {status.billed_basis}" if status is not None and status.billed_basis else ""
+        billed, said = self._billing(job, request_id, status)
+        basis = f"; {said}" if said else ""
         error: LatentSyncError
         if why == "deadline":
             error = DeadlineExceeded(f"{self.name} request {request_id} did not finish within the job deadline; "

@@ -1,41 +1,34 @@
 """The ``replicate`` route: ``bytedance/latentsync`` at a pinned version, driven by the official ``replicate``.
 
-The job's loop, deadline, journal writes and ambiguity rules are the hosted template's
-(:mod:`latentsync_routes.routes.hosted`); this module is Replicate's single tries of each step:
-
-* ``prepare``: the pinned version's ``openapi_schema`` (fetched once per process) checks every parameter
-  before anything is uploaded (:mod:`latentsync_routes.routes.replicate_schema`).
-* ``upload``: the files API (``client.files.create``, streamed); the template journals each URL at once.
-* ``submit``: ``predictions.create(version=..., input=..., wait=False)`` (no ``Prefer: wait``, whose
-  "processing" reply makes 1.0.7's ``run()`` return ``None``). replicate never retries a POST.
-* ``lookup``: after an ambiguous create, recent predictions are listed and matched by version and the
-  exact journalled input (whose file URLs are unique to this job), created since the submit began.
-* ``poll``/``cancel``: the SDK's own retry transport (which sleeps for any ``Retry-After``, uncapped) is
-  bypassed by mounting a plain transport for all URLs through the client's ``mounts=`` option.
-* cost = ``metrics.predict_time`` x the L40S rate, also for failed and cancelled predictions.
-
-How SDK and transport failures map onto the error tree: :mod:`latentsync_routes.routes.replicate_errors`.
+The loop, deadline, journal and ambiguity rules are the hosted template's (:mod:`.hosted`); this module
+is Replicate's single tries of each step. ``prepare`` checks every parameter against the pinned version's
+``openapi_schema`` before anything is uploaded (:mod:`.replicate_schema`); uploads go to the files API;
+the submit is ``predictions.create(..., wait=False)`` (replicate never retries a POST); an ambiguous
+create is looked up among recent predictions by version and exact input; polls and cancels bypass the
+SDK's retry transport (it sleeps for any ``Retry-After``, uncapped). Cost = ``metrics.predict_time`` x
+the L40S rate, also for failed and cancelled predictions, each citing the price book's rule. Errors:
+:mod:`.replicate_errors`; transport, timestamps and file deletion: :mod:`.replicate_api`.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import re
 import threading
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from ..deadlines import deadline_transport
 from ..errors import ProviderError, RouteError
 from ..pricing import estimate_replicate, price_book, replicate_cost_for_predict_time
 from ..retry import StepFailure, json_or_none
 from ..types import CostEstimate, JobRecord, LipSyncRequest, MediaInfo, MediaSource
+from . import replicate_api as api
 from .base import JobContext, ParameterSpec, RouteInfo
 from .hosted import CancelOutcome, HostedRoute, Output, Status
+from .replicate_api import bounded_transport, delete_files, output_url, parse_time, predict_time
 from .replicate_errors import replicate_failure
-from .replicate_schema import input_schema_check, version_openapi
+from .replicate_schema import OVERRIDE_PARAMETERS, input_schema_check, version_openapi
 
 if TYPE_CHECKING:
     import httpx
@@ -59,9 +52,11 @@ INFO = RouteInfo(
     billing_owner="the Replicate account that owns REPLICATE_API_TOKEN",
     uploads_media=True,
     upload_destination="Replicate files API (api.replicate.com/v1/files), private to the token's account",
-    retention="API inputs, outputs and files are deleted after 1 hour; the output is downloaded at once",
-    retention_days=1 / 24,
-    deletion="uploaded files are deleted through the files API after the job; predictions expire after 1 h",
+    retention="uploaded files expire after 24 h (files API expires_at) and are deleted by this route after the "
+    "job; prediction data (inputs, outputs, logs) is removed after 1 h; the output is downloaded at once",
+    retention_days=1.0,
+    deletion="uploaded files are deleted through the files API after the job (else they expire after 24 h); "
+    "prediction data expires after 1 h",
     weights_licence="openrail++",
     weights_licence_source="https://huggingface.co/ByteDance/LatentSync-1.5",
     commercial_use_allowed=True,
@@ -95,9 +90,6 @@ INFO = RouteInfo(
 
 
 DEFAULT_BASE_URL = "https://api.replicate.com"
-#: Per-operation HTTP timeouts (a read or a write that stalls this long fails). Module constants for tests.
-REQUEST_TIMEOUT_S = 30.0
-CONNECT_TIMEOUT_S = 10.0
 #: An ambiguous create is looked for among predictions created since its submit began, less this skew.
 CLOCK_SKEW_S = 60.0
 #: Pages of recent predictions (newest first) searched after an ambiguous create.
@@ -105,50 +97,6 @@ LOOKUP_PAGES = 3
 _STATES: dict[str, Literal["queued", "running", "succeeded", "failed", "cancelled"]] = {
     "starting": "queued", "processing": "running", "succeeded": "succeeded", "failed": "failed",
     "canceled": "cancelled", "aborted": "cancelled"}
-
-
-def _bounded_transport() -> httpx.BaseTransport:
-    """A plain httpx transport (not the SDK's retrying one) whose every request has a timeout, cut to the
-    job's deadline while a job runs (the SDK sends some requests with none)."""
-    import httpx
-
-    defaults = {"connect": CONNECT_TIMEOUT_S, "read": REQUEST_TIMEOUT_S, "write": REQUEST_TIMEOUT_S,
-                "pool": REQUEST_TIMEOUT_S}
-    return deadline_transport(httpx.HTTPTransport(), defaults)
-
-
-def _parse_time(text: Any) -> datetime | None:
-    """Replicate timestamps (``...T11:46:16.0649Z``, any fraction length) as aware datetimes."""
-    if not isinstance(text, str):
-        return None
-    found = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:?\d\d)?$", text.strip())
-    if found is None:
-        return None
-    zone = found.group(3) or "Z"
-    zone = "+00:00" if zone == "Z" else zone
-    fraction = (found.group(2) or "0")[:6].ljust(6, "0")
-    try:
-        return datetime.fromisoformat(f"{found.group(1)}.{fraction}{zone}")
-    except ValueError:
-        return None
-
-
-def _output_url(output: Any) -> str | None:
-    if isinstance(output, str):
-        return output
-    if isinstance(output, list):
-        return next((item for item in output if isinstance(item, str)), None)
-    if isinstance(output, dict):
-        return next((item for item in output.values() if isinstance(item, str)), None)
-    return None
-
-
-#: Parameters for a version other than the pinned one; that version's OpenAPI schema checks their values.
-OVERRIDE_PARAMETERS = [
-    ParameterSpec(name="guidance_scale", kind="float"),
-    ParameterSpec(name="seed", kind="int"),
-    ParameterSpec(name="inference_steps", kind="int"),
-]
 
 
 class ReplicateRoute(HostedRoute):
@@ -186,8 +134,8 @@ class ReplicateRoute(HostedRoute):
                 self._client = ReplicateClient(
                     api_token=self.secret(),
                     base_url=self.api_url,
-                    timeout=httpx.Timeout(REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
-                    mounts={"all://": _bounded_transport()},  # bypasses the SDK's RetryTransport (see above)
+                    timeout=httpx.Timeout(api.REQUEST_TIMEOUT_S, connect=api.CONNECT_TIMEOUT_S),
+                    mounts={"all://": bounded_transport()},  # bypasses the SDK's RetryTransport (see above)
                     event_hooks={"response": [self._remember]},
                 )
             return self._client
@@ -261,7 +209,7 @@ class ReplicateRoute(HostedRoute):
                 results, cursor = list(raw.get("results") or []), raw.get("next")
             except Exception as exc:  # noqa: BLE001 - mapped by kind
                 raise self._failure(exc, step="wait") from None
-            created = [(p, _parse_time(p.get("created_at"))) for p in results]
+            created = [(p, parse_time(p.get("created_at"))) for p in results]
             found += [str(p["id"]) for p, at in created if p.get("version") == self.version
                       and p.get("input") == inputs and (at is None or at >= earliest)]
             if not cursor or any(at is not None and at < earliest for _, at in created):
@@ -285,7 +233,7 @@ class ReplicateRoute(HostedRoute):
         progress = Prediction.Progress.parse(data.get("logs") or "")
         shown = f" {progress.current}/{progress.total}" if progress else ""
         state = _STATES.get(status, "running")
-        billed, basis = self._billed(data)
+        billed, basis = self._billed(data, {"failed": "failure_rule", "canceled": "cancel_rule"}.get(status))
         return Status(state=state, message=f"{status}{shown}" if state != "cancelled" else status,
                       fraction=progress.percentage if progress else None,
                       error=str(data.get("error") or "") or None, data=data,
@@ -302,7 +250,7 @@ class ReplicateRoute(HostedRoute):
         return CancelOutcome(True, "it was cancelled (Replicate bills the predict time used until then)")
 
     def result(self, job: JobContext, request_id: str, status: Status) -> Output:
-        url = _output_url(status.data.get("output") if isinstance(status.data, dict) else None)
+        url = output_url(status.data.get("output") if isinstance(status.data, dict) else None)
         if url is None:
             raise StepFailure(ProviderError("the prediction succeeded without an output URL", route=self.name,
                                             request_id=request_id), retryable=False)
@@ -311,54 +259,34 @@ class ReplicateRoute(HostedRoute):
                               f"{url.split('?', 1)[0]} (output: Replicate removes it 1 h after the prediction)"])
         return Output(url=url, actual_cost=cost, cost_basis=basis, headers=self._auth_for(url))
 
-    def _billed(self, prediction: Any) -> tuple[float | None, str]:
-        seconds = _predict_time(prediction)
-        if seconds is None:
-            return None, "Replicate reported no metrics.predict_time"
-        cost = replicate_cost_for_predict_time(seconds)
+    def _billed(self, prediction: Any, rule: str | None = None) -> tuple[float | None, str]:
+        """Predict time x the rate; a failed or canceled prediction cites the book's rule with source and date."""
+        seconds = predict_time(prediction)
         entry = price_book()["replicate"]
+        why = f" ({entry[rule]['text']} {entry[rule]['source']}, checked {entry[rule]['checked']})" if rule else ""
+        if seconds is None:
+            return None, f"Replicate reported no metrics.predict_time{why}"
+        cost = replicate_cost_for_predict_time(seconds)
         rate = f"${entry['per_second']}/s ({entry['hardware']})"
-        return cost, f"metrics.predict_time {seconds:.2f} s x {rate} = ${cost:.4f}"
+        return cost, f"metrics.predict_time {seconds:.2f} s x {rate} = ${cost:.4f}{why}"
 
     # -- cleanup, errors ---------------------------------------------------------------------------------
     def cleanup(self, job: JobContext, *, provider_may_read_inputs: bool) -> None:
         """Delete this job's files-API uploads; record each outcome (kept ones expire at Replicate)."""
         if self.credential is None:
             return
-        outcome = self._delete_files(self._sdk(), job.record, keep=provider_may_read_inputs)
+        outcome = delete_files(self._call, self._sdk(), job.record, keep=provider_may_read_inputs)
         if outcome is not None:
             job.mark(deleted=outcome[0], not_deleted=outcome[1])
 
     def delete_remote(self, record: JobRecord) -> tuple[list[str], list[str]]:
         """For ``delete_job``: delete the uploads still at Replicate; (newly deleted, still there)."""
-        outcome = self._delete_files(self._sdk(), record, keep=False) if self.credential is not None else None
+        outcome = delete_files(self._call, self._sdk(), record, keep=False) if self.credential is not None else None
         if outcome is None:
             pending = [url for url in record.uploaded_uris if url not in record.deleted]
             return [], [f"{url} (no REPLICATE_API_TOKEN to delete it; it expires at Replicate)" for url in pending]
         deleted, kept = outcome
         return [url for url in deleted if url not in record.deleted], kept
-
-    def _delete_files(self, client: Any, record: JobRecord, *, keep: bool) -> tuple[list[str], list[str]] | None:
-        """Try to delete every upload of ``record`` not yet deleted; ``None`` when there is none."""
-        pending = [url for url in record.uploaded_uris if url not in record.deleted]
-        if not pending:
-            return None
-        deleted = list(record.deleted)
-        kept = [entry for entry in record.not_deleted if entry.split(" ", 1)[0] not in pending]
-        for url in pending:
-            if keep:
-                kept.append(f"{url} (kept: the prediction may still be running; resume the job, or it expires)")
-                continue
-            try:
-                self._call(client.files.delete, url.rstrip("/").rsplit("/", 1)[-1])
-                deleted.append(url)
-            except Exception as exc:  # noqa: BLE001 - a failed delete is recorded, never fatal
-                if getattr(exc, "status", None) == 404:
-                    deleted.append(url)
-                else:
-                    kept.append(f"{url} (delete failed: {type(exc).__name__} {getattr(exc, 'status', '')}; "
-                                "it expires at Replicate)")
-        return deleted, kept
 
     def _failure(self, exc: Exception, *, step: str, request_id: str | None = None) -> StepFailure:
         """Map an SDK or transport exception to a classified failure (Retry-After from the last response)."""
@@ -366,8 +294,3 @@ class ReplicateRoute(HostedRoute):
         return replicate_failure(exc, step=step, request_id=request_id, response=self._last_response(),
                                  credential_name=name)
 
-
-def _predict_time(prediction: Any) -> float | None:
-    metrics = prediction.get("metrics") if isinstance(prediction, dict) else None
-    value = metrics.get("predict_time") if isinstance(metrics, dict) else None
-    return float(value) if isinstance(value, (int, float)) else None

@@ -14,7 +14,14 @@ from typing import Any
 
 from ..errors import ConfigurationError, InvalidParameter, UnsupportedParameter
 from ..retry import StepFailure, run_step
-from .base import JobContext
+from .base import JobContext, ParameterSpec
+
+#: Parameters for a version other than the pinned one; that version's OpenAPI schema checks their values.
+OVERRIDE_PARAMETERS = [
+    ParameterSpec(name="guidance_scale", kind="float"),
+    ParameterSpec(name="seed", kind="int"),
+    ParameterSpec(name="inference_steps", kind="int"),
+]
 
 _SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {}
 _SCHEMA_LOCK = threading.Lock()

@@ -186,7 +186,7 @@ class WaveSpeedRoute(HostedRoute):
 
     RESULT_IS_A_REQUEST: ClassVar[bool] = False  # the output URL is in the last poll's answer
 
-    def priced_after_download(self, output: Output, path: Path) -> tuple[float | None, str]:
+    def priced_after_download(self, job: JobContext, output: Output, path: Path) -> tuple[float | None, str]:
         from ..media import probe
 
         seconds = probe(MediaSource(kind="path", path=path), with_hash=False).duration

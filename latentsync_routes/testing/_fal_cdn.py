@@ -10,8 +10,9 @@ fal-client 1.0.3 uploads through these routes (``upload``/``upload_file``):
 4. if the CDN attempt fails, ``POST {REST_URL}/storage/upload/initiate?storage_type=gcs``
    and a ``PUT`` to the returned signed URL.
 
-Bodies stream to disk; every stored file is served back from ``{url}/cdn/files/...``
-with ETag and Range support, like the real CDN.
+Every path is fal's own, at the fake's root (``/storage/...`` for the REST host, ``/files/...`` for the
+CDN), as the one-origin contract of ``LATENTSYNC_ROUTES_FAL_BASE_URL`` says. Bodies stream to disk; every
+stored file is served back from ``{url}/files/...`` with ETag and Range support, like the real CDN.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 from ._http import FakeServer
 from ._storage import StoredFile, new_id, safe_name
-from ._wire import HTTPError, Request, Response, Route, file_response, iso_now, route
+from ._wire import Headers, HTTPError, Request, Response, Route, file_response, iso_now, route
 
 _BUCKETS = ("koala", "lion", "penguin", "zebra", "rabbit", "tiger", "panda", "elephant")
 
@@ -43,11 +44,13 @@ class FalStorageServer(FakeServer):
 
     @property
     def cdn_url(self) -> str:
-        return f"{self.url}/cdn"
+        """The CDN host (``https://v3.fal.media``): this fake's origin."""
+        return self.url
 
     @property
     def rest_url(self) -> str:
-        return f"{self.url}/rest"
+        """The REST host (``https://rest.fal.ai``): this fake's origin."""
+        return self.url
 
     @property
     def uploads(self) -> list[StoredFile]:
@@ -57,16 +60,16 @@ class FalStorageServer(FakeServer):
     def _storage_routes(self) -> list[Route]:
         key = r"(?P<key>[^/]+/[^/]+)"
         return [
-            route("POST", r"/rest/storage/auth/token", "cdn_token", self._cdn_token),
-            route("POST", r"/rest/storage/upload/initiate", "storage_initiate", self._storage_initiate),
+            route("POST", r"/storage/auth/token", "cdn_token", self._cdn_token),
+            route("POST", r"/storage/upload/initiate", "storage_initiate", self._storage_initiate),
             route("PUT", r"/gcs/(?P<token>[^/]+)", "storage_put", self._storage_put, auth=False),
-            route("POST", r"/cdn/files/upload", "cdn_upload", self._cdn_upload),
-            route("POST", r"/cdn/files/upload/multipart", "multipart_create", self._mp_create),
-            route("PUT", rf"/cdn/files/{key}/multipart/(?P<uid>[^/]+)/(?P<n>\d+)", "multipart_part", self._mp_part),
+            route("POST", r"/files/upload", "cdn_upload", self._cdn_upload),
+            route("POST", r"/files/upload/multipart", "multipart_create", self._mp_create),
+            route("PUT", rf"/files/{key}/multipart/(?P<uid>[^/]+)/(?P<n>\d+)", "multipart_part", self._mp_part),
             route(
-                "POST", rf"/cdn/files/{key}/multipart/(?P<uid>[^/]+)/complete", "multipart_complete", self._mp_complete
+                "POST", rf"/files/{key}/multipart/(?P<uid>[^/]+)/complete", "multipart_complete", self._mp_complete
             ),
-            route("GET", rf"/cdn/files/{key}", "file_download", self._download, auth=False),
+            route("GET", rf"/files/{key}", "file_download", self._download, auth=False),
         ]
 
     def _check_cdn_token(self, request: Request) -> Response | None:
@@ -81,7 +84,7 @@ class FalStorageServer(FakeServer):
         file_id = new_id()
         return file_id, f"{secrets.choice(_BUCKETS)}/{file_id}_{name}"
 
-    def _store_bytes(self, data: bytes, name: str, content_type: str, *, origin: str) -> StoredFile:
+    def _store_bytes(self, data: bytes, name: str, content_type: str, *, origin: str, **extra: Any) -> StoredFile:
         file_id, key = self._new_key(name)
         return self.store.save_bytes(
             data,
@@ -90,15 +93,18 @@ class FalStorageServer(FakeServer):
             content_type=content_type,
             url=f"{self.cdn_url}/files/{key}",
             origin=origin,
+            **extra,
         )
 
-    def _lifecycle(self, request: Request) -> dict[str, Any]:
+    def _lifecycle(self, request: Request | Headers) -> dict[str, Any]:
+        """The parsed ``X-Fal-Object-Lifecycle*`` headers of a request (or of a job's recorded headers)."""
+        headers = request if isinstance(request, Headers) else request.headers
         parsed: dict[str, Any] = {}
         for header, attr in (
             ("X-Fal-Object-Lifecycle", "lifecycle"),
             ("X-Fal-Object-Lifecycle-Preference", "lifecycle_preference"),
         ):
-            raw = request.headers.get(header)
+            raw = headers.get(header)
             if raw is not None:
                 try:
                     parsed[attr] = json.loads(raw)

@@ -1,125 +1,54 @@
-"""``FakeFal``: a loopback server speaking fal's queue, storage and CDN protocols.
+"""``FakeFal``: a loopback server speaking fal's queue, storage, CDN and Platform API protocols.
 
-It plays four fal hosts on one port, each under its own path prefix so a client
-that sends a request to the wrong host gets a loud 404 instead of a silent pass:
+It plays fal's hosts on one port with fal's *own* paths at its root, the one-origin contract of
+``LATENTSYNC_ROUTES_FAL_BASE_URL`` (fal's hosts serve disjoint paths, so a gateway can forward them all):
 
-=========  ==========================  ====================================
-host       real                        fake
-=========  ==========================  ====================================
-queue      ``https://queue.fal.run/``   ``{url}/queue/``
-run        ``https://fal.run/``         ``{url}/run/``
-rest       ``https://rest.fal.ai``      ``{url}/rest``
-cdn        ``https://v3.fal.media``     ``{url}/cdn``
-=========  ==========================  ====================================
+=============  ==========================  ===========================================================
+host           real                        paths (served at ``{url}``)
+=============  ==========================  ===========================================================
+queue          ``https://queue.fal.run/``   ``/{owner}/{app}[/sub]``, ``/{owner}/{app}/requests/{id}...``
+rest           ``https://rest.fal.ai``      ``/storage/auth/token``, ``/storage/upload/initiate``
+cdn            ``https://v3.fal.media``     ``/files/upload[/multipart]``, ``/files/{bucket}/{name}``
+platform       ``https://api.fal.ai``       ``/v1/models/requests/...``, ``/v1/models/pricing``
+=============  ==========================  ===========================================================
 
-fal-client 1.0.3 has no base-URL option, so :meth:`FakeFal.patch_fal_client`
-swaps its module constants (``QUEUE_URL_FORMAT``, ``RUN_URL_FORMAT``,
-``REST_URL``, ``CDN_URL``) for the duration of a ``with`` block.
+fal's sync-run host (``https://fal.run/``) shares the queue's paths, so it cannot share the origin: the
+fake serves it at ``/run/`` (the routes never use it). fal-client 1.0.3 has no base-URL option, so
+:meth:`FakeFal.patch_fal_client` swaps its module constants for a ``with`` block.
 
-Jobs advance one step per status poll (``queue_polls`` IN_QUEUE answers, then
-``progress_polls`` IN_PROGRESS answers, then COMPLETED), so tests are
-deterministic and need no sleeps.
+Jobs advance one step per status poll (``queue_polls`` IN_QUEUE answers, then ``progress_polls``
+IN_PROGRESS answers, then COMPLETED), so tests are deterministic and need no sleeps. The output follows
+the provider's rule: the input video looped or cut to the audio's length, carrying that audio (not
+lip-synced), and its billable units follow the price book's rule on that length.
 """
 
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from ..media import output_duration
+from ..pricing import fal_billable_units_for
 from ._fal_cdn import FalStorageServer
-from ._faults import Fault
+from ._fal_jobs import CancelRecord, FalFailure, FalFaults, FalJob
+from ._fal_platform import FalPlatformAPI, PayloadDeletion
+from ._lipsync_media import audio_seconds, lipsync_stand_in
 from ._media import tiny_mp4
 from ._schemas import validate_fal_latentsync
-from ._storage import FileStore, StoredFile
-from ._wire import Headers, HTTPError, Request, Response, Route, iso_now, route
+from ._wire import HTTPError, Request, Response, Route, iso_now, route
 
 FAL_CLIENT_CONSTANTS = ("QUEUE_URL_FORMAT", "RUN_URL_FORMAT", "REST_URL", "CDN_URL")
 _APP = r"(?P<app>(?:(?:workflows|comfy)/)?[^/]+/[^/]+)"
-_BUCKETS = ("koala", "lion", "penguin", "zebra", "rabbit", "tiger", "panda", "elephant")
 
-JobState = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
-
-
-@dataclass
-class FalFaults:
-    """Per-endpoint fault queues; each request pops the first fault of its endpoint."""
-
-    submit: list[Fault] = field(default_factory=list)
-    status: list[Fault] = field(default_factory=list)
-    result: list[Fault] = field(default_factory=list)
-    cancel: list[Fault] = field(default_factory=list)
-    run: list[Fault] = field(default_factory=list)
-    cdn_token: list[Fault] = field(default_factory=list)
-    cdn_upload: list[Fault] = field(default_factory=list)
-    multipart_create: list[Fault] = field(default_factory=list)
-    multipart_part: list[Fault] = field(default_factory=list)
-    multipart_complete: list[Fault] = field(default_factory=list)
-    storage_initiate: list[Fault] = field(default_factory=list)
-    storage_put: list[Fault] = field(default_factory=list)
-    file_download: list[Fault] = field(default_factory=list)
-    list_requests: list[Fault] = field(default_factory=list)
+__all__ = ["CancelRecord", "FakeFal", "FalFailure", "FalFaults", "FalJob", "PayloadDeletion"]
 
 
-@dataclass(frozen=True)
-class FalFailure:
-    """How a job fails: the result fetch answers ``status_code`` with ``body``.
-
-    ``status_error`` is the ``error`` string put on the COMPLETED status (fal sets
-    it for platform failures); ``error_type`` also goes to ``X-Fal-Error-Type``.
-    """
-
-    status_code: int
-    body: Any
-    error_type: str | None = None
-    status_error: str | None = None
-    billable_units: float | None = None
-
-
-@dataclass(frozen=True)
-class CancelRecord:
-    request_id: str
-    app: str
-    outcome: str  # CANCELLATION_REQUESTED | ALREADY_COMPLETED | NOT_FOUND
-
-
-@dataclass(eq=False)
-class FalJob:
-    """One queued request as the fake provider holds it (one per billed provider job)."""
-
-    request_id: str
-    app: str
-    path: str
-    arguments: Any
-    headers: Headers
-    webhook_url: str | None
-    queue_polls: int
-    progress_polls: int
-    store: FileStore = field(repr=False)
-    state: JobState = "IN_QUEUE"
-    polls: int = 0
-    cancelled: bool = False
-    logs: list[dict[str, Any]] = field(default_factory=list)
-    failure: FalFailure | None = None
-    result: Any = None
-    output: StoredFile | None = None
-    billable_units: float | None = None
-    inference_time: float = 0.0
-    created_at: float = field(default_factory=time.time)
-
-    def input_bytes(self, name: str) -> bytes | None:
-        """Bytes of input ``name`` when it is a ``data:`` URI or a file uploaded to this fake."""
-        args = self.arguments if isinstance(self.arguments, dict) else {}
-        return self.store.resolve(args.get(name))
-
-
-class FakeFal(FalStorageServer):
-    """Loopback fal: queue + sync run + CDN token/upload/multipart + legacy storage + file serving.
+class FakeFal(FalPlatformAPI, FalStorageServer):
+    """Loopback fal: queue + sync run + CDN token/upload/multipart + legacy storage + files + Platform API.
 
     Args:
         expected_key: if set, queue/run/rest calls need ``Authorization: Key <expected_key>``
@@ -128,8 +57,13 @@ class FakeFal(FalStorageServer):
             before a job completes (read when a job is created; may be changed between jobs).
         result_video: output mp4 bytes, or ``callable(job) -> bytes`` (may read
             ``job.input_bytes("video_url")``; raising makes the job fail with a 500).
-            Default: a real 0.4 s H.264 + AAC clip.
+            Default: the input video looped or cut to the audio, with that audio (a 0.4 s clip
+            when an input cannot be decoded).
         billable_units: ``x-fal-billable-units`` of a successful result, or ``callable(job)``.
+            Default: the price book's rule on the output's length (billed seconds, at least 40).
+        cancel_billable_units: units a cancelled *running* request reports (``None``: no header, so the
+            charge is unknown, as fal's docs leave it); a cancelled queued request reports 0 (a guess:
+            fal says queued requests are removed unprocessed and queue time is free).
         inference_time: ``metrics.inference_time`` on COMPLETED statuses.
         validate_inputs: check ``fal-ai/latentsync`` arguments like the runner (422 on result).
         cdn_token_ttl: lifetime in seconds of the CDN tokens it issues.
@@ -144,7 +78,8 @@ class FakeFal(FalStorageServer):
         queue_polls: int = 1,
         progress_polls: int = 1,
         result_video: bytes | Callable[[FalJob], bytes] | None = None,
-        billable_units: float | Callable[[FalJob], float] = 1,
+        billable_units: float | Callable[[FalJob], float] | None = None,
+        cancel_billable_units: float | None = None,
         inference_time: float = 2.5,
         validate_inputs: bool = True,
         cdn_token_ttl: float = 3600.0,
@@ -155,6 +90,9 @@ class FakeFal(FalStorageServer):
         self.progress_polls = progress_polls
         self.result_video = result_video
         self.billable_units = billable_units
+        self.cancel_billable_units = cancel_billable_units
+        self.prices: dict[str, tuple[float, str]] = {"fal-ai/latentsync": (0.005, "second")}
+        self.payload_deletions: list[PayloadDeletion] = []
         self.inference_time = inference_time
         self.validate_inputs = validate_inputs
         #: whether the request-listing API shows requests that have not ended (undocumented at fal)
@@ -168,7 +106,8 @@ class FakeFal(FalStorageServer):
     # ----- addresses -------------------------------------------------------------------
     @property
     def queue_url(self) -> str:
-        return f"{self.url}/queue/"
+        """The queue host (``https://queue.fal.run/``): this fake's origin."""
+        return f"{self.url}/"
 
     @property
     def run_url(self) -> str:
@@ -274,14 +213,14 @@ class FakeFal(FalStorageServer):
     # ----- server plumbing -------------------------------------------------------------
     def _build_routes(self) -> Sequence[Route]:
         rid = r"(?P<rid>[^/]+)"
-        return [
-            route("GET", rf"/queue/{_APP}/requests/{rid}/status", "status", self._status),
-            route("PUT", rf"/queue/{_APP}/requests/{rid}/cancel", "cancel", self._cancel),
-            route("GET", rf"/queue/{_APP}/requests/{rid}", "result", self._result),
-            route("POST", rf"/queue/{_APP}(?:/(?P<sub>.+))?", "submit", self._submit),
-            route("POST", rf"/run/{_APP}(?:/(?P<sub>.+))?", "run", self._run),
-            route("GET", r"/v1/models/requests/by-endpoint", "list_requests", self._list_requests),
+        return [  # fixed paths first: the queue's /{owner}/{app}/... patterns would swallow them
+            *self._platform_routes(),
             *self._storage_routes(),
+            route("POST", rf"/run/{_APP}(?:/(?P<sub>.+))?", "run", self._run),
+            route("GET", rf"/{_APP}/requests/{rid}/status", "status", self._status),
+            route("PUT", rf"/{_APP}/requests/{rid}/cancel", "cancel", self._cancel),
+            route("GET", rf"/{_APP}/requests/{rid}", "result", self._result),
+            route("POST", rf"/{_APP}(?:/(?P<sub>.+))?", "submit", self._submit),
         ]
 
     def _check_auth(self, request: Request, route_: Route) -> Response | None:
@@ -293,7 +232,7 @@ class FakeFal(FalStorageServer):
 
     def _decorate(self, request: Request, response: Response) -> None:
         found = re.search(r"/requests/([^/]+)", request.path)
-        if found and request.path.startswith("/queue/") and response.header("x-fal-request-id") is None:
+        if found and not request.path.startswith("/v1/") and response.header("x-fal-request-id") is None:
             response.headers.append(("x-fal-request-id", found.group(1)))
 
     # ----- queue -------------------------------------------------------------------------
@@ -335,34 +274,6 @@ class FakeFal(FalStorageServer):
         with self._lock:
             self._finish(job)
         return self._result_response(job)
-
-    def _list_requests(self, request: Request, match: re.Match[str]) -> Response:
-        """fal's Platform API "list requests by endpoint" (``GET /v1/models/requests/by-endpoint``).
-
-        Source: https://docs.fal.ai/platform-apis/v1/models/requests/by-endpoint (checked 2026-12-01):
-        ``items`` of ``request_id``, ``endpoint_id``, ``sent_at``, ``started_at``, ``ended_at``,
-        ``status_code``, ``duration`` and, with ``expand=payloads``, ``json_input``/``json_output``;
-        ``next_cursor``/``has_more``. Whether requests still queued or running are listed is not documented:
-        this fake lists them (``ended_at`` null) unless ``list_unfinished`` is False (a guess either way).
-        """
-        endpoint = request.param("endpoint_id") or ""
-        start = request.param("start")
-        payloads = "payloads" in ",".join(request.query.get("expand", []))
-        since = _parse_iso(start) if start else time.time() - 86400
-        with self._lock:
-            jobs = [j for j in self._jobs.values() if j.app == endpoint and j.created_at >= since
-                    and (self.list_unfinished or j.state == "COMPLETED")]
-        items = []
-        for job in sorted(jobs, key=lambda j: j.created_at, reverse=True):
-            item: dict[str, Any] = {"request_id": job.request_id, "endpoint_id": job.app,
-                                    "sent_at": _iso(job.created_at), "started_at": _iso(job.created_at),
-                                    "ended_at": _iso(time.time()) if job.state == "COMPLETED" else None,
-                                    "status_code": (job.failure.status_code if job.failure else 200)
-                                    if job.state == "COMPLETED" else None}
-            if payloads:
-                item["json_input"] = job.arguments
-            items.append(item)
-        return Response.json(200, {"items": items, "next_cursor": None, "has_more": False})
 
     def _job(self, match: re.Match[str]) -> FalJob:
         with self._lock:
@@ -424,13 +335,14 @@ class FakeFal(FalStorageServer):
         if job.failure is None:
             try:
                 video = self.result_video(job) if callable(self.result_video) else self.result_video
-                data = tiny_mp4() if video is None else bytes(video)
+                data = self._stand_in(job) if video is None else bytes(video)
             except Exception as exc:  # noqa: BLE001 - a raising callable is how tests make the model fail
                 job.failure = FalFailure(
                     500, {"detail": str(exc), "error_type": "runner_server_error"}, "runner_server_error", str(exc)
                 )
             else:
-                job.output = self._store_bytes(data, "output.mp4", "video/mp4", origin="output")
+                job.output = self._store_bytes(data, "output.mp4", "video/mp4", origin="output",
+                                               **self._lifecycle(job.headers))
                 job.result = {
                     "video": {
                         "url": job.output.url,
@@ -440,11 +352,21 @@ class FakeFal(FalStorageServer):
                     }
                 }
                 units = self.billable_units
-                job.billable_units = float(units(job) if callable(units) else units)
+                if units is None:
+                    seconds = audio_seconds(job.input_bytes("audio_url") or b"")
+                    job.billable_units = fal_billable_units_for(output_duration(seconds) if seconds else 0.4)
+                else:
+                    job.billable_units = float(units(job) if callable(units) else units)
         elif job.failure.billable_units is not None:
             job.billable_units = float(job.failure.billable_units)
         self._log(job, "Request failed" if job.failure else "Inference finished", "ERROR" if job.failure else "INFO")
         self._changed.notify_all()
+
+    def _stand_in(self, job: FalJob) -> bytes:
+        """The input video looped or cut to the audio, with that audio; a tiny clip if either won't decode."""
+        video, audio = job.input_bytes("video_url"), job.input_bytes("audio_url")
+        made = lipsync_stand_in(video, audio) if video and audio else None
+        return tiny_mp4() if made is None else made
 
     def _result_response(self, job: FalJob) -> Response:
         headers = [("x-fal-request-id", job.request_id)]
@@ -474,6 +396,8 @@ class FakeFal(FalStorageServer):
             else:
                 outcome, code = "CANCELLATION_REQUESTED", 202
                 job.cancelled = True
+                units = 0.0 if job.state == "IN_QUEUE" else self.cancel_billable_units
+                job.billable_units = None if units is None else float(units)
                 job.failure = FalFailure(
                     499,
                     {"detail": "Request was cancelled", "error_type": "client_cancelled"},
@@ -486,15 +410,3 @@ class FakeFal(FalStorageServer):
             self._cancellations.append(CancelRecord(rid, app, outcome))
         return Response.json(code, {"status": outcome})
 
-
-def _iso(epoch: float) -> str:
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse_iso(text: str) -> float:
-    from datetime import datetime, timezone
-
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ._faults import Fault
+from ._lipsync_media import audio_seconds, lipsync_stand_in
 from ._media import tiny_mp4
 from ._replicate_api import ReplicateAPIServer, ReplicateVersion
 from ._schemas import validate_replicate_input
@@ -107,7 +108,8 @@ class FakeReplicate(ReplicateAPIServer):
         expected_token: if set, ``/v1`` calls need ``Authorization: Bearer <token>`` (401 otherwise).
         starting_polls / processing_polls: GETs answered ``starting``, then ``processing``,
             before a prediction finishes (read at creation).
-        predict_time: ``metrics.predict_time`` in seconds, or ``callable(prediction)``.
+        predict_time: ``metrics.predict_time`` in seconds, or ``callable(prediction)``. Default: the price
+            book's run-time model (its mid band) for the output's length, so estimate and bill agree.
         default_wait_s: how long a bare ``Prefer: wait`` blocks (real: 60 s; small here).
         max_wait_s: cap for ``Prefer: wait=N``.
         complete_within_wait: with ``Prefer: wait``, finish the prediction inside the
@@ -117,7 +119,8 @@ class FakeReplicate(ReplicateAPIServer):
             (default: the newest known version of each model).
         official_models: models accepting ``POST /v1/models/{o}/{n}/predictions``.
         result_video: output mp4 bytes, or ``callable(prediction) -> bytes`` (raising
-            fails the prediction with that message). Default: a real 0.4 s clip.
+            fails the prediction with that message). Default: the input video looped or cut to
+            the audio, with that audio (not lip-synced); a 0.4 s clip if an input won't decode.
         output_url_style: ``"http"`` (served URL, a ``str`` in replicate 1.0.7) or ``"data"``.
         validate_inputs: 422 on schema violations at create time.
     """
@@ -130,7 +133,7 @@ class FakeReplicate(ReplicateAPIServer):
         expected_token: str | None = None,
         starting_polls: int = 0,
         processing_polls: int = 1,
-        predict_time: float | Callable[[ReplicatePrediction], float] = 1.5,
+        predict_time: float | Callable[[ReplicatePrediction], float] | None = None,
         default_wait_s: float = 0.25,
         max_wait_s: float = 60.0,
         complete_within_wait: bool = False,
@@ -145,6 +148,7 @@ class FakeReplicate(ReplicateAPIServer):
         self.starting_polls = starting_polls
         self.processing_polls = processing_polls
         self.predict_time = predict_time
+        self._rule_times: dict[str, float] = {}
         self.default_wait_s = default_wait_s
         self.max_wait_s = max_wait_s
         self.complete_within_wait = complete_within_wait
@@ -354,6 +358,13 @@ class FakeReplicate(ReplicateAPIServer):
 
     def _predict_time(self, prediction: ReplicatePrediction) -> float:
         value = self.predict_time
+        if value is None:  # the price book's model of run time (mid band) on the output's length, once
+            if prediction.id not in self._rule_times:
+                from ..pricing import estimate_replicate
+
+                seconds = audio_seconds(prediction.input_bytes("audio") or b"")
+                self._rule_times[prediction.id] = float(estimate_replicate(seconds or 0.4).expected_wall_seconds or 0)
+            return self._rule_times[prediction.id]
         return float(value(prediction) if callable(value) else value)
 
     def _advance(self, p: ReplicatePrediction) -> None:
@@ -388,7 +399,7 @@ class FakeReplicate(ReplicateAPIServer):
         if failure is None:
             try:
                 video = self.result_video(p) if callable(self.result_video) else self.result_video
-                data = tiny_mp4() if video is None else bytes(video)
+                data = self._stand_in(p) if video is None else bytes(video)
             except Exception as exc:  # noqa: BLE001 - a raising callable is how tests make the model fail
                 failure = (str(exc), None)
         if failure is not None:
@@ -411,6 +422,12 @@ class FakeReplicate(ReplicateAPIServer):
             )
             p.status = "succeeded"
         self._changed.notify_all()
+
+    def _stand_in(self, p: ReplicatePrediction) -> bytes:
+        """The input video looped or cut to the audio, with that audio; a tiny clip if either won't decode."""
+        video, audio = p.input_bytes("video"), p.input_bytes("audio")
+        made = lipsync_stand_in(video, audio) if video and audio else None
+        return tiny_mp4() if made is None else made
 
     def _run_count(self) -> int:
         return len(self._predictions)

@@ -1,0 +1,91 @@
+"""The records ``FakeFal`` keeps: its fault queues, how a job fails, its cancels, and its jobs.
+
+Kept apart from ``fal.py`` so each fake module stays small; ``fal.py`` re-exports them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ._faults import Fault
+from ._storage import FileStore, StoredFile
+from ._wire import Headers
+
+JobState = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
+
+
+@dataclass
+class FalFaults:
+    """Per-endpoint fault queues; each request pops the first fault of its endpoint."""
+
+    submit: list[Fault] = field(default_factory=list)
+    status: list[Fault] = field(default_factory=list)
+    result: list[Fault] = field(default_factory=list)
+    cancel: list[Fault] = field(default_factory=list)
+    run: list[Fault] = field(default_factory=list)
+    cdn_token: list[Fault] = field(default_factory=list)
+    cdn_upload: list[Fault] = field(default_factory=list)
+    multipart_create: list[Fault] = field(default_factory=list)
+    multipart_part: list[Fault] = field(default_factory=list)
+    multipart_complete: list[Fault] = field(default_factory=list)
+    storage_initiate: list[Fault] = field(default_factory=list)
+    storage_put: list[Fault] = field(default_factory=list)
+    file_download: list[Fault] = field(default_factory=list)
+    list_requests: list[Fault] = field(default_factory=list)
+    pricing: list[Fault] = field(default_factory=list)
+    delete_payloads: list[Fault] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FalFailure:
+    """How a job fails: the result fetch answers ``status_code`` with ``body``.
+
+    ``status_error`` is the ``error`` string put on the COMPLETED status (fal sets
+    it for platform failures); ``error_type`` also goes to ``X-Fal-Error-Type``.
+    """
+
+    status_code: int
+    body: Any
+    error_type: str | None = None
+    status_error: str | None = None
+    billable_units: float | None = None
+
+
+@dataclass(frozen=True)
+class CancelRecord:
+    request_id: str
+    app: str
+    outcome: str  # CANCELLATION_REQUESTED | ALREADY_COMPLETED | NOT_FOUND
+
+
+@dataclass(eq=False)
+class FalJob:
+    """One queued request as the fake provider holds it (one per billed provider job)."""
+
+    request_id: str
+    app: str
+    path: str
+    arguments: Any
+    headers: Headers
+    webhook_url: str | None
+    queue_polls: int
+    progress_polls: int
+    store: FileStore = field(repr=False)
+    state: JobState = "IN_QUEUE"
+    polls: int = 0
+    cancelled: bool = False
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    failure: FalFailure | None = None
+    result: Any = None
+    output: StoredFile | None = None
+    billable_units: float | None = None
+    inference_time: float = 0.0
+    created_at: float = field(default_factory=time.time)
+    payloads_deleted: bool = False
+
+    def input_bytes(self, name: str) -> bytes | None:
+        """Bytes of input ``name`` when it is a ``data:`` URI or a file uploaded to this fake."""
+        args = self.arguments if isinstance(self.arguments, dict) else {}
+        return self.store.resolve(args.get(name))
