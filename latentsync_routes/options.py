@@ -38,6 +38,8 @@ class RunOptions(JobOptions, total=False):
     progress: ProgressCallback | None
     retry_failed: bool
     force_resubmit: bool
+    #: sample the video for a face before uploading it (default: ``policy.face_check``); see face_check.py
+    face_check: bool | None
     #: set from another thread to cancel the job (the async client uses it when its task is cancelled)
     cancel_event: threading.Event | None
 

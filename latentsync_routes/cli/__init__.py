@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from ..errors import LatentSyncError
-from . import commands, jobs  # noqa: F401 - importing registers the commands
+from . import commands, fakes, jobs  # noqa: F401 - importing registers the commands
 from ._common import _fail, _reported_by_click, _typed, app, err
 
 __all__ = ["app", "main"]
