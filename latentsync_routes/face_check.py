@@ -97,13 +97,16 @@ def sample_frames(video: MediaSource, count: int) -> list[np.ndarray]:
         duration = float(stream.duration * base) if stream.duration else (
             container.duration / 1_000_000 if container.duration else 0.0)
         start = float(stream.start_time * base) if stream.start_time else 0.0
-        times = [start + duration * i / max(count - 1, 1) * 0.98 for i in range(count)]
+        times = [start + duration * i / max(count - 1, 1) for i in range(count)]
         for moment in times:
             container.seek(int(moment / base), stream=stream, backward=True, any_frame=False)
+            last = None
             for frame in container.decode(stream):
+                last = frame
                 if frame.pts is None or float(frame.pts * base) + 1e-3 >= moment:
-                    frames.append(frame.to_ndarray(format="rgb24"))
                     break
+            if last is not None:  # the first frame at or after the moment, else the video's last one
+                frames.append(last.to_ndarray(format="rgb24"))
     return frames
 
 
