@@ -84,6 +84,10 @@ class PolicySettings(BaseModel):
     #: Sample the video's frames for a face before uploading it (the checklist's ``face`` row); see
     #: :mod:`latentsync_routes.face_check`. Off only for media known to have no face (synthetic clips).
     face_check: bool = True
+    #: Stop a job whose expected time (the estimate's) is over its deadline (the checklist's ``deadline``
+    #: row). Off only where the estimate does not describe the job, e.g. a loopback fake that answers in
+    #: a second whatever the provider would take.
+    deadline_check: bool = True
 
 
 #: What a setting read as JSON from the environment takes, for the error that names it.

@@ -165,12 +165,16 @@ def _limits(info: RouteInfo, policy: PolicySettings, video: MediaInfo | None, au
     return CheckResult(check="input_limits", passed=True, reason="inputs are within the route's and policy's limits")
 
 
-def deadline_row(estimate: CostEstimate | None, deadline_seconds: float | None) -> CheckResult:
+def deadline_row(estimate: CostEstimate | None, deadline_seconds: float | None, *, enabled: bool = True) -> CheckResult:
     """STOP a job whose expected time (the estimate's) is over its deadline: it would be cancelled part-way,
     after the provider (or the GPU) has started charging for it."""
     if deadline_seconds is None:
         return CheckResult(check="deadline", passed=True, reason="no deadline given")
     expected = None if estimate is None else estimate.expected_wall_seconds
+    if not enabled:
+        known = "unknown" if expected is None else shown_seconds(expected)
+        return CheckResult(check="deadline", passed=True, reason=f"skipped (policy.deadline_check = false): expected "
+                           f"time {known}, deadline {shown_seconds(deadline_seconds)}")
     if expected is None:
         return CheckResult(check="deadline", passed=True, reason=f"no expected time is known for this route; the "
                            f"job is cancelled after {shown_seconds(deadline_seconds)}")
@@ -222,7 +226,7 @@ def evaluate(
             CheckResult(check="support_path", passed=True, reason=", ".join(info.support_path) or "not required")
         )
     if deadline_seconds is not None:
-        results.append(deadline_row(estimate, deadline_seconds))
+        results.append(deadline_row(estimate, deadline_seconds, enabled=policy.deadline_check))
     if face is not None:
         results.append(face)
     return results

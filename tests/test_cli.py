@@ -194,7 +194,7 @@ def test_a_route_limit_is_a_stop_row_and_estimate_check_run_agree(files: dict[st
 
 def test_check_shows_the_deadline_row(files: dict[str, Path], tmp_path: Path) -> None:
     done = cli("check", str(files["clip"]), str(files["voice30"]), "--route", "replicate", "--consent", "test",
-               "--deadline", "5", "--json", home=tmp_path)
+               "--deadline", "5", "--json", home=tmp_path, env={"LATENTSYNC_ROUTES_POLICY__DEADLINE_CHECK": "true"})
     assert done.returncode == 3
     row = next(row for row in json.loads(done.stdout) if row["check"] == "deadline")
     assert row["passed"] is False and "over the deadline of 5 s" in row["reason"]

@@ -16,6 +16,7 @@ from latentsync_routes import LipSyncClient, PolicyViolation, load_settings
 from latentsync_routes.async_client import AsyncLipSyncClient
 from latentsync_routes.routes import replicate
 from latentsync_routes.testing import FakeReplicate, write_test_audio, write_test_video
+from tests.conftest import DEADLINE_CHECK_ENV
 
 TOKEN = "r8_preflight_token"
 
@@ -94,7 +95,14 @@ def test_async_client_marks_refused_routes_too(media: tuple[Path, Path], tmp_pat
     assert {r.check: r.passed for r in rows}["input_limits"] is False
 
 
-def test_deadline_row_stops_a_job_expected_to_outlast_it(media: tuple[Path, Path], tmp_path: Path) -> None:
+@pytest.fixture
+def deadline_check_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(DEADLINE_CHECK_ENV, "true")
+
+
+def test_deadline_row_stops_a_job_expected_to_outlast_it(
+    media: tuple[Path, Path], tmp_path: Path, deadline_check_on: None
+) -> None:
     client = LipSyncClient(route="replicate", consent="test", settings=load_settings(home=tmp_path))
     expected = client.estimate(*media).expected_wall_seconds
     assert expected is not None and expected > 2
@@ -104,10 +112,14 @@ def test_deadline_row_stops_a_job_expected_to_outlast_it(media: tuple[Path, Path
     with pytest.raises(PolicyViolation, match="deadline: expected time"):
         client.run(*media, tmp_path / "out.mp4", deadline_seconds=expected / 2)
     assert client.journal.list() == []
+    off = LipSyncClient(route="replicate", consent="test",
+                        settings=load_settings(home=tmp_path, policy={"deadline_check": False}))
+    row = {r.check: r for r in off.check(*media, deadline_seconds=expected / 2)}["deadline"]
+    assert row.passed and row.reason.startswith("skipped (policy.deadline_check = false)")
 
 
 def test_deadline_row_when_no_expected_time_is_known(media: tuple[Path, Path], tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+                                                    monkeypatch: pytest.MonkeyPatch, deadline_check_on: None) -> None:
     from latentsync_routes.routes.fal import FalRoute
 
     original = FalRoute.estimate
@@ -119,3 +131,16 @@ def test_deadline_row_when_no_expected_time_is_known(media: tuple[Path, Path], t
     client = LipSyncClient(route="fal", consent="test", settings=load_settings(home=tmp_path))
     row = {r.check: r for r in client.check(*media, deadline_seconds=1)}["deadline"]
     assert row.passed and "no expected time" in row.reason
+
+
+def test_a_local_cpu_job_over_the_default_deadline_is_a_stop(
+    media: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deadline_check_on: None
+) -> None:
+    """The case that used to pass silently: hours of CPU time expected under the default 30 min deadline."""
+    pytest.importorskip("torch")
+    monkeypatch.setenv("LATENTSYNC_ROUTES_LOCAL_DEVICE", "cpu")
+    client = LipSyncClient(route="local", settings=load_settings(home=tmp_path))
+    expected = client.estimate(*media).expected_wall_seconds
+    assert expected is not None and expected > client.settings.deadline_seconds
+    row = {r.check: r for r in client.check(*media)}["deadline"]
+    assert not row.passed and "over the deadline of 1800 s" in row.reason
