@@ -313,3 +313,20 @@ def test_fakes_serve_every_hosted_route_until_interrupted(files: dict[str, Path]
         server.send_signal(signal.SIGINT)
         server.wait(timeout=30)
     assert server.returncode == 0
+
+
+def test_jobs_list_filters_and_says_when_there_are_none(tmp_path: Path) -> None:
+    from latentsync_routes.journal import Journal
+    from tests.test_journal import record
+
+    assert cli("jobs", "list", home=tmp_path).stdout.strip() == "no jobs"
+    journal = Journal(tmp_path / "jobs.sqlite3")
+    for job_id, route, state in (("a", "fal", "fetched"), ("b", "replicate", "failed"), ("c", "fal", "failed")):
+        r = record(job_id, key=job_id, state=state)
+        r.route = route
+        journal.save(r)
+    listed = json.loads(cli("jobs", "list", "--route", "fal", "--state", "failed", "--json", home=tmp_path).stdout)
+    assert [r["job_id"] for r in listed] == ["c"]
+    table = cli("jobs", "list", home=tmp_path, env={"COLUMNS": "250"}).stdout
+    assert "cost" in table and "$0.2000 (est.)" in table
+    assert cli("jobs", "list", "--route", "wavespeed", home=tmp_path).stdout.strip() == "no jobs"

@@ -97,3 +97,18 @@ def test_budget_total_counts_what_finished_jobs_cost(tmp_path: Path) -> None:
         with pytest.raises(BudgetExceeded, match=r"remaining budget of \$0\.0500"):
             client.run(video, audios[2], tmp_path / "out2.mp4")
         assert len(fal.jobs) == 2
+
+
+@pytest.mark.parametrize("cls_path", ["latentsync_routes.client.LipSyncClient",
+                                      "latentsync_routes.async_client.AsyncLipSyncClient",
+                                      "latentsync_routes.journal.Journal", "latentsync_routes.journal.Claim"])
+def test_every_public_method_says_what_it_does(cls_path: str) -> None:
+    import importlib
+    import inspect
+
+    module, _, name = cls_path.rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    missing = [attr for attr, value in vars(cls).items()
+               if not attr.startswith("_") and (inspect.isfunction(value) or isinstance(value, property))
+               and not (value.__doc__ or "").strip()]
+    assert missing == []
