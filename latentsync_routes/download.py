@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlsplit
 
 from .errors import DownloadError, InputError, LatentSyncError
 from .media import safe_name
+from .outputs import publish_mode
 from .retry import TRANSIENT_STATUSES, StepFailure, request_never_sent, retry_after_of, run_step
 
 if TYPE_CHECKING:
@@ -324,6 +325,7 @@ def _probe_and_move(tmp: Path, dest: Path, job: JobContext, route: str, request_
 
 def _move_into_place(tmp: Path, dest: Path, overwrite: bool) -> None:
     """Atomic rename; without overwrite a hard link refuses an existing destination atomically."""
+    publish_mode(tmp)  # the private temp file's 0600 must not become the output's mode
     if overwrite:
         os.replace(tmp, dest)
         return

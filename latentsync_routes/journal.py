@@ -15,6 +15,7 @@ short-lived connection. A corrupt or unreadable journal raises :class:`JournalEr
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import socket
@@ -25,7 +26,10 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
+
+from pydantic import BaseModel
 
 from .errors import ConfigurationError, RouteError
 from .types import JobRecord
@@ -59,6 +63,26 @@ LEASE_S = 30.0
 BUSY_TIMEOUT_S = 30.0
 #: Seconds between two checks of a claim held by someone else.
 WAIT_POLL_S = 0.1
+
+
+class SpendRow(BaseModel):
+    """What one route's jobs of one day (UTC, by creation) cost: estimated before, actual after, and what
+    failed provider jobs were billed. ``without_actual`` counts jobs with no actual cost recorded (not
+    finished, failed, or a provider that did not say), whose cost is then not in ``actual``."""
+
+    route: str
+    day: date
+    currency: str
+    jobs: int
+    estimated: float
+    actual: float
+    billed_failures: float
+    without_actual: int
+
+    @property
+    def spent(self) -> float:
+        """Actual plus failure-billed: what is known to have been charged."""
+        return self.actual + self.billed_failures
 
 
 class JournalError(ConfigurationError):
@@ -107,6 +131,7 @@ class Claim:
     _thread: threading.Thread | None = field(default=None, init=False, repr=False)
 
     def start_heartbeat(self, lease_s: float = LEASE_S) -> None:
+        """Renew the claim every third of the lease from a daemon thread, so a live owner is never taken over."""
         def beat() -> None:
             while not self._stop.wait(lease_s / 3):
                 try:
@@ -118,9 +143,11 @@ class Claim:
         self._thread.start()
 
     def cancel_requested(self) -> bool:
+        """Whether someone (``jobs cancel``, any process) asked the owner of this job to cancel it."""
         return self.journal.cancel_requested(self.key)
 
     def release(self) -> None:
+        """Stop the heartbeat and give the claim back, so the next caller need not wait out the lease."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -131,6 +158,8 @@ class Claim:
 
 
 class Journal:
+    """The job journal at ``path`` (created on first use): records, claims, and what the jobs cost."""
+
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -242,11 +271,13 @@ class Journal:
         return bool(changed)
 
     def cancel_requested(self, key: str) -> bool:
+        """Whether a cancel was requested for the claimed job of ``key``."""
         with self._connect() as db:
             row = db.execute("SELECT cancel_requested FROM claims WHERE idempotency_key = ?", (key,)).fetchone()
         return bool(row and row[0])
 
     def owner_of(self, key: str) -> str | None:
+        """The owner token holding ``key`` now, or ``None`` when nobody holds it."""
         with self._connect() as db:
             row = db.execute("SELECT owner FROM claims WHERE idempotency_key = ?", (key,)).fetchone()
         return str(row[0]) if row else None
@@ -284,6 +315,7 @@ class Journal:
                 raise
 
     def get(self, job_id: str) -> JobRecord | None:
+        """One job's record by its id, or ``None``."""
         with self._connect() as db:
             row = db.execute("SELECT record FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         return JobRecord.model_validate_json(row[0]) if row else None
@@ -298,6 +330,7 @@ class Journal:
         return JobRecord.model_validate_json(row[0]) if row else None
 
     def list(self, *, limit: int = 50, state: str | None = None, route: str | None = None) -> list[JobRecord]:
+        """The newest jobs first, optionally only one route's or one state's."""
         clauses, args = [], []
         if state:
             clauses.append("state = ?")
@@ -310,6 +343,33 @@ class Journal:
             rows = db.execute(f"SELECT record FROM jobs{where} ORDER BY created_at DESC LIMIT ?",  # noqa: S608
                               (*args, limit)).fetchall()
         return [JobRecord.model_validate_json(r[0]) for r in rows]
+
+    def spend(self, *, route: str | None = None, since: date | None = None) -> builtins.list[SpendRow]:
+        """Sums of estimated, actual and failure-billed cost per route and per day (oldest day first)."""
+        clauses: list[str] = []
+        args: list[str] = []
+        if route:
+            clauses.append("route = ?")
+            args.append(route)
+        if since is not None:
+            clauses.append("substr(created_at, 1, 10) >= ?")
+            args.append(since.isoformat())
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        sums = (
+            "SELECT route, substr(created_at, 1, 10) AS day, "
+            "coalesce(json_extract(record, '$.cost.currency'), 'USD') AS currency, count(*), "
+            "total(json_extract(record, '$.cost.estimated')), total(json_extract(record, '$.cost.actual')), "
+            "total(json_extract(record, '$.cost.billed_failures')), "
+            "sum(json_extract(record, '$.cost.actual') IS NULL) FROM jobs"
+        )
+        query = f"{sums}{where} GROUP BY route, day, currency ORDER BY day, route"  # noqa: S608 - values are bound
+        with self._connect() as db:
+            rows = db.execute(query, args).fetchall()
+        return [
+            SpendRow(route=r[0], day=date.fromisoformat(r[1]), currency=r[2], jobs=r[3], estimated=round(r[4], 6),
+                     actual=round(r[5], 6), billed_failures=round(r[6], 6), without_actual=r[7])
+            for r in rows
+        ]
 
 
 def append_jsonl(path: Path, record: JobRecord) -> None:

@@ -46,6 +46,8 @@ class RunOptions(JobOptions, total=False):
     fallback: bool
     #: with ``fallback``, move on even when the failed route's job might still run and bill
     allow_overlap: bool
+    #: sample the video for a face before uploading it (default: ``policy.face_check``); see face_check.py
+    face_check: bool | None
     #: set from another thread to cancel the job (the async client uses it when its task is cancelled)
     cancel_event: threading.Event | None
 

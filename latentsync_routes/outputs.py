@@ -4,11 +4,16 @@ An output that cannot be written must be found out while the job still costs not
 file, a folder without write permission, a format this package does not write, or a file already there.
 When the output is a folder, the file name comes from the job's idempotency key, not from the provider,
 so two jobs into one folder never collide and a re-run of one job finds its own file again.
+
+A finished output gets the mode any new file of the user's gets (``0666`` less the umask), whichever
+route wrote it: a download lands in a private temporary file first (``0600``), which must not leak
+into the result.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from .errors import InputError
@@ -57,3 +62,27 @@ def check_free(path: Path, *, overwrite: bool, route: str) -> None:
 def _check_folder(folder: Path, route: str) -> None:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise InputError(f"cannot write into {folder}: permission denied", route=route)
+
+
+_umask_lock = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux: /proc/self/status);
+    elsewhere set-and-restore under a lock, for the instant that takes."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _umask_lock:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def publish_mode(path: Path) -> None:
+    """Give a finished output file the mode a new file of the user's would have: ``0666 & ~umask``."""
+    os.chmod(path, 0o666 & ~current_umask())

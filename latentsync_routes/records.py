@@ -134,10 +134,11 @@ def _same_file(source: MediaSource, entry: InputRecord, job_id: str) -> None:
 
 
 def result_from_record(record: JobRecord) -> LipSyncResult:
+    """The result a finished job's record stands for (what ``run`` returns, now or on a later call)."""
     return LipSyncResult(
         route=record.route,
         job_id=record.job_id,
-        output_path=record.output_path,
+        output_path=Path(record.output_path) if record.output_path else None,
         output_url=record.output_uri,
         provider_request_id=record.provider_request_id,
         model_version=record.model_version,

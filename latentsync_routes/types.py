@@ -241,6 +241,10 @@ class CostEstimate(BaseModel):
     output_seconds: float | None = None
     expected_wall_seconds: float | None = None
     expected_vram_gb: float | None = None
+    #: Why the route (or the policy) would refuse these inputs (a limit, and the value over it); ``None``
+    #: when it would take them. A refused route is still priced, so a list stays comparable, but
+    #: ``run`` on it stops before anything is uploaded; ``check`` shows the same reason as a STOP row.
+    refused: str | None = None
 
 
 class Attempt(BaseModel):
@@ -362,7 +366,7 @@ class LipSyncResult(BaseModel):
 
     route: str
     job_id: str
-    output_path: str | None
+    output_path: Path | None
     output_url: str | None = None
     provider_request_id: str | None = None
     model_version: str

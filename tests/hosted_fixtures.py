@@ -41,6 +41,8 @@ def hosted_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         if name.startswith(("LATENTSYNC_ROUTES_", "FAL_", "REPLICATE_")):
             monkeypatch.delenv(name, raising=False)
     home = tmp_path / "home"
+    monkeypatch.setenv("LATENTSYNC_ROUTES_POLICY__FACE_CHECK", "false")  # synthetic clips: no face (conftest.py)
+    monkeypatch.setenv("LATENTSYNC_ROUTES_POLICY__DEADLINE_CHECK", "false")  # fakes beat any estimate (conftest.py)
     monkeypatch.setenv("LATENTSYNC_ROUTES_HOME", str(home))
     monkeypatch.setenv("LATENTSYNC_ROUTES_POLL_INTERVAL", "0.01")
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")

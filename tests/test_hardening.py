@@ -27,6 +27,7 @@ import pytest
 from typer.testing import CliRunner
 
 from latentsync_routes import LipSyncClient, cli, media
+from latentsync_routes.cli import commands as cli_commands
 from latentsync_routes.config import load_settings
 from latentsync_routes.errors import (
     ConfigurationError,
@@ -176,7 +177,7 @@ def _broken_client(exc: BaseException) -> Callable[..., Any]:
 def test_any_escaping_exception_is_one_typed_json_error(
     monkeypatch: pytest.MonkeyPatch, exc: BaseException, code: int, kind: str
 ) -> None:
-    monkeypatch.setattr(cli, "_client", _broken_client(exc))
+    monkeypatch.setattr(cli_commands, "_client", _broken_client(exc))  # the commands' own reference
     result = CliRunner().invoke(cli.app, ["routes", "--json"])
     assert result.exit_code == code, result.output
     error = json.loads(result.stdout)["error"]  # exactly one JSON document on stdout
@@ -195,7 +196,7 @@ def test_a_pydantic_validation_error_escaping_a_command_exits_2(monkeypatch: pyt
     try:
         Strict(count="many")  # type: ignore[arg-type]
     except ValidationError as exc:
-        monkeypatch.setattr(cli, "_client", _broken_client(exc))
+        monkeypatch.setattr(cli_commands, "_client", _broken_client(exc))
     result = CliRunner().invoke(cli.app, ["doctor", "--json"])
     assert result.exit_code == 2
     assert json.loads(result.stdout)["error"]["type"] == "ConfigurationError"

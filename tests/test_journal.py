@@ -162,3 +162,37 @@ def test_jsonl_sink(tmp_path: Path) -> None:
     append_jsonl(sink, record("b"))
     lines = sink.read_text().splitlines()
     assert len(lines) == 2 and '"job_id": "a"' in lines[0]
+
+
+def test_spend_sums_estimated_actual_and_failure_billed_per_route_and_day(tmp_path: Path) -> None:
+    from datetime import date, datetime, timezone
+
+    from latentsync_routes.journal import SpendRow
+
+    journal = Journal(tmp_path / "j.sqlite3")
+    day1, day2 = datetime(2026, 11, 30, 23, 59, tzinfo=timezone.utc), datetime(2026, 12, 1, 0, 1, tzinfo=timezone.utc)
+    jobs = [  # (id, route, created, estimated, actual, billed failures)
+        ("a", "fal", day1, 0.20, 0.20, 0.0),
+        ("b", "fal", day1, 0.20, None, 0.05),
+        ("c", "fal", day2, 0.30, 0.25, 0.0),
+        ("d", "replicate", day2, 0.04, 0.03, 0.01),
+    ]
+    for job_id, route, created, estimated, actual, billed in jobs:
+        r = record(job_id, key=job_id, state="fetched" if actual is not None else "failed")
+        r.route, r.created_at = route, created
+        r.cost = Cost(estimated=estimated, actual=actual, billed_failures=billed)
+        journal.save(r)
+    rows = journal.spend()
+    assert all(isinstance(row, SpendRow) for row in rows)
+    got = {(row.day.isoformat(), row.route): (row.jobs, row.estimated, row.actual, row.billed_failures,
+                                              row.without_actual) for row in rows}
+    assert got == {
+        ("2026-11-30", "fal"): (2, 0.40, 0.20, 0.05, 1),
+        ("2026-12-01", "fal"): (1, 0.30, 0.25, 0.0, 0),
+        ("2026-12-01", "replicate"): (1, 0.04, 0.03, 0.01, 0),
+    }
+    assert [row.day for row in rows] == sorted(row.day for row in rows)
+    assert rows[0].spent == 0.25
+    assert [row.route for row in journal.spend(route="replicate")] == ["replicate"]
+    assert {row.day for row in journal.spend(since=date(2026, 12, 1))} == {date(2026, 12, 1)}
+    assert Journal(tmp_path / "empty.sqlite3").spend() == []

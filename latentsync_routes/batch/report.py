@@ -111,7 +111,8 @@ def job_report(item: BatchItem, outcome: Outcome, journal: Journal) -> BatchJobR
     if isinstance(outcome, LipSyncResult):
         return BatchJobReport(line=item.line, job_id=outcome.job_id, route=outcome.route, state=outcome.record.state,
                               estimated=outcome.cost.estimated, actual=outcome.cost.actual,
-                              failure_billed=outcome.cost.billed_failures, output_path=outcome.output_path,
+                              failure_billed=outcome.cost.billed_failures,
+                              output_path=str(outcome.output_path) if outcome.output_path else None,
                               route_choice=outcome.record.route_choice or item.choice, result=outcome)
     record = journal.get(outcome.job_id) if outcome.job_id else None
     state = "not_started" if isinstance(outcome, NotStarted) else "cancelled" if isinstance(outcome, JobCancelled) \

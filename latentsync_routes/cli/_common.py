@@ -22,16 +22,58 @@ from rich.text import Text
 
 from ..errors import LatentSyncError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Run LatentSync lip-sync on any route.")
-jobs_app = typer.Typer(no_args_is_help=True, help="The job journal: list, show, resume, delete.")
-app.add_typer(jobs_app, name="jobs")
-
 out = Console()
 err = Console(stderr=True)
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Run LatentSync lip-sync on any route.")
+jobs_app = typer.Typer(no_args_is_help=True, help="The job journal: list, show, resume, cancel, delete, spend.")
+app.add_typer(jobs_app, name="jobs")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        out.print(__version__)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _app_options(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the library version and exit."),
+) -> None:
+    """Run LatentSync lip-sync on any route."""
+
+
+def _flags_without_type() -> None:
+    """Show ``--json`` and ``--help`` as the flags they are, not as ``--json <bool>``.
+
+    typer (>= 0.24) prints a type column for every option, a flag's included; a flag takes no value, so
+    its type is left blank. Older typers print none, and then nothing is changed.
+    """
+    option = getattr(getattr(typer, "core", None), "TyperOption", None)
+    shown = getattr(option, "display_type_rich", None)
+    if option is None or shown is None or getattr(shown, "flags_blank", False):
+        return
+
+    def display_type_rich(self: Any, ctx: Any) -> str | None:
+        return None if getattr(self, "is_flag", False) else shown(self, ctx)
+
+    display_type_rich.flags_blank = True  # type: ignore[attr-defined]
+    option.display_type_rich = display_type_rich
+
+
+_flags_without_type()
+
 
 JsonOpt = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 ConfigOpt = typer.Option(None, "--config", help="TOML config file.")
 RouteOpt = typer.Option(None, "--route", "-r", help="Route name (default: LATENTSYNC_ROUTES_ROUTE or config).")
+FaceCheckOpt = typer.Option(None, "--face-check/--no-face-check",
+                            help="Sample the video for a face before uploading it (default: policy.face_check, on).")
+DeadlineOpt = typer.Option(None, "--deadline", help="Seconds before the job is cancelled "
+                           "(default: LATENTSYNC_ROUTES_DEADLINE_SECONDS, 1800).")
 RetryFailedOpt = typer.Option(False, "--retry-failed",
                               help="If the job's provider job failed, pay for a new one (otherwise: exit 4).")
 ForceResubmitOpt = typer.Option(False, "--force-resubmit",

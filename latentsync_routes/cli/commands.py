@@ -14,6 +14,8 @@ from rich.text import Text
 from .. import __version__
 from ._common import (
     ConfigOpt,
+    DeadlineOpt,
+    FaceCheckOpt,
     ForceResubmitOpt,
     JsonOpt,
     RetryFailedOpt,
@@ -49,11 +51,17 @@ def routes(as_json: bool = JsonOpt, config: Path | None = ConfigOpt) -> None:
 def estimate(
     video: str = typer.Argument(..., help="Video path or https URL."),
     audio: str = typer.Argument(..., help="Audio path or https URL."),
-    route: str | None = RouteOpt,
+    route: str | None = typer.Option(None, "--route", "-r",
+                                     help="Price on this route only (default: every route, whatever the default "
+                                          "route is)."),
     as_json: bool = JsonOpt,
     config: Path | None = ConfigOpt,
 ) -> None:
-    """Price the job on one route, or on every route; nothing is uploaded."""
+    """Price the job on one route, or on every route; nothing is uploaded.
+
+    A route that would refuse the inputs (over its limits or the policy's) is marked "refused" with the
+    reason, which `check` shows as a STOP row and `run` stops on (exit 3).
+    """
     with _errors(as_json):
         client = _client(config)
         estimates = [client.estimate(video, audio, route=route)] if route else client.estimate_all(video, audio)
@@ -61,6 +69,10 @@ def estimate(
         def human() -> None:
             table = Table("route", "amount", "range", "basis", "source (checked)")
             for e in estimates:
+                if e.refused:
+                    table.add_row(*_plain(e.route, "refused", "-", f"the route would refuse these inputs: {e.refused}",
+                                          f"{e.price_source} ({e.price_checked})"))
+                    continue
                 table.add_row(*_plain(e.route, f"${e.amount:.4f}", f"${e.low:.4f}-${e.high:.4f}", e.basis,
                                       f"{e.price_source} ({e.price_checked})"))
             out.print(table)
@@ -74,13 +86,20 @@ def check(
     audio: str = typer.Argument(...),
     route: str | None = RouteOpt,
     consent: str | None = typer.Option(None, "--consent", help="Consent basis for the people in the media."),
+    deadline: float | None = DeadlineOpt,
+    face_check: bool | None = FaceCheckOpt,
     as_json: bool = JsonOpt,
     config: Path | None = ConfigOpt,
 ) -> None:
-    """Show the safety checklist for this job without running it (exit 3 if any check fails)."""
+    """Show the checklist `run` enforces, without running anything (exit 3 if any check fails).
+
+    Rows: consent, retention, licence, input limits (the route's and the policy's), failure billing,
+    support path, deadline (the estimate's expected time) and face (a few sampled frames).
+    """
     with _errors(as_json):
         client = _client(config)
-        results = client.check(video, audio, route=route, consent=consent)
+        results = client.check(video, audio, route=route, consent=consent, deadline_seconds=deadline,
+                               face_check=face_check)
 
         def human() -> None:
             table = Table("check", "outcome", "reason")
@@ -97,7 +116,8 @@ def check(
 def run(
     video: str = typer.Argument(...),
     audio: str = typer.Argument(...),
-    output: Path = typer.Option(..., "--output", "-o", help="Where to write the lip-synced mp4."),
+    output: Path = typer.Option(..., "--output", "-o",
+                                help="Where to write the lip-synced video: a path ending in .mp4, or a folder."),
     route: str | None = RouteOpt,
     consent: str | None = typer.Option(None, "--consent", help="Consent basis (required to upload media)."),
     seed: int | None = typer.Option(None, "--seed"),
@@ -105,7 +125,8 @@ def run(
     inference_steps: int | None = typer.Option(None, "--inference-steps"),
     loop_mode: str | None = typer.Option(None, "--loop-mode", help="pingpong or loop"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
-    deadline: float | None = typer.Option(None, "--deadline", help="Seconds before the job is cancelled."),
+    deadline: float | None = DeadlineOpt,
+    face_check: bool | None = FaceCheckOpt,
     retry_failed: bool = RetryFailedOpt,
     force_resubmit: bool = ForceResubmitOpt,
     as_json: bool = JsonOpt,
@@ -119,7 +140,7 @@ def run(
         kwargs: dict[str, Any] = dict(
             route=route, consent=consent, seed=seed, guidance_scale=guidance_scale,
             inference_steps=inference_steps, loop_mode=loop_mode, overwrite=overwrite, deadline_seconds=deadline,
-            retry_failed=retry_failed, force_resubmit=force_resubmit,
+            retry_failed=retry_failed, force_resubmit=force_resubmit, face_check=face_check,
         )
         if as_json or not err.is_terminal:
             result = client.run(video, audio, output, **kwargs)
@@ -152,7 +173,7 @@ def doctor(as_json: bool = JsonOpt, config: Path | None = ConfigOpt) -> None:
         def human() -> None:
             table = Table("item", "value")
             for key, value in report.items():
-                table.add_row(*_plain(key, json.dumps(value) if not isinstance(value, str) else value))
+                table.add_row(*_plain(key, _readable(value)))
             out.print(table)
 
         _emit(as_json, report, human)
@@ -168,6 +189,11 @@ def download(
     from ..local.checkpoints import download as fetch
 
     with _errors(as_json):
+        from ..errors import InvalidParameter
+        from ..local.checkpoint_manifest import VERSIONS
+
+        if version not in VERSIONS:
+            raise InvalidParameter("--version", f"takes one of {', '.join(VERSIONS)}; got {version!r}")
         checkpoints = fetch(version, cache_dir=cache_dir)
         paths = {name: str(path) for name, path in checkpoints.paths.items()}
         _emit(as_json, {"version": version, "paths": paths}, lambda: out.print_json(json.dumps(paths)))
@@ -197,10 +223,12 @@ def demo(as_json: bool = JsonOpt) -> None:
             settings = load_settings(home=folder / "home", fal_base_url=fal.url, poll_interval=0.05)
             client = LipSyncClient(route="fal", fal_key="demo-key", consent="synthetic", settings=settings)
             estimate = client.estimate(video, audio)
-            checks = client.check(video, audio)
-            result = client.run(video, audio, folder / "out.mp4")
+            # The synthetic clip shows no face: the face check would rightly STOP it, so it is off for this
+            # one job, and the summary says so (docs/safety.md, "The face check").
+            checks = client.check(video, audio, face_check=False)
+            result = client.run(video, audio, folder / "out.mp4", face_check=False)
         note = ("the output is NOT lip-synced: the offline fake returns the input video looped or cut to the "
-                "audio's length, with that audio")
+                "audio's length, with that audio; the face check was off (the synthetic clip has no face)")
         summary = {"folder": str(folder), "estimate": estimate, "checks": checks, "result": result,
                    "lip_synced": False, "note": note}
 
@@ -208,6 +236,7 @@ def demo(as_json: bool = JsonOpt) -> None:
             out.print(f"[bold]demo folder[/]: {escape(str(folder))}")
             out.print(Text(f"estimate on fal: ${estimate.amount:.4f} ({estimate.basis})"))
             out.print("checks: " + ", ".join(f"{c.check} {'pass' if c.passed else 'STOP'}" for c in checks))
+            out.print("face check: off for this synthetic clip, which shows no face (a real video is checked)")
             out.print(f"[green]output[/]: {escape(str(result.output_path))} (request {result.provider_request_id})")
             out.print(f"[yellow]note[/]: {note}")
             actual = "unknown" if result.cost.actual is None else f"${result.cost.actual:.4f}"
@@ -215,6 +244,25 @@ def demo(as_json: bool = JsonOpt) -> None:
             out.print(Text(f"journal: {settings.journal_path}"))
 
         _emit(as_json, summary, human)
+
+
+def _readable(value: Any, indent: str = "") -> str:
+    """A doctor value as lines a person reads (``key: value``, nested ones indented), never raw JSON."""
+    if isinstance(value, dict):
+        lines = []
+        for key, item in value.items():
+            if isinstance(item, (dict, list)) and item:
+                lines.append(f"{indent}{key}:\n{_readable(item, indent + '  ')}")
+            else:
+                lines.append(f"{indent}{key}: {_readable(item)}")
+        return "\n".join(lines) or "-"
+    if isinstance(value, list):
+        return "\n".join(f"{indent}- {_readable(item, indent + '  ').lstrip()}" for item in value) or "none"
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
 
 
 @app.command()

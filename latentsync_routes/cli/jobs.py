@@ -109,3 +109,41 @@ def jobs_delete(
                 out.print(f"[yellow]not deleted[/]: {escape(item)}")
 
         _emit(as_json, record, human)
+
+
+@jobs_app.command("spend")
+def jobs_spend(
+    route: str | None = typer.Option(None, "--route", help="Only this route's jobs."),
+    since: str | None = typer.Option(None, "--since", help="Only jobs created on or after this day (YYYY-MM-DD, UTC)."),
+    as_json: bool = JsonOpt,
+    config: Path | None = ConfigOpt,
+) -> None:
+    """What the journalled jobs cost, per route and per day: estimated before, actual after, failure-billed.
+
+    "without actual" counts jobs with no actual cost recorded (not finished, failed, or a provider that
+    did not say what it billed); their cost is in "estimated" only.
+    """
+    from datetime import date
+
+    from ..errors import InvalidParameter
+
+    with _errors(as_json):
+        try:
+            start = date.fromisoformat(since) if since else None
+        except ValueError:
+            raise InvalidParameter("--since", f"takes a day as YYYY-MM-DD; got {since!r}") from None
+        rows = _client(config).journal.spend(route=route, since=start)
+
+        def human() -> None:
+            if not rows:
+                out.print("no jobs")
+                return
+            table = Table("day", "route", "jobs", "estimated", "actual", "failure-billed", "without actual")
+            for r in rows:
+                table.add_row(*_plain(r.day.isoformat(), r.route, r.jobs, f"${r.estimated:.4f}", f"${r.actual:.4f}",
+                                      f"${r.billed_failures:.4f}", r.without_actual))
+            spent = sum(r.spent for r in rows)
+            out.print(table)
+            out.print(f"known spend (actual + failure-billed): ${spent:.4f} over {sum(r.jobs for r in rows)} jobs")
+
+        _emit(as_json, rows, human)
