@@ -17,31 +17,27 @@ import logging
 import math
 import os
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr, ValidationError
 
+from .claimed import context, drive, must_submit
 from .config import Credential, Settings, load_settings, resolve_credential
 from .errors import (
     ConfigurationError,
-    DeadlineExceeded,
     InvalidParameter,
-    JobAlreadyFailed,
-    JobCancelled,
     LatentSyncError,
-    RouteError,
 )
-from .journal import TERMINAL_BAD, TERMINAL_OK, Claim, ClaimLost, Journal, append_jsonl
+from .journal import TERMINAL_BAD, TERMINAL_OK, Claim, Journal
 from .media import MediaLimits, check_limits, probe, validate_audio, validate_video
 from .options import BatchOptions, JobOptions, MediaLike, RunOptions, job_parameters
-from .outputs import check_free, file_in, resolve_output
+from .outputs import check_free, file_in, remove_staged_inputs, resolve_output
 from .policy import CheckResult, enforce
 from .preflight import marked_estimate, preflight
 from .pricing import check_budget
-from .records import derive_idempotency_key, new_record, request_from_record, result_from_record
-from .routes.base import JobContext, ProgressCallback, Route, RouteInfo, create_route, route_info, route_names
+from .records import derive_idempotency_key, new_record, request_from_record
+from .routes.base import ProgressCallback, Route, RouteInfo, create_route, route_info, route_names
 from .types import PROVIDER_STATES, CostEstimate, JobRecord, LipSyncRequest, LipSyncResult, MediaInfo, MediaSource
 
 if TYPE_CHECKING:
@@ -252,7 +248,7 @@ class LipSyncClient:
                 key, lambda: new_record(info, request, key, consent, checks, estimate, video_info, audio_info,
                                         output_path),
                 on_wait=lambda _: _report(progress, "waiting for another caller running the same job"))
-            return self._drive(chosen, claim, record, request, video_info, audio_info, output_path,
+            return drive(self, chosen, claim, record, request, video_info, audio_info, output_path,
                                deadline=deadline, overwrite=overwrite, progress=progress,
                                retry_failed=bool(options.get("retry_failed", False)),
                                force_resubmit=bool(options.get("force_resubmit", False)),
@@ -293,10 +289,10 @@ class LipSyncClient:
         deadline = _deadline(deadline_seconds, self.settings.deadline_seconds)
         claim, record = self.journal.claim_job(job_id)
         try:
-            needs_inputs = _must_submit(record, retry_failed, force_resubmit)
+            needs_inputs = must_submit(record, retry_failed, force_resubmit)
             request, video_info, audio_info = request_from_record(record, need_inputs=needs_inputs)
             output = Path(record.output_path or f"{record.job_id}.mp4")
-            return self._drive(self.route(record.route), claim, record, request, video_info, audio_info, output,
+            return drive(self, self.route(record.route), claim, record, request, video_info, audio_info, output,
                                deadline=deadline, overwrite=True, progress=progress, retry_failed=retry_failed,
                                force_resubmit=force_resubmit)
         finally:
@@ -314,7 +310,7 @@ class LipSyncClient:
         claim, record = self.journal.claim_job(job_id, wait_s=wait_seconds)
         try:
             if record.state not in (TERMINAL_OK, *TERMINAL_BAD):
-                job = self._context(claim, record, *request_from_record(record, need_inputs=False),
+                job = context(self, claim, record, *request_from_record(record, need_inputs=False),
                                     Path(record.output_path or "."), deadline=60.0, overwrite=False, progress=None)
                 self.route(record.route).cancel_job(job)
             return self.journal.get(job_id) or record
@@ -336,6 +332,8 @@ class LipSyncClient:
             if path.is_file():
                 path.unlink()
                 deleted.append(f"local output {path}")
+        if delete_output:
+            deleted += remove_staged_inputs(record, self.settings.home)
         route = self.route(record.route)
         delete_remote = getattr(route, "delete_remote", None)
         if callable(delete_remote):
@@ -349,125 +347,6 @@ class LipSyncClient:
         self.journal.save(record)
         return record
 
-    # -- the claimed job ---------------------------------------------------------------------------------
-    def _drive(
-        self,
-        route: Route,
-        claim: Claim,
-        record: JobRecord,
-        request: LipSyncRequest,
-        video_info: MediaInfo,
-        audio_info: MediaInfo,
-        output_path: Path,
-        *,
-        deadline: float,
-        overwrite: bool,
-        progress: ProgressCallback | None,
-        retry_failed: bool,
-        force_resubmit: bool,
-        cancel_event: threading.Event | None = None,
-    ) -> LipSyncResult:
-        """Decide what the claimed job needs (nothing, a re-run, a carry-on) and do it."""
-        if record.state == TERMINAL_OK and record.output_path and Path(record.output_path).is_file():
-            log.info("job %s already fetched; not running again", record.job_id)
-            return result_from_record(record)
-        if record.state in TERMINAL_BAD:
-            if _reached_provider(record) and not retry_failed:
-                raise JobAlreadyFailed(
-                    f"job {record.job_id} already ended {record.state} ({record.failure_reason}); running it again "
-                    "would pay for a new provider job: pass retry_failed=True (CLI: --retry-failed) to do that",
-                    route=record.route, request_id=record.provider_request_id)
-            if record.provider_request_id:
-                record.previous_request_ids.append(record.provider_request_id)
-            record.provider_request_id = None
-            record.provider_inputs = None
-            record.state = "created"
-            record.failure_reason = None
-        elif record.state == TERMINAL_OK:  # the output file went missing: fetch the finished job again
-            record.state = "completed"
-        record.output_path = str(output_path)
-        job = self._context(claim, record, request, video_info, audio_info, output_path, deadline=deadline,
-                            overwrite=overwrite or record.state in PROVIDER_STATES, progress=progress,
-                            force_resubmit=force_resubmit, cancel_event=cancel_event)
-        return self._execute(route, job)
-
-    def _context(
-        self,
-        claim: Claim,
-        record: JobRecord,
-        request: LipSyncRequest,
-        video_info: MediaInfo,
-        audio_info: MediaInfo,
-        output_path: Path,
-        *,
-        deadline: float,
-        overwrite: bool,
-        progress: ProgressCallback | None,
-        force_resubmit: bool = False,
-        cancel_event: threading.Event | None = None,
-    ) -> JobContext:
-        owner = claim.owner
-        claim.start_heartbeat()
-        return JobContext(
-            record=record, request=request, video_info=video_info, audio_info=audio_info, output_path=output_path,
-            settings=self.settings, credential=self.credential(record.route), deadline=time.monotonic() + deadline,
-            overwrite=overwrite, progress=progress, persist=lambda r: self.journal.save(r, owner=owner),
-            force_resubmit=force_resubmit, cancel_event=cancel_event or threading.Event(),
-            cancel_flag=claim.cancel_requested,
-        )
-
-    def _execute(self, route: Route, job: JobContext) -> LipSyncResult:
-        started = time.monotonic()
-        record = job.record
-        job.mark(interrupted=None)
-        try:
-            outcome = route.execute(job)
-        except ClaimLost:
-            raise  # another caller owns the job now; this one writes nothing more
-        except LatentSyncError as exc:
-            self._finish_failed(job, exc, started)
-            raise
-        except Exception as exc:
-            wrapped = RouteError(f"unexpected {type(exc).__name__}: {exc}", route=record.route,
-                                 request_id=record.provider_request_id)
-            self._finish_failed(job, wrapped, started)
-            raise wrapped from exc
-        record.cost.actual = outcome.actual_cost
-        if outcome.cost_basis:
-            record.cost.basis = outcome.cost_basis
-        record.timings["total_seconds"] = round(time.monotonic() - started, 3)
-        job.mark(
-            "fetched",
-            output_path=str(outcome.output_path),
-            output_uri=outcome.output_url,
-            provider_request_id=outcome.provider_request_id or record.provider_request_id,
-            completed_at=_now(),
-            failure_reason=None,
-        )
-        if self.settings.jsonl_path is not None:
-            append_jsonl(self.settings.jsonl_path, record)
-        return result_from_record(record)
-
-    def _finish_failed(self, job: JobContext, exc: LatentSyncError, started: float) -> None:
-        """Journal a failure: terminal if the provider job ended badly (or none was made), else interrupted."""
-        record = job.record
-        record.timings["total_seconds"] = round(time.monotonic() - started, 3)
-        reason = f"{type(exc).__name__}: {exc.message}"
-        try:
-            if record.state in TERMINAL_BAD:
-                job.mark()  # the route already said how the provider job ended
-            elif record.state in PROVIDER_STATES:
-                job.mark(interrupted=reason, failure_reason=reason)  # re-running carries on the same provider job
-            else:
-                job.mark("cancelled" if isinstance(exc, (JobCancelled, DeadlineExceeded)) else "failed",
-                         failure_reason=reason)
-        except Exception as journal_error:  # noqa: BLE001 - the job's own error is the one to raise
-            log.warning("could not journal the failure of job %s: %s", record.job_id, journal_error)
-            return
-        if self.settings.jsonl_path is not None:
-            append_jsonl(self.settings.jsonl_path, record)
-
-
 def _deadline(given: float | None, default: float) -> float:
     value = default if given is None else given
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
@@ -475,29 +354,9 @@ def _deadline(given: float | None, default: float) -> float:
     return float(value)
 
 
-def _reached_provider(record: JobRecord) -> bool:
-    """Whether the job ever got as far as a submit (so a new attempt would be a new paid provider job)."""
-    return record.provider_request_id is not None or record.provider_inputs is not None
-
-
-def _must_submit(record: JobRecord, retry_failed: bool, force_resubmit: bool) -> bool:
-    """Whether carrying this job on may upload its inputs again (then they must still be there)."""
-    if record.state in TERMINAL_BAD:
-        return retry_failed or not _reached_provider(record)
-    if record.state == "submitting":
-        return force_resubmit
-    return record.state in ("created", "uploaded")
-
-
 def _report(progress: ProgressCallback | None, message: str) -> None:
     if progress is not None:
         progress(message, None)
-
-
-def _now() -> Any:
-    from .types import utcnow
-
-    return utcnow()
 
 
 def __getattr__(name: str) -> Any:  # the async client lives in its own module; old imports keep working

@@ -12,11 +12,16 @@ into the result.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    from .types import JobRecord
 
 #: Containers the routes write (every route returns MP4).
 OUTPUT_SUFFIXES = (".mp4",)
@@ -86,3 +91,26 @@ def current_umask() -> int:
 def publish_mode(path: Path) -> None:
     """Give a finished output file the mode a new file of the user's would have: ``0666 & ~umask``."""
     os.chmod(path, 0o666 & ~current_umask())
+
+
+#: where the package stages copies of inputs it was handed (the web page's uploads), under its home folder
+STAGED_INPUTS = ("ui", "uploads")
+
+
+def remove_staged_inputs(record: JobRecord, home: Path) -> list[str]:
+    """Delete the job's inputs that are the package's own staged copies (never a file the user pointed at).
+
+    Only files inside ``<home>/ui/uploads/`` are touched; their folder goes too once it is empty.
+    """
+    root = home.joinpath(*STAGED_INPUTS).resolve()
+    removed: list[str] = []
+    for item in record.inputs:
+        if item.kind != "path":
+            continue
+        path = Path(item.source).resolve()
+        if root in path.parents and path.is_file():
+            path.unlink()
+            removed.append(f"staged {item.role} {path}")
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()
+    return removed

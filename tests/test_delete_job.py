@@ -70,3 +70,21 @@ def test_replicate_delete_finishes_what_the_run_could_not(
     assert not any("delete failed" in item for item in record["not_deleted"])
     assert rep.uploads == []
     assert (tmp_path / "out.mp4").exists()  # --keep-output
+
+
+def test_delete_removes_staged_input_copies_under_home_but_never_the_users_files(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
+) -> None:
+    import shutil
+
+    staged = hosted_env / "ui" / "uploads" / "abc123"
+    staged.mkdir(parents=True)
+    video = Path(shutil.copy(media[0], staged / "clip.mp4"))
+    client = fal_client()
+    result = client.run(video, media[1], tmp_path / "out.mp4")
+    record = client.delete_job(result.job_id)
+    assert not video.exists() and not staged.exists()  # the page's copy and its folder are gone
+    assert media[1].exists()  # the user's own audio file is untouched
+    assert f"staged video {video.resolve()}" in record.deleted
+    kept = client.delete_job(result.job_id, delete_output=False)
+    assert not any(item.startswith("staged") for item in kept.deleted[len(record.deleted):])
