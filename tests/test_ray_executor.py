@@ -155,6 +155,9 @@ def test_a_killed_actor_reruns_its_job_and_hosted_jobs_run_once(
         frames = [decode(tmp_path / f"local-{k}.mp4") for k in range(4)]
         assert all(f.shape == (7, 192, 160, 3) for f in frames)  # 0.2 s of audio: 7 output frames
         assert max(float(np.abs(f.astype(int) - frames[1]).mean()) for f in frames) < 2.0  # rerun: same video
+        give_up = time.monotonic() + 120  # the replacement starts in the background
+        while len(executor.workers()) < 2 and time.monotonic() < give_up:
+            time.sleep(0.2)
         assert len(executor.workers()) == 2 and killed[0] not in executor.workers()  # replaced
         assert any(m.startswith("Ray worker") and "died mid-job" in m for i, m in events.messages if i == 0)
 
@@ -281,3 +284,33 @@ def test_one_long_video_split_over_two_actors(tmp_path: Path, local_ray: None, m
     diff = np.abs(joined.astype(int) - one)
     assert np.array_equal(joined, one), f"{(diff > 0).sum()} values differ, at most by {diff.max()}"
     assert decode(result.output_path or "").shape == joined.shape
+
+
+@pytest.mark.slow
+def test_a_stop_with_cancel_reaches_the_job_on_its_actor(
+    tmp_path: Path, local_ray: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("mediapipe")
+    from latentsync_routes.errors import JobCancelled
+
+    monkeypatch.setenv("LATENTSYNC_ROUTES_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LATENTSYNC_ROUTES_LOCAL_DEVICE", "cpu")
+    face, voice = face_clip(tmp_path, frames=12, seconds=3.0)  # five chunks
+    stop = StopSignal()
+
+    def ctrl_c(batch_item: BatchItem, message: str) -> None:
+        if message.startswith("chunk 1/"):
+            stop.stop(cancel_running=True)
+
+    events = Events(on_progress=ctrl_c)
+    client = LipSyncClient()
+    jobs = [item(k, face, voice, tmp_path / f"out-{k}.mp4", "local", seed=k, inference_steps=1) for k in range(2)]
+    with RayExecutor(local_actors=1, actor_setup=setup_tiny) as executor:
+        outcomes = executor.run(client, jobs, limits={"local": 1}, events=events, stop=stop)
+        assert len(executor.workers()) == 1  # the actor was asked to stop, not killed
+    assert isinstance(outcomes[0], JobCancelled)
+    assert type(outcomes[1]).__name__ == "NotStarted"  # the second one never started
+    messages = [m for i, m in events.messages if i == 0]
+    assert not any(m.startswith("chunk 5/") for m in messages)  # it stopped at a chunk boundary
+    record = client.journal.list()[0]
+    assert record.state == "cancelled" and not (tmp_path / "out-0.mp4").exists()

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import JobCancelled, LocalRouteError
+from ..errors import ConfigurationError, JobCancelled, LocalRouteError
 from ._ray_worker import LocalWorker, WorkerResult
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class ActorPool:
 
     def __init__(
         self, ray: Any, size: int, options: Mapping[str, Any], settings_fields: Mapping[str, Any],
-        setup: Callable[[], Any] | None,
+        setup: Callable[[], Any] | None, *, start_timeout_s: float = 300.0,
     ) -> None:  # fmt: skip
         if size < 1:
             raise ValueError(f"the local pool needs at least one actor, got {size}")
@@ -58,6 +58,8 @@ class ActorPool:
         self._cls = ray.remote(LocalWorker).options(max_concurrency=2, **dict(options))
         self._args = (dict(settings_fields), setup)
         self._lost = lost_errors(ray)
+        self._options = dict(options)
+        self.start_timeout_s = start_timeout_s
         self._numbers = itertools.count()
         self._idle: queue.Queue[Member] = queue.Queue()
         self._live: dict[str, Member] = {}
@@ -75,7 +77,14 @@ class ActorPool:
 
     def _admit(self, spawned: tuple[Any, Any, int]) -> None:
         handle, ready_ref, number = spawned
-        facts = self.ray.get(ready_ref)
+        try:
+            facts = self.ray.get(ready_ref, timeout=self.start_timeout_s)
+        except self.ray.exceptions.GetTimeoutError:
+            self.ray.kill(handle, no_restart=True)
+            raise ConfigurationError(
+                f"a Ray worker for the local route did not start within {self.start_timeout_s:g} s: the cluster "
+                f"may lack the resources each one asks for ({self._options}); lower local_actors or add nodes",
+                route="local") from None
         if facts["why_not"]:
             raise LocalRouteError(f"a Ray worker cannot run the local route: {facts['why_not']}", route="local")
         if self.choice is None:
@@ -110,7 +119,8 @@ class ActorPool:
             self._idle.put(member)
 
     def retire(self, member: Member) -> None:
-        """Forget a dead member and start a replacement, so the pool keeps its size."""
+        """Forget a dead member and start a replacement in the background, so the pool keeps its size while
+        the lost member's work runs again on the others."""
         with self._guard:
             if self._live.pop(member.name, None) is None:
                 return
@@ -119,11 +129,17 @@ class ActorPool:
             self.ray.kill(member.handle, no_restart=True)
         except Exception:  # noqa: BLE001 - it is already gone; this only makes sure
             log.debug("killing the dead worker %s failed", member.name)
+        threading.Thread(target=self._replace, name="latentsync-ray-replace", daemon=True).start()
+
+    def _replace(self) -> None:
+        expected: tuple[type[BaseException], ...] = (*self._lost, ConfigurationError, LocalRouteError)
         try:
             self._admit(self._spawn())
+        except expected as exc:  # the pool runs one short
+            log.warning("could not replace a Ray worker: %s", exc)
+            return
+        with self._guard:
             self.replaced += 1
-        except self._lost as exc:  # the cluster cannot host another now; the pool runs one short
-            log.warning("could not replace Ray worker %s: %s", member.name, exc)
 
     def call(
         self,

@@ -210,30 +210,49 @@ class LocalWorker:
                 close()
             shutil.rmtree(folder, ignore_errors=True)
 
-    def segment(self, plan: Any, number: int, inputs: Inputs, params: Mapping[str, Any], seed: int) -> WorkerResult:
-        """One segment of a split job: its restored frames (uint8, raw), to be joined by the driver."""
+    def segment(
+        self, token: str, plan: Any, number: int, video: bytes | str, video_name: str, params: Mapping[str, Any],
+        seed: int, remaining_s: float,
+    ) -> WorkerResult:  # fmt: skip
+        """One segment of a split job: its restored frames (uint8, raw) as ``extra["frames"]``, for the driver
+        to join; stops at a chunk boundary once cancelled or past the deadline. ``plan`` and ``video`` come as
+        top-level arguments so the driver can pass object refs (put once, read by every segment)."""
         from ..local import runtime
         from ..local.segments import run_segment
         from ..routes.local import LocalRoute
 
+        deadline = [time.monotonic() + remaining_s]
+
+        def should_stop() -> None:
+            if time.monotonic() > deadline[0]:
+                with self._lock:
+                    cancelled = token in self._cancelled
+                raise (JobCancelled("cancelled by the caller", route="local") if cancelled
+                       else DeadlineExceeded("the segment passed the job's deadline", route="local"))
+
+        with self._lock:
+            self._stops[token] = lambda: deadline.__setitem__(0, float("-inf"))
         route = LocalRoute(settings=self.settings)
         folder = Path(tempfile.mkdtemp(prefix="latentsync-ray-"))
         try:
             models = runtime.get_models(route._choice())
-            video, _ = inputs.materialise(folder)
-            frames = run_segment(plan, number, video, unet=models.unet, vae=models.vae, mask=models.mask,
+            video_path, _ = Inputs(video=video, audio="", video_name=video_name).materialise(folder)
+            frames = run_segment(plan, number, video_path, unet=models.unet, vae=models.vae, mask=models.mask,
                                  resolution=models.resolution, seed=seed,
                                  num_inference_steps=int(params["inference_steps"]),
                                  guidance_scale=float(params["guidance_scale"]), deepcache=bool(params["deepcache"]),
-                                 exclusive=models.lock)  # fmt: skip
+                                 exclusive=models.lock, should_stop=should_stop)  # fmt: skip
             return WorkerResult(ok=True, worker=self.name, model_version=models.model_version,
                                 weights_licence=models.weights_licence, extra={"frames": frames})
         except LatentSyncError as exc:
-            return self._failed("", type(exc).__name__, exc.message)
+            return self._failed(token, type(exc).__name__, exc.message)
         except Exception as exc:  # noqa: BLE001 - handed back by name
-            return self._failed("", type(exc).__name__, str(exc))
+            return self._failed(token, type(exc).__name__, str(exc))
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+            with self._lock:
+                self._stops.pop(token, None)
+                self._cancelled.discard(token)
 
     def _take(self, token: str) -> list[tuple[str, float | None]]:
         with self._lock:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import tempfile
 import threading
 import uuid
@@ -67,7 +68,8 @@ class RayExecutor:
     that registers an application's own model set). ``ship_inputs=False`` passes paths instead of bytes, for
     clusters whose nodes all see the inputs at the same paths. ``segment_seconds`` splits local jobs longer
     than that over several actors. A job whose actor dies runs again on another, at most ``max_attempts``
-    times in all.
+    times in all. An actor that cannot start within ``start_timeout_s`` (the cluster lacks the GPUs or CPUs
+    asked for) fails the run with a :class:`ConfigurationError` before any local job starts.
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class RayExecutor:
         ship_inputs: bool = True,
         segment_seconds: float | None = None,
         max_attempts: int = 3,
+        start_timeout_s: float = 300.0,
         init_options: Mapping[str, Any] | None = None,
     ) -> None:
         if local_actors is not None and local_actors < 1:
@@ -97,6 +100,7 @@ class RayExecutor:
         self.ship_inputs = ship_inputs
         self.segment_seconds = segment_seconds
         self.max_attempts = max_attempts
+        self.start_timeout_s = start_timeout_s
         self.init_options = dict(init_options or {})
         self._pool: ActorPool | None = None
         self._started_ray = False
@@ -121,7 +125,8 @@ class RayExecutor:
                     options = {"num_cpus": self.cpus_per_actor}
                 size = self.local_actors or (gpus if on_gpu else 1)
                 fields = {"local_version": settings.local_version, "local_device": settings.local_device}
-                self._pool = ActorPool(ray, size, options, fields, self.actor_setup)
+                self._pool = ActorPool(ray, size, options, fields, self.actor_setup,
+                                       start_timeout_s=self.start_timeout_s)
             return self._pool
 
     def workers(self) -> dict[str, Any]:
@@ -259,9 +264,9 @@ class RayLocalRoute(LocalRoute):
             return self._run_split(job, inputs, params, seed, segments, output)
         result = self._on_members(job, "running", lambda m, token: m.handle.run.remote(
             token, inputs, params, job.remaining()))  # fmt: skip
-        job.mark(model_version=result.model_version, weights_licence=result.weights_licence)
         if not result.ok:
             raise result.error()
+        job.mark(model_version=result.model_version, weights_licence=result.weights_licence)
         _write_atomically(output, result.output or b"")
         return output
 
@@ -282,19 +287,18 @@ class RayLocalRoute(LocalRoute):
         if not planned.ok:  # e.g. a missing face under on_missing_face="error": before any model time
             raise planned.error()
         plan: SegmentPlan = planned.extra["plan"]
-        plan_ref = ray.put(plan)
+        plan_ref, video_ref = ray.put(plan), ray.put(inputs.video)  # once, for every segment
         count = len(plan.bounds)
         job.report(f"split into {count} segments of {plan.total} frames", None)
 
         def segment(number: int) -> Any:
             if job.cancel_requested():
                 raise JobCancelled("cancelled by the caller", route="local")
-            result = self._on_members(job, f"segment {number + 1}/{count}", lambda m, _: m.handle.segment.remote(
-                plan_ref, number, inputs, params, seed))  # fmt: skip
+            result = self._on_members(job, f"segment {number + 1}/{count}", lambda m, token: m.handle.segment.remote(
+                token, plan_ref, number, video_ref, inputs.video_name, params, seed, job.remaining()))  # fmt: skip
             if not result.ok:
                 raise result.error()
             job.report(f"segment {number + 1}/{count} done on {result.worker}", None)
-            job.mark(model_version=result.model_version, weights_licence=result.weights_licence)
             return result.extra["frames"]
 
         folder = Path(tempfile.mkdtemp(prefix="latentsync-join-"))
@@ -304,13 +308,12 @@ class RayLocalRoute(LocalRoute):
                 futures: list[Future[Any]] = [threads.submit(segment, k) for k in range(count)]
                 try:
                     join_segments(plan, (f.result() for f in futures), output, audio)
+                    job.mark(model_version=planned.model_version, weights_licence=planned.weights_licence)
                 finally:
                     for future in futures:
                         future.cancel()
         finally:
-            for leftover in folder.iterdir():
-                leftover.unlink()
-            folder.rmdir()
+            shutil.rmtree(folder, ignore_errors=True)
         return output
 
 
