@@ -13,10 +13,12 @@ looked up at the provider, and submitted again only with ``force_resubmit=True``
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -102,6 +104,22 @@ class LipSyncClient:
             if name not in self._routes:
                 self._routes[name] = create_route(name, self.settings, self.credential(name))
             return self._routes[name]
+
+    @contextlib.contextmanager
+    def using_route(self, name: str, route: Route) -> Iterator[None]:
+        """Within the block, this client's jobs on ``name`` go through ``route`` (an executor's own route object,
+        e.g. the local route whose model work runs on Ray actors); checks, claims and records stay the client's."""
+        with self._lock:
+            previous = self._routes.get(name)
+            self._routes[name] = route
+        try:
+            yield
+        finally:
+            with self._lock:
+                if previous is None:
+                    self._routes.pop(name, None)
+                else:
+                    self._routes[name] = previous
 
     def routes(self) -> list[RouteInfo]:
         """Every registered route's declared facts."""

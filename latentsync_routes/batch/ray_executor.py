@@ -169,32 +169,8 @@ class RayExecutor:
         route = RayLocalRoute(settings=client.settings, pool=pool, ship_inputs=self.ship_inputs,
                               segment_seconds=self.segment_seconds, max_attempts=self.max_attempts)  # fmt: skip
         effective = {**limits, "local": limits.get("local", pool.size)}
-        with _route_in(client, route):
+        with client.using_route("local", route):
             return ThreadExecutor().run(client, items, limits=effective, events=events, stop=stop)
-
-
-class _route_in:  # noqa: N801 - used as a context manager, named like one
-    """Put ``route`` in the client's route cache for the run, and the previous one back afterwards.
-
-    The client builds each route once and keeps it; the local route object is the only thing that differs
-    under Ray, so everything else (checks, estimate, claim, records) is the client's own code, unchanged.
-    """
-
-    def __init__(self, client: LipSyncClient, route: LocalRoute) -> None:
-        self.client, self.route = client, route
-        self.previous: Any = None
-
-    def __enter__(self) -> None:
-        with self.client._lock:
-            self.previous = self.client._routes.get("local")
-            self.client._routes["local"] = self.route
-
-    def __exit__(self, *_: object) -> None:
-        with self.client._lock:
-            if self.previous is None:
-                self.client._routes.pop("local", None)
-            else:
-                self.client._routes["local"] = self.previous
 
 
 class RayLocalRoute(LocalRoute):

@@ -88,6 +88,8 @@ def execute_plan(
 ) -> BatchReport:
     """Run a checked plan and report every job, in manifest order."""
     limits = concurrency_limits(client, plan, concurrency)
+    if executor == "ray" and "local" not in (concurrency or {}):
+        limits.pop("local", None)  # one local job per actor: the pool's size is the limit unless one is given
     tracker = Tracker(plan.items, limits)
     signal = stop or StopSignal()
     outcomes = make_executor(executor, address=address).run(
