@@ -121,6 +121,28 @@ def test_every_route_is_priced_and_checked_before_anything_runs(fakes: Any) -> N
     assert fakes.client.journal.list() == []  # pricing and checking ran nothing
 
 
+def test_the_pages_synthetic_media_skip_the_face_check_but_an_upload_of_the_same_clip_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    monkeypatch.setenv("LATENTSYNC_ROUTES_POLICY__FACE_CHECK", "true")  # as a user's default policy has it
+    for name in ("FAL_KEY", "REPLICATE_API_TOKEN", "WAVESPEED_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
+    with fake_providers(load_settings(home=tmp_path / "home"), queue_polls=1, poll_interval=0.05) as setup:
+        home = Path(setup.client.settings.home)
+        made = state.synthetic(home)
+        ours = state.assess(setup.client, made, "synthetic", FAKES_BLOCKED, ["fal"])
+        face = [r for r in ours.routes["fal"].checks if r.check == "face"]
+        assert face and face[0].outcome != "STOP" and state.gate(ours, "fal", "synthetic").enabled
+        uploaded = state.Inputs(video=str(shutil.copy(made.video, tmp_path / "v.mp4")),
+                                audio=str(shutil.copy(made.audio, tmp_path / "a.wav")), folder=made.folder)
+        theirs = state.assess(setup.client, uploaded, "synthetic", FAKES_BLOCKED, ["fal"])
+        assert [r.check for r in theirs.routes["fal"].stop_rows] == ["face"]
+        assert not state.gate(theirs, "fal", "synthetic").enabled
+
+
 def test_inputs_over_a_limit_become_a_stop_row_not_an_exception(tmp_path: Path, fakes: Any) -> None:
     client = fakes.client
     client.settings = client.settings.model_copy(update={"policy": client.settings.policy.model_copy(

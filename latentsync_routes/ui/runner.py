@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import LatentSyncError
 from ..types import CostEstimate, JobRecord, LipSyncResult
+from . import state
 
 if TYPE_CHECKING:
     from ..client import LipSyncClient
@@ -117,7 +118,8 @@ class Runs:
             try:
                 handle.result = self.client.run(
                     inputs.video, inputs.audio, Path(inputs.output), route=route, consent=consent,
-                    progress=handle.progress, cancel_event=handle.cancel_event)
+                    progress=handle.progress, cancel_event=handle.cancel_event,
+                    face_check=state.face_check_for(inputs))
             except LatentSyncError as exc:
                 handle.error = f"{type(exc).__name__}: {exc.message}"
             except Exception as exc:  # noqa: BLE001 - shown on the page; the journal has the record

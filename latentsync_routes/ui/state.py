@@ -118,6 +118,12 @@ def stage(home: Path, video: str, audio: str) -> Inputs:
     return Inputs(video=staged[0], audio=staged[1], folder=str(folder))
 
 
+def face_check_for(inputs: Inputs) -> bool | None:
+    """The page's own synthetic media shows no face by design: the face check is off for it (the row says
+    so); for anything uploaded, the configured policy decides."""
+    return False if inputs.synthetic else None
+
+
 def synthetic(home: Path, seconds: float = 2.0) -> Inputs:
     """A colour card and a tone (no face, no voice) in a new staged folder: the safe thing to try first."""
     from ..testing import write_test_audio, write_test_video
@@ -198,7 +204,8 @@ def assess(client: LipSyncClient, inputs: Inputs, consent: str | None, blocked: 
         if view.estimate is None:
             view.estimate_error = shared_error or "no estimate"
         try:
-            view.checks = check_rows(client.check(inputs.video, inputs.audio, route=name, consent=consent))
+            view.checks = check_rows(client.check(inputs.video, inputs.audio, route=name, consent=consent,
+                                                  face_check=face_check_for(inputs)))
         except Exception as exc:  # noqa: BLE001 - an input over a limit, a bad file: a STOP with its reason
             view.checks = [CheckRow("inputs", "STOP", _problem(exc))]
         why_not = blocked.get(name) or route.availability()
