@@ -26,7 +26,7 @@ import av
 import pytest
 from typer.testing import CliRunner
 
-from latentsync_routes import LipSyncClient, cli, media
+from latentsync_routes import LipSyncClient, cli, media_url
 from latentsync_routes.cli import commands as cli_commands
 from latentsync_routes.config import load_settings
 from latentsync_routes.errors import (
@@ -405,7 +405,7 @@ def _trickle(head: dict[str, str], status: int = 200) -> Behaviour:
 
 
 def test_a_trickling_server_fails_within_the_total_time_cap(server: _Server, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(media, "URL_PROBE_TIMEOUT_S", 1.5)
+    monkeypatch.setattr(media_url, "URL_PROBE_TIMEOUT_S", 1.5)
     server.routes["/slow.mp4"] = _trickle({"Content-Length": "1000"})
     started = time.monotonic()
     with pytest.raises(UnsupportedSource, match="too slow"):
@@ -414,7 +414,7 @@ def test_a_trickling_server_fails_within_the_total_time_cap(server: _Server, mon
 
 
 def test_range_block_reads_share_the_time_cap(server: _Server, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(media, "URL_PROBE_TIMEOUT_S", 1.5)
+    monkeypatch.setattr(media_url, "URL_PROBE_TIMEOUT_S", 1.5)
 
     def behaviour(h: http.server.BaseHTTPRequestHandler) -> None:
         if h.headers.get("Range") == "bytes=0-0":
@@ -454,7 +454,7 @@ def test_redirects_are_followed_by_hand_and_checked(server: _Server, clips: dict
     server.seen.clear()
     with pytest.raises(UnsupportedSource, match="redirects"):
         probe(MediaSource.of(f"{server.url}/loop"))
-    assert len(server.seen) == media.MAX_REDIRECTS + 1
+    assert len(server.seen) == media_url.MAX_REDIRECTS + 1
 
 
 def test_a_206_with_an_odd_content_range_falls_back_or_fails_typed(server: _Server, clips: dict[str, Path]) -> None:

@@ -15,8 +15,9 @@ from __future__ import annotations
 import io
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from ..errors import ProviderError, RouteError
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from ..config import Credential, Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MODEL = "bytedance/latentsync"
 #: The version id seen in Replicate's public example prediction for this community model (Jan-2025 schema:
@@ -144,7 +146,7 @@ class ReplicateRoute(HostedRoute):
         """Keep the last response of this thread: ``ReplicateError`` drops headers (Retry-After) and body."""
         self._last.response = response
 
-    def _call(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         self._last.response = None
         return func(*args, **kwargs)
 
@@ -170,7 +172,7 @@ class ReplicateRoute(HostedRoute):
     def upload(self, job: JobContext, source: MediaSource) -> str:
         return self._upload_one(self._sdk(), source)
 
-    def _upload_one(self, client: Any, source: MediaSource) -> str:
+    def _upload_one(self, client: ReplicateClient, source: MediaSource) -> str:
         """One files-API upload (streamed from disk). It creates no prediction, so it may be retried."""
         try:
             if source.kind == "bytes":
@@ -259,7 +261,7 @@ class ReplicateRoute(HostedRoute):
                               f"{url.split('?', 1)[0]} (output: Replicate removes it 1 h after the prediction)"])
         return Output(url=url, actual_cost=cost, cost_basis=basis, headers=self._auth_for(url))
 
-    def _billed(self, prediction: Any, rule: str | None = None) -> tuple[float | None, str]:
+    def _billed(self, prediction: object, rule: str | None = None) -> tuple[float | None, str]:
         """Predict time x the rate; a failed or canceled prediction cites the book's rule with source and date."""
         seconds = predict_time(prediction)
         entry = price_book()["replicate"]
