@@ -29,22 +29,37 @@ __all__ = [
 
 #: A chunk is 16 output frames at 25 fps.
 CHUNK_OUTPUT_SECONDS = 16 / 25
-#: Share of a chunk's work left with the step cache at the official schedule (20 steps, interval 3): 7 full
-#: UNet passes and 13 shallow ones at 6.6 % of a full pass, with the UNet 91 % of an uncached chunk and the
-#: VAE 9 % (measured on the CPU in fp32): 0.91 * (7 + 13 * 0.066) / 20 + 0.09.
-CACHE_WORK_FRACTION = 0.91 * (7 + 13 * 0.066) / 20 + 0.09
 #: Minimum free VRAM per version (GB), from the official README; used only where there is a GPU.
 _VRAM_GB = {"1.5": 8.0, "1.6": 18.0}
 
 MEASURED_ON = "2026-12-02"
-_MEASURED = "measured here: benchmarks/bench_local_vs_official.py, 16-frame chunks at 256 px, 2 threads"
-_CPU_CHUNK_CPU_SECONDS: dict[tuple[str, bool], tuple[float, str]] = {
-    # (dtype, step cache) -> (CPU seconds per 16-frame chunk at 256 px, how it was obtained)
-    ("bfloat16", True): (190.0, _MEASURED),
-    ("float32", True): (470.0, _MEASURED),
-    ("bfloat16", False): (190.0 / CACHE_WORK_FRACTION, "derived: the measured cached figure / CACHE_WORK_FRACTION"),
-    ("float32", False): (470.0 / CACHE_WORK_FRACTION, "derived: the measured cached figure / CACHE_WORK_FRACTION"),
+_MEASURED = (
+    "measured here (benchmarks/bench_local_vs_official.py --what parts, 256 px, 2 threads): a chunk composed of "
+    "its measured VAE work, full UNet passes and shallow (cached) passes"
+)
+#: Measured CPU seconds of one chunk's parts at 256 px on the measurement CPU (AVX512-BF16, no AMX; medians
+#: in docs/performance.md): VAE (encode masked + full faces, decode; float32 on the CPU), one full CFG UNet
+#: pass and one shallow pass, per UNet dtype.
+_CPU_PARTS: dict[str, tuple[float, float, float]] = {
+    # UNet dtype -> (VAE, full pass, shallow pass) CPU seconds
+    "float32": (223.6, 101.3, 8.90),
+    "bfloat16": (223.6, 140.9, 9.06),
 }
+_STEPS, _FULL_WITH_CACHE = 20, 7  # official schedule: full passes at steps 0, 3, ..., 18
+
+
+#: Share of a chunk's work left with the step cache at the official schedule (20 steps, interval 3), from the
+#: measured float32 parts: 7 full UNet passes and 13 shallow ones, and the VAE, against 20 full passes.
+CACHE_WORK_FRACTION = (223.6 + 7 * 101.3 + 13 * 8.90) / (223.6 + 20 * 101.3)
+
+
+def _cpu_chunk_seconds(dtype: str, deepcache: bool) -> float:
+    vae, full, shallow = _CPU_PARTS[dtype if dtype == "bfloat16" else "float32"]
+    if not deepcache:
+        return vae + _STEPS * full
+    return vae + _FULL_WITH_CACHE * full + (_STEPS - _FULL_WITH_CACHE) * shallow
+
+
 #: 512 px has 4x the latent pixels of 256 px; the CPU figure for 1.6 is scaled, not measured.
 _CPU_VERSION_FACTOR = {"1.5": 1.0, "1.6": 4.0}
 
@@ -86,7 +101,7 @@ def speed_figure(device: str, dtype: str, version: str, *, deepcache: bool = Tru
         raise ValueError(f"version must be '1.5' or '1.6', got {version!r}")
     kind = device.split(":", 1)[0]
     if kind == "cpu":
-        cpu_seconds, how = _CPU_CHUNK_CPU_SECONDS[(dtype if dtype == "bfloat16" else "float32", deepcache)]
+        cpu_seconds, how = _cpu_chunk_seconds(dtype, deepcache), _MEASURED
         threads = _cpu_threads()
         per_second = cpu_seconds * _CPU_VERSION_FACTOR[version] / CHUNK_OUTPUT_SECONDS / threads
         scaled = "" if version == "1.5" else "; x4 for 512 px (scaled, not measured)"
