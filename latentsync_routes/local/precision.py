@@ -9,9 +9,10 @@ hardware multiplies fastest, at a quality cost measured in docs/local.md.
 * **CPU with AMX** (``amx_bf16``: Intel Sapphire Rapids and later): bfloat16, where oneDNN runs bf16
   convolutions and matrix products on the AMX tiles. Not measured here (no such CPU was available).
 * **CPU with AVX512-BF16 but no AMX** (this project's measurement CPU): float32. Measured in interleaved
-  runs on that CPU, a full UNet pass took 1.39x the CPU time in bfloat16 (140.9 vs 101.3 CPU s at 256 px)
-  and the VAE 1.3x: the bf16 dot-product instructions do not make up for the conversions and the layers
-  (GroupNorm, attention, upsampling) without fast bf16 kernels. ``dtype="bfloat16"`` still halves memory.
+  runs on that CPU, a full UNet pass took 1.25-1.45x the CPU time in bfloat16 (median 1.34; about 136 vs
+  101 CPU s at 256 px) and the VAE 1.3x: the bf16 dot-product instructions do not make up for the
+  conversions and the layers (GroupNorm, attention, upsampling) without fast bf16 kernels.
+  ``dtype="bfloat16"`` still halves the UNet's memory.
 * **Other CPUs, Apple MPS**: float32 (CPU fp16/bf16 without hardware support is emulated and slow; MPS fp16
   has known artefacts).
 
