@@ -5,6 +5,7 @@ real audio), which is what the pipeline runs 20 times per 16 frames of output vi
 
     python benchmarks/bench_unet.py                # CPU, fp32, 256 px (latent 32x32)
     python benchmarks/bench_unet.py --cuda         # CUDA, fp16, 256 px and 512 px, with peak VRAM
+    python benchmarks/bench_unet.py --tiny-clips   # the whole streaming pipeline with the tiny test models
 
 Numbers are for random weights; the UNet's cost does not depend on the weight values.
 """
@@ -107,17 +108,55 @@ def bench_cuda(resolutions: list[int], repeats: int) -> None:
         )
 
 
+def bench_tiny_clips(seconds_list: list[float], resolutions: list[int]) -> None:
+    """Time ``sync_video`` (decode, align, Whisper, denoise, VAE, restore, encode) with the tiny random models
+    of ``latentsync_routes.testing.tiny_local``, at the route's defaults: 20 DDIM steps, the step cache, the
+    CPU's default dtype. Faces come from a fixed-anchor detector, so detection (MediaPipe) is not counted."""
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    from latentsync_routes.local.pipeline import sync_video
+    from latentsync_routes.testing.media import write_test_video
+    from latentsync_routes.testing.tiny_local import tiny_models, write_speechy_wav
+
+    anchors = np.array([[22.0, 26.0], [42.0, 26.0], [32.0, 40.0]])
+    print(f"tiny models, torch {torch.__version__}, {torch.get_num_threads()} threads, 20 steps, step cache on")
+    with tempfile.TemporaryDirectory() as folder:
+        for resolution in resolutions:
+            models = tiny_models("1.5" if resolution == 256 else "1.6")
+            for seconds in seconds_list:
+                video = write_test_video(Path(folder) / f"v{seconds}.mp4", seconds=seconds)
+                audio = write_speechy_wav(Path(folder) / f"a{seconds}.wav", seconds)
+                cpu, wall = time.process_time(), time.perf_counter()
+                stats = sync_video(
+                    video, audio, Path(folder) / "out.mp4", unet=models.unet, vae=models.vae,
+                    whisper=models.whisper, mask=models.mask, detector=lambda frame: anchors,
+                    resolution=resolution, deepcache=True, generator=torch.Generator().manual_seed(0),
+                )  # fmt: skip
+                cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+                print(
+                    f"  {resolution} px, {seconds:g} s clip ({stats.frames_written} frames, {models.dtype}): "
+                    f"{cpu:7.1f} CPU s, {wall:7.1f} s wall",
+                    flush=True,
+                )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cuda", action="store_true", help="benchmark on CUDA in fp16 at 256 and 512 px")
     parser.add_argument("--resolution", type=int, default=256, help="CPU face resolution in px (default 256)")
     parser.add_argument("--repeats", type=int, default=None, help="timed forwards (default: CPU 1, CUDA 5)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
+    parser.add_argument("--tiny-clips", action="store_true", help="time 2 s and 7 s clips with the tiny models")
     args = parser.parse_args()
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.cuda:
+    if args.tiny_clips:
+        bench_tiny_clips([2.0, 7.0], [256, 512])
+    elif args.cuda:
         if not torch.cuda.is_available():
             parser.exit(2, "--cuda given but torch sees no CUDA device\n")
         bench_cuda([256, 512], args.repeats or 5)

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from latentsync_routes.errors import RouteNotInstalled
 from latentsync_routes.local import faces as faces_mod
+from latentsync_routes.local.errors import ModuleMissing
 from latentsync_routes.local.faces import (
     INSIGHTFACE_106_ANCHOR_INDICES,
     MESH_ANCHOR_INDICES,
@@ -97,7 +97,7 @@ def test_select_face_follows_the_official_rule() -> None:
 def test_insightface_missing_raises_typed_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "insightface", None)
     monkeypatch.setitem(sys.modules, "insightface.app", None)
-    with pytest.raises(RouteNotInstalled, match=r"latentsync-routes\[insightface\]"):
+    with pytest.raises(ModuleMissing, match=r"latentsync-routes\[insightface\]"):
         InsightFaceDetector(cache_dir=str(tmp_path))
 
 
@@ -243,5 +243,5 @@ def test_mediapipe_anchors_drive_the_aligner(astronaut: np.ndarray, mp_detector:
 def test_mediapipe_missing_raises_typed_error(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("mediapipe", "mediapipe.python", "mediapipe.python.solutions", "mediapipe.python.solutions.face_mesh"):
         monkeypatch.setitem(sys.modules, name, None)
-    with pytest.raises(RouteNotInstalled, match=r"latentsync-routes\[faces\]"):
+    with pytest.raises(ModuleMissing, match=r"latentsync-routes\[faces\]"):
         faces_mod.MediaPipeDetector()

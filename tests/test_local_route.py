@@ -162,7 +162,7 @@ def test_explicit_versions_loaded_models_and_cpu() -> None:
 
 def test_choice_on_cpu_warns_with_a_time_estimate(cache: ModelCache) -> None:
     choice = choose("auto", "cpu")
-    assert (choice.device, choice.version, choice.dtype) == ("cpu", "1.5", "float32")
+    assert (choice.device, choice.version, choice.dtype) == ("cpu", "1.5", runtime.dtype_name_for("cpu"))
     assert any("min of wall time per second" in w for w in choice.warnings)
     assert choose("auto", "cuda:0", cache).dtype == "float16"
 

@@ -19,11 +19,11 @@ import torch
 from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
 from safetensors.torch import load_file
 
-from latentsync_routes.errors import LocalRouteError
 from latentsync_routes.local import pipeline as P
 from latentsync_routes.local import sampler as S
 from latentsync_routes.local.align import FaceAligner
 from latentsync_routes.local.audio import WhisperFeatures, load_audio
+from latentsync_routes.local.errors import MissingFace
 from latentsync_routes.local.unet import LatentSyncUNet
 from latentsync_routes.local.unet_config import as_unet_config
 from latentsync_routes.testing.tiny_local import tiny_mask, tiny_unet, tiny_vae, tiny_whisper, write_speechy_wav
@@ -350,13 +350,13 @@ def test_missing_face_error_names_the_frame_before_any_model_work(
     calls: list[int] = []
     handle = small["unet"].register_forward_hook(lambda *a: calls.append(1))
     try:
-        with pytest.raises(LocalRouteError, match=r"frame 6 \(t = 0\.24 s"):
+        with pytest.raises(MissingFace, match=r"frame 6 \(t = 0\.24 s"):
             P.sync_video(
                 clip["video"], clip["wav"], tmp_path / "out.mp4", unet=small["unet"], vae=small["vae"],
                 whisper=small["whisper"], mask=small["mask"], detector=lookup_detector(clip["points"], {6}),
                 resolution=64, num_inference_steps=2,
             )  # fmt: skip
-        with pytest.raises(LocalRouteError, match="frame 2"):
+        with pytest.raises(MissingFace, match="frame 2"):
             points = clip["points"].copy()
             points[2] = np.nan
             small_run(small, clip["frames"], points, clip["samples"])

@@ -186,7 +186,7 @@ def download(
     as_json: bool = JsonOpt,
 ) -> None:
     """Fetch the local route's checkpoints at pinned revisions and verify them."""
-    from ..local.checkpoints import download as fetch
+    from ..routes.local import download_checkpoints as fetch
 
     with _errors(as_json):
         from ..errors import InvalidParameter

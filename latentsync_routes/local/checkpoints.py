@@ -27,8 +27,8 @@ from typing import Any
 
 import httpx
 
-from ..errors import ConfigurationError
 from .checkpoint_manifest import VERSIONS, CheckpointFile, Licence, manifest
+from .errors import LocalError
 
 __all__ = [
     "CheckpointDownloadFailed",
@@ -63,11 +63,10 @@ def download_command(version: str) -> str:
     return f"latentsync-routes download --version {version}"
 
 
-class CheckpointError(ConfigurationError):
-    """Base of the checkpoint errors: something to download (or re-download) before the local route runs."""
+class CheckpointError(LocalError):
+    """Base of the checkpoint errors: something to download (or re-download) before the local route runs.
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, route="local")
+    The route reports it as a configuration error (exit 2): the fix is a download, not a retry."""
 
 
 class CheckpointMissing(CheckpointError):

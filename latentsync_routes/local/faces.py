@@ -34,8 +34,8 @@ from typing import Any, Protocol, runtime_checkable
 import cv2
 import numpy as np
 
-from latentsync_routes.errors import RouteNotInstalled
 from latentsync_routes.local.align import FaceAligner, crop_size, face_template, load_mask, mask_to_float
+from latentsync_routes.local.errors import ModuleMissing
 
 __all__ = [
     "FaceAligner",
@@ -132,10 +132,11 @@ def _import_optional(module: str, extra: str, what: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise RouteNotInstalled(
+        raise ModuleMissing(
             f"{what} needs the optional dependency {module.split('.')[0]!r}: "
             f"pip install 'latentsync-routes[{extra}]' ({exc})",
-            route="local",
+            module=module.split(".")[0],
+            extra=extra,
         ) from exc
 
 
@@ -176,10 +177,11 @@ class MediaPipeDetector:
         mesh_mod = _import_optional(f"{solutions}.face_mesh", "faces", "MediaPipeDetector")
         det_mod = _import_optional(f"{solutions}.face_detection", "faces", "MediaPipeDetector")
         if not hasattr(mesh_mod, "FaceMesh") or not hasattr(det_mod, "FaceDetection"):
-            raise RouteNotInstalled(
+            raise ModuleMissing(
                 "the installed mediapipe has no bundled face models; install mediapipe 0.10.x "
                 "(pip install 'latentsync-routes[faces]')",
-                route="local",
+                module="mediapipe",
+                extra="faces",
             )
         self._detection: Any = det_mod.FaceDetection(model_selection=1, min_detection_confidence=min_confidence)
         self._mesh: Any = mesh_mod.FaceMesh(
@@ -307,7 +309,7 @@ class InsightFaceDetector:
     """The official detector: InsightFace ``buffalo_l`` (SCRFD-10G + 2d106det), 512x512 detection size.
 
     ``insightface`` (and ``onnxruntime``) are imported when the detector is built, and a clear
-    :class:`~latentsync_routes.errors.RouteNotInstalled` names the extra when they are missing. The
+    :class:`~latentsync_routes.local.errors.ModuleMissing` names the extra when they are missing. The
     model pack is fetched by insightface on the first frame, into ``cache_dir/models/buffalo_l``, and
     reused from there afterwards. ``providers`` defaults to CUDA when onnxruntime offers it, else CPU.
 

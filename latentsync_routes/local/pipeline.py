@@ -42,9 +42,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ..errors import LocalRouteError
 from .align import FaceAligner
 from .audio import FEATURE_RATE, ROWS_AFTER, ROWS_BEFORE, WhisperFeatures, chunk_count
+from .errors import LocalRunError, MissingFace
 from .sampler import (
     DEEPCACHE_INTERVAL,
     LATENT_CHANNELS,
@@ -117,13 +117,8 @@ def audio_windows(features: torch.Tensor, start: int, count: int, fps: float = F
     return features[index].reshape(count, offsets.numel() * layers, width)
 
 
-def _missing_face(frame_index: int, where: str) -> LocalRouteError:
-    seconds = frame_index / FPS
-    return LocalRouteError(
-        f"no usable face in {where} frame {frame_index} (t = {seconds:.2f} s at 25 fps); "
-        "pass on_missing_face='passthrough' to keep such frames unchanged",
-        route="local",
-    )
+def _missing_face(frame_index: int, where: str) -> MissingFace:
+    return MissingFace(frame_index, FPS, where)
 
 
 # --------------------------------------------------------------------------------------------- in memory
@@ -283,7 +278,7 @@ def _scan_faces(
     finally:
         frames.close()  # release the decoder now, not when the generator is collected
     if not anchors:
-        raise LocalRouteError("the video has no frames", route="local")
+        raise LocalRunError("the video has no frames")
     return np.stack(anchors)
 
 
@@ -373,7 +368,7 @@ def sync_video(
                     progress(f"chunk {chunk + 1}/{chunks}", SCAN_SHARE + (1 - SCAN_SHARE) * done / total)
             written = writer.frames_written
         if written != total:
-            raise LocalRouteError(f"wrote {written} frames but the audio needs {total}", route="local")
+            raise LocalRunError(f"wrote {written} frames but the audio needs {total}")
         return StreamStats(
             output_path=Path(output_path), frames_written=written, video_frames=num_video, chunks=chunks,
             missing_faces=missing, unet_passes=sampler.full_passes, seconds=time.monotonic() - started,

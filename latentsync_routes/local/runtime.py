@@ -13,8 +13,8 @@ Why these choices:
   the official README; ``auto`` picks 1.6 when at least 18 GB is free, else 1.5. A version whose models are
   already loaded on the device is kept, because the memory they hold would otherwise make the next check
   pick the other version and load a second set. Without CUDA, ``auto`` is 1.5: 1.6 costs about 4x more.
-* **dtype**: fp16 on CUDA (the official precision), fp32 elsewhere (CPU fp16 is slow; MPS fp16 has
-  artefacts).
+* **dtype**: per device, see :mod:`.precision` (fp16 on CUDA, bf16 on CPUs that multiply it natively, fp32
+  elsewhere or on request). The cache keys on it, so an fp32 job and a bf16 job never share weights.
 
 Nothing here imports torch at module import time.
 """
@@ -40,6 +40,7 @@ __all__ = [
     "ModelCache",
     "choose",
     "choose_version",
+    "compile_models",
     "cpu_seconds_per_output_second",
     "dtype_name_for",
     "free_vram_gb",
@@ -97,8 +98,11 @@ def free_vram_gb(device: str) -> float | None:
     return free / 1e9
 
 
-def dtype_name_for(device: str) -> str:
-    return "float16" if device_kind(device) == "cuda" else "float32"
+def dtype_name_for(device: str, requested: str | None = None) -> str:
+    """The dtype name a job on ``device`` runs in: ``requested`` if given, else the device's default."""
+    from .precision import resolve_dtype
+
+    return resolve_dtype(requested, device)
 
 
 def choose_version(
@@ -163,27 +167,35 @@ class Choice:
         }
 
 
-def choose(requested_version: str, requested_device: str | None, cache: ModelCache | None = None) -> Choice:
+def choose(
+    requested_version: str,
+    requested_device: str | None,
+    cache: ModelCache | None = None,
+    requested_dtype: str | None = None,
+) -> Choice:
     """Pick device, version and dtype for the settings (see the module docstring for the rules)."""
     device = pick_device(requested_device)
-    dtype = dtype_name_for(device)
+    dtype = dtype_name_for(device, requested_dtype)
     loaded = (cache or CACHE).loaded_versions(device, dtype)
     free = free_vram_gb(device)
     version, reason, warnings = choose_version(requested_version, device, free, loaded)
     if device_kind(device) == "cpu":
-        per_second = cpu_seconds_per_output_second(version)
+        from .speed import wall_seconds_per_output_second
+
+        per_second = wall_seconds_per_output_second(device, dtype, version, deepcache=True)
         warnings.append(
             f"running on the CPU: expect about {per_second / 60:.0f} min of wall time per second of output video "
-            f"for LatentSync {version} (measured on 2 cores); a CUDA GPU with >= 8 GB is hundreds of times faster"
+            f"for LatentSync {version} in {dtype} with the step cache; a CUDA GPU with >= 8 GB is about a "
+            "hundred times faster"
         )
     return Choice(device, version, dtype, reason, free, tuple(warnings))
 
 
-def cpu_seconds_per_output_second(version: str) -> float:
-    """The price book's CPU speed figure: wall seconds per second of output video."""
-    from ..pricing import price_book
+def cpu_seconds_per_output_second(version: str, dtype: str | None = None) -> float:
+    """Expected wall seconds per second of output on this machine's CPU (default dtype, step cache on)."""
+    from .speed import wall_seconds_per_output_second
 
-    return float(price_book()["local"]["seconds_per_output_second"]["cpu"][version])
+    return wall_seconds_per_output_second("cpu", dtype_name_for("cpu", dtype), version, deepcache=True)
 
 
 # --------------------------------------------------------------------------------------------- the cache
@@ -208,6 +220,7 @@ class LoadedModels:
     weights_licence: str | None
     files: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    compiled: bool = False
 
     @property
     def resolution(self) -> int:
@@ -283,25 +296,29 @@ def fit_vae_to_device(vae: Any, device_type: str) -> Any:
     return vae
 
 
-def load_models(version: str, device: str, cache_dir: str | Path | None = None) -> LoadedModels:
+def load_models(
+    version: str, device: str, cache_dir: str | Path | None = None, dtype: str | None = None
+) -> LoadedModels:
     """Resolve the pinned checkpoints of ``version`` (offline; a missing file raises
     :class:`~latentsync_routes.local.checkpoints.CheckpointMissing` naming the download command) and load
-    them onto ``device`` in the device's dtype."""
+    them onto ``device`` in ``dtype`` (default: the device's, see :mod:`.precision`); the VAE too."""
     import torch
 
     from .align import load_mask
     from .audio import WhisperFeatures
     from .checkpoints import resolve
     from .diffusion import load_vae
+    from .precision import vae_dtype
     from .unet import UNetConfig, load_unet_checkpoint
 
     ckpt = resolve(version, cache_dir)
-    dtype_name = dtype_name_for(device)
-    dtype = getattr(torch, dtype_name)
+    dtype_name = dtype_name_for(device, dtype)
+    torch_dtype: torch.dtype = getattr(torch, dtype_name)
+    vae_torch_dtype: torch.dtype = getattr(torch, vae_dtype(device, dtype_name))
     target = torch.device(device)
     log.info("loading LatentSync %s onto %s (%s)", version, device, dtype_name)
-    unet = load_unet_checkpoint(ckpt.unet, UNetConfig(), device=target, dtype=dtype)
-    vae = fit_vae_to_device(load_vae(ckpt.vae_dir, dtype=dtype, device=target), target.type)
+    unet = load_unet_checkpoint(ckpt.unet, UNetConfig(), device=target, dtype=torch_dtype)
+    vae = fit_vae_to_device(load_vae(ckpt.vae_dir, dtype=vae_torch_dtype, device=target), target.type)
     # Whisper tiny is small and runs once per job, so it stays fp32 everywhere (the official casts it to fp16).
     whisper = WhisperFeatures.from_checkpoint(ckpt.whisper).to(target)
     mask = load_mask(ckpt.mask, RESOLUTION[version])
@@ -329,5 +346,25 @@ def get_models(choice: Choice, cache_dir: str | Path | None = None, cache: Model
     """The cached model set for ``choice``, loading it on first use."""
     store = cache or CACHE
     return store.get(
-        choice.version, choice.device, choice.dtype, lambda: load_models(choice.version, choice.device, cache_dir)
+        choice.version,
+        choice.device,
+        choice.dtype,
+        lambda: load_models(choice.version, choice.device, cache_dir, choice.dtype),
     )
+
+
+def compile_models(models: LoadedModels) -> LoadedModels:
+    """Compile the UNet of a model set with ``torch.compile`` (once; later calls return at once).
+
+    Regional compilation: each ResNet, attention and motion module is compiled on its own rather than the
+    whole UNet, so the graphs are small and shared by equal blocks (less one-time cost), and the step cache's
+    feature hook on the last decoder ResNet stays outside any graph (that module is left eager). The
+    one-time cost is paid on the first chunk; docs/local.md gives the measured figure.
+    """
+    with models.lock:
+        if not models.compiled:
+            from .compiling import compile_unet_regions
+
+            compile_unet_regions(models.unet)
+            models.compiled = True
+    return models

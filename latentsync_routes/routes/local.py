@@ -6,12 +6,21 @@ import logging
 import shutil
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..errors import DeadlineExceeded, InputError, LatentSyncError, LocalRouteError, RouteError
-from ..media import safe_name
-from ..pricing import estimate_local
+from ..errors import (
+    ConfigurationError,
+    DeadlineExceeded,
+    InputError,
+    InvalidParameter,
+    LatentSyncError,
+    LocalRouteError,
+    RouteError,
+    RouteNotInstalled,
+)
+from ..media import output_duration, safe_name
 from ..types import CostEstimate, LipSyncRequest, MediaInfo, MediaSource
 from .base import (
     JobContext,
@@ -56,7 +65,10 @@ INFO = RouteInfo(
         ParameterSpec(name="loop_mode", kind="str", choices=["pingpong", "loop"], default="pingpong"),
         ParameterSpec(name="on_missing_face", kind="str", choices=["error", "passthrough"], default="error"),
         ParameterSpec(name="face_detector", kind="str", choices=["mediapipe", "insightface"], default="mediapipe"),
-        ParameterSpec(name="deepcache", kind="bool", choices=[False, True], default=False),
+        # The official inference script, its shell wrapper and its app run with DeepCache (interval 3).
+        ParameterSpec(name="deepcache", kind="bool", choices=[False, True], default=True),
+        ParameterSpec(name="dtype", kind="str", choices=["auto", "float32", "bfloat16", "float16"], default="auto"),
+        ParameterSpec(name="compile", kind="bool", choices=[False, True], default=False),
     ],
 )
 
@@ -87,22 +99,32 @@ class LocalRoute:
                 return not_installed_message("local", module, "local")
         return None
 
-    def _choice(self) -> Any:
+    def _choice(self, dtype: str | None = None) -> Any:
         from ..local.runtime import choose
 
-        return choose(self.settings.local_version, self.settings.local_device)
+        try:
+            return choose(self.settings.local_version, self.settings.local_device, requested_dtype=dtype)
+        except ValueError as exc:  # an impossible dtype for the device (fp16 on a CPU)
+            raise InvalidParameter("dtype", str(exc), route="local") from None
 
-    def device_and_version(self) -> tuple[str, str]:
-        """The device and LatentSync version a job would use now (see :meth:`describe_choice`).
+    def device_and_version(self, dtype: str | None = None) -> tuple[str, str, str]:
+        """The device, LatentSync version and dtype a job would use now (see :meth:`describe_choice`).
 
         Without the ``local`` extra nothing can be probed; estimates then assume the configured device (a
-        CUDA GPU unless set) and version (1.5 for ``auto``), so pricing every route still works.
+        CUDA GPU when ``nvidia-smi`` is on the PATH, else the CPU) and version (1.5 for ``auto``), so
+        pricing every route still works and never quotes GPU figures for a machine without one.
         """
         if self.availability() is not None:
+            from ..local.precision import resolve_dtype
+
             version = self.settings.local_version if self.settings.local_version != "auto" else "1.5"
-            return self.settings.local_device or "cuda", version
-        choice = self._choice()
-        return choice.device, choice.version
+            device = self.settings.local_device or ("cuda" if shutil.which("nvidia-smi") else "cpu")
+            try:
+                return device, version, resolve_dtype(dtype, device)
+            except ValueError as exc:
+                raise InvalidParameter("dtype", str(exc), route="local") from None
+        choice = self._choice(dtype)
+        return choice.device, choice.version, choice.dtype
 
     def describe_choice(self) -> dict[str, Any]:
         """Device, version, dtype and the reason for them, warnings, and whether the checkpoints are here."""
@@ -129,11 +151,19 @@ class LocalRoute:
     def provider_parameters(self, request: LipSyncRequest) -> dict[str, Any]:
         return map_parameters(INFO, request)
 
+    def _params(self, request: LipSyncRequest) -> dict[str, Any]:
+        params = {spec.name: spec.default for spec in INFO.parameters}
+        params.update(map_parameters(INFO, request))
+        return params
+
     def estimate(self, request: LipSyncRequest, video: MediaInfo, audio: MediaInfo) -> CostEstimate:
-        device, version = self.device_and_version()
-        return estimate_local(
-            audio.duration, version=version, device=device, gpu_hour_usd=self.settings.local_gpu_hour_usd
-        )
+        """Time (and, at ``local_gpu_hour_usd``, money) on the device, dtype and settings the job will use."""
+        params = self._params(request)
+        device, version, dtype = self.device_and_version(str(params["dtype"]))
+        return local_estimate(
+            audio.duration, device=device, dtype=dtype, version=version, deepcache=bool(params["deepcache"]),
+            steps=int(params["inference_steps"]), gpu_hour_usd=self.settings.local_gpu_hour_usd,
+        )  # fmt: skip
 
     def cancel_job(self, job: JobContext) -> str:
         """A local job that nobody runs has nothing running anywhere: it is only marked cancelled."""
@@ -147,14 +177,16 @@ class LocalRoute:
         from ..types import utcnow
 
         ensure_writable(job, "local")
-        params = {spec.name: spec.default for spec in INFO.parameters}
-        params.update(map_parameters(INFO, job.request))
-        choice = self._choice()
+        params = self._params(job.request)
+        choice = self._choice(str(params["dtype"]))
         for warning in choice.warnings:
             log.warning("local route: %s", warning)
             job.report(f"warning: {warning}", None)
         if choice.device.split(":", 1)[0] == "cpu":
-            guess = estimate_local(job.audio_info.duration, version=choice.version, device="cpu")
+            guess = local_estimate(
+                job.audio_info.duration, device=choice.device, dtype=choice.dtype, version=choice.version,
+                deepcache=bool(params["deepcache"]), steps=int(params["inference_steps"]),
+            )  # fmt: skip
             job.report(f"CPU run: about {(guess.expected_wall_seconds or 0) / 60:.0f} min expected", None)
         started_at = utcnow()
         started = time.monotonic()
@@ -183,8 +215,11 @@ class LocalRoute:
         from ..local import runtime
         from ..local.pipeline import sync_video
 
-        job.report(f"LatentSync {choice.version} on {choice.device}: {choice.reason}", 0.0)
+        job.report(f"LatentSync {choice.version} on {choice.device} in {choice.dtype}: {choice.reason}", 0.0)
         models = runtime.get_models(choice)  # same cache rule as `latentsync-routes download`
+        if params["compile"] and not models.compiled:
+            job.report("compiling the UNet (torch.compile, once per process)", None)
+            runtime.compile_models(models)
         job.mark(model_version=models.model_version, weights_licence=models.weights_licence)
         seed = params["seed"] if params.get("seed") is not None else DEFAULT_SEED
         import torch
@@ -255,9 +290,18 @@ def _local_path(source: MediaSource, folder: Path, role: str) -> Path:
 
 
 def _translate(exc: Exception) -> LatentSyncError:
-    """Typed errors for what can go wrong inside the pipeline."""
-    from ..local.video import VideoError
+    """The package's typed errors for the local model's own (:mod:`latentsync_routes.local.errors`) and for
+    what else can go wrong inside the pipeline."""
+    from ..local.checkpoints import CheckpointError
+    from ..local.errors import LocalError, ModuleMissing
+    from ..local.video_base import VideoError
 
+    if isinstance(exc, CheckpointError):  # the fix is a download: a configuration error, exit 2
+        return ConfigurationError(exc.message, route="local")
+    if isinstance(exc, ModuleMissing):
+        return RouteNotInstalled(exc.message, route="local")
+    if isinstance(exc, LocalError):
+        return LocalRouteError(exc.message, route="local")
     name = type(exc).__name__
     if name == "OutOfMemoryError":
         return LocalRouteError(
@@ -270,3 +314,53 @@ def _translate(exc: Exception) -> LatentSyncError:
 
 def _as_route_error(exc: LatentSyncError) -> RouteError:
     return exc if isinstance(exc, RouteError) else RouteError(exc.message, route="local")
+
+
+def local_estimate(
+    audio_seconds: float,
+    *,
+    device: str,
+    dtype: str,
+    version: str,
+    deepcache: bool = True,
+    steps: int = 20,
+    gpu_hour_usd: float = 0.0,
+) -> CostEstimate:
+    """A local job's time from the speed figures of :mod:`latentsync_routes.local.speed`, and its price.
+
+    The job costs the user's own hardware time: $0 unless they set a $/GPU-hour (a CPU run is never
+    billed). VRAM is quoted only for a GPU. Time scales with the number of DDIM steps (figures are for 20).
+    """
+    from ..local.speed import MEASURED_ON, speed_figure, vram_gb
+
+    seconds = output_duration(audio_seconds)
+    kind = device.split(":", 1)[0]
+    figure = speed_figure(device, dtype, version, deepcache=deepcache)
+    per_second = figure.wall_seconds_per_output_second * steps / 20
+    wall = per_second * seconds
+    amount = round(wall / 3600 * gpu_hour_usd, 6) if kind != "cpu" else 0.0
+    vram = vram_gb(device, version)
+    money = "CPU time is not billed" if kind == "cpu" else f"at ${gpu_hour_usd}/GPU-hour = ${amount:.4f}"
+    basis = (
+        f"LatentSync {version} on {device}: ~{per_second:.3g} s of wall time per output second x {seconds:.2f} s "
+        f"= {wall:.0f} s ({figure.basis}{'' if steps == 20 else f'; x {steps}/20 steps'}); {money}"
+        + ("" if vram is None else f"; needs ~{vram:g} GB VRAM")
+    )
+    return CostEstimate(
+        route="local", currency="USD", amount=amount, low=round(amount * 0.5, 6), high=round(amount * 2.0, 6),
+        is_exact=False, basis=basis, price_source="latentsync_routes.local.speed (your hardware's time)",
+        price_checked=date.fromisoformat(MEASURED_ON), output_seconds=seconds, expected_wall_seconds=wall,
+        expected_vram_gb=vram,
+    )  # fmt: skip
+
+
+def download_checkpoints(version: str, cache_dir: str | Path | None = None) -> Any:
+    """``latentsync-routes download``: fetch and verify a version's checkpoints, with typed errors."""
+    from ..local.checkpoints import download
+
+    try:
+        return download(version, cache_dir=cache_dir)
+    except LatentSyncError:
+        raise
+    except Exception as exc:
+        raise _translate(exc) from exc

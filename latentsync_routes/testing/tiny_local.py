@@ -2,12 +2,13 @@
 
 Why this exists: the local route's real checkpoints are several GB and a CPU run of them takes minutes per
 second of video, so neither belongs in a test suite. The builders here make models with the official
-architecture (the UNet is LatentSync's own, only narrower), few enough weights to build in a moment and run
-a short clip on a CPU in seconds, and seeded random weights, so every stage (decode, detect, align, Whisper
-features, denoise, VAE decode, restore, encode) runs for real and repeatably. :func:`register_tiny_models`
-puts such a set in the local route's model cache, so ``LipSyncClient(route="local")`` uses it instead of
-reading checkpoints: an application's own tests can drive the local route end to end without a download.
-The output is not lip-sync (the weights are random); it is a real video of the right length and format.
+architecture (the UNet is LatentSync's own, only narrower), few enough weights to build in a moment and run a
+short clip on a CPU in tens of seconds (docs/local.md has the measured times), and seeded random weights, so
+every stage (decode, detect, align, Whisper features, denoise, VAE decode, restore, encode) runs for real and
+repeatably. :func:`register_tiny_models` puts such a set in the local route's model cache, so
+``LipSyncClient(route="local")`` uses it instead of reading checkpoints: an application's own tests can drive
+the local route end to end without a download. The output is not lip-sync (the weights are random); it is a
+real video of the right length and format.
 
 The SDK's own pipeline tests and the streaming-memory benchmark use the same builders.
 
@@ -132,18 +133,28 @@ def tiny_mask(resolution: int) -> np.ndarray:
 
 
 def tiny_models(
-    version: str = "1.5", *, model_version: str = TINY_MODEL_VERSION, weights_licence: str | None = None
+    version: str = "1.5",
+    *,
+    model_version: str = TINY_MODEL_VERSION,
+    weights_licence: str | None = None,
+    dtype: str | None = None,
 ) -> runtime.LoadedModels:
-    """A tiny model set standing in for LatentSync ``version`` on the CPU in float32.
+    """A tiny model set standing in for LatentSync ``version`` on the CPU.
 
     The mask has that version's resolution (256 px for 1.5, 512 px for 1.6), because the route crops faces
-    at the resolution of the models it finds. ``model_version`` and ``weights_licence`` are what job records
-    will show.
+    at the resolution of the models it finds. The UNet is in ``dtype`` (default: the CPU's, see
+    :mod:`latentsync_routes.local.precision`; the VAE as the route would load it), because the route looks
+    models up by dtype. ``model_version``
+    and ``weights_licence`` are what job records will show.
     """
+    from ..local.precision import vae_dtype
+
+    dtype_name = runtime.dtype_name_for("cpu", dtype)
+    unet_type, vae_type = getattr(torch, dtype_name), getattr(torch, vae_dtype("cpu", dtype_name))
     return runtime.LoadedModels(
-        unet=tiny_unet(), vae=tiny_vae(), whisper=tiny_whisper(), mask=tiny_mask(runtime.RESOLUTION[version]),
-        version=version, device="cpu", dtype=runtime.dtype_name_for("cpu"), model_version=model_version,
-        weights_licence=weights_licence,
+        unet=tiny_unet().to(unet_type), vae=tiny_vae().to(vae_type), whisper=tiny_whisper(),
+        mask=tiny_mask(runtime.RESOLUTION[version]), version=version, device="cpu", dtype=dtype_name,
+        model_version=model_version, weights_licence=weights_licence,
     )  # fmt: skip
 
 
@@ -153,6 +164,7 @@ def register_tiny_models(
     model_version: str = TINY_MODEL_VERSION,
     weights_licence: str | None = None,
     cache: runtime.ModelCache | None = None,
+    dtype: str | None = None,
 ) -> runtime.LoadedModels:
     """Build :func:`tiny_models` and put them in the local route's model cache (the process-wide one unless
     ``cache`` is given); returns them, e.g. to hook the UNet.
@@ -163,7 +175,7 @@ def register_tiny_models(
     of the process; a test that must not leak them into others can swap in a fresh
     :class:`~latentsync_routes.local.runtime.ModelCache` as ``runtime.CACHE`` first.
     """
-    models = tiny_models(version, model_version=model_version, weights_licence=weights_licence)
+    models = tiny_models(version, model_version=model_version, weights_licence=weights_licence, dtype=dtype)
     runtime.register_models(models, cache)
     return models
 
