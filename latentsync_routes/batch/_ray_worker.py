@@ -162,7 +162,7 @@ class LocalWorker:
                     raise JobCancelled("cancelled before the worker started it", route="local")
                 self._stops[token] = lambda: setattr(job, "deadline", float("-inf"))
             try:
-                output = route._run(job, route._choice(), dict(params), folder / "out.mp4")
+                output = route._run(job, route._choice(_dtype(params)), dict(params), folder / "out.mp4")
             except DeadlineExceeded:
                 with self._lock:
                     cancelled = token in self._cancelled
@@ -192,7 +192,7 @@ class LocalWorker:
         folder = Path(tempfile.mkdtemp(prefix="latentsync-ray-"))
         detector: Any = None
         try:
-            models = runtime.get_models(route._choice())
+            models = runtime.get_models(route._choice(_dtype(params)))
             video, audio = inputs.materialise(folder)
             detector = route._detector(str(params["face_detector"]))
             plan = plan_segments(video, audio, whisper=models.whisper, detector=detector, resolution=models.resolution,
@@ -235,7 +235,7 @@ class LocalWorker:
         route = LocalRoute(settings=self.settings)
         folder = Path(tempfile.mkdtemp(prefix="latentsync-ray-"))
         try:
-            models = runtime.get_models(route._choice())
+            models = runtime.get_models(route._choice(_dtype(params)))
             video_path, _ = Inputs(video=video, audio="", video_name=video_name).materialise(folder)
             frames = run_segment(plan, number, video_path, unet=models.unet, vae=models.vae, mask=models.mask,
                                  resolution=models.resolution, seed=seed,
@@ -261,3 +261,9 @@ class LocalWorker:
     def _failed(self, token: str, name: str, message: str) -> WorkerResult:
         return WorkerResult(ok=False, error_type=name, error_message=message, messages=self._take(token),
                             worker=self.name)
+
+
+def _dtype(params: Mapping[str, Any]) -> str | None:
+    """The dtype the job asked for (``auto`` lets the worker's device decide), as the local route reads it."""
+    value = params.get("dtype")
+    return str(value) if value is not None else None

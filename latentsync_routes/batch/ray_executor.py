@@ -189,8 +189,8 @@ class RayLocalRoute(LocalRoute):
     def availability(self) -> str | None:
         return None  # the workers said so when they started (the driver needs no torch)
 
-    def _choice(self) -> Any:
-        return self.pool.choice  # what the workers run on, not what this machine has
+    def _choice(self, dtype: str | None = None) -> Any:
+        return self.pool.choice  # what the workers run on (their device and dtype), not what this machine has
 
     def _inputs(self, job: JobContext) -> Inputs:
         """The job's inputs as bytes (Ray puts large call arguments in its object store), or shared paths."""

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import LocalRouteError
+from .errors import LocalRunError
 from . import pipeline
 from .align import FaceAligner
 from .audio import chunk_count
@@ -190,8 +190,7 @@ def run_segment(
         shutil.rmtree(work, ignore_errors=True)
     expected = plan.frames_of(number)
     if len(out) != expected[1] - expected[0]:
-        raise LocalRouteError(f"segment {number} made {len(out)} frames, expected {expected[1] - expected[0]}",
-                              route="local")
+        raise LocalRunError(f"segment {number} made {len(out)} frames, expected {expected[1] - expected[0]}")
     return np.stack(out)
 
 
@@ -211,7 +210,7 @@ def join_segments(
                 writer.write_chunk(part[start : start + CHUNK_FRAMES])
         written = writer.frames_written
         if written != plan.total:  # leaving the block with an error aborts the file: nothing appears
-            raise LocalRouteError(f"joined {written} frames but the audio needs {plan.total}", route="local")
+            raise LocalRunError(f"joined {written} frames but the audio needs {plan.total}")
     return Path(output_path)
 
 
