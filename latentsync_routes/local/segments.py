@@ -34,10 +34,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import LocalRunError
 from . import pipeline
 from .align import FaceAligner
 from .audio import chunk_count
+from .errors import LocalRunError
 from .pipeline import CHUNK_FRAMES, FPS, LoopMode, MissingFacePolicy, Progress, loop_indices
 from .sampler import DEEPCACHE_INTERVAL, LATENT_CHANNELS, ChunkSampler, Noise, sync_chunk
 
