@@ -56,6 +56,8 @@ INFO = RouteInfo(
     failure_billing_source="https://github.com/bytedance/LatentSync",
     support_path=["https://github.com/bytedance/LatentSync/issues"],
     credential_env=None,
+    # one GPU runs one job at a time (a second would only compete for its memory); Ray's pool sets its own
+    default_concurrency=1,
     install_extra="local",
     sources=["https://github.com/bytedance/LatentSync", "https://huggingface.co/ByteDance/LatentSync-1.6"],
     parameters=[
