@@ -66,24 +66,31 @@ def retention_headers(lifetime: int) -> dict[str, str]:
     return {LIFECYCLE_HEADER: json.dumps({"expiration_duration_seconds": lifetime}), STORE_IO_HEADER: "0"}
 
 
+def _platform_get(http: httpx.Client, url: str, params: dict[str, str], *, step: str, timeout: Any,
+                  credential_name: str) -> Any:
+    """One Platform API GET: a network failure is transient, an HTTP error is typed; the JSON body or None."""
+    import httpx
+
+    try:
+        response = http.get(url, params=params, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise transient(f"fal {step} request failed: {type(exc).__name__}") from None
+    if response.status_code >= 400:
+        raise http_failure(response, step=step, credential_name=credential_name)
+    return json_or_none(response)
+
+
 def lookup_requests(http: httpx.Client, base: str, endpoint: str, inputs: dict[str, Any], since: datetime, *,
                     timeout: Any, credential_name: str) -> list[str]:
     """Requests of ``endpoint`` sent since ``since`` whose input is exactly ``inputs`` (upload URLs are unique
     to a job). The list is sorted by end time; whether a request still queued appears is not documented, so
     a miss proves nothing (the template then stops rather than submitting again)."""
-    import httpx
-
     start = (since - timedelta(seconds=CLOCK_SKEW_S)).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     params: dict[str, str] = {"endpoint_id": endpoint, "start": start, "expand": "payloads", "limit": "100"}
     found: list[str] = []
     for _ in range(LOOKUP_PAGES):
-        try:
-            response = http.get(f"{base}/v1/models/requests/by-endpoint", params=params, timeout=timeout)
-        except httpx.HTTPError as exc:
-            raise transient(f"fal request lookup failed: {type(exc).__name__}") from None
-        if response.status_code >= 400:
-            raise http_failure(response, step="lookup", credential_name=credential_name)
-        data = json_or_none(response)
+        data = _platform_get(http, f"{base}/v1/models/requests/by-endpoint", params, step="lookup",
+                             timeout=timeout, credential_name=credential_name)
         items = data.get("items") if isinstance(data, dict) else None
         if not isinstance(items, list):
             raise transient("fal's request list is not readable", retryable=False)
@@ -131,15 +138,8 @@ def delete_payloads(http: httpx.Client, base: str, request_id: str, *, timeout: 
 def fetch_unit_price(http: httpx.Client, base: str, endpoint: str, *, timeout: Any,
                      credential_name: str) -> dict[str, Any]:
     """fal's unit price for ``endpoint``: ``{"unit_price", "unit", "currency"}``, or a typed failure."""
-    import httpx
-
-    try:
-        response = http.get(f"{base}/v1/models/pricing", params={"endpoint_id": endpoint}, timeout=timeout)
-    except httpx.HTTPError as exc:
-        raise transient(f"fal pricing request failed: {type(exc).__name__}") from None
-    if response.status_code >= 400:
-        raise http_failure(response, step="pricing", credential_name=credential_name)
-    data = json_or_none(response)
+    data = _platform_get(http, f"{base}/v1/models/pricing", {"endpoint_id": endpoint}, step="pricing",
+                         timeout=timeout, credential_name=credential_name)
     prices = data.get("prices") if isinstance(data, dict) else None
     for item in prices if isinstance(prices, list) else []:
         if isinstance(item, dict) and item.get("endpoint_id") == endpoint and isinstance(
