@@ -142,9 +142,9 @@ class LocalWorker:
         from ..types import Cost, JobRecord, LipSyncRequest, MediaInfo, MediaSource
 
         route = LocalRoute(settings=self.settings)
-        folder = Path(tempfile.mkdtemp(prefix="latentsync-ray-"))
         report = self._report(token)
-        try:
+
+        def work(folder: Path) -> WorkerResult:
             video, audio = inputs.materialise(folder)
             record = JobRecord(
                 job_id=token, idempotency_key=token, route="local", route_owner="", billing_owner="", model="",
@@ -172,15 +172,8 @@ class LocalWorker:
             return WorkerResult(ok=True, output=Path(output).read_bytes(), messages=self._take(token),
                                 model_version=record.model_version, weights_licence=record.weights_licence,
                                 worker=self.name)  # fmt: skip
-        except LatentSyncError as exc:
-            return self._failed(token, type(exc).__name__, exc.message)
-        except Exception as exc:  # noqa: BLE001 - handed back by name; the driver turns it into a typed error
-            return self._failed(token, type(exc).__name__, str(exc))
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-            with self._lock:
-                self._stops.pop(token, None)
-                self._cancelled.discard(token)
+
+        return self._guarded(token, work)
 
     def plan(self, inputs: Inputs, params: Mapping[str, Any], segments: int) -> WorkerResult:
         """The whole-video pass of a split job (see :mod:`latentsync_routes.local.segments`), as ``extra["plan"]``."""
@@ -189,26 +182,23 @@ class LocalWorker:
         from ..routes.local import LocalRoute
 
         route = LocalRoute(settings=self.settings)
-        folder = Path(tempfile.mkdtemp(prefix="latentsync-ray-"))
-        detector: Any = None
-        try:
+
+        def work(folder: Path) -> WorkerResult:
             models = runtime.get_models(route._choice(_dtype(params)))
             video, audio = inputs.materialise(folder)
             detector = route._detector(str(params["face_detector"]))
-            plan = plan_segments(video, audio, whisper=models.whisper, detector=detector, resolution=models.resolution,
-                                 segments=segments, loop_mode=params["loop_mode"],
-                                 on_missing_face=params["on_missing_face"])  # fmt: skip
+            try:
+                plan = plan_segments(video, audio, whisper=models.whisper, detector=detector,
+                                     resolution=models.resolution, segments=segments, loop_mode=params["loop_mode"],
+                                     on_missing_face=params["on_missing_face"])  # fmt: skip
+            finally:
+                close = getattr(detector, "close", None)
+                if callable(close):
+                    close()
             return WorkerResult(ok=True, worker=self.name, model_version=models.model_version,
                                 weights_licence=models.weights_licence, extra={"plan": plan})
-        except LatentSyncError as exc:
-            return self._failed("", type(exc).__name__, exc.message)
-        except Exception as exc:  # noqa: BLE001 - handed back by name
-            return self._failed("", type(exc).__name__, str(exc))
-        finally:
-            close = getattr(detector, "close", None)
-            if callable(close):
-                close()
-            shutil.rmtree(folder, ignore_errors=True)
+
+        return self._guarded("", work)
 
     def segment(
         self, token: str, plan: Any, number: int, video: bytes | str, video_name: str, params: Mapping[str, Any],
@@ -233,8 +223,8 @@ class LocalWorker:
         with self._lock:
             self._stops[token] = lambda: deadline.__setitem__(0, float("-inf"))
         route = LocalRoute(settings=self.settings)
-        folder = Path(tempfile.mkdtemp(prefix="latentsync-ray-"))
-        try:
+
+        def work(folder: Path) -> WorkerResult:
             models = runtime.get_models(route._choice(_dtype(params)))
             video_path, _ = Inputs(video=video, audio="", video_name=video_name).materialise(folder)
             frames = run_segment(plan, number, video_path, unet=models.unet, vae=models.vae, mask=models.mask,
@@ -244,15 +234,25 @@ class LocalWorker:
                                  exclusive=models.lock, should_stop=should_stop)  # fmt: skip
             return WorkerResult(ok=True, worker=self.name, model_version=models.model_version,
                                 weights_licence=models.weights_licence, extra={"frames": frames})
+
+        return self._guarded(token, work)
+
+    def _guarded(self, token: str, work: Callable[[Path], WorkerResult]) -> WorkerResult:
+        """Run ``work`` in a fresh folder. Any error is handed back by name (the driver turns it into a typed
+        error); the folder and the token's stop hooks go whatever happens."""
+        folder = Path(tempfile.mkdtemp(prefix="latentsync-ray-"))
+        try:
+            return work(folder)
         except LatentSyncError as exc:
             return self._failed(token, type(exc).__name__, exc.message)
         except Exception as exc:  # noqa: BLE001 - handed back by name
             return self._failed(token, type(exc).__name__, str(exc))
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-            with self._lock:
-                self._stops.pop(token, None)
-                self._cancelled.discard(token)
+            if token:
+                with self._lock:
+                    self._stops.pop(token, None)
+                    self._cancelled.discard(token)
 
     def _take(self, token: str) -> list[tuple[str, float | None]]:
         with self._lock:
