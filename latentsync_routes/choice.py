@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import AmbiguousSubmit, ConfigurationError, JobFailed, LatentSyncError, ProviderInputRejected
-from .media import MediaLimits, check_limits, probe, validate_audio, validate_video
-from .options import MediaLike, job_parameters
-from .policy import evaluate
+from .options import MediaLike
+from .preflight import preflight
 from .routes.base import route_names
-from .types import PROVIDER_STATES, CostEstimate, JobRecord, LipSyncRequest, LipSyncResult, MediaSource
+from .types import PROVIDER_STATES, CostEstimate, JobRecord, LipSyncResult
 
 if TYPE_CHECKING:
     from .client import LipSyncClient
@@ -55,33 +54,29 @@ def rank_routes(
 
     The inputs are probed once; nothing is uploaded.
     """
-    request = LipSyncRequest(video=MediaSource.of(video), audio=MediaSource.of(audio), **job_parameters(job))  # type: ignore[arg-type]
-    video_info, audio_info = probe(request.video), probe(request.audio)
-    validate_video(video_info, request.video)
-    validate_audio(audio_info, request.audio)
+    request = client._request(video, audio, job)  # type: ignore[arg-type]
+    video_info, audio_info = client._probe_inputs(request, None)
     judged: list[RouteOption] = []
     for name in candidates or route_names():
         route = client.route(name)
-        info = route.info()
         why_not = route.availability()
         if why_not:
             judged.append(RouteOption(name, None, f"not usable here: {why_not}"))
             continue
         try:
             route.provider_parameters(request)
-            limits = MediaLimits(info.max_input_bytes, info.max_video_seconds, info.max_audio_seconds)
-            check_limits(video_info, request.video, "video", limits, route=name)
-            check_limits(audio_info, request.audio, "audio", limits, route=name)
         except LatentSyncError as exc:
             judged.append(RouteOption(name, None, f"does not take these inputs: {exc.message}"))
             continue
-        checks = evaluate(info, client.settings.policy, consent=consent or client.default_consent,
-                          video=video_info, audio=audio_info)
+        # the rows ``run`` would stop on (limits, policy, deadline, face): a route that fails one is no candidate
+        checks, estimate = preflight(route, client.settings.policy, request, video_info, audio_info,
+                                     consent=consent or client.default_consent,
+                                     deadline=client.settings.deadline_seconds, face_check=None)
         stops = [f"{c.check}: {c.reason}" for c in checks if not c.passed]
         if stops:
             judged.append(RouteOption(name, None, "safety check STOP: " + "; ".join(stops)))
             continue
-        judged.append(RouteOption(name, route.estimate(request, video_info, audio_info)))
+        judged.append(RouteOption(name, estimate))
 
     def order(option: RouteOption) -> tuple[int, float, float]:
         if option.estimate is None:

@@ -182,13 +182,27 @@ class LipSyncClient:
         deadline against the estimate's expected time, and a face in a sample of the video's frames.
         A failed row is a STOP (``run`` raises :class:`PolicyViolation`, exit 3); nothing is raised here.
         """
+        return self.assess(video, audio, route=route, consent=consent, deadline_seconds=deadline_seconds,
+                           face_check=face_check)[0]
+
+    def assess(
+        self,
+        video: MediaLike,
+        audio: MediaLike,
+        *,
+        route: str | None = None,
+        consent: str | None = None,
+        deadline_seconds: float | None = None,
+        face_check: bool | None = None,
+        **options: Unpack[JobOptions],
+    ) -> tuple[list[CheckResult], CostEstimate]:
+        """``check`` and ``estimate`` at once, the inputs probed once: what a batch plans each row with."""
         chosen = self.route(route)
-        request = self._request(video, audio, {})
+        request = self._request(video, audio, options)
         deadline = _deadline(deadline_seconds, self.settings.deadline_seconds)
         video_info, audio_info = self._normalise(chosen, request)
-        checks, _ = preflight(chosen, self.settings.policy, request, video_info, audio_info,
-                              consent=consent or self.default_consent, deadline=deadline, face_check=face_check)
-        return checks
+        return preflight(chosen, self.settings.policy, request, video_info, audio_info,
+                         consent=consent or self.default_consent, deadline=deadline, face_check=face_check)
 
     def estimate(
         self, video: MediaLike, audio: MediaLike, *, route: str | None = None, **options: Unpack[JobOptions]

@@ -67,14 +67,14 @@ def _plan_one(client: LipSyncClient, job: BatchJob, index: int, route: str | Non
     if name == CHEAPEST:
         name, choice = choose_cheapest(client, job.video, job.audio, consent=options.get("consent"),
                                        candidates=among, **parameters)
-    checks = client.check(job.video, job.audio, route=name, consent=options.get("consent"))
+    checks, estimate = client.assess(job.video, job.audio, route=name, consent=options.get("consent"),
+                                     **parameters)
     stops = [c for c in checks if not c.passed]
     if stops:
         raise PolicyViolation(stops, route=name)
     why_not = client.route(name).availability()
     if why_not:
         raise LatentSyncError(f"route {name} is not usable here: {why_not}", route=name)
-    estimate = client.estimate(job.video, job.audio, route=name, **parameters)
     output = resolve_output(job.output, route=name)
     return BatchItem(index=index, line=job.line, video=job.video, audio=job.audio, output=output, route=name,
                      options=options, estimate=estimate, choice=choice)
