@@ -130,6 +130,8 @@ class Settings(BaseSettings):
     local_gpu_hour_usd: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     local_version: Literal["auto", "1.5", "1.6"] = "auto"
     local_device: str | None = None
+    #: CPU runs keep freed memory in the process (glibc malloc tuning, see ``local/allocator.py``)
+    local_keep_freed_memory: bool = True
     deadline_seconds: float = Field(default=1800.0, gt=0, allow_inf_nan=False)
     max_attempts: int = Field(default=5, ge=1)
     retry_max_seconds: float = Field(default=120.0, ge=0, allow_inf_nan=False)

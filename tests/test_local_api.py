@@ -136,11 +136,19 @@ def test_speed_figures_scale_with_threads_and_version(monkeypatch: pytest.Monkey
 # --------------------------------------------------------------------------------------------- pipeline object
 
 
-def test_from_pretrained_folder_names_the_missing_files(tmp_path: Path) -> None:
+def test_from_pretrained_folder_names_the_missing_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from latentsync_routes.local import lipsync
+
+    kept: list[int] = []
+    monkeypatch.setattr(lipsync, "keep_freed_memory_", lambda: kept.append(1) or "kept")
     (tmp_path / "whisper").mkdir()
     with pytest.raises(CheckpointError, match="latentsync_unet.pt") as info:
         LatentSyncPipeline.from_pretrained(tmp_path, device="cpu")
     assert "mask.png" in info.value.message
+    assert kept == [1]  # a CPU pipeline keeps freed memory (local/allocator.py) unless told not to
+    with pytest.raises(CheckpointError):
+        LatentSyncPipeline.from_pretrained(tmp_path, device="cpu", keep_freed_memory=False)
+    assert kept == [1]
 
 
 def test_from_pretrained_version_without_checkpoints_says_how_to_download(

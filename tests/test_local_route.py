@@ -55,7 +55,18 @@ def tiny(cache: ModelCache) -> LoadedModels:
     return register_tiny_models("1.5", model_version=MODEL_VERSION, weights_licence="test-only", cache=cache)
 
 
-def test_end_to_end_through_the_client(tmp_path: Path, home: Path, tiny: LoadedModels) -> None:
+def spy_on_the_allocator(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    from latentsync_routes.local import allocator
+
+    calls: list[int] = []
+    monkeypatch.setattr(allocator, "keep_freed_memory", lambda: calls.append(1) or "kept")
+    return calls
+
+
+def test_end_to_end_through_the_client(
+    tmp_path: Path, home: Path, tiny: LoadedModels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    allocator_calls = spy_on_the_allocator(monkeypatch)
     video = write_h264(tmp_path / "face.mp4", astronaut_frames(25))  # 1 s of a moving face
     audio = make_wav(tmp_path / "voice.wav", seconds=1.0)
     messages: list[tuple[str, float | None]] = []
@@ -73,6 +84,7 @@ def test_end_to_end_through_the_client(tmp_path: Path, home: Path, tiny: LoadedM
     assert [(a.step, a.status) for a in record.attempts] == [("run", "ok")]
     assert any(m.startswith("chunk 2/2") for m, _ in messages)
     assert any("CPU" in m for m, _ in messages)  # the CPU warning, with its time estimate
+    assert allocator_calls == [1]  # a CPU run keeps freed memory (local/allocator.py)
     assert not list(tmp_path.glob(".out.partial-*"))
     # The face region changed (the model pasted a mouth), the background did not.
     source = astronaut_frames(25)
@@ -98,7 +110,11 @@ def test_missing_face_fails_by_default_naming_the_frame(tmp_path: Path, home: Pa
     assert [(a.step, a.status) for a in failed.attempts] == [("run", "error")]
 
 
-def test_missing_face_passthrough_keeps_those_frames(tmp_path: Path, home: Path, tiny: LoadedModels) -> None:
+def test_missing_face_passthrough_keeps_those_frames(
+    tmp_path: Path, home: Path, tiny: LoadedModels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LATENTSYNC_ROUTES_LOCAL_KEEP_FREED_MEMORY", "0")
+    allocator_calls = spy_on_the_allocator(monkeypatch)
     video, audio = faceless_clip(tmp_path)
     client = LipSyncClient(route="local")
     result = client.run(video, audio, tmp_path / "out.mp4", inference_steps=1,
@@ -106,6 +122,7 @@ def test_missing_face_passthrough_keeps_those_frames(tmp_path: Path, home: Path,
     frames, _ = decode_all(Path(result.output_path or ""))
     assert frames.shape[0] == latentsync_routes.output_frame_count(0.5) == 14
     assert np.abs(frames[5:8].astype(int) - 110).max() <= 3  # grey in, grey out (two lossy encodes)
+    assert allocator_calls == []  # turned off by the setting
 
 
 def test_bytes_inputs_and_the_deadline(tmp_path: Path, home: Path, tiny: LoadedModels) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .allocator import keep_freed_memory as keep_freed_memory_
 from .pipeline import LoopMode, MissingFacePolicy, Progress, StreamStats, sync_video
 from .runtime import RESOLUTION, LoadedModels, compile_models, dtype_name_for, load_models, pick_device
 
@@ -57,6 +58,7 @@ class LatentSyncPipeline:
         cache_dir: str | Path | None = None,
         resolution: int | None = None,
         compile: bool = False,
+        keep_freed_memory: bool = True,
     ) -> LatentSyncPipeline:
         """Load ``"1.5"`` / ``"1.6"`` from the pinned, verified checkpoints (offline; a missing file raises
         :class:`~latentsync_routes.local.checkpoints.CheckpointMissing` naming the download command), or a
@@ -64,8 +66,12 @@ class LatentSyncPipeline:
 
         ``device`` defaults to CUDA, then MPS, then the CPU; ``dtype`` to the device's (:mod:`.precision`);
         ``compile=True`` compiles the UNet's blocks with ``torch.compile`` (a one-time cost on the first call).
+        On a CPU, ``keep_freed_memory`` tunes glibc's malloc for the process (:mod:`.allocator`: 15-20 % less
+        CPU time, the peak heap kept after a job).
         """
         target = pick_device(device)
+        if keep_freed_memory and target.split(":", 1)[0] == "cpu":
+            keep_freed_memory_()
         dtype_name = dtype_name_for(target, dtype)
         if str(version_or_folder) in RESOLUTION:
             models = load_models(str(version_or_folder), target, cache_dir, dtype_name)
