@@ -16,10 +16,12 @@ MediaPipe is imported only here, only when a check runs, never by ``import laten
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import io
 import os
 import threading
+from collections import OrderedDict
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +44,10 @@ MIN_CONFIDENCE = 0.5
 FACES_EXTRA = "pip install 'latentsync-routes[faces]'"
 
 _import_lock = threading.Lock()
+#: Detection results of the videos checked last (see :func:`faces_in`).
+_REMEMBERED = 256
+_found: OrderedDict[tuple[object, ...], tuple[int, int]] = OrderedDict()
+_cache_lock = threading.Lock()
 
 
 def mediapipe_installed() -> bool:
@@ -73,16 +79,50 @@ def face_row(
     if video.kind == "url":
         return CheckResult(check="face", passed=True, reason="skipped: the video is a URL and its frames are not "
                            "downloaded before the job")
-    frames = sample_frames(video, SAMPLE_FRAMES)
-    if not frames:
+    found, sampled = faces_in(video)
+    if not sampled:
         return CheckResult(check="face", passed=False, reason="no frame of the video could be decoded")
-    found = count_faces(frames)
-    needed = max(1, int(round(MIN_FACE_FRACTION * len(frames))))
-    summary = f"a face in {found} of {len(frames)} sampled frames (MediaPipe face detection)"
+    needed = max(1, int(round(MIN_FACE_FRACTION * sampled)))
+    summary = f"a face in {found} of {sampled} sampled frames (MediaPipe face detection)"
     if found < needed:
         return CheckResult(check="face", passed=False, reason=f"{summary}; at least {needed} needed: a provider "
                            "would likely refuse the job (fal bills a 'face not detected' refusal)")
     return CheckResult(check="face", passed=True, reason=summary)
+
+
+def _content_key(video: MediaSource) -> tuple[object, ...] | None:
+    """What identifies the video's content: a file's path, size and change time, or the bytes' digest."""
+    if video.kind == "path" and video.path is not None:
+        try:
+            stat = os.stat(video.path)
+        except OSError:
+            return None
+        return ("path", str(video.path), stat.st_size, stat.st_mtime_ns)
+    if video.data is not None:
+        return ("data", hashlib.sha256(video.data).hexdigest())
+    return None
+
+
+def faces_in(video: MediaSource) -> tuple[int, int]:
+    """(frames with a face, frames sampled) for a local video, each video's content detected once per process.
+
+    Why remembered: choosing the cheapest route, or planning a batch, builds the checklist of one video for
+    every route it weighs, and the face row is the same on each; decoding and detecting again per route
+    would multiply the check's cost by the number of routes.
+    """
+    key = _content_key(video)
+    with _cache_lock:
+        if key is not None and key in _found:
+            _found.move_to_end(key)
+            return _found[key]
+    frames = sample_frames(video, SAMPLE_FRAMES)
+    result = (count_faces(frames) if frames else 0, len(frames))
+    if key is not None:
+        with _cache_lock:
+            _found[key] = result
+            while len(_found) > _REMEMBERED:
+                _found.popitem(last=False)
+    return result
 
 
 def sample_frames(video: MediaSource, count: int) -> list[np.ndarray]:

@@ -64,8 +64,10 @@ def test_frames_are_sampled_across_the_video(clips: dict[str, Path]) -> None:
 def test_a_real_face_passes_quickly(clips: dict[str, Path], tmp_path: Path, face_check_on: None) -> None:
     client = LipSyncClient(route="fal", consent="test", settings=load_settings(home=tmp_path))
     _face_row(client, clips["face"], clips["voice"])  # MediaPipe's one-off import
+    fresh = tmp_path / "fresh.mp4"  # other content: a video already checked would be remembered
+    fresh.write_bytes(clips["face"].read_bytes() + b"\0")
     started = time.perf_counter()
-    passed, reason = _face_row(client, clips["face"], clips["voice"])
+    passed, reason = _face_row(client, fresh, clips["voice"])
     elapsed = time.perf_counter() - started
     assert passed, reason
     assert f"a face in {SAMPLE_FRAMES} of {SAMPLE_FRAMES} sampled frames" in reason
@@ -110,3 +112,23 @@ def test_the_local_route_and_url_videos_are_not_sampled(
 
     row = face_row(fal.INFO, PolicySettings(), MediaSource.of("https://example.com/clip.mp4"))
     assert row.passed and "the video is a URL" in row.reason
+
+
+def test_each_video_is_detected_once_however_many_routes_weigh_it(
+    clips: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from latentsync_routes import face_check
+    from latentsync_routes.routes import fal, replicate, wavespeed
+
+    counted: list[int] = []
+    real = face_check.count_faces
+    monkeypatch.setattr(face_check, "count_faces", lambda frames: counted.append(len(frames)) or real(frames))
+    policy = load_settings().policy
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(clips["face"].read_bytes())
+    rows = [face_check.face_row(module.INFO, policy, MediaSource.of(video), enabled=True)
+            for module in (fal, replicate, wavespeed)]  # fmt: skip
+    assert counted == [SAMPLE_FRAMES] and all(r.passed for r in rows) and len({r.reason for r in rows}) == 1
+    video.write_bytes(clips["synthetic"].read_bytes())  # new content at the same path: detected afresh
+    row = face_check.face_row(fal.INFO, policy, MediaSource.of(video), enabled=True)
+    assert counted == [SAMPLE_FRAMES, SAMPLE_FRAMES] and not row.passed
