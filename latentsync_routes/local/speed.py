@@ -42,15 +42,19 @@ _MEASURED = (
 #: pass and one shallow pass, per UNet dtype.
 _CPU_PARTS: dict[str, tuple[float, float, float]] = {
     # UNet dtype -> (VAE, full pass, shallow pass) CPU seconds
-    "float32": (222.8, 99.9, 8.85),  # medians of seven processes
-    "bfloat16": (222.8, 135.9, 9.10),  # UNet parts: median of two processes; the VAE stays float32 on a CPU
+    # medians of three processes with freed memory kept (local/allocator.py, the CPU default), each interleaved
+    # with the official code's own chunk parts (docs/performance.md)
+    "float32": (169.5, 79.9, 5.52),
+    # UNet parts: median of two processes measured before freed memory was kept (so an upper bound); the VAE
+    # stays float32 on a CPU
+    "bfloat16": (222.8, 135.9, 9.10),
 }
 _STEPS, _FULL_WITH_CACHE = 20, 7  # official schedule: full passes at steps 0, 3, ..., 18
 
 
 #: Share of a chunk's work left with the step cache at the official schedule (20 steps, interval 3), from the
 #: measured float32 parts: 7 full UNet passes and 13 shallow ones, and the VAE, against 20 full passes.
-CACHE_WORK_FRACTION = (222.8 + 7 * 99.9 + 13 * 8.85) / (222.8 + 20 * 99.9)
+CACHE_WORK_FRACTION = (169.5 + 7 * 79.9 + 13 * 5.52) / (169.5 + 20 * 79.9)
 
 
 def _cpu_chunk_seconds(dtype: str, deepcache: bool) -> float:
