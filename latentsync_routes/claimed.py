@@ -7,6 +7,7 @@ writes the journal only as the claim's owner, so two callers can never both driv
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -96,8 +97,12 @@ def execute(client: LipSyncClient, route: Route, job: JobContext) -> LipSyncResu
     job.mark(interrupted=None)
     try:
         outcome = route.execute(job)
-    except ClaimLost:
-        raise  # another caller owns the job now; this one writes nothing more
+    except ClaimLost as lost:  # another caller owns the job now; this one writes nothing more
+        if _cancelled_all_the_same(job):
+            raise JobCancelled(f"job {record.job_id} was cancelled; the caller that took it over carries the cancel "
+                               f"out ({lost.message})", route=record.route,
+                               request_id=record.provider_request_id) from lost
+        raise
     except LatentSyncError as exc:
         finish_failed(client, job, exc, started)
         raise
@@ -121,6 +126,15 @@ def execute(client: LipSyncClient, route: Route, job: JobContext) -> LipSyncResu
     if client.settings.jsonl_path is not None:
         append_jsonl(client.settings.jsonl_path, record)
     return result_from_record(record)
+
+def _cancelled_all_the_same(job: JobContext) -> bool:
+    """Whether an owner that lost its claim was cancelled (by its caller, or through the journal): then the
+    cancel, not the lost claim, is what its caller is told."""
+    try:
+        return job.cancel_requested()
+    except (sqlite3.Error, LatentSyncError):  # the journal cannot say: only what this owner saw itself
+        return job.cancel_event.is_set()
+
 
 def finish_failed(client: LipSyncClient, job: JobContext, exc: LatentSyncError, started: float) -> None:
     """Journal a failure: terminal if the provider job ended badly (or none was made), else interrupted."""

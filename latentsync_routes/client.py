@@ -331,15 +331,17 @@ class LipSyncClient:
             claim.release()
 
     def cancel(self, job_id: str, *, wait_seconds: float = 60.0) -> JobRecord:
-        """Cancel a job: its running owner (any process) is asked to cancel its provider job, or, when
-        nobody runs it, the provider job is cancelled from here. Returns the record as it ends."""
+        """Cancel a job: its running owner (any process) is asked to cancel its provider job, and this call
+        waits for it to end; it takes the job over only from an owner whose process is gone, or whose claim
+        stayed silent for a whole lease while it waited. When nobody runs the job, the provider job is
+        cancelled from here. Returns the record as it ends."""
         record = self.journal.get(job_id)
         if record is None:
             raise ConfigurationError(f"no job {job_id!r} in the journal at {self.settings.journal_path}")
         if record.state in (TERMINAL_OK, *TERMINAL_BAD):
             return record
         self.journal.request_cancel(record.idempotency_key)
-        claim, record = self.journal.claim_job(job_id, wait_s=wait_seconds)
+        claim, record = self.journal.claim_job(job_id, wait_s=wait_seconds, for_cancel=True)
         try:
             if record.state not in (TERMINAL_OK, *TERMINAL_BAD):
                 job = context(self, claim, record, *request_from_record(record, need_inputs=False),

@@ -9,6 +9,10 @@ whose heartbeat is older than the lease, or whose process is gone from this host
 taken over where it stopped. Every write of an owned job checks the claim in the same statement, so an
 owner whose claim was taken over can no longer write (it raises :class:`ClaimLost`).
 
+A cancel is handed over through the claim: ``request_cancel`` asks the owner, the owner takes the cancel on
+(a claim-checked write), and the caller cancelling waits for it. That caller judges the owner only by what
+it sees itself (see :class:`_CancelWatch`), so it never takes over an owner that is carrying the cancel out.
+
 WAL mode and a busy timeout make it safe for several processes at once; each operation opens its own
 short-lived connection. A corrupt or unreadable journal raises :class:`JournalError` (exit 2).
 """
@@ -59,6 +63,8 @@ TERMINAL_OK = "fetched"
 TERMINAL_BAD = ("failed", "cancelled")
 #: Seconds without a heartbeat after which an owner on another host (or a hung one) counts as dead.
 LEASE_S = 30.0
+#: The ``cancel_requested`` column of a claim: no cancel; a cancel asked of the owner; the owner took it on.
+CANCEL_NONE, CANCEL_ASKED, CANCEL_TAKEN = 0, 1, 2
 #: Seconds a journal operation waits for another writer's lock before it fails (a local failure: resumable).
 BUSY_TIMEOUT_S = 30.0
 #: Seconds between two checks of a claim held by someone else.
@@ -102,20 +108,51 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
-def _owner_dead(owner: str, heartbeat: float, lease_s: float) -> bool:
-    if time.time() - heartbeat > lease_s:
-        return True
+def _process_alive(owner: str) -> bool | None:
+    """Whether the owner's process lives: ``None`` when that cannot be seen from here (another host)."""
     host, _, rest = owner.partition(":")
     pid_text = rest.partition(":")[0]
     if host != socket.gethostname() or not pid_text.isdigit():
-        return False
+        return None
     try:
         os.kill(int(pid_text), 0)
     except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, owned by another user
         return False
-    return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def _owner_dead(owner: str, heartbeat: float, lease_s: float) -> bool:
+    return time.time() - heartbeat > lease_s or _process_alive(owner) is False
+
+
+@dataclass
+class _CancelWatch:
+    """How a caller that cancels a job judges the owner it waits for (the cancel hand-over).
+
+    Only by what it sees itself, on its own clock: the owner is dead when its process is gone from this
+    host, or when its claim (heartbeat and cancel flag) stayed the same for a whole lease while this caller
+    watched. A heartbeat that was already old at the first look (a stalled process, a clock step, a late
+    beat) proves nothing, and the owner gets a lease to take the cancel on. An owner on this host that took
+    the cancel on is never taken over while its process lives: it is carrying the cancel out, and taking the
+    job from it would cancel the provider job twice and leave it with :class:`ClaimLost`.
+    """
+
+    lease_s: float
+    _seen: tuple[str, float, int] | None = None
+    _since: float = 0.0
+
+    def owner_dead(self, owner: str, heartbeat: float, cancel: int) -> bool:
+        alive = _process_alive(owner)
+        if alive is False:
+            return True
+        if alive and cancel == CANCEL_TAKEN:
+            return False
+        now = time.monotonic()
+        if self._seen != (owner, heartbeat, cancel):
+            self._seen, self._since = (owner, heartbeat, cancel), now
+        return now - self._since > self.lease_s
 
 
 @dataclass
@@ -130,21 +167,28 @@ class Claim:
     _stop: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _thread: threading.Thread | None = field(default=None, init=False, repr=False)
 
-    def start_heartbeat(self, lease_s: float = LEASE_S) -> None:
+    def start_heartbeat(self, lease_s: float | None = None) -> None:
         """Renew the claim every third of the lease from a daemon thread, so a live owner is never taken over."""
+        every = (LEASE_S if lease_s is None else lease_s) / 3
+
         def beat() -> None:
-            while not self._stop.wait(lease_s / 3):
+            while not self._stop.wait(every):
                 try:
                     self.journal._beat(self)
-                except sqlite3.Error:  # a locked journal must not kill the job; the next beat retries
+                except (sqlite3.Error, JournalError):  # must not end the beats; the next one retries
                     continue
 
         self._thread = threading.Thread(target=beat, name=f"latentsync-claim-{self.job_id[:8]}", daemon=True)
         self._thread.start()
 
     def cancel_requested(self) -> bool:
-        """Whether someone (``jobs cancel``, any process) asked the owner of this job to cancel it."""
-        return self.journal.cancel_requested(self.key)
+        """Whether someone (``jobs cancel``, any process) asked this owner to cancel its job; a ``True`` takes
+        the cancel on, so the caller cancelling waits for this owner to carry it out.
+
+        An owner that lost its claim gets ``True`` when the job is being cancelled all the same (by the caller
+        that holds it now; this one's next write raises :class:`ClaimLost`), ``False`` otherwise.
+        """
+        return self.journal._take_cancel(self)
 
     def release(self) -> None:
         """Stop the heartbeat and give the claim back, so the next caller need not wait out the lease."""
@@ -195,22 +239,26 @@ class Journal:
         *,
         owner: str | None = None,
         wait_s: float = 24 * 3600.0,
-        lease_s: float = LEASE_S,
+        lease_s: float | None = None,
         on_wait: Callable[[str], None] | None = None,
+        for_cancel: bool = False,
     ) -> tuple[Claim, JobRecord]:
         """Own the job of ``key`` (creating its record if there is none), waiting while a live owner holds it.
 
         Returns the claim and the job's current record: new, finished, failed or part-way, for the caller to
-        decide what to do with it. Raises :class:`ClaimTimeout` after ``wait_s`` of waiting.
+        decide what to do with it. Raises :class:`ClaimTimeout` after ``wait_s`` of waiting. ``for_cancel``:
+        the caller asked the owner to cancel (``request_cancel``) and judges it as :class:`_CancelWatch` says.
         """
         owner = owner or new_owner()
+        lease = LEASE_S if lease_s is None else lease_s
+        watch = _CancelWatch(lease) if for_cancel else None
         give_up = time.monotonic() + wait_s
         told = False
         while True:
             with self._connect() as db:
                 db.execute("BEGIN IMMEDIATE")
                 try:
-                    found = self._try_claim(db, key, owner, lease_s, make_record)
+                    found = self._try_claim(db, key, owner, lease, make_record, watch)
                     db.execute("COMMIT")
                 except BaseException:
                     db.execute("ROLLBACK")
@@ -222,19 +270,32 @@ class Journal:
                 on_wait(key)
                 told = True
             if time.monotonic() > give_up:
+                if for_cancel:
+                    raise ClaimTimeout(f"the caller running the job (key {key}) has not ended it within {wait_s:g} s "
+                                       "of the cancel request; the request stays recorded for it")
                 raise ClaimTimeout(f"another caller has been running the same job (key {key}) for longer than "
                                    f"{wait_s:g} s; wait for it or resume it later")
             time.sleep(WAIT_POLL_S)
 
     def _try_claim(
-        self, db: sqlite3.Connection, key: str, owner: str, lease_s: float, make_record: Callable[[], JobRecord]
+        self,
+        db: sqlite3.Connection,
+        key: str,
+        owner: str,
+        lease_s: float,
+        make_record: Callable[[], JobRecord],
+        watch: _CancelWatch | None = None,
     ) -> tuple[JobRecord, bool] | None:
-        row = db.execute("SELECT job_id, owner, heartbeat FROM claims WHERE idempotency_key = ?", (key,)).fetchone()
-        took_over = False
+        row = db.execute("SELECT job_id, owner, heartbeat, cancel_requested FROM claims WHERE idempotency_key = ?",
+                         (key,)).fetchone()
+        took_over, cancel = False, CANCEL_NONE
         if row is not None:
-            if not _owner_dead(row[1], row[2], lease_s):
+            dead = watch.owner_dead(row[1], row[2], row[3]) if watch is not None else _owner_dead(row[1], row[2],
+                                                                                                  lease_s)
+            if not dead:
                 return None
             took_over = True
+            cancel = CANCEL_ASKED if row[3] else CANCEL_NONE  # a cancel asked of the dead owner is asked of this one
             db.execute("DELETE FROM claims WHERE idempotency_key = ?", (key,))
         latest = db.execute(
             "SELECT record FROM jobs WHERE idempotency_key = ? ORDER BY created_at DESC LIMIT 1", (key,)
@@ -244,8 +305,8 @@ class Journal:
         else:
             record = make_record()
             self._write(db, record)
-        db.execute("INSERT INTO claims (idempotency_key, job_id, owner, heartbeat) VALUES (?, ?, ?, ?)",
-                   (key, record.job_id, owner, time.time()))
+        db.execute("INSERT INTO claims (idempotency_key, job_id, owner, heartbeat, cancel_requested) "
+                   "VALUES (?, ?, ?, ?, ?)", (key, record.job_id, owner, time.time(), cancel))
         return record, took_over
 
     def claim_job(self, job_id: str, **kwargs: object) -> tuple[Claim, JobRecord]:
@@ -267,8 +328,28 @@ class Journal:
     def request_cancel(self, key: str) -> bool:
         """Ask the live owner of ``key`` to cancel its job; False when nobody holds it."""
         with self._connect() as db:
-            changed = db.execute("UPDATE claims SET cancel_requested = 1 WHERE idempotency_key = ?", (key,)).rowcount
+            changed = db.execute("UPDATE claims SET cancel_requested = max(cancel_requested, ?) "
+                                 "WHERE idempotency_key = ?", (CANCEL_ASKED, key)).rowcount
         return bool(changed)
+
+    def _take_cancel(self, claim: Claim) -> bool:
+        """The owner's cancel check (:meth:`Claim.cancel_requested`): a cancel asked of it is taken on in one
+        claim-checked write, which also renews the heartbeat."""
+        with self._connect() as db:
+            row = db.execute("SELECT owner, cancel_requested FROM claims WHERE idempotency_key = ?",
+                             (claim.key,)).fetchone()
+            if row is not None and row[0] == claim.owner:
+                if row[1] != CANCEL_ASKED:
+                    return bool(row[1])
+                taken = db.execute(
+                    "UPDATE claims SET cancel_requested = ?, heartbeat = ? WHERE idempotency_key = ? AND owner = ?",
+                    (CANCEL_TAKEN, time.time(), claim.key, claim.owner)).rowcount
+                if taken:
+                    return True
+            # this owner lost its claim: is the job being cancelled all the same?
+            held = db.execute("SELECT cancel_requested FROM claims WHERE idempotency_key = ?", (claim.key,)).fetchone()
+            state = db.execute("SELECT state FROM jobs WHERE job_id = ?", (claim.job_id,)).fetchone()
+        return bool(held and held[0]) or bool(state and state[0] == "cancelled")
 
     def cancel_requested(self, key: str) -> bool:
         """Whether a cancel was requested for the claimed job of ``key``."""

@@ -8,6 +8,7 @@ one paid provider job per job and no lost result, whatever fails, with the recor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import math
@@ -36,7 +37,8 @@ from latentsync_routes.errors import (
     ProviderError,
 )
 from latentsync_routes.journal import Journal
-from latentsync_routes.routes.base import route_names
+from latentsync_routes.routes.base import load_route_class, route_names
+from latentsync_routes.routes.hosted import HostedRoute
 from latentsync_routes.testing import Fault
 from tests.cli_helpers import clean_env, console_script
 from tests.contract_harness import HARNESSES, Harness
@@ -265,6 +267,117 @@ def test_cancel_by_job_id_reaches_the_running_owner(
     assert len(h.jobs()) == 1 and (h.cancel is None or len(h.requests(h.cancel)) == 1)
 
 
+@pytest.mark.parametrize("late", ["before the owner sees the cancel", "while the owner cancels"])
+def test_cancel_waits_for_a_running_owner_whose_heartbeat_is_late(
+    h: Harness, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch, late: str,
+) -> None:
+    """A heartbeat an hour late (a stalled process, a clock step) does not make the canceller take the job
+    from a live owner: the owner cancels, once, and ends JobCancelled (it once ended ClaimLost, on a loaded
+    machine, with the provider cancelled twice)."""
+    monkeypatch.setattr("latentsync_routes.routes.hosted.CANCEL_FOLLOW_SECONDS", 0.5)  # no cancel API: follow briefly
+    monkeypatch.setattr(Journal, "_beat", lambda self, claim: None)  # the heartbeat does not catch up
+    looks: list[int] = []  # the canceller's looks at the claim
+    try_claim = Journal._try_claim
+
+    def look(self: Journal, *args: Any, **kwargs: Any) -> Any:
+        looks.append(1)
+        return try_claim(self, *args, **kwargs)
+
+    monkeypatch.setattr(Journal, "_try_claim", look)
+    cancel_and_follow = HostedRoute.cancel_and_follow
+
+    def late_while_cancelling(self: HostedRoute, job: Any, request_id: str) -> Any:
+        if late == "while the owner cancels" and threading.current_thread() is runner:
+            key = job.record.idempotency_key
+            owner = journal(hosted_env).owner_of(key)
+            _make_heartbeat_late(hosted_env)
+            seen = len(looks)  # the canceller looks twice more at least, or takes the job over
+            _wait_until(lambda: len(looks) >= seen + 3 or journal(hosted_env).owner_of(key) != owner, timeout=20)
+        return cancel_and_follow(self, job, request_id)
+
+    monkeypatch.setattr(HostedRoute, "cancel_and_follow", late_while_cancelling)
+    h.hold()
+    failure: list[BaseException] = []
+    runner = threading.Thread(target=lambda: _catch(failure, lambda: client(h).run(*media, tmp_path / "o.mp4")))
+    runner.start()
+    try:
+        _wait_until(lambda: len(h.jobs()) == 1)
+        if late == "before the owner sees the cancel":
+            _make_heartbeat_late(hosted_env)
+        record = client(h).cancel(only_record(hosted_env).job_id)
+        runner.join(30)
+        assert [type(f).__name__ for f in failure] == ["JobCancelled"], failure
+        assert record.state == "cancelled" and len(h.jobs()) == 1
+        assert [a.step for a in record.attempts].count("cancel") == 1
+        assert h.cancel is None or len(h.requests(h.cancel)) == 1
+    finally:
+        h.release()  # an owner left polling (the bug) ends
+        runner.join(30)
+
+
+def test_an_owner_that_lost_its_claim_to_a_cancel_reports_the_cancel(
+    h: Harness, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An owner whose claim was taken over while a cancel is recorded ends JobCancelled, not ClaimLost, and
+    leaves the provider cancel to the caller that holds the job now (one cancel request in all)."""
+    monkeypatch.setattr("latentsync_routes.routes.hosted.CANCEL_FOLLOW_SECONDS", 0.5)
+    h.hold()
+    failure: list[BaseException] = []
+    runner = threading.Thread(target=lambda: _catch(failure, lambda: client(h).run(*media, tmp_path / "o.mp4")))
+    runner.start()
+    try:
+        _wait_until(lambda: only_record(hosted_env).state == "submitted")
+        record = only_record(hosted_env)
+        # another caller takes the job over (the owner's lease ran out) and a cancel is asked of it
+        taker, _ = journal(hosted_env).claim(record.idempotency_key, lambda: record, lease_s=0.0, wait_s=5)
+        assert taker.took_over and journal(hosted_env).request_cancel(record.idempotency_key)
+        runner.join(30)
+        assert [type(f).__name__ for f in failure] == ["JobCancelled"], failure
+        assert h.cancel is None or h.requests(h.cancel) == []  # the old owner sent nothing
+        taker.release()
+        ended = client(h).cancel(record.job_id)  # the cancel carried out by the next holder
+        assert ended.state == "cancelled" and len(h.jobs()) == 1
+        assert [a.step for a in ended.attempts].count("cancel") == 1
+        assert h.cancel is None or len(h.requests(h.cancel)) == 1
+    finally:
+        h.release()
+        runner.join(30)
+
+
+def test_a_cancel_slower_than_its_follow_up_still_ends_cancelled(
+    h: Harness, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The follow-up after a cancel ends when its time is up, even in a poll the deadline refuses to send:
+    the owner ends JobCancelled and the job cancelled (not DeadlinePassed, the job left interrupted)."""
+    monkeypatch.setattr("latentsync_routes.routes.hosted.CANCEL_FOLLOW_SECONDS", 0.2)
+    route_class = load_route_class(h.route)
+    cancel = route_class.cancel
+
+    def slow_cancel(self: HostedRoute, job: Any, request_id: str) -> Any:
+        try:
+            return cancel(self, job, request_id)
+        finally:
+            time.sleep(0.3)  # the answer comes after the follow-up's time is up
+
+    monkeypatch.setattr(route_class, "cancel", slow_cancel)
+    h.hold()
+    failure: list[BaseException] = []
+    runner = threading.Thread(target=lambda: _catch(failure, lambda: client(h).run(*media, tmp_path / "o.mp4")))
+    runner.start()
+    try:
+        _wait_until(lambda: len(h.jobs()) == 1)
+        record = client(h).cancel(only_record(hosted_env).job_id)
+        runner.join(30)
+        assert [type(f).__name__ for f in failure] == ["JobCancelled"], failure
+        assert record.state == "cancelled" and len(h.jobs()) == 1
+    finally:
+        h.release()
+        runner.join(30)
+
+
 def test_a_deadline_passed_before_the_submit_submits_nothing(
     h: Harness, media: tuple[Path, Path], tmp_path: Path  # noqa: F811
 ) -> None:
@@ -363,6 +476,12 @@ def _catch(sink: list[BaseException], func: Any) -> None:
         func()
     except BaseException as exc:  # noqa: BLE001 - collected for the assertion
         sink.append(exc)
+
+
+def _make_heartbeat_late(home: Path) -> None:
+    """Every claim's heartbeat an hour old, as a canceller sees it after a stall or a clock step."""
+    with contextlib.closing(sqlite3.connect(home / "jobs.sqlite3")) as db, db:
+        db.execute("UPDATE claims SET heartbeat = heartbeat - 3600")
 
 
 def _wait_until(condition: Any, timeout: float = 60.0) -> None:

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -93,6 +96,53 @@ def test_cancel_request_reaches_the_owner(tmp_path: Path) -> None:
     assert journal.request_cancel("k") and claim.cancel_requested()
     claim.release()
     assert not journal.request_cancel("k")
+
+
+def _heartbeat_an_hour_late(journal: Journal) -> None:
+    with contextlib.closing(sqlite3.connect(journal.path)) as db, db:
+        db.execute("UPDATE claims SET heartbeat = heartbeat - 3600")
+
+
+def test_a_canceller_never_takes_over_a_live_owner_that_took_the_cancel_on(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    owner, rec = journal.claim("k", lambda: record("a"))  # this process: alive
+    _heartbeat_an_hour_late(journal)
+    assert journal.request_cancel("k") and owner.cancel_requested()  # taken on
+    _heartbeat_an_hour_late(journal)
+    with pytest.raises(ClaimTimeout, match="cancel request"):
+        journal.claim_job("a", for_cancel=True, lease_s=0.0, wait_s=0.3)
+    assert journal.request_cancel("k") and owner.cancel_requested()  # asked again: still taken on
+    journal.save(rec, owner=owner.owner)  # still the owner
+
+
+def test_a_canceller_judges_a_silent_owner_by_its_own_watching_and_carries_the_cancel_over(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    old, rec = journal.claim("k", lambda: record("a"), owner="elsewhere:1:x")
+    _heartbeat_an_hour_late(journal)  # late at the first look: not dead yet
+    assert journal.request_cancel("k")
+    started = time.monotonic()
+    new, _ = journal.claim_job("a", for_cancel=True, lease_s=0.3, wait_s=10)
+    assert new.took_over and time.monotonic() - started >= 0.3
+    assert journal.cancel_requested("k")  # the cancel is asked of whoever holds the job now
+    assert old.cancel_requested()  # the old owner learns the job is being cancelled ...
+    with pytest.raises(ClaimLost):  # ... and can no longer write
+        journal.save(rec, owner=old.owner)
+
+
+def test_a_canceller_takes_over_an_owner_whose_process_is_gone_at_once(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    journal.claim("k", lambda: record("a"), owner=f"{socket.gethostname()}:{dead.stdout.strip()}:y")
+    journal.request_cancel("k")
+    took, _ = journal.claim_job("a", for_cancel=True, wait_s=2)
+    assert took.took_over
+
+
+def test_an_owner_taken_over_without_a_cancel_is_not_told_to_cancel(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    old, _ = journal.claim("k", lambda: record("a"), owner="elsewhere:1:x")
+    journal.claim("k", lambda: record("b"), lease_s=0.0, wait_s=5)
+    assert not old.cancel_requested()
 
 
 def test_a_corrupt_journal_is_a_typed_error(tmp_path: Path) -> None:

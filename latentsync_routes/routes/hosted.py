@@ -27,6 +27,7 @@ A hosted route (fal, Replicate, ...) subclasses :class:`HostedRoute` and impleme
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from ..errors import (
     MissingCredentials,
     ProviderInputRejected,
 )
+from ..journal import ClaimLost
 from ..retry import StepFailure, record_attempt, run_step
 from ..types import CostEstimate, LipSyncRequest, MediaInfo, MediaSource, utcnow
 from .base import JobContext, RouteInfo, RouteOutput, map_parameters, module_available, not_installed_message
@@ -382,6 +384,12 @@ class HostedRoute(ABC):
 
     def _stop(self, job: JobContext, request_id: str, why: Literal["deadline", "cancel"]) -> NoReturn:
         """Cancel at the provider, follow the job to its end for a bounded time, record it, raise."""
+        try:
+            job.mark()  # journalled before the cancel leaves: an owner whose claim was taken over stops here
+        except ClaimLost:
+            raise  # the caller holding the job now carries the cancel out; a second one is not sent from here
+        except (sqlite3.Error, LatentSyncError):
+            pass  # a journal that cannot be written now must not keep the provider job running
         outcome, status = self.cancel_and_follow(job, request_id)
         billed, said = self._billing(job, request_id, status)
         basis = f"; {said}" if said else ""
@@ -417,7 +425,7 @@ class HostedRoute(ABC):
         while time.monotonic() < give_up:
             try:
                 last = self.poll(job, request_id)
-            except StepFailure:
+            except (StepFailure, DeadlinePassed):  # a failed poll, or the follow-up's time is up
                 break
             if last.state in ("succeeded", "failed", "cancelled"):
                 break
