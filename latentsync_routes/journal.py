@@ -11,7 +11,7 @@ owner whose claim was taken over can no longer write (it raises :class:`ClaimLos
 
 A cancel is handed over through the claim: ``request_cancel`` asks the owner, the owner takes the cancel on
 (a claim-checked write), and the caller cancelling waits for it. That caller judges the owner only by what
-it sees itself (see :class:`_CancelWatch`), so it never takes over an owner that is carrying the cancel out.
+it sees itself (see :class:`.owners.CancelWatch`), so it never takes over an owner that is carrying the cancel out.
 
 WAL mode and a busy timeout make it safe for several processes at once; each operation opens its own
 short-lived connection. A corrupt or unreadable journal raises :class:`JournalError` (exit 2).
@@ -21,12 +21,9 @@ from __future__ import annotations
 
 import builtins
 import json
-import os
-import socket
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,6 +33,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from .errors import ConfigurationError, RouteError
+from .owners import CANCEL_ASKED, CANCEL_NONE, CANCEL_TAKEN, CancelWatch, new_owner, owner_dead
 from .types import JobRecord
 
 _SCHEMA = """
@@ -63,8 +61,6 @@ TERMINAL_OK = "fetched"
 TERMINAL_BAD = ("failed", "cancelled")
 #: Seconds without a heartbeat after which an owner on another host (or a hung one) counts as dead.
 LEASE_S = 30.0
-#: The ``cancel_requested`` column of a claim: no cancel; a cancel asked of the owner; the owner took it on.
-CANCEL_NONE, CANCEL_ASKED, CANCEL_TAKEN = 0, 1, 2
 #: Seconds a journal operation waits for another writer's lock before it fails (a local failure: resumable).
 BUSY_TIMEOUT_S = 30.0
 #: Seconds between two checks of a claim held by someone else.
@@ -101,58 +97,6 @@ class ClaimLost(RouteError):
 
 class ClaimTimeout(RouteError):
     """Another live caller has held this job longer than we were willing to wait."""
-
-
-def new_owner() -> str:
-    """An owner token: host and pid (so a dead local process is recognised at once) and a unique tail."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-
-
-def _process_alive(owner: str) -> bool | None:
-    """Whether the owner's process lives: ``None`` when that cannot be seen from here (another host)."""
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return None
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
-        return True
-    return True
-
-
-def _owner_dead(owner: str, heartbeat: float, lease_s: float) -> bool:
-    return time.time() - heartbeat > lease_s or _process_alive(owner) is False
-
-
-@dataclass
-class _CancelWatch:
-    """How a caller that cancels a job judges the owner it waits for (the cancel hand-over).
-
-    Only by what it sees itself, on its own clock: the owner is dead when its process is gone from this
-    host, or when its claim (heartbeat and cancel flag) stayed the same for a whole lease while this caller
-    watched. A heartbeat that was already old at the first look (a stalled process, a clock step, a late
-    beat) proves nothing, and the owner gets a lease to take the cancel on. An owner on this host that took
-    the cancel on is never taken over while its process lives: it is carrying the cancel out, and taking the
-    job from it would cancel the provider job twice and leave it with :class:`ClaimLost`.
-    """
-
-    lease_s: float
-    _seen: tuple[str, float, int] | None = None
-    _since: float = 0.0
-
-    def owner_dead(self, owner: str, heartbeat: float, cancel: int) -> bool:
-        alive = _process_alive(owner)
-        if alive is False:
-            return True
-        if alive and cancel == CANCEL_TAKEN:
-            return False
-        now = time.monotonic()
-        if self._seen != (owner, heartbeat, cancel):
-            self._seen, self._since = (owner, heartbeat, cancel), now
-        return now - self._since > self.lease_s
 
 
 @dataclass
@@ -247,11 +191,11 @@ class Journal:
 
         Returns the claim and the job's current record: new, finished, failed or part-way, for the caller to
         decide what to do with it. Raises :class:`ClaimTimeout` after ``wait_s`` of waiting. ``for_cancel``:
-        the caller asked the owner to cancel (``request_cancel``) and judges it as :class:`_CancelWatch` says.
+        the caller asked the owner to cancel (``request_cancel``) and judges it as :class:`.owners.CancelWatch` says.
         """
         owner = owner or new_owner()
         lease = LEASE_S if lease_s is None else lease_s
-        watch = _CancelWatch(lease) if for_cancel else None
+        watch = CancelWatch(lease) if for_cancel else None
         give_up = time.monotonic() + wait_s
         told = False
         while True:
@@ -284,14 +228,14 @@ class Journal:
         owner: str,
         lease_s: float,
         make_record: Callable[[], JobRecord],
-        watch: _CancelWatch | None = None,
+        watch: CancelWatch | None = None,
     ) -> tuple[JobRecord, bool] | None:
         row = db.execute("SELECT job_id, owner, heartbeat, cancel_requested FROM claims WHERE idempotency_key = ?",
                          (key,)).fetchone()
         took_over, cancel = False, CANCEL_NONE
         if row is not None:
-            dead = watch.owner_dead(row[1], row[2], row[3]) if watch is not None else _owner_dead(row[1], row[2],
-                                                                                                  lease_s)
+            owner_now, beat, asked = row[1], row[2], row[3]
+            dead = watch.owner_dead(owner_now, beat, asked) if watch else owner_dead(owner_now, beat, lease_s)
             if not dead:
                 return None
             took_over = True
