@@ -52,16 +52,17 @@ _CPU_PARTS: dict[str, tuple[float, float, float]] = {
 _STEPS, _FULL_WITH_CACHE = 20, 7  # official schedule: full passes at steps 0, 3, ..., 18
 
 
-#: Share of a chunk's work left with the step cache at the official schedule (20 steps, interval 3), from the
-#: measured float32 parts: 7 full UNet passes and 13 shallow ones, and the VAE, against 20 full passes.
-CACHE_WORK_FRACTION = (169.5 + 7 * 79.9 + 13 * 5.52) / (169.5 + 20 * 79.9)
-
 
 def _cpu_chunk_seconds(dtype: str, deepcache: bool) -> float:
     vae, full, shallow = _CPU_PARTS[dtype if dtype == "bfloat16" else "float32"]
     if not deepcache:
         return vae + _STEPS * full
     return vae + _FULL_WITH_CACHE * full + (_STEPS - _FULL_WITH_CACHE) * shallow
+
+
+#: Share of a chunk's work left with the step cache at the official schedule (20 steps, interval 3), from the
+#: measured float32 parts: 7 full UNet passes and 13 shallow ones, and the VAE, against 20 full passes.
+CACHE_WORK_FRACTION = _cpu_chunk_seconds("float32", True) / _cpu_chunk_seconds("float32", False)
 
 
 #: 512 px has 4x the latent pixels of 256 px; the CPU figure for 1.6 is scaled, not measured.
