@@ -290,10 +290,11 @@ class Journal:
                     (CANCEL_TAKEN, time.time(), claim.key, claim.owner)).rowcount
                 if taken:
                     return True
+                row = db.execute("SELECT owner, cancel_requested FROM claims WHERE idempotency_key = ?",
+                                 (claim.key,)).fetchone()  # taken over between the two statements
             # this owner lost its claim: is the job being cancelled all the same?
-            held = db.execute("SELECT cancel_requested FROM claims WHERE idempotency_key = ?", (claim.key,)).fetchone()
             state = db.execute("SELECT state FROM jobs WHERE job_id = ?", (claim.job_id,)).fetchone()
-        return bool(held and held[0]) or bool(state and state[0] == "cancelled")
+        return bool(row and row[1]) or bool(state and state[0] == "cancelled")
 
     def cancel_requested(self, key: str) -> bool:
         """Whether a cancel was requested for the claimed job of ``key``."""
