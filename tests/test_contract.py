@@ -256,15 +256,12 @@ def test_cancelling_an_awaiting_async_run_cancels_the_provider_job(
 def test_cancel_by_job_id_reaches_the_running_owner(
     h: Harness, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path  # noqa: F811
 ) -> None:
-    h.hold()
-    failure: list[BaseException] = []
-    runner = threading.Thread(target=lambda: _catch(failure, lambda: client(h).run(*media, tmp_path / "o.mp4")))
-    runner.start()
-    _wait_until(lambda: len(h.jobs()) == 1)
-    record = client(h).cancel(only_record(hosted_env).job_id)
-    runner.join(60)
-    assert record.state == "cancelled" and isinstance(failure[0], JobCancelled)
-    assert len(h.jobs()) == 1 and (h.cancel is None or len(h.requests(h.cancel)) == 1)
+    with held_owner(h, media, tmp_path / "o.mp4") as (runner, failure):
+        _wait_until(lambda: len(h.jobs()) == 1)
+        record = client(h).cancel(only_record(hosted_env).job_id)
+        runner.join(60)
+        assert record.state == "cancelled" and isinstance(failure[0], JobCancelled)
+        assert len(h.jobs()) == 1 and (h.cancel is None or len(h.requests(h.cancel)) == 1)
 
 
 @pytest.mark.parametrize("late", ["before the owner sees the cancel", "while the owner cancels"])
@@ -297,11 +294,7 @@ def test_cancel_waits_for_a_running_owner_whose_heartbeat_is_late(
         return cancel_and_follow(self, job, request_id)
 
     monkeypatch.setattr(HostedRoute, "cancel_and_follow", late_while_cancelling)
-    h.hold()
-    failure: list[BaseException] = []
-    runner = threading.Thread(target=lambda: _catch(failure, lambda: client(h).run(*media, tmp_path / "o.mp4")))
-    runner.start()
-    try:
+    with held_owner(h, media, tmp_path / "o.mp4") as (runner, failure):
         _wait_until(lambda: len(h.jobs()) == 1)
         if late == "before the owner sees the cancel":
             _make_heartbeat_late(hosted_env)
@@ -311,9 +304,6 @@ def test_cancel_waits_for_a_running_owner_whose_heartbeat_is_late(
         assert record.state == "cancelled" and len(h.jobs()) == 1
         assert [a.step for a in record.attempts].count("cancel") == 1
         assert h.cancel is None or len(h.requests(h.cancel)) == 1
-    finally:
-        h.release()  # an owner left polling (the bug) ends
-        runner.join(30)
 
 
 def test_an_owner_that_lost_its_claim_to_a_cancel_reports_the_cancel(
@@ -323,11 +313,7 @@ def test_an_owner_that_lost_its_claim_to_a_cancel_reports_the_cancel(
     """An owner whose claim was taken over while a cancel is recorded ends JobCancelled, not ClaimLost, and
     leaves the provider cancel to the caller that holds the job now (one cancel request in all)."""
     monkeypatch.setattr("latentsync_routes.routes.hosted.CANCEL_FOLLOW_SECONDS", 0.5)
-    h.hold()
-    failure: list[BaseException] = []
-    runner = threading.Thread(target=lambda: _catch(failure, lambda: client(h).run(*media, tmp_path / "o.mp4")))
-    runner.start()
-    try:
+    with held_owner(h, media, tmp_path / "o.mp4") as (runner, failure):
         _wait_until(lambda: only_record(hosted_env).state == "submitted")
         record = only_record(hosted_env)
         # another caller takes the job over (the owner's lease ran out) and a cancel is asked of it
@@ -341,9 +327,6 @@ def test_an_owner_that_lost_its_claim_to_a_cancel_reports_the_cancel(
         assert ended.state == "cancelled" and len(h.jobs()) == 1
         assert [a.step for a in ended.attempts].count("cancel") == 1
         assert h.cancel is None or len(h.requests(h.cancel)) == 1
-    finally:
-        h.release()
-        runner.join(30)
 
 
 def test_a_cancel_slower_than_its_follow_up_still_ends_cancelled(
@@ -363,19 +346,12 @@ def test_a_cancel_slower_than_its_follow_up_still_ends_cancelled(
             time.sleep(0.3)  # the answer comes after the follow-up's time is up
 
     monkeypatch.setattr(route_class, "cancel", slow_cancel)
-    h.hold()
-    failure: list[BaseException] = []
-    runner = threading.Thread(target=lambda: _catch(failure, lambda: client(h).run(*media, tmp_path / "o.mp4")))
-    runner.start()
-    try:
+    with held_owner(h, media, tmp_path / "o.mp4") as (runner, failure):
         _wait_until(lambda: len(h.jobs()) == 1)
         record = client(h).cancel(only_record(hosted_env).job_id)
         runner.join(30)
         assert [type(f).__name__ for f in failure] == ["JobCancelled"], failure
         assert record.state == "cancelled" and len(h.jobs()) == 1
-    finally:
-        h.release()
-        runner.join(30)
 
 
 def test_a_deadline_passed_before_the_submit_submits_nothing(
@@ -469,6 +445,22 @@ def test_kill_9_at_each_step_then_carry_on(
     assert doc["provider_request_id"] == h.jobs()[0] and out.is_file()
     assert not list(out.parent.glob("*.part")), "a killed download left its temp file behind"
     assert h.secret not in second.stdout + second.stderr
+
+
+@contextlib.contextmanager
+def held_owner(h: Harness, media: tuple[Path, Path], out: Path) -> Iterator[tuple[threading.Thread,
+                                                                                 list[BaseException]]]:
+    """A run of the job in a thread (its owner), held at the provider until the block ends; then the
+    provider is released and the thread joined. Yields the thread and the exceptions it ended with."""
+    h.hold()
+    failure: list[BaseException] = []
+    runner = threading.Thread(target=lambda: _catch(failure, lambda: client(h).run(*media, out)))
+    runner.start()
+    try:
+        yield runner, failure
+    finally:
+        h.release()  # an owner left polling ends
+        runner.join(30)
 
 
 def _catch(sink: list[BaseException], func: Any) -> None:
