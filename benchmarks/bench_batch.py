@@ -64,7 +64,7 @@ def bench_hosted(jobs: int, concurrency: int, queue_polls: int, poll_s: float) -
         root = Path(tmp)
         set_env(root / "home", LATENTSYNC_ROUTES_FAL_BASE_URL=ask("url"), LATENTSYNC_ROUTES_POLL_INTERVAL=str(poll_s))
         video, audio = make_media(root)
-        client = LipSyncClient(fal_key=FAL_KEY, consent="bench")
+        client = LipSyncClient(credentials={"fal": FAL_KEY}, consent="bench")
         # one job's wall time alone (median of 5), after a warm-up job
         alone = []
         for k, one in enumerate(items_for(6, video, audio, root / "alone", "fal")):

@@ -160,8 +160,8 @@ def raw_replicate_job(client: Any, version: str, video: Path, audio: Path, out: 
 
 def bench_overhead(kind: str, jobs: int, work: Path) -> dict[str, Any]:
     from latentsync_routes import LipSyncClient
-    from latentsync_routes.routes.fal_hosts import host_urls
-    from latentsync_routes.routes.replicate import PINNED_VERSION
+    from latentsync_routes.routes.fal.hosts import host_urls
+    from latentsync_routes.routes.replicate.route import PINNED_VERSION
 
     video, audio = make_media(work)
     with fake(kind) as ask:
@@ -187,7 +187,7 @@ def bench_overhead(kind: str, jobs: int, work: Path) -> dict[str, Any]:
             def raw(i: int) -> None:
                 raw_replicate_job(rep_client, PINNED_VERSION, video, audio, work / f"raw-{kind}-{i}.mp4")
 
-        ours_client = LipSyncClient(route=kind, fal_key=FAL_KEY, replicate_api_token=TOKEN, consent="bench")
+        ours_client = LipSyncClient(route=kind, credentials={"fal": FAL_KEY, "replicate": TOKEN}, consent="bench")
 
         def ours(i: int) -> None:
             ours_client.run(video, audio, work / f"ours-{kind}-{i}.mp4")
@@ -241,7 +241,7 @@ def bench_upload(megabytes: int, work: Path) -> dict[str, Any]:
     video, audio = sparse_video(work, megabytes), make_wav(work / "voice.wav", 1.0)
     with fake("fal") as ask:
         set_env(work / "home-upload", LATENTSYNC_ROUTES_FAL_BASE_URL=ask("url"))
-        client = LipSyncClient(route="fal", fal_key=FAL_KEY, consent="bench")
+        client = LipSyncClient(route="fal", credentials={"fal": FAL_KEY}, consent="bench")
         small = make_media(work)
         client.run(*small, work / "warm.mp4")  # imports and first-use caches outside the measurement
         ask("clear")
@@ -265,7 +265,8 @@ def bench_concurrent(count: int, limit: int, work: Path) -> dict[str, Any]:
     with fake("fal", queue_polls=2, progress_polls=2) as ask:
         set_env(work / "home-conc", LATENTSYNC_ROUTES_FAL_BASE_URL=ask("url"),
                 LATENTSYNC_ROUTES_POLL_INTERVAL="0.05")
-        client = AsyncLipSyncClient(route="fal", concurrency={"fal": limit}, fal_key=FAL_KEY, consent="bench")
+        client = AsyncLipSyncClient(route="fal", concurrency={"fal": limit}, credentials={"fal": FAL_KEY},
+                                    consent="bench")
 
         async def main() -> list[Any]:
             jobs = [client.run(video, audio, work / f"c-{i}.mp4") for i in range(count)]

@@ -20,7 +20,7 @@ def main() -> None:
 
     # 1. A policy that caps retention at one hour and requires a consent basis.
     strict = load_settings(home=folder, policy=PolicySettings(max_retention_days=1 / 24))
-    client = LipSyncClient(route="fal", settings=strict, fal_key="not-used")
+    client = LipSyncClient(route="fal", settings=strict, credentials={"fal": "not-used"})
     for result in client.check(video, audio):
         print(f"  {result.check:16s} {'pass' if result.passed else 'STOP'}  {result.reason}")
     try:
@@ -29,7 +29,7 @@ def main() -> None:
         print(f"policy stop (exit code {stop.exit_code}): {[f.check for f in stop.failures]}")
 
     # 2. A per-call budget below the estimate's worst case.
-    capped = LipSyncClient(route="replicate", replicate_api_token="not-used", budget_per_call=0.10,
+    capped = LipSyncClient(route="replicate", credentials={"replicate": "not-used"}, budget_per_call=0.10,
                            settings=load_settings(home=folder))
     print("estimate:", capped.estimate(video, audio).basis)
     try:

@@ -29,10 +29,10 @@ def main() -> None:
         key = os.environ.get("FAL_KEY")
         if not real:
             fal = stack.enter_context(FakeFal(expected_key="example-key", billable_units=40))
-            overrides["fal_base_url"] = fal.url
+            overrides["route_settings"] = {"fal": {"base_url": fal.url}}
             key = "example-key"
         settings = load_settings(config, **overrides)
-        client = LipSyncClient(settings=settings, fal_key=key, consent="synthetic test media")
+        client = LipSyncClient(settings=settings, credentials={"fal": key}, consent="synthetic test media")
         print("estimate:", client.estimate(video, audio).basis)
         result = client.run(video, audio, folder / "out.mp4", seed=7)
     print("output:", result.output_path)

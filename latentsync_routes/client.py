@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr, ValidationError
 
 from .claimed import context, drive, must_submit
-from .config import Credential, Settings, load_settings, resolve_credential
+from .config import Credential, InvalidSettings, Settings, check_route_settings, load_settings, route_credential
 from .errors import (
     ConfigurationError,
     InvalidParameter,
@@ -39,7 +39,7 @@ from .policy import CheckResult, enforce
 from .preflight import marked_estimate, preflight
 from .pricing import check_budget
 from .records import derive_idempotency_key, new_record, request_from_record
-from .routes.base import ProgressCallback, Route, RouteInfo, create_route, route_info, route_names
+from .routes.base import ProgressCallback, Route, RouteInfo, create_route, route_names
 from .types import PROVIDER_STATES, CostEstimate, JobRecord, LipSyncRequest, LipSyncResult, MediaInfo, MediaSource
 
 if TYPE_CHECKING:
@@ -64,24 +64,37 @@ class LipSyncClient:
         *,
         config_file: str | os.PathLike[str] | None = None,
         settings: Settings | None = None,
-        fal_key: str | SecretStr | None = None,
-        replicate_api_token: str | SecretStr | None = None,
         consent: str | None = None,
         budget_per_call: float | None = None,
         budget_total: float | None = None,
         credentials: dict[str, str | SecretStr] | None = None,
+        credentials_only: bool = False,
+        route_settings: dict[str, dict[str, Any]] | None = None,
     ) -> None:
-        overrides = {
+        """``credentials`` maps a route name to its key (over the variable and keyring its kit names; with
+        ``credentials_only`` those are never read). ``route_settings`` maps a route name to its own settings
+        (``{"fal": {"base_url": ...}}``), over those of ``settings`` or the environment."""
+        overrides: dict[str, Any] = {
             key: value
             for key, value in (("route", route), ("budget_per_call", budget_per_call), ("budget_total", budget_total))
             if value is not None
         }
-        self.settings = (
-            settings.model_copy(update=overrides) if settings is not None else load_settings(config_file, **overrides)
-        )
+        if route_settings:
+            given = settings.route_settings if settings is not None else {}
+            overrides["route_settings"] = {**given, **{name: {**given.get(name, {}), **values}
+                                                       for name, values in route_settings.items()}}
+        if settings is not None:
+            if route_settings:  # model_copy does not validate: check the merged table as loading would
+                try:
+                    overrides["route_settings"] = check_route_settings(overrides["route_settings"])
+                except ValueError as exc:
+                    raise InvalidSettings(f"invalid setting: route_settings: {exc}") from None
+            self.settings = settings.model_copy(update=overrides)
+        else:
+            self.settings = load_settings(config_file, **overrides)
         self.default_consent = consent
-        self._explicit: dict[str, str | SecretStr | None] = {"fal": fal_key, "replicate": replicate_api_token,
-                                                             **(credentials or {})}
+        self._explicit: dict[str, str | SecretStr] = dict(credentials or {})
+        self._credentials_only = credentials_only
         self._routes: dict[str, Route] = {}
         self._lock = threading.Lock()
         self._reserved = 0.0  # worst-case estimates of jobs in flight
@@ -93,9 +106,8 @@ class LipSyncClient:
 
     # -- routes ---------------------------------------------------------------------------------------
     def credential(self, route: str) -> Credential | None:
-        """The route's credential: an argument, else its env var (named on its RouteInfo), else the keyring."""
-        env = route_info(route).credential_env
-        return resolve_credential(env, self._explicit.get(route)) if env else None
+        """The route's credential: an argument, else the variable its kit names, else the keyring."""
+        return route_credential(route, self._explicit.get(route), stored=not self._credentials_only)
 
     def route(self, name: str | None = None) -> Route:
         """The route object for ``name`` (the configured default when ``None``), built once per client."""

@@ -1,9 +1,12 @@
 """Settings and credentials.
 
 Precedence, highest first: arguments in code > ``LATENTSYNC_ROUTES_*`` environment variables > the TOML
-file (``config_file=`` or ``LATENTSYNC_ROUTES_CONFIG``) > defaults. Credentials follow their own, usual
-order: explicit argument > the provider's own environment variable (``FAL_KEY``,
-``REPLICATE_API_TOKEN``) > the system keyring (service ``latentsync-routes``, user = the variable name).
+file (``config_file=`` or ``LATENTSYNC_ROUTES_CONFIG``) > defaults. A route's own settings (its base URL,
+Replicate's version, ...) are ``route_settings[<route>]``; each route's kit names the environment
+variables that also set them (``LATENTSYNC_ROUTES_FAL_BASE_URL``, ...), read at the environment's rank.
+Credentials follow their own, usual order: explicit argument > the variable the route's kit names
+(``FAL_KEY``, ``REPLICATE_API_TOKEN``, ...) > the system keyring (service ``latentsync-routes``, user = the
+kit's keyring name, by default the variable's name).
 
 Secrets are held as :class:`pydantic.SecretStr` from the moment they are read, so a repr, a log line or a
 traceback shows ``**********`` instead of the key.
@@ -28,12 +31,11 @@ from pydantic_settings import (
 )
 
 from .errors import ConfigurationError
+from .routes import REGISTRY
+from .routes.kit import KEYRING_SERVICE
 from .types import is_loopback_host
 
 log = logging.getLogger(__name__)
-
-KEYRING_SERVICE = "latentsync-routes"
-
 
 #: Polling faster than this hammers a provider's API (and 0 would spin a CPU).
 MIN_POLL_INTERVAL = 0.01
@@ -92,7 +94,8 @@ class PolicySettings(BaseModel):
 
 #: What a setting read as JSON from the environment takes, for the error that names it.
 _JSON_SHAPES = {
-    "base_urls": 'a JSON object of route name to base URL, e.g. {"fal": "https://gateway.example"}',
+    "route_settings": 'a JSON object of route name to its settings, e.g. {"fal": {"base_url": '
+    '"https://gateway.example"}} (or set LATENTSYNC_ROUTES_ROUTE_SETTINGS__<ROUTE>__<KEY> one key at a time)',
     "policy": "a JSON object of policy settings (or set LATENTSYNC_ROUTES_POLICY__<KEY> one key at a time)",
 }
 
@@ -118,12 +121,9 @@ class Settings(BaseSettings):
 
     route: str = "local"
     home: Path = Field(default_factory=default_home)
-    fal_base_url: str | None = None
-    replicate_base_url: str | None = None
-    replicate_version: str | None = None
-    #: base URL per route name (any route; ``fal_base_url``/``replicate_base_url`` and each route's own
-    #: ``LATENTSYNC_ROUTES_<ROUTE>_BASE_URL`` variable are read too)
-    base_urls: dict[str, str] = Field(default_factory=dict)
+    #: each route's own settings by route name, e.g. ``{"fal": {"base_url": ...}, "replicate": {"version":
+    #: ...}}``; the variables each route's kit names (``LATENTSYNC_ROUTES_FAL_BASE_URL``, ...) fill them too
+    route_settings: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # NaN would compare false against every price and silently disable a budget: numbers are finite.
     budget_per_call: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     budget_total: float | None = Field(default=None, ge=0, allow_inf_nan=False)
@@ -140,25 +140,20 @@ class Settings(BaseSettings):
     jsonl_path: Path | None = None
     policy: PolicySettings = Field(default_factory=PolicySettings)
 
-    @field_validator("fal_base_url", "replicate_base_url")
+    @field_validator("route_settings")
     @classmethod
-    def _base_url(cls, value: str | None) -> str | None:
-        return None if value is None else check_base_url(value)
+    def _route_settings(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return check_route_settings(value)
 
-    @field_validator("base_urls")
-    @classmethod
-    def _base_urls(cls, value: dict[str, str]) -> dict[str, str]:
-        return {name: check_base_url(url) for name, url in value.items()}
+    def route_setting(self, route: str, key: str) -> Any:
+        """One of ``route``'s own settings (``route_settings[route][key]``), or ``None``."""
+        return self.route_settings.get(route, {}).get(key)
 
-    def base_url_for(self, route: str, env_name: str | None = None) -> str | None:
-        """The configured origin for ``route``: its own setting, ``base_urls``, or its env variable."""
-        given = getattr(self, f"{route}_base_url", None) or self.base_urls.get(route)
-        if given is None and env_name and os.environ.get(env_name):
-            try:
-                given = check_base_url(os.environ[env_name])
-            except ValueError as exc:
-                raise InvalidSettings(f"{env_name}: {exc}") from None
-        return given
+    def base_url_for(self, route: str) -> str | None:
+        """The origin configured for ``route`` (a gateway, a fake), else the default its kit names."""
+        kit = REGISTRY.get(route)
+        given = self.route_setting(route, "base_url")
+        return given or (kit.settings.default_base_url if kit is not None else None)
 
     @classmethod
     def settings_customise_sources(
@@ -169,11 +164,39 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+        return (init_settings, env_settings, KitEnvironment(settings_cls), TomlConfigSettingsSource(settings_cls))
 
     @property
     def journal_path(self) -> Path:
         return self.home / "jobs.sqlite3"
+
+
+class KitEnvironment(PydanticBaseSettingsSource):
+    """The variables each route's kit names (``LATENTSYNC_ROUTES_FAL_BASE_URL``, ...) as ``route_settings``.
+
+    Read at the environment's rank: below arguments, above the TOML file.
+    """
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover - unused
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, dict[str, Any]] = {}
+        for name, kit in REGISTRY.items():
+            variables = dict(kit.settings.extra)
+            if kit.settings.base_url_env:
+                variables["base_url"] = kit.settings.base_url_env
+            for key, variable in variables.items():
+                value = os.environ.get(variable)
+                if not value:
+                    continue
+                if key == "base_url":
+                    try:
+                        value = check_base_url(value)
+                    except ValueError as exc:
+                        raise InvalidSettings(f"{variable}: {exc}") from None
+                found.setdefault(name, {})[key] = value
+        return {"route_settings": found} if found else {}
 
 
 def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
@@ -183,6 +206,8 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
     if not path:
         try:
             return Settings(**overrides)
+        except InvalidSettings:
+            raise
         except ValidationError as exc:
             raise settings_problem(exc) from None
         except ValueError as exc:  # pydantic-settings' SettingsError: an env value that is not valid JSON
@@ -197,6 +222,8 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
     )
     try:
         return cast("Settings", bound(**overrides))
+    except InvalidSettings:
+        raise
     except ValidationError as exc:
         raise settings_problem(exc, f"the environment or {toml_path}") from None
     except ValueError as exc:
@@ -205,6 +232,20 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
         raise InvalidSettings(f"invalid config file {toml_path}: {exc}") from None
     except OSError as exc:  # an unreadable file
         raise InvalidSettings(f"invalid config file {toml_path}: {exc}") from None
+
+
+def check_route_settings(value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Route settings name registered routes only, and a base URL among them follows :func:`check_base_url`."""
+    unknown = sorted(set(value) - set(REGISTRY))
+    if unknown:
+        raise ValueError(f"unknown route {unknown[0]!r}; known routes: {', '.join(REGISTRY)}")
+    checked = {}
+    for name, given in value.items():
+        entry = dict(given)
+        if entry.get("base_url") is not None:
+            entry["base_url"] = check_base_url(str(entry["base_url"]))
+        checked[name] = entry
+    return checked
 
 
 def check_base_url(value: str) -> str:
@@ -227,19 +268,44 @@ class Credential:
         return f"Credential(name={self.name!r}, source={self.source!r}, value=SecretStr('**********'))"
 
 
-def resolve_credential(env_name: str, explicit: str | SecretStr | None = None) -> Credential | None:
+def route_credential(
+    route: str, explicit: str | SecretStr | None = None, *, stored: bool = True
+) -> Credential | None:
+    """``route``'s credential as its kit names it (``None`` for a route that needs none).
+
+    With ``stored=False`` only ``explicit`` is used: the environment and the keyring are never read (the
+    fakes' mode, where a real key must not reach a route).
+    """
+    kit = REGISTRY.get(route)
+    if kit is None or kit.settings.credential_env is None:
+        return None
+    env_name = kit.settings.credential_env
+    if not stored:
+        return _explicit(env_name, explicit)
+    return resolve_credential(env_name, explicit, keyring_user=kit.settings.keyring_user)
+
+
+def _explicit(env_name: str, explicit: str | SecretStr | None) -> Credential | None:
+    if explicit is None:
+        return None
+    value = explicit if isinstance(explicit, SecretStr) else SecretStr(explicit)
+    return Credential(value, "argument", env_name) if value.get_secret_value() else None
+
+
+def resolve_credential(
+    env_name: str, explicit: str | SecretStr | None = None, *, keyring_user: str | None = None
+) -> Credential | None:
     """Find a credential: explicit argument > environment variable > keyring."""
-    if explicit is not None:
-        value = explicit if isinstance(explicit, SecretStr) else SecretStr(explicit)
-        if value.get_secret_value():
-            return Credential(value, "argument", env_name)
+    given = _explicit(env_name, explicit)
+    if given is not None:
+        return given
     from_env = os.environ.get(env_name)
     if from_env:
         return Credential(SecretStr(from_env), "env", env_name)
     try:
         import keyring
 
-        from_keyring = keyring.get_password(KEYRING_SERVICE, env_name)
+        from_keyring = keyring.get_password(KEYRING_SERVICE, keyring_user or env_name)
     except Exception as exc:  # noqa: BLE001 - any keyring backend failure means "not there"
         log.debug("keyring unavailable for %s: %s", env_name, type(exc).__name__)
         return None

@@ -11,6 +11,7 @@ import platform
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
+from .routes import REGISTRY
 from .routes.base import module_available, route_info, route_names
 
 if TYPE_CHECKING:
@@ -73,8 +74,8 @@ def diagnose(client: LipSyncClient) -> dict[str, Any]:
                 # Installed but not runnable yet: say what to fetch, as run() would.
                 routes[name].update(usable=False, reason=missing)
     credentials = {}
-    for name in route_names():
-        if route_info(name).credential_env is None:
+    for name, kit in REGISTRY.items():
+        if kit.settings.credential_env is None:
             continue
         found = client.credential(name)
         credentials[name] = {"present": found is not None, "source": found.source if found else None}

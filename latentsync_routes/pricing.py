@@ -1,7 +1,8 @@
 """The price book and the estimators built on it.
 
-Prices are data (``data/prices.json``), each with the page it came from and the day it was checked, so a
-price change is a one-line data edit and every estimate can cite its source. Each estimator returns a
+Prices are data, each route's in its own folder (``routes/<name>/prices.json``, read through the route's
+kit), each with the page it came from and the day it was checked, so a price change is a one-line data
+edit and every estimate can cite its source. Each estimator returns a
 :class:`CostEstimate` whose ``basis`` spells the arithmetic out in one sentence.
 
 A user override (``$LATENTSYNC_ROUTES_HOME/prices.json``, written by ``latentsync-routes prices refresh``)
@@ -16,7 +17,6 @@ import math
 import os
 from datetime import date
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +38,15 @@ def override_path() -> Path:
     return default_home() / OVERRIDE_FILE
 
 
-@lru_cache(maxsize=1)
 def packaged_price_book() -> dict[str, Any]:
-    """The price book shipped with the package (read once)."""
-    text = resources.files("latentsync_routes").joinpath("data/prices.json").read_text("utf-8")
-    book: dict[str, Any] = json.loads(text)
-    return book
+    """The price book shipped with the package: every registered route's own entry (each read once)."""
+    from .routes import REGISTRY
+
+    return {name: kit.prices() for name, kit in REGISTRY.items()}
 
 
 @lru_cache(maxsize=8)
-def _merged(path: str, stamp: float) -> dict[str, Any]:
+def _merged(path: str, stamp: float, routes: tuple[str, ...]) -> dict[str, Any]:
     book = {route: dict(entry) for route, entry in packaged_price_book().items()}
     if stamp < 0:
         return book
@@ -70,7 +69,9 @@ def price_book() -> dict[str, Any]:
         stamp = path.stat().st_mtime
     except OSError:
         stamp = -1.0
-    return _merged(str(path), stamp)
+    from .routes import REGISTRY
+
+    return _merged(str(path), stamp, tuple(REGISTRY))
 
 
 def write_override(route: str, values: dict[str, Any], *, source: str, checked: date) -> Path:

@@ -1,8 +1,9 @@
-"""What the contract suite needs to know of each hosted route's fake: one entry per route.
+"""What the contract suite needs to know of each hosted route's fake, read from the route's kit.
 
 The suite (``tests/test_contract.py``) writes each fault scenario once and runs it for every hosted route
-in the registry; a route without an entry here fails the suite, so a new route cannot skip it. An entry
-names the fake, how to point the client at it, and the fake's own names for its endpoints.
+in the registry. Each kit names its fake, the credential it accepts, and the fake's own names for its
+endpoints (:class:`~latentsync_routes.routes.kit.FakeSpec`); every fake offers the same controls (hold,
+release, complete, fail the next job), so a new route with a fake runs the whole suite with no entry here.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from latentsync_routes.testing import FakeFal, FakeReplicate, Fault
-from latentsync_routes.testing.wavespeed import FakeWaveSpeed
+from latentsync_routes.routes import REGISTRY
+from latentsync_routes.routes.kit import RouteKit
+from latentsync_routes.testing import Fault
 
-CREDENTIALS = {"fal": ("FAL_KEY", "contract-fal-key-5f4e"), "replicate": ("REPLICATE_API_TOKEN", "r8_contract_9a8b"),
-               "wavespeed": ("WAVESPEED_API_KEY", "ws_contract_7c6d")}
+
+def contract_secret(route: str) -> str:
+    """A credential unlike any dummy or real one, so a leak of it in a log or record is unmistakable."""
+    return f"contract-{route}-secret-5f4e"
 
 
 @dataclass
@@ -33,17 +37,27 @@ class Harness:
     poll: str
     download: str
     cancel: str | None
-    jobs: Callable[[], list[str]]
-    complete: Callable[[str], Any]
-    fail_next: Callable[[], None]
-    hold: Callable[[], None]  # keep every job running until released
-    release: Callable[[], None]
     #: whether the provider's job list can be matched to a job's inputs (so an ambiguous submit is found)
     searchable: bool = True
 
     @property
     def secret(self) -> str:
-        return CREDENTIALS[self.route][1]
+        return contract_secret(self.route)
+
+    def jobs(self) -> list[str]:
+        return list(self.server.jobs)
+
+    def complete(self, job_id: str) -> Any:
+        return self.server.complete(job_id)
+
+    def fail_next(self) -> None:
+        self.server.fail_job()
+
+    def hold(self) -> None:
+        self.server.hold_jobs()
+
+    def release(self) -> None:
+        self.server.release_jobs()
 
     def fault(self, endpoint: str, *faults: Fault) -> None:
         getattr(self.server.faults, endpoint).extend(faults)
@@ -53,67 +67,22 @@ class Harness:
 
 
 @contextmanager
-def _fal() -> Iterator[Harness]:
-    env_name, key = CREDENTIALS["fal"]
-    with FakeFal(expected_key=key, queue_polls=1, progress_polls=1) as fal:
-        def hold() -> None:
-            fal.queue_polls = 10**9
-
-        def release() -> None:
-            fal.queue_polls = 1
-            for request_id in list(fal.jobs):
-                if fal.jobs[request_id].state != "COMPLETED":
-                    fal.complete(request_id)
-
-        yield Harness(
-            route="fal", server=fal, env={"LATENTSYNC_ROUTES_FAL_BASE_URL": fal.url, env_name: key},
-            upload="cdn_upload", submit="submit", poll="status", download="file_download", cancel="cancel",
-            jobs=lambda: list(fal.jobs), complete=fal.complete, fail_next=lambda: fal.fail_job(status_code=500),
-            hold=hold, release=release,
-        )
+def harness(kit: RouteKit) -> Iterator[Harness]:
+    """Start ``kit``'s fake for the contract suite and describe it."""
+    spec = kit.fake
+    if spec is None:
+        raise LookupError(f"route {kit.name!r} has no fake: the contract suite cannot run on it")
+    with kit.start_fake(credential=contract_secret(kit.name), **spec.contract_options) as server:
+        env = {kit.settings.base_url_env: server.url, kit.settings.credential_env: contract_secret(kit.name)}
+        ends = spec.endpoints
+        yield Harness(route=kit.name, server=server, env={k: v for k, v in env.items() if k},
+                      upload=ends.upload, submit=ends.submit, poll=ends.poll, download=ends.download,
+                      cancel=ends.cancel, searchable=spec.searchable)
 
 
-@contextmanager
-def _replicate() -> Iterator[Harness]:
-    env_name, token = CREDENTIALS["replicate"]
-    with FakeReplicate(expected_token=token) as rep:
-        def hold() -> None:
-            rep.processing_polls = 10**9
-
-        def release() -> None:
-            rep.processing_polls = 1
-            for prediction_id, prediction in list(rep.predictions.items()):
-                if not prediction.terminal:
-                    rep.complete(prediction_id)
-
-        yield Harness(
-            route="replicate", server=rep,
-            env={"LATENTSYNC_ROUTES_REPLICATE_BASE_URL": rep.url, env_name: token},
-            upload="file_create", submit="create", poll="get", download="output_download", cancel="cancel",
-            jobs=lambda: list(rep.predictions), complete=rep.complete, fail_next=lambda: rep.fail_job(),
-            hold=hold, release=release,
-        )
+def harnesses() -> dict[str, Callable[[], Any]]:
+    """A harness per registered route that has a fake (read at call time: a kit registered later counts)."""
+    return {name: (lambda kit=kit: harness(kit)) for name, kit in REGISTRY.items() if kit.fake is not None}
 
 
-@contextmanager
-def _wavespeed() -> Iterator[Harness]:
-    env_name, key = CREDENTIALS["wavespeed"]
-    with FakeWaveSpeed(expected_key=key) as ws:
-        def hold() -> None:
-            ws.processing_polls = 10**9
-
-        def release() -> None:
-            ws.processing_polls = 1
-            for prediction_id, prediction in list(ws.predictions.items()):
-                if prediction.status not in ("completed", "failed"):
-                    ws.complete(prediction_id)
-
-        yield Harness(
-            route="wavespeed", server=ws, env={"LATENTSYNC_ROUTES_WAVESPEED_BASE_URL": ws.url, env_name: key},
-            upload="upload_ticket", submit="submit", poll="result", download="file_download", cancel=None,
-            jobs=lambda: list(ws.predictions), complete=ws.complete, fail_next=lambda: ws.fail_job(),
-            hold=hold, release=release, searchable=False,
-        )
-
-
-HARNESSES: dict[str, Callable[[], Any]] = {"fal": _fal, "replicate": _replicate, "wavespeed": _wavespeed}
+HARNESSES = harnesses()

@@ -66,13 +66,12 @@ def rep(hosted_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeRepli
         yield server
 
 
-def fal_client(**kwargs: Any) -> LipSyncClient:
-    return LipSyncClient(route="fal", fal_key=kwargs.pop("fal_key", FAL_KEY), consent="test", **kwargs)
+def fal_client(key: str = FAL_KEY, **kwargs: Any) -> LipSyncClient:
+    return LipSyncClient(route="fal", credentials={"fal": key}, consent="test", **kwargs)
 
 
-def replicate_client(**kwargs: Any) -> LipSyncClient:
-    token = kwargs.pop("replicate_api_token", REPLICATE_TOKEN)
-    return LipSyncClient(route="replicate", replicate_api_token=token, consent="test", **kwargs)
+def replicate_client(token: str = REPLICATE_TOKEN, **kwargs: Any) -> LipSyncClient:
+    return LipSyncClient(route="replicate", credentials={"replicate": token}, consent="test", **kwargs)
 
 
 def steps(record: Any) -> list[tuple[str, str, int | None]]:

@@ -13,8 +13,8 @@ async def test_concurrent_jobs_respect_the_route_limit(tmp_path: Path) -> None:
     video = write_test_video(tmp_path / "clip.mp4", 1.0)
     audios = [write_test_audio(tmp_path / f"voice{i}.wav", 1.0, hz=200 + 10 * i) for i in range(10)]
     with FakeFal(expected_key="k", queue_polls=2) as fal:
-        settings = load_settings(home=tmp_path, fal_base_url=fal.url, poll_interval=0.01)
-        async with AsyncLipSyncClient(route="fal", concurrency={"fal": 3}, fal_key="k", consent="test",
+        settings = load_settings(home=tmp_path, route_settings={"fal": {"base_url": fal.url}}, poll_interval=0.01)
+        async with AsyncLipSyncClient(route="fal", concurrency={"fal": 3}, credentials={"fal": "k"}, consent="test",
                                       settings=settings) as client:
             route = client.sync.route("fal")
             original = route.execute

@@ -21,7 +21,8 @@ ALL_ENDPOINTS = ("cdn_upload", "submit", "status", "result", "file_download", "c
 
 
 def _client(**kwargs: Any) -> LipSyncClient:
-    return LipSyncClient(route="fal", fal_key=FAL_KEY, replicate_api_token=REPLICATE_TOKEN, consent="test", **kwargs)
+    return LipSyncClient(route="fal", credentials={"fal": FAL_KEY, "replicate": REPLICATE_TOKEN}, consent="test",
+                         **kwargs)
 
 
 def _csv(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -195,7 +196,7 @@ def test_a_policy_stop_or_an_output_clash_refuses_the_whole_batch(
     with pytest.raises(ManifestError) as clash:
         _client().run_many(_csv(tmp_path / "clash.csv", rows))
     assert [line for line, _ in clash.value.problems] == [2, 3] and clash.value.exit_code == 2
-    no_consent = LipSyncClient(route="fal", fal_key=FAL_KEY)
+    no_consent = LipSyncClient(route="fal", credentials={"fal": FAL_KEY})
     with pytest.raises(ManifestError) as stop:
         no_consent.run_many(_csv(tmp_path / "m.csv", rows[:1]))
     assert stop.value.exit_code == 3 and "consent" in str(stop.value)
@@ -251,7 +252,7 @@ async def test_async_map_runs_a_batch(tmp_path: Path, media: tuple[Path, Path], 
 
     video, audio = media
     jobs = [{"video": video, "audio": audio, "output": tmp_path / f"{i}.mp4", "seed": i} for i in range(3)]
-    async with AsyncLipSyncClient(route="fal", fal_key=FAL_KEY, consent="test") as client:
+    async with AsyncLipSyncClient(route="fal", credentials={"fal": FAL_KEY}, consent="test") as client:
         report = await client.map(jobs)
     assert [j.state for j in report.jobs] == ["fetched"] * 3 and len(fal.jobs) == 3
     assert [j.line for j in report.jobs] == [1, 2, 3]

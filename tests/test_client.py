@@ -53,7 +53,8 @@ def test_out_of_range_values(tmp_path: Path, media: tuple[Path, Path]) -> None:
 
 
 def test_budget_total_is_checked_before_any_job(tmp_path: Path, media: tuple[Path, Path]) -> None:
-    client = LipSyncClient(route="fal", fal_key="k", budget_total=0.25, settings=load_settings(home=tmp_path))
+    client = LipSyncClient(route="fal", credentials={"fal": "k"}, budget_total=0.25,
+                           settings=load_settings(home=tmp_path))
     with pytest.raises(BudgetExceeded, match="remaining budget"):
         client.run(*media, tmp_path / "out.mp4", consent="test", seed=1)
     assert not (tmp_path / "jobs.sqlite3").exists()
@@ -74,7 +75,7 @@ def test_estimate_all_is_not_held_to_the_default_route_s_limits(
     tmp_path: Path, media: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The default route's limit marks that route only; the others are priced as usual."""
-    from latentsync_routes.routes import replicate
+    from latentsync_routes.routes.replicate import route as replicate
 
     monkeypatch.setattr(replicate, "INFO", replicate.INFO.model_copy(update={"max_audio_seconds": 30.0}))
     client = LipSyncClient(route="replicate", settings=load_settings(home=tmp_path))
@@ -90,8 +91,9 @@ def test_budget_total_counts_what_finished_jobs_cost(tmp_path: Path) -> None:
     video = write_test_video(tmp_path / "clip.mp4", 1.0)
     audios = [write_test_audio(tmp_path / f"voice{i}.wav", 2.0, hz=300 + 50 * i) for i in range(3)]
     with FakeFal(expected_key="k", billable_units=40) as fal:
-        settings = load_settings(home=tmp_path, fal_base_url=fal.url, poll_interval=0.01)
-        client = LipSyncClient(route="fal", fal_key="k", consent="test", budget_total=0.45, settings=settings)
+        settings = load_settings(home=tmp_path, route_settings={"fal": {"base_url": fal.url}}, poll_interval=0.01)
+        client = LipSyncClient(route="fal", credentials={"fal": "k"}, consent="test", budget_total=0.45,
+                               settings=settings)
         for i in range(2):
             assert client.run(video, audios[i], tmp_path / f"out{i}.mp4").cost.actual == pytest.approx(0.20)
         with pytest.raises(BudgetExceeded, match=r"remaining budget of \$0\.0500"):

@@ -27,16 +27,36 @@ def test_bad_config_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="not found"):
         load_settings(tmp_path / "absent.toml")
     bad = tmp_path / "bad.toml"
-    bad.write_text('fal_base_url = "http://example.com"\n')
+    bad.write_text('[route_settings.fal]\nbase_url = "http://example.com"\n')
     with pytest.raises(ConfigurationError, match="loopback"):
         load_settings(bad)
 
 
 def test_base_url_rules() -> None:
-    assert load_settings(fal_base_url="http://127.0.0.1:8765/").fal_base_url == "http://127.0.0.1:8765"
-    assert load_settings(replicate_base_url="https://proxy.example").replicate_base_url == "https://proxy.example"
+    assert load_settings(route_settings={"fal": {"base_url": "http://127.0.0.1:8765/"}}).base_url_for("fal") == (
+        "http://127.0.0.1:8765")
+    proxy = load_settings(route_settings={"replicate": {"base_url": "https://proxy.example"}})
+    assert proxy.base_url_for("replicate") == "https://proxy.example"
     with pytest.raises(ValueError, match="loopback"):
-        load_settings(replicate_base_url="http://proxy.example")
+        load_settings(route_settings={"replicate": {"base_url": "http://proxy.example"}})
+    with pytest.raises(ValueError, match="unknown route 'nope'"):
+        load_settings(route_settings={"nope": {"base_url": "https://proxy.example"}})
+
+
+def test_route_settings_from_the_kits_variables_code_and_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each kit's variables fill ``route_settings``: below arguments, above the TOML file."""
+    toml = tmp_path / "cfg.toml"
+    toml.write_text('[route_settings.replicate]\nversion = "from-toml"\nbase_url = "https://toml.example"\n')
+    assert load_settings(toml).route_setting("replicate", "version") == "from-toml"
+    monkeypatch.setenv("LATENTSYNC_ROUTES_REPLICATE_VERSION", "from-env")
+    monkeypatch.setenv("LATENTSYNC_ROUTES_WAVESPEED_BASE_URL", "http://127.0.0.1:9/")
+    settings = load_settings(toml)
+    assert settings.route_setting("replicate", "version") == "from-env"
+    assert settings.base_url_for("replicate") == "https://toml.example"  # the env sets only the version
+    assert settings.base_url_for("wavespeed") == "http://127.0.0.1:9"
+    assert load_settings(toml, route_settings={"replicate": {"version": "arg"}}).route_setting("replicate",
+                                                                                               "version") == "arg"
+    assert load_settings().base_url_for("replicate") == "https://api.replicate.com"  # the kit's default
 
 
 def test_credential_order(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -76,7 +96,7 @@ def test_secret_never_in_repr_or_logs(caplog: pytest.LogCaptureFixture) -> None:
     assert SECRET not in caplog.text
     from latentsync_routes import LipSyncClient
 
-    client = LipSyncClient(route="fal", fal_key=SECRET)
+    client = LipSyncClient(route="fal", credentials={"fal": SECRET})
     assert SECRET not in repr(client)
     assert SECRET not in repr(client.route("fal").__dict__)
 
@@ -94,8 +114,9 @@ BAD_ENV = [
     ("MAX_OUTPUT_BYTES", "1e3x", "valid integer"),
     ("FAL_BASE_URL", "http://example.com", "https"),
     ("REPLICATE_BASE_URL", "ftp://x", "https"),
-    ("BASE_URLS", "abc", "JSON object of route name to base URL"),
-    ("BASE_URLS", '{"fal": "http://example.com"}', "https"),
+    ("WAVESPEED_BASE_URL", "http://example.com", "https"),
+    ("ROUTE_SETTINGS", "abc", "JSON object of route name to its settings"),
+    ("ROUTE_SETTINGS", '{"fal": {"base_url": "http://example.com"}}', "https"),
     ("POLICY", "abc", "JSON object of policy settings"),
     ("POLICY__MAX_RETENTION_DAYS", "abc", "valid number"),
     ("POLICY__REQUIRE_CONSENT", "perhaps", "valid boolean"),

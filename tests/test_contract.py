@@ -37,17 +37,19 @@ from latentsync_routes.errors import (
     ProviderError,
 )
 from latentsync_routes.journal import Journal
-from latentsync_routes.routes.base import load_route_class, route_names
+from latentsync_routes.routes import REGISTRY
+from latentsync_routes.routes.base import load_route_class
 from latentsync_routes.routes.hosted import HostedRoute
 from latentsync_routes.testing import Fault
 from tests.cli_helpers import clean_env, console_script
 from tests.contract_harness import HARNESSES, Harness
 from tests.hosted_fixtures import hosted_env, media  # noqa: F401 - fixtures
 
-HOSTED = [name for name in route_names() if name != "local"]
+HOSTED = [name for name, kit in REGISTRY.items() if kit.kind == "hosted"]
 
 
 def test_every_hosted_route_has_a_contract_harness() -> None:
+    assert HOSTED and all(REGISTRY[name].fake is not None for name in HOSTED)
     assert sorted(HARNESSES) == sorted(HOSTED)
 
 

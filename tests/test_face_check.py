@@ -78,8 +78,8 @@ def test_no_face_is_a_stop_before_anything_is_uploaded(
     clips: dict[str, Path], tmp_path: Path, face_check_on: None
 ) -> None:
     with FakeFal(expected_key="k") as fal:
-        settings = load_settings(home=tmp_path, fal_base_url=fal.url, poll_interval=0.01)
-        client = LipSyncClient(route="fal", fal_key="k", consent="test", settings=settings)
+        settings = load_settings(home=tmp_path, route_settings={"fal": {"base_url": fal.url}}, poll_interval=0.01)
+        client = LipSyncClient(route="fal", credentials={"fal": "k"}, consent="test", settings=settings)
         passed, reason = _face_row(client, clips["synthetic"], clips["voice"])
         assert not passed and f"a face in 0 of {SAMPLE_FRAMES} sampled frames" in reason
         with pytest.raises(PolicyViolation, match="face: a face in 0 of") as stop:
@@ -108,7 +108,7 @@ def test_the_local_route_and_url_videos_are_not_sampled(
     assert passed and reason.startswith("not needed: nothing is uploaded")
     from latentsync_routes.config import PolicySettings
     from latentsync_routes.face_check import face_row
-    from latentsync_routes.routes import fal
+    from latentsync_routes.routes.fal import route as fal
 
     row = face_row(fal.INFO, PolicySettings(), MediaSource.of("https://example.com/clip.mp4"))
     assert row.passed and "the video is a URL" in row.reason
@@ -118,7 +118,9 @@ def test_each_video_is_detected_once_however_many_routes_weigh_it(
     clips: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from latentsync_routes import face_check
-    from latentsync_routes.routes import fal, replicate, wavespeed
+    from latentsync_routes.routes.fal import route as fal
+    from latentsync_routes.routes.replicate import route as replicate
+    from latentsync_routes.routes.wavespeed import route as wavespeed
 
     counted: list[int] = []
     real = face_check.count_faces

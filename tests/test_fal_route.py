@@ -26,8 +26,8 @@ from latentsync_routes import (
     ProviderInputRejected,
 )
 from latentsync_routes.errors import JobAlreadyFailed, JobFailed
-from latentsync_routes.routes import fal as fal_route
-from latentsync_routes.routes import fal_hosts as fal_host_override
+from latentsync_routes.routes.fal import hosts as fal_host_override
+from latentsync_routes.routes.fal import route as fal_route
 from latentsync_routes.testing import FakeFal, Fault
 from tests import hosted_fixtures
 from tests.hosted_fixtures import FAL_KEY, assert_no_secrets, fal_client, steps
@@ -362,7 +362,7 @@ def test_401_names_fal_key_and_never_its_value(
     caplog.set_level(logging.DEBUG)
     wrong = "wrong-key-value-123"
     with pytest.raises(AuthenticationError, match="FAL_KEY") as info:
-        fal_client(fal_key=wrong).run(*media, tmp_path / "out.mp4")
+        fal_client(key=wrong).run(*media, tmp_path / "out.mp4")
     assert len(fal.jobs) == 0
     for text in (str(info.value), repr(info.value), caplog.text, json.dumps(journal(hosted_env))):
         assert wrong not in text
@@ -377,7 +377,7 @@ def test_401_on_submit_with_url_inputs(fal: FakeFal, media: tuple[Path, Path], t
                              url=url, origin="output")
         urls.append(url)
     with pytest.raises(AuthenticationError, match="HTTP 401") as info:
-        fal_client(fal_key="nope").run(urls[0], urls[1], tmp_path / "out.mp4")
+        fal_client(key="nope").run(urls[0], urls[1], tmp_path / "out.mp4")
     assert info.value.status_code == 401 and len(fal.jobs) == 0 and fal.uploads == []
     assert json.loads(fal.requests_for("submit")[0].body)["video_url"] == urls[0]  # URLs passed through
 
@@ -456,8 +456,8 @@ def test_large_inputs_stream_as_multipart_and_a_failed_part_retries_the_upload(
 
 
 def test_importing_the_package_and_routes_loads_no_provider_sdk() -> None:
-    code = ("import sys, latentsync_routes, latentsync_routes.client, latentsync_routes.routes.fal, "
-            "latentsync_routes.routes.replicate, latentsync_routes.retry, latentsync_routes.download; "
+    code = ("import sys, latentsync_routes, latentsync_routes.client, latentsync_routes.routes.fal.route, "
+            "latentsync_routes.routes.replicate.route, latentsync_routes.retry, latentsync_routes.download; "
             "print('fal_client' in sys.modules, 'replicate' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "False"]

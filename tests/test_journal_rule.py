@@ -26,8 +26,8 @@ def media(tmp_path: Path) -> tuple[Path, Path, Path]:
 
 
 def _client(tmp_path: Path, fal: FakeFal) -> LipSyncClient:
-    settings = load_settings(home=tmp_path / "home", fal_base_url=fal.url, poll_interval=0.01)
-    return LipSyncClient(route="fal", fal_key=KEY, consent="test", settings=settings)
+    settings = load_settings(home=tmp_path / "home", route_settings={"fal": {"base_url": fal.url}}, poll_interval=0.01)
+    return LipSyncClient(route="fal", credentials={"fal": KEY}, consent="test", settings=settings)
 
 
 def test_an_output_that_is_another_job_s_is_refused_before_the_claim(

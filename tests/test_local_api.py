@@ -21,7 +21,7 @@ from latentsync_routes.local.compiling import compile_unet_regions, compiled_reg
 from latentsync_routes.local.errors import LocalRunError, MissingFace, ModuleMissing
 from latentsync_routes.local.lipsync import LatentSyncPipeline
 from latentsync_routes.local.video_base import VideoError
-from latentsync_routes.routes import local as route_mod
+from latentsync_routes.routes.local import route as route_mod
 from latentsync_routes.testing.media import write_test_video
 from latentsync_routes.testing.tiny_local import tiny_mask, tiny_unet, tiny_vae, tiny_whisper
 from tests.mediafactory import make_wav

@@ -7,7 +7,9 @@ import pytest
 from latentsync_routes import LipSyncClient, PolicyViolation
 from latentsync_routes.config import PolicySettings, load_settings
 from latentsync_routes.policy import evaluate
-from latentsync_routes.routes import fal, local, replicate
+from latentsync_routes.routes.fal import route as fal
+from latentsync_routes.routes.local import route as local
+from latentsync_routes.routes.replicate import route as replicate
 from latentsync_routes.types import MediaInfo
 from tests.mediafactory import make_video, make_wav
 
@@ -84,7 +86,7 @@ def test_violation_lists_every_failed_check(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setenv("LATENTSYNC_ROUTES_HOME", str(tmp_path))
     video = make_video(tmp_path / "clip.mp4", 1.0)
     audio = make_wav(tmp_path / "voice.wav", 1.0)
-    client = LipSyncClient(route="replicate", replicate_api_token="r8_test")
+    client = LipSyncClient(route="replicate", credentials={"replicate": "r8_test"})
     client.settings.policy.max_retention_days = 0.001
     with pytest.raises(PolicyViolation) as info:
         client.run(video, audio, tmp_path / "out.mp4")

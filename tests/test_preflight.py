@@ -14,7 +14,7 @@ import pytest
 
 from latentsync_routes import LipSyncClient, PolicyViolation, load_settings
 from latentsync_routes.async_client import AsyncLipSyncClient
-from latentsync_routes.routes import replicate
+from latentsync_routes.routes.replicate import route as replicate
 from latentsync_routes.testing import FakeReplicate, write_test_audio, write_test_video
 from tests.conftest import DEADLINE_CHECK_ENV
 
@@ -54,7 +54,7 @@ def test_estimate_check_and_run_agree_on_every_limit(
     settings = load_settings(home=tmp_path, policy=policy_update)
     with FakeReplicate(expected_token=TOKEN) as fake:
         monkeypatch.setenv("LATENTSYNC_ROUTES_REPLICATE_BASE_URL", fake.url)
-        client = LipSyncClient(route="replicate", replicate_api_token=TOKEN, consent="test", settings=settings)
+        client = LipSyncClient(route="replicate", credentials={"replicate": TOKEN}, consent="test", settings=settings)
         refused = client.estimate(*media).refused
         assert refused is not None and expected in refused, name
         marked = {e.route: e.refused for e in client.estimate_all(*media)}
@@ -120,7 +120,7 @@ def test_deadline_row_stops_a_job_expected_to_outlast_it(
 
 def test_deadline_row_when_no_expected_time_is_known(media: tuple[Path, Path], tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch, deadline_check_on: None) -> None:
-    from latentsync_routes.routes.fal import FalRoute
+    from latentsync_routes.routes.fal.route import FalRoute
 
     original = FalRoute.estimate
 

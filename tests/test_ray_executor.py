@@ -103,7 +103,7 @@ def run_batch(executor: RayExecutor, client: LipSyncClient, items: list[BatchIte
 def test_without_local_jobs_no_ray_is_started(tmp_path: Path, fal: Any, media: tuple[Path, Path]) -> None:  # noqa: F811
     # Hosted jobs are the driver's light tasks: a hosted-only batch needs no cluster at all.
     video, audio = media
-    client = LipSyncClient(fal_key=FAL_KEY, consent="test")
+    client = LipSyncClient(credentials={"fal": FAL_KEY}, consent="test")
     items = [item(k, video, audio, tmp_path / f"fal-{k}.mp4", "fal", seed=k) for k in range(4)]
     executor = RayExecutor(address="ray://nowhere.invalid:10001")  # would fail if it were contacted
     outcomes = run_batch(executor, client, items, Events(), limits={"fal": 2})
@@ -129,7 +129,7 @@ def test_a_killed_actor_reruns_its_job_and_hosted_jobs_run_once(
              for k in range(4)]  # same inputs and seed, four outputs: four jobs, identical frames
     hosted = [item(4 + k, video, audio, tmp_path / f"{route}-{k}.mp4", route, seed=k)
               for k, route in enumerate(["fal", "replicate", "fal", "replicate"])]  # fmt: skip
-    client = LipSyncClient(fal_key=FAL_KEY, replicate_api_token=REPLICATE_TOKEN, consent="test")
+    client = LipSyncClient(credentials={"fal": FAL_KEY, "replicate": REPLICATE_TOKEN}, consent="test")
     executor = RayExecutor(local_actors=2, actor_setup=setup_tiny)
     killed: list[str] = []
 
@@ -219,7 +219,7 @@ def test_a_killed_driver_resumes_its_hosted_jobs_without_a_new_submit(
     for request_id in submitted:
         fal.complete(request_id)
     items = [item(k, video, audio, tmp_path / f"fal-{k}.mp4", "fal", seed=k) for k in range(3)]
-    outcomes = run_batch(RayExecutor(), LipSyncClient(fal_key=FAL_KEY, consent="test"), items, Events(),
+    outcomes = run_batch(RayExecutor(), LipSyncClient(credentials={"fal": FAL_KEY}, consent="test"), items, Events(),
                          limits={"fal": 3})  # fmt: skip
     assert all(isinstance(o, LipSyncResult) for o in outcomes.values())
     assert set(fal.jobs) == submitted  # resumed, never submitted again

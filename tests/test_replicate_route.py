@@ -26,7 +26,7 @@ from latentsync_routes import (
     UnsupportedParameter,
 )
 from latentsync_routes.pricing import estimate_replicate, replicate_cost_for_predict_time
-from latentsync_routes.routes import replicate as replicate_route
+from latentsync_routes.routes.replicate import route as replicate_route
 from latentsync_routes.testing import (
     LATENTSYNC_INPUT_SCHEMA_2025_01,
     LATENTSYNC_VERSION_CURRENT,
@@ -201,7 +201,7 @@ def test_reset_during_upload_is_retried(rep: FakeReplicate, media: tuple[Path, P
 def test_poll_timeouts_are_retried(
     rep: FakeReplicate, media: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("latentsync_routes.routes.replicate_api.REQUEST_TIMEOUT_S", 0.3)
+    monkeypatch.setattr("latentsync_routes.routes.replicate.api.REQUEST_TIMEOUT_S", 0.3)
     rep.faults.get.append(Fault.delay(1.0))
     result = run(tmp_path, media)
     assert [(a.step, a.error_message) for a in result.attempts if a.status == "error"] == [
@@ -302,7 +302,7 @@ def test_401_names_the_token_and_never_its_value(
     caplog.set_level(logging.DEBUG)
     wrong = "r8_wrong_value_456"
     with pytest.raises(AuthenticationError, match="REPLICATE_API_TOKEN") as info:
-        replicate_client(replicate_api_token=wrong).run(*media, tmp_path / "out.mp4")
+        replicate_client(token=wrong).run(*media, tmp_path / "out.mp4")
     assert rep.predictions == {} and rep.requests_for("file_create") == []
     for text in (str(info.value), repr(info.value), caplog.text, json.dumps(journal(hosted_env))):
         assert wrong not in text

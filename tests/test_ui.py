@@ -101,7 +101,7 @@ def fakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     for name in ("FAL_KEY", "REPLICATE_API_TOKEN", "WAVESPEED_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
-    with fake_providers(load_settings(home=tmp_path / "home"), queue_polls=1, poll_interval=0.05) as setup:
+    with fake_providers(load_settings(home=tmp_path / "home"), fast=True, poll_interval=0.05) as setup:
         yield setup
 
 
@@ -130,7 +130,7 @@ def test_the_pages_synthetic_media_skip_the_face_check_but_an_upload_of_the_same
     for name in ("FAL_KEY", "REPLICATE_API_TOKEN", "WAVESPEED_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
-    with fake_providers(load_settings(home=tmp_path / "home"), queue_polls=1, poll_interval=0.05) as setup:
+    with fake_providers(load_settings(home=tmp_path / "home"), fast=True, poll_interval=0.05) as setup:
         home = Path(setup.client.settings.home)
         made = state.synthetic(home)
         ours = state.assess(setup.client, made, "synthetic", FAKES_BLOCKED, ["fal"])
@@ -233,7 +233,8 @@ def test_a_run_reports_progress_and_lands_in_the_journal(fakes: Any) -> None:
 
 def test_cancel_from_the_page_stops_the_provider_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
-    with fake_providers(load_settings(home=tmp_path / "home"), queue_polls=10_000, poll_interval=0.05) as setup:
+    with fake_providers(load_settings(home=tmp_path / "home"), fast=True, poll_interval=0.05) as setup:
+        setup.fakes["fal"].hold_jobs()
         page = _page(setup.client)
         inputs = state.synthetic(page.home)
         estimate = state.assess(setup.client, inputs, "synthetic", FAKES_BLOCKED, ["fal"]).routes["fal"].estimate

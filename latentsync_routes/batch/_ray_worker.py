@@ -107,7 +107,7 @@ class LocalWorker:
     # -- control (the second concurrency slot) ---------------------------------------------------------
     def ready(self) -> dict[str, Any]:
         """Where the worker runs and what the local route would choose there (device, version)."""
-        from ..routes.local import LocalRoute
+        from ..routes.local.route import LocalRoute
 
         route = LocalRoute(settings=self.settings)
         why_not = route.availability()
@@ -138,7 +138,7 @@ class LocalWorker:
     def run(self, token: str, inputs: Inputs, params: Mapping[str, Any], remaining_s: float) -> WorkerResult:
         """Run one whole local job here and return the finished file's bytes."""
         from ..routes.base import JobContext
-        from ..routes.local import LocalRoute
+        from ..routes.local.route import LocalRoute
         from ..types import Cost, JobRecord, LipSyncRequest, MediaInfo, MediaSource
 
         route = LocalRoute(settings=self.settings)
@@ -179,7 +179,7 @@ class LocalWorker:
         """The whole-video pass of a split job (see :mod:`latentsync_routes.local.segments`), as ``extra["plan"]``."""
         from ..local import runtime
         from ..local.segments import plan_segments
-        from ..routes.local import LocalRoute
+        from ..routes.local.route import LocalRoute
 
         route = LocalRoute(settings=self.settings)
 
@@ -209,7 +209,7 @@ class LocalWorker:
         top-level arguments so the driver can pass object refs (put once, read by every segment)."""
         from ..local import runtime
         from ..local.segments import run_segment
-        from ..routes.local import LocalRoute
+        from ..routes.local.route import LocalRoute
 
         deadline = [time.monotonic() + remaining_s]
 

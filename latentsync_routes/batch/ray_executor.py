@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError, JobCancelled, LocalRouteError
-from ..routes.local import DEFAULT_SEED, LocalRoute
+from ..routes.local.route import DEFAULT_SEED, LocalRoute
 from ..types import MediaSource
 from ._ray_pool import ActorPool, Member, WorkerLost
 from ._ray_worker import Inputs, WorkerResult

@@ -186,7 +186,7 @@ def download(
     as_json: bool = JsonOpt,
 ) -> None:
     """Fetch the local route's checkpoints at pinned revisions and verify them."""
-    from ..routes.local import download_checkpoints as fetch
+    from ..routes.local.route import download_checkpoints as fetch
 
     with _errors(as_json):
         from ..errors import InvalidParameter
@@ -220,8 +220,10 @@ def demo(as_json: bool = JsonOpt) -> None:
         audio = write_test_audio(folder / "voice.wav", seconds=3.0)
         # The fake bills by the price book's rule on its output (which follows the audio), like fal's card.
         with FakeFal(expected_key="demo-key") as fal:
-            settings = load_settings(home=folder / "home", fal_base_url=fal.url, poll_interval=0.05)
-            client = LipSyncClient(route="fal", fal_key="demo-key", consent="synthetic", settings=settings)
+            settings = load_settings(home=folder / "home", poll_interval=0.05)
+            client = LipSyncClient(route="fal", credentials={"fal": "demo-key"}, credentials_only=True,
+                                   route_settings={"fal": {"base_url": fal.url}}, consent="synthetic",
+                                   settings=settings)
             estimate = client.estimate(video, audio)
             # The synthetic clip shows no face: the face check would rightly STOP it, so it is off for this
             # one job, and the summary says so (docs/safety.md, "The face check").

@@ -1,9 +1,9 @@
-"""``latentsync-routes fakes``: the loopback fakes of every hosted provider, for trying the CLI offline.
+"""``latentsync-routes fakes``: the loopback fake of every route that has one, for trying the CLI offline.
 
-It serves FakeFal, FakeReplicate and FakeWaveSpeed on 127.0.0.1 and prints the ``export`` lines that point
-the package at them (each route's base URL variable and a dummy credential the fake accepts) until
-Ctrl-C. Nothing leaves the machine and nothing is paid; the fakes answer with the input video, not a
-lip-synced one.
+It serves each registered route's fake (``routes/<name>/fake.py``, named by its kit) on 127.0.0.1 and
+prints the ``export`` lines that point the package at them (each route's base URL variable and the dummy
+credential its fake accepts, both named by the kit) until Ctrl-C. Nothing leaves the machine and nothing
+is paid; the fakes answer with the input video, not a lip-synced one.
 """
 
 from __future__ import annotations
@@ -11,9 +11,7 @@ from __future__ import annotations
 import shlex
 import sys
 import threading
-from collections.abc import Callable
 from contextlib import ExitStack
-from functools import partial
 from typing import Any
 
 import typer
@@ -21,37 +19,31 @@ from rich.markup import escape
 
 from ._common import JsonOpt, _emit, _errors, app, err, out
 
-#: The dummy credentials the fakes are started with (and accept; any other key is refused like a bad one).
-DUMMY_KEYS = {"fal": "fake-fal-key", "replicate": "r8_fake_token", "wavespeed": "fake-wavespeed-key"}
-
 
 def _start(stack: ExitStack, port: int | None) -> dict[str, Any]:
-    """Start the three fakes (on ``port``, ``port + 1`` and ``port + 2`` when given) and their env lines."""
-    from ..routes.base import route_info
-    from ..testing import FakeFal, FakeReplicate, FakeWaveSpeed
+    """Start each kit's fake (on ``port``, ``port + 1``, ... in registry order when given) and its env lines."""
+    from ..routes import REGISTRY
 
     fakes: dict[str, Any] = {}
-    makers: list[tuple[str, Callable[..., Any]]] = [
-        ("fal", partial(FakeFal, expected_key=DUMMY_KEYS["fal"], billable_units=40)),
-        ("replicate", partial(FakeReplicate, expected_token=DUMMY_KEYS["replicate"])),
-        ("wavespeed", partial(FakeWaveSpeed, expected_key=DUMMY_KEYS["wavespeed"])),
-    ]
-    for offset, (name, make) in enumerate(makers):
-        server = stack.enter_context(make(strict=False, port=0 if port is None else port + offset))
-        info = route_info(name)
-        env = [(info.base_url_env, server.url), (info.credential_env, DUMMY_KEYS[name])]
-        fakes[name] = {"url": server.url, "env": {key: value for key, value in env if key}}
+    for kit in REGISTRY.values():
+        spec = kit.fake
+        if spec is None:
+            continue
+        chosen = 0 if port is None else port + len(fakes)
+        server = stack.enter_context(kit.start_fake(**spec.demo_options, strict=False, port=chosen))
+        env = [(kit.settings.base_url_env, server.url), (kit.settings.credential_env, spec.dummy_credential)]
+        fakes[kit.name] = {"url": server.url, "env": {key: value for key, value in env if key}}
     return fakes
 
 
 @app.command()
 def fakes(
-    port: int | None = typer.Option(None, "--port", min=1, max=65533,
-                                    help="Serve fal on PORT, Replicate on PORT+1, WaveSpeed on PORT+2 "
+    port: int | None = typer.Option(None, "--port", min=1, max=65000,
+                                    help="Serve the fakes on PORT, PORT+1, ... in the order `routes` lists them "
                                          "(default: free ports)."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Serve offline fakes of fal, Replicate and WaveSpeed and print the lines to export, until Ctrl-C.
+    """Serve offline fakes of every hosted route and print the lines to export, until Ctrl-C.
 
     In another shell, after the exports: `latentsync-routes run clip.mp4 voice.wav -o out.mp4 --route fal
     --consent test`. The fakes return the input video (not lip-synced) and bill nothing.

@@ -26,8 +26,8 @@ def prices_refresh(as_json: bool = JsonOpt, config: Path | None = ConfigOpt) -> 
     """Fetch fal's unit price for fal-ai/latentsync and write it, dated and sourced, to your price-book override."""
     from ..errors import ConfigurationError
     from ..pricing import price_book
-    from ..routes.fal import ENDPOINT
-    from ..routes.fal_platform import PLATFORM_URL, refresh_price_book
+    from ..routes.fal.platform import PLATFORM_URL, refresh_price_book
+    from ..routes.fal.route import ENDPOINT
 
     with _errors(as_json):
         route: Any = _client(config).route("fal")

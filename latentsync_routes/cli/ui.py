@@ -47,7 +47,7 @@ def ui(
         if importlib.util.find_spec("gradio") is None:
             raise ConfigurationError("the ui needs Gradio: pip install 'latentsync-routes[ui]'")
         from ..ui import SHARE_WARNING, serve
-        from ..ui.fakes import FAKES_BLOCKED, fake_providers
+        from ..ui.fakes import fake_providers
 
         if share:
             err.print(f"[bold yellow]warning[/]: {SHARE_WARNING}", highlight=False)
@@ -57,8 +57,8 @@ def ui(
         settings = load_settings(config)
         with ExitStack() as stack:
             if fakes:
-                client = stack.enter_context(fake_providers(settings)).client
-                blocked = FAKES_BLOCKED
+                setup = stack.enter_context(fake_providers(settings))
+                client, blocked = setup.client, setup.blocked
             else:
                 client = LipSyncClient(settings=settings)
                 blocked = {}

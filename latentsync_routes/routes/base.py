@@ -1,13 +1,12 @@
 """The Route protocol, the facts every route declares, and the registry.
 
-A route is one small module: a :class:`RouteInfo` (facts, with sources), a parameter table, an estimator
-and ``execute``. The client owns everything else (probing, policy, budget, journal, records), so adding a
-route is one file plus one line in :data:`REGISTRY`.
+A route is one folder (:mod:`latentsync_routes.routes`): a :class:`RouteInfo` (facts, with sources), a
+parameter table, an estimator and ``execute``, with its kit. The client owns everything else (probing,
+policy, budget, journal, records), so adding a route is one folder plus one line in the registry.
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import threading
 import time
@@ -20,17 +19,12 @@ from pydantic import BaseModel, Field
 
 from ..errors import InvalidParameter, RouteNotInstalled, UnknownRoute, UnsupportedParameter
 from ..types import Attempt, CostEstimate, JobRecord, JobState, LipSyncRequest, MediaInfo
+from . import REGISTRY
+from .kit import RouteKit
 
 if TYPE_CHECKING:
     from ..config import Credential, Settings
 
-#: route name -> "module:Class"; modules are imported on first use so listing routes imports no SDK.
-REGISTRY: dict[str, str] = {
-    "local": "latentsync_routes.routes.local:LocalRoute",
-    "fal": "latentsync_routes.routes.fal:FalRoute",
-    "replicate": "latentsync_routes.routes.replicate:ReplicateRoute",
-    "wavespeed": "latentsync_routes.routes.wavespeed:WaveSpeedRoute",
-}
 
 
 class ParameterSpec(BaseModel):
@@ -217,18 +211,21 @@ def route_names() -> list[str]:
     return list(REGISTRY)
 
 
+def route_kit(name: str) -> RouteKit:
+    """The registry's kit for ``name``; an unknown name is refused with the known ones."""
+    kit = REGISTRY.get(name)
+    if kit is None:
+        raise UnknownRoute(f"unknown route {name!r}; known routes: {', '.join(REGISTRY)}", route=name)
+    return kit
+
+
 def load_route_class(name: str) -> type[Any]:
     """Import a route's module on demand."""
-    target = REGISTRY.get(name)
-    if target is None:
-        raise UnknownRoute(f"unknown route {name!r}; known routes: {', '.join(REGISTRY)}", route=name)
-    module_name, _, class_name = target.partition(":")
+    kit = route_kit(name)
     try:
-        module = importlib.import_module(module_name)
+        return kit.route_class()
     except ImportError as exc:  # pragma: no cover - only when a route's module itself is missing
         raise RouteNotInstalled(f"route {name!r} cannot be loaded: {exc}", route=name) from None
-    cls: type[Any] = getattr(module, class_name)
-    return cls
 
 
 def route_info(name: str) -> RouteInfo:

@@ -133,8 +133,7 @@ class HostedRoute(ABC):
 
     def base_url(self) -> str | None:
         """The origin this route talks to: a configured override (a gateway, a fake), else the default."""
-        info = self.info()
-        return self.settings.base_url_for(self.name, info.base_url_env) or info.default_base_url
+        return self.settings.base_url_for(self.name)
 
     def secret(self) -> str:
         if self.credential is None:

@@ -26,21 +26,47 @@ Importing this package does not import ``fal_client``, ``replicate`` or ``torch`
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._faults import Fault
 from ._http import FakeServer
-from ._replicate_api import LATENTSYNC_VERSIONS, ReplicateVersion
-from ._schemas import (
-    LATENTSYNC_INPUT_SCHEMA_2025_01,
-    LATENTSYNC_INPUT_SCHEMA_CURRENT,
-    LATENTSYNC_VERSION_2025_01,
-    LATENTSYNC_VERSION_CURRENT,
-)
 from ._storage import StoredFile
 from ._wire import Headers, RequestRecord
-from .fal import CancelRecord, FakeFal, FalFailure, FalFaults, FalJob
 from .media import write_test_audio, write_test_video
-from .replicate import FakeReplicate, ReplicateFaults, ReplicatePrediction
-from .wavespeed import FakeWaveSpeed, WaveSpeedFaults, WaveSpeedPrediction
+
+if TYPE_CHECKING:
+    from ..routes.fal.fake import CancelRecord, FakeFal, FalFailure, FalFaults, FalJob
+    from ..routes.replicate.fake import FakeReplicate, ReplicateFaults, ReplicatePrediction
+    from ..routes.replicate.fake_api import LATENTSYNC_VERSIONS, ReplicateVersion
+    from ..routes.replicate.fake_schemas import (
+        LATENTSYNC_INPUT_SCHEMA_2025_01,
+        LATENTSYNC_INPUT_SCHEMA_CURRENT,
+        LATENTSYNC_VERSION_2025_01,
+        LATENTSYNC_VERSION_CURRENT,
+    )
+    from ..routes.wavespeed.fake import FakeWaveSpeed, WaveSpeedFaults, WaveSpeedPrediction
+
+#: Each route's fake lives in its own folder (``routes/<name>/fake.py``); these names stay importable
+#: from here, loaded on first use (the fakes import this package's plumbing, so they cannot be imported
+#: eagerly from it).
+_FROM_ROUTES = {
+    **dict.fromkeys(("CancelRecord", "FakeFal", "FalFailure", "FalFaults", "FalJob"), "fal.fake"),
+    **dict.fromkeys(("FakeReplicate", "ReplicateFaults", "ReplicatePrediction"), "replicate.fake"),
+    **dict.fromkeys(("ReplicateVersion", "LATENTSYNC_VERSIONS"), "replicate.fake_api"),
+    **dict.fromkeys(("LATENTSYNC_INPUT_SCHEMA_2025_01", "LATENTSYNC_INPUT_SCHEMA_CURRENT",
+                     "LATENTSYNC_VERSION_2025_01", "LATENTSYNC_VERSION_CURRENT"), "replicate.fake_schemas"),
+    **dict.fromkeys(("FakeWaveSpeed", "WaveSpeedFaults", "WaveSpeedPrediction"), "wavespeed.fake"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _FROM_ROUTES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"latentsync_routes.routes.{module}"), name)
+
 
 __all__ = [
     "FakeWaveSpeed",

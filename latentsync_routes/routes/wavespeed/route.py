@@ -22,23 +22,24 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from ..errors import AmbiguousSubmit, AuthenticationError, ProviderError, ProviderInputRejected, RouteError
-from ..pricing import cost_by_rule, estimate_by_rule
-from ..retry import STEP_NOUN, StepFailure, json_or_none, request_never_sent, request_timeout, retry_after_of
-from ..types import CostEstimate, JobRecord, LipSyncRequest, MediaInfo, MediaSource
-from .base import JobContext, RouteInfo
-from .hosted import CancelOutcome, HostedRoute, Output, Status
+from ...errors import AmbiguousSubmit, AuthenticationError, ProviderError, ProviderInputRejected, RouteError
+from ...pricing import cost_by_rule, estimate_by_rule
+from ...retry import STEP_NOUN, StepFailure, json_or_none, request_never_sent, request_timeout, retry_after_of
+from ...types import CostEstimate, JobRecord, LipSyncRequest, MediaInfo, MediaSource
+from ..base import JobContext, RouteInfo
+from ..hosted import CancelOutcome, HostedRoute, Output, Status
+from . import NAME, SETTINGS
 
 if TYPE_CHECKING:
     import httpx
     import wavespeed
 
-    from ..config import Credential, Settings
+    from ...config import Credential, Settings
 
 MODEL = "bytedance/latentsync"
 
 INFO = RouteInfo(
-    name="wavespeed",
+    name=NAME,
     description="WaveSpeed AI hosted model bytedance/latentsync (predictions API)",
     owner="WaveSpeed AI runs the model; ByteDance owns it",
     model=MODEL,
@@ -57,11 +58,11 @@ INFO = RouteInfo(
     failure_billing_source="https://wavespeed.ai/docs/refund-policy",
     support_path=["https://wavespeed.ai/docs", "https://wavespeed.ai/docs/docs-api/bytedance/bytedance-latentsync",
                   "https://github.com/bytedance/LatentSync/issues"],
-    credential_env="WAVESPEED_API_KEY",
+    credential_env=SETTINGS.credential_env,
     sdk_module="wavespeed",
     sdk_package="wavespeed",
-    base_url_env="LATENTSYNC_ROUTES_WAVESPEED_BASE_URL",
-    default_base_url="https://api.wavespeed.ai",
+    base_url_env=SETTINGS.base_url_env,
+    default_base_url=SETTINGS.default_base_url,
     default_concurrency=4,
     install_extra="wavespeed",
     sources=["https://wavespeed.ai/docs/docs-api/bytedance/bytedance-latentsync",
@@ -79,12 +80,12 @@ _STATES: dict[str, Literal["queued", "running", "succeeded", "failed", "cancelle
 
 
 class WaveSpeedRoute(HostedRoute):
-    name: ClassVar[str] = "wavespeed"
+    name: ClassVar[str] = NAME
     INFO: ClassVar[RouteInfo] = INFO
 
     def __init__(self, *, settings: Settings, credential: Credential | None) -> None:
         super().__init__(settings=settings, credential=credential)
-        self.api_url = self.base_url() or "https://api.wavespeed.ai"
+        self.api_url = self.base_url() or str(SETTINGS.default_base_url)
         self._sdk_client: wavespeed.Client | None = None
         self._lock = threading.Lock()
 
@@ -104,7 +105,7 @@ class WaveSpeedRoute(HostedRoute):
             return self._sdk_client
 
     def _http(self) -> httpx.Client:
-        from ..download import _shared_client
+        from ...download import _shared_client
 
         return _shared_client()
 
@@ -187,7 +188,7 @@ class WaveSpeedRoute(HostedRoute):
     RESULT_IS_A_REQUEST: ClassVar[bool] = False  # the output URL is in the last poll's answer
 
     def priced_after_download(self, job: JobContext, output: Output, path: Path) -> tuple[float | None, str]:
-        from ..media import probe
+        from ...media import probe
 
         seconds = probe(MediaSource(kind="path", path=path), with_hash=False).duration
         cost = cost_by_rule(self.name, seconds)

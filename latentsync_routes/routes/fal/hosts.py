@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..errors import ConfigurationError
+from ...errors import ConfigurationError
 
 # The fal route's logger, as before this code had a module of its own.
 log = logging.getLogger("latentsync_routes.routes.fal")
@@ -135,7 +135,7 @@ def bound_to_deadlines(sync: Any) -> None:
     import fal_client.client as module
     import httpx
 
-    from ..deadlines import deadline_transport
+    from ...deadlines import deadline_transport
 
     version = getattr(fal_client, "__version__", "unknown")
     if version != SUPPORTED_FAL_CLIENT or not hasattr(module, "BackupDomainTransport"):

@@ -31,15 +31,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from ..media import output_duration
-from ..pricing import fal_billable_units_for
-from ._fal_cdn import FalStorageServer
-from ._fal_jobs import CancelRecord, FalFailure, FalFaults, FalJob
-from ._fal_platform import FalPlatformAPI, PayloadDeletion
-from ._lipsync_media import audio_seconds, lipsync_stand_in
-from ._media import tiny_mp4
-from ._schemas import validate_fal_latentsync
-from ._wire import HTTPError, Request, Response, Route, iso_now, route
+from ...media import output_duration
+from ...pricing import fal_billable_units_for
+from ...testing._lipsync_media import audio_seconds, lipsync_stand_in
+from ...testing._media import tiny_mp4
+from ...testing._wire import HTTPError, Request, Response, Route, iso_now, route
+from .fake_cdn import FalStorageServer
+from .fake_jobs import CancelRecord, FalFailure, FalFaults, FalJob
+from .fake_platform import FalPlatformAPI, PayloadDeletion
+from .fake_schemas import validate_fal_latentsync
 
 FAL_CLIENT_CONSTANTS = ("QUEUE_URL_FORMAT", "RUN_URL_FORMAT", "REST_URL", "CDN_URL")
 _APP = r"(?P<app>(?:(?:workflows|comfy)/)?[^/]+/[^/]+)"
@@ -87,6 +87,7 @@ class FakeFal(FalPlatformAPI, FalStorageServer):
     ) -> None:
         self.expected_key = expected_key
         self.queue_polls = queue_polls
+        self._held_queue_polls: int | None = None
         self.progress_polls = progress_polls
         self.result_video = result_video
         self.billable_units = billable_units
@@ -201,6 +202,22 @@ class FakeFal(FalPlatformAPI, FalStorageServer):
             if job.state == "COMPLETED":
                 raise ValueError(f"job {request_id} already completed")
             job.failure = failure
+
+    def hold_jobs(self) -> None:
+        """Keep every job running (its status polls never end it) until :meth:`release_jobs`."""
+        with self._lock:
+            if self._held_queue_polls is None:
+                self._held_queue_polls = self.queue_polls
+            self.queue_polls = 10**9
+
+    def release_jobs(self) -> None:
+        """Undo :meth:`hold_jobs`: jobs end after their polls again, and those already held end now."""
+        with self._lock:
+            if self._held_queue_polls is not None:
+                self.queue_polls, self._held_queue_polls = self._held_queue_polls, None
+        for job_id, job in self.jobs.items():
+            if job.state != "COMPLETED":
+                self.complete(job_id)
 
     def complete(self, request_id: str) -> FalJob:
         """Finish a job now, whatever its poll count."""

@@ -34,12 +34,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from ._faults import Fault
-from ._lipsync_media import audio_seconds, lipsync_stand_in
-from ._media import tiny_mp4
-from ._storage import FileStore, StoredFile, new_id
-from ._wavespeed_api import WaveSpeedAPIServer
-from ._wire import Headers, HTTPError, Request, Response, Route, route
+from ...testing._faults import Fault
+from ...testing._lipsync_media import audio_seconds, lipsync_stand_in
+from ...testing._media import tiny_mp4
+from ...testing._storage import FileStore, StoredFile, new_id
+from ...testing._wire import Headers, HTTPError, Request, Response, Route, route
+from .fake_api import WaveSpeedAPIServer
 
 PredictionStatus = Literal["created", "processing", "completed", "failed", "deleted"]
 #: Models served by default: both WaveSpeed listings of LatentSync take exactly ``audio`` and ``video``.
@@ -137,6 +137,7 @@ class FakeWaveSpeed(WaveSpeedAPIServer):
     ) -> None:
         self.created_polls = created_polls
         self.processing_polls = processing_polls
+        self._held_processing_polls: int | None = None
         self.result_video = result_video
         self.inference_ms = inference_ms
         self.models = set(models)
@@ -167,6 +168,22 @@ class FakeWaveSpeed(WaveSpeedAPIServer):
             if prediction.terminal:
                 raise ValueError(f"prediction {prediction_id} already {prediction.status}")
             prediction.failure = (error, code)
+
+    def hold_jobs(self) -> None:
+        """Keep every job running (its status polls never end it) until :meth:`release_jobs`."""
+        with self._lock:
+            if self._held_processing_polls is None:
+                self._held_processing_polls = self.processing_polls
+            self.processing_polls = 10**9
+
+    def release_jobs(self) -> None:
+        """Undo :meth:`hold_jobs`: jobs end after their polls again, and those already held end now."""
+        with self._lock:
+            if self._held_processing_polls is not None:
+                self.processing_polls, self._held_processing_polls = self._held_processing_polls, None
+        for job_id, job in self.jobs.items():
+            if not job.terminal:
+                self.complete(job_id)
 
     def complete(self, prediction_id: str) -> WaveSpeedPrediction:
         """End a prediction now, whatever its poll count."""

@@ -23,8 +23,10 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
 
-from ._http import FakeServer
-from ._schemas import (
+from ...testing._http import FakeServer
+from ...testing._storage import StoredFile, new_id, safe_name
+from ...testing._wire import HTTPError, Request, Response, Route, file_response, route
+from .fake_schemas import (
     LATENTSYNC_INPUT_SCHEMA_2025_01,
     LATENTSYNC_INPUT_SCHEMA_CURRENT,
     LATENTSYNC_VERSION_2025_01,
@@ -32,8 +34,6 @@ from ._schemas import (
     OUTPUT_URI_SCHEMA,
     openapi_document,
 )
-from ._storage import StoredFile, new_id, safe_name
-from ._wire import HTTPError, Request, Response, Route, file_response, route
 
 _MODEL = r"(?P<owner>[^/]+)/(?P<name>[^/]+)"
 _TITLES = {

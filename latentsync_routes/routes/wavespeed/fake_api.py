@@ -24,9 +24,9 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
 
-from ._http import FakeServer
-from ._storage import StoredFile, new_id, safe_name
-from ._wire import HTTPError, Request, Response, Route, file_response, route
+from ...testing._http import FakeServer
+from ...testing._storage import StoredFile, new_id, safe_name
+from ...testing._wire import HTTPError, Request, Response, Route, file_response, route
 
 UPLOAD_ORIGINS = ("upload_ticket", "upload_binary")
 

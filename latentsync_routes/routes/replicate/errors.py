@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..errors import AmbiguousSubmit, AuthenticationError, ProviderError, ProviderInputRejected
-from ..retry import STEP_NOUN, TRANSIENT_STATUSES, StepFailure, json_or_none, request_never_sent, retry_after_of
+from ...errors import AmbiguousSubmit, AuthenticationError, ProviderError, ProviderInputRejected
+from ...retry import STEP_NOUN, TRANSIENT_STATUSES, StepFailure, json_or_none, request_never_sent, retry_after_of
 
 if TYPE_CHECKING:
     import httpx

@@ -33,13 +33,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ._faults import Fault
-from ._lipsync_media import audio_seconds, lipsync_stand_in
-from ._media import tiny_mp4
-from ._replicate_api import ReplicateAPIServer, ReplicateVersion
-from ._schemas import validate_replicate_input
-from ._storage import FileStore, StoredFile, new_id
-from ._wire import Headers, HTTPError, Request, Response, Route, iso_now, route
+from ...testing._faults import Fault
+from ...testing._lipsync_media import audio_seconds, lipsync_stand_in
+from ...testing._media import tiny_mp4
+from ...testing._storage import FileStore, StoredFile, new_id
+from ...testing._wire import Headers, HTTPError, Request, Response, Route, iso_now, route
+from .fake_api import ReplicateAPIServer, ReplicateVersion
+from .fake_schemas import validate_replicate_input
 
 PredictionStatus = Literal["starting", "processing", "succeeded", "failed", "canceled"]
 _TERMINAL = ("succeeded", "failed", "canceled")
@@ -147,6 +147,7 @@ class FakeReplicate(ReplicateAPIServer):
     ) -> None:
         self.starting_polls = starting_polls
         self.processing_polls = processing_polls
+        self._held_processing_polls: int | None = None
         self.predict_time = predict_time
         self._rule_times: dict[str, float] = {}
         self.default_wait_s = default_wait_s
@@ -187,6 +188,22 @@ class FakeReplicate(ReplicateAPIServer):
             if prediction.terminal:
                 raise ValueError(f"prediction {prediction_id} already {prediction.status}")
             prediction.failure = (error, logs)
+
+    def hold_jobs(self) -> None:
+        """Keep every job running (its status polls never end it) until :meth:`release_jobs`."""
+        with self._lock:
+            if self._held_processing_polls is None:
+                self._held_processing_polls = self.processing_polls
+            self.processing_polls = 10**9
+
+    def release_jobs(self) -> None:
+        """Undo :meth:`hold_jobs`: jobs end after their polls again, and those already held end now."""
+        with self._lock:
+            if self._held_processing_polls is not None:
+                self.processing_polls, self._held_processing_polls = self._held_processing_polls, None
+        for job_id, job in self.jobs.items():
+            if not job.terminal:
+                self.complete(job_id)
 
     def complete(self, prediction_id: str) -> ReplicatePrediction:
         """Finish a prediction now (also releases a blocked ``Prefer: wait`` create)."""
@@ -360,7 +377,7 @@ class FakeReplicate(ReplicateAPIServer):
         value = self.predict_time
         if value is None:  # the price book's model of run time (mid band) on the output's length, once
             if prediction.id not in self._rule_times:
-                from ..pricing import estimate_replicate
+                from ...pricing import estimate_replicate
 
                 seconds = audio_seconds(prediction.input_bytes("audio") or b"")
                 self._rule_times[prediction.id] = float(estimate_replicate(seconds or 0.4).expected_wall_seconds or 0)

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..deadlines import deadline_transport
-from ..types import JobRecord
+from ...deadlines import deadline_transport
+from ...types import JobRecord
 
 if TYPE_CHECKING:
     import httpx

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AuthenticationError, JobCancelled, ProviderError, ProviderInputRejected
-from ..pricing import fal_units_cost
-from ..retry import STEP_NOUN, StepFailure, json_or_none, retry_after_of
+from ...errors import AuthenticationError, JobCancelled, ProviderError, ProviderInputRejected
+from ...pricing import fal_units_cost
+from ...retry import STEP_NOUN, StepFailure, json_or_none, retry_after_of
 
 if TYPE_CHECKING:
     import httpx

@@ -13,14 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..pricing import compare_with_rule, fal_cost_for_seconds, fal_units_cost, price_book
-from ..types import MediaSource
-from .fal_errors import billable_units
+from ...pricing import compare_with_rule, fal_cost_for_seconds, fal_units_cost, price_book
+from ...types import MediaSource
+from .errors import billable_units
 
 if TYPE_CHECKING:
     import httpx
 
-    from .base import JobContext
+    from ..base import JobContext
 
 
 def keep_units(job: JobContext, units: float | None) -> None:
@@ -46,7 +46,7 @@ def settle_from_result(http: httpx.Client, url: str, job: JobContext, *, timeout
 
 def price_output(job: JobContext, path: Path) -> tuple[float, str]:
     """The actual (the rule on the output's length) and its basis; units and a disagreement on the record."""
-    from ..media import probe
+    from ...media import probe
 
     seconds = probe(MediaSource(kind="path", path=path), with_hash=False).duration
     cost = fal_cost_for_seconds(seconds)

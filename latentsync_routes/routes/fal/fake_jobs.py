@@ -9,9 +9,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ._faults import Fault
-from ._storage import FileStore, StoredFile
-from ._wire import Headers
+from ...testing._faults import Fault
+from ...testing._storage import FileStore, StoredFile
+from ...testing._wire import Headers
 
 JobState = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
 

@@ -23,9 +23,9 @@ import secrets
 import time
 from typing import Any
 
-from ._http import FakeServer
-from ._storage import StoredFile, new_id, safe_name
-from ._wire import Headers, HTTPError, Request, Response, Route, file_response, iso_now, route
+from ...testing._http import FakeServer
+from ...testing._storage import StoredFile, new_id, safe_name
+from ...testing._wire import Headers, HTTPError, Request, Response, Route, file_response, iso_now, route
 
 _BUCKETS = ("koala", "lion", "penguin", "zebra", "rabbit", "tiger", "panda", "elephant")
 

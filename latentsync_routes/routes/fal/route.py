@@ -1,11 +1,11 @@
 """The ``fal`` route: ``fal-ai/latentsync`` on fal's queue, driven by the official ``fal-client`` 1.0.3.
 
-The loop, deadline, journal and ambiguity rules are the hosted template's (:mod:`.hosted`); this module
+The loop, deadline, journal and ambiguity rules are the hosted template's (:mod:`..hosted`); this module
 is fal's single tries of each step. The submit is one ``POST`` (fal-client's ``submit`` retries POSTs,
 which could bill twice); polls, the result and the cancel are single requests to URLs built from the
 request id on the configured origin, so the key never goes to a host an answer names. The submit and
-every upload carry fal's retention headers (:mod:`.fal_platform`); costs: :mod:`.fal_billing`; errors:
-:mod:`.fal_errors`; one origin for every fal host: :mod:`.fal_hosts`.
+every upload carry fal's retention headers (:mod:`.platform`); costs: :mod:`.billing`; errors:
+:mod:`.errors`; one origin for every fal host: :mod:`.hosts`.
 """
 
 from __future__ import annotations
@@ -16,15 +16,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from ..errors import AmbiguousSubmit, RouteError
-from ..pricing import estimate_fal, price_book
-from ..retry import StepFailure, json_or_none, request_never_sent, request_timeout
-from ..types import CostEstimate, JobRecord, LipSyncRequest, MediaInfo, MediaSource
-from .base import JobContext, ParameterSpec, RouteInfo, RouteOutput
-from .fal_billing import keep_units, price_output, settle_from_result
-from .fal_errors import billable_units, http_failure, transient
-from .fal_hosts import bound_to_deadlines, fal_hosts
-from .fal_platform import (
+from ...errors import AmbiguousSubmit, RouteError
+from ...pricing import estimate_fal, price_book
+from ...retry import StepFailure, json_or_none, request_never_sent, request_timeout
+from ...types import CostEstimate, JobRecord, LipSyncRequest, MediaInfo, MediaSource
+from ..base import JobContext, ParameterSpec, RouteInfo, RouteOutput
+from ..hosted import CancelOutcome, HostedRoute, Output, Status
+from . import NAME, SETTINGS
+from .billing import keep_units, price_output, settle_from_result
+from .errors import billable_units, http_failure, transient
+from .hosts import bound_to_deadlines, fal_hosts
+from .platform import (
     FETCH_MARGIN_S,
     PLATFORM_URL,
     delete_for_record,
@@ -32,20 +34,19 @@ from .fal_platform import (
     lookup_requests,
     retention_headers,
 )
-from .fal_upload import upload_multipart
-from .hosted import CancelOutcome, HostedRoute, Output, Status
+from .upload import upload_multipart
 
 if TYPE_CHECKING:
     import fal_client
     import httpx
 
-    from ..config import Credential, Settings
+    from ...config import Credential, Settings
 
 
 ENDPOINT = "fal-ai/latentsync"
 
 INFO = RouteInfo(
-    name="fal",
+    name=NAME,
     description="fal.ai hosted endpoint fal-ai/latentsync (queue API)",
     owner="fal (fal.ai) runs the endpoint; ByteDance owns the model",
     model=ENDPOINT,
@@ -67,10 +68,10 @@ INFO = RouteInfo(
     "charged if a runner spent GPU time; a cancelled running request may run on and be billed",
     failure_billing_source="https://docs.fal.ai/documentation/model-apis/pricing",
     support_path=["https://docs.fal.ai", "https://fal.ai/support", "https://github.com/bytedance/LatentSync/issues"],
-    credential_env="FAL_KEY",
+    credential_env=SETTINGS.credential_env,
     sdk_module="fal_client",
     sdk_package="fal-client",
-    base_url_env="LATENTSYNC_ROUTES_FAL_BASE_URL",
+    base_url_env=SETTINGS.base_url_env,
     default_concurrency=2,
     install_extra="fal",
     sources=["https://fal.ai/models/fal-ai/latentsync/llms.txt", "https://docs.fal.ai/model-apis/payloads",
@@ -92,7 +93,7 @@ _STATES: dict[str, Literal["queued", "running", "succeeded"]] = {
 
 
 class FalRoute(HostedRoute):
-    name: ClassVar[str] = "fal"
+    name: ClassVar[str] = NAME
     INFO: ClassVar[RouteInfo] = INFO
     INPUT_NAMES: ClassVar[tuple[str, str]] = ("video_url", "audio_url")
 

@@ -10,7 +10,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..errors import (
+from ...errors import (
     ConfigurationError,
     DeadlineExceeded,
     InputError,
@@ -20,9 +20,9 @@ from ..errors import (
     RouteError,
     RouteNotInstalled,
 )
-from ..media import output_duration, safe_name
-from ..types import CostEstimate, LipSyncRequest, MediaInfo, MediaSource
-from .base import (
+from ...media import output_duration, safe_name
+from ...types import CostEstimate, LipSyncRequest, MediaInfo, MediaSource
+from ..base import (
     JobContext,
     ParameterSpec,
     RouteInfo,
@@ -31,14 +31,15 @@ from .base import (
     module_available,
     not_installed_message,
 )
+from . import NAME
 
 if TYPE_CHECKING:
-    from ..config import Credential, Settings
+    from ...config import Credential, Settings
 
 log = logging.getLogger(__name__)
 
 INFO = RouteInfo(
-    name="local",
+    name=NAME,
     description="LatentSync 1.5 (256 px) / 1.6 (512 px) in this package's own torch code, on this machine",
     owner="you: the job runs on your machine",
     model="ByteDance/LatentSync-1.5 or ByteDance/LatentSync-1.6 (Hugging Face checkpoints)",
@@ -55,7 +56,6 @@ INFO = RouteInfo(
     failure_billing="no provider bills you; a failed run costs only your hardware time",
     failure_billing_source="https://github.com/bytedance/LatentSync",
     support_path=["https://github.com/bytedance/LatentSync/issues"],
-    credential_env=None,
     # one GPU runs one job at a time (a second would only compete for its memory); Ray's pool sets its own
     default_concurrency=1,
     install_extra="local",
@@ -86,7 +86,7 @@ class LocalRoute:
     jobs); an application or a test can put its own model set there with ``runtime.register_models``.
     """
 
-    name: ClassVar[str] = "local"
+    name: ClassVar[str] = NAME
     INFO: ClassVar[RouteInfo] = INFO
 
     def __init__(self, *, settings: Settings, credential: Credential | None = None) -> None:
@@ -102,7 +102,7 @@ class LocalRoute:
         return None
 
     def _choice(self, dtype: str | None = None) -> Any:
-        from ..local.runtime import choose
+        from ...local.runtime import choose
 
         try:
             return choose(self.settings.local_version, self.settings.local_device, requested_dtype=dtype)
@@ -117,7 +117,7 @@ class LocalRoute:
         pricing every route still works and never quotes GPU figures for a machine without one.
         """
         if self.availability() is not None:
-            from ..local.precision import resolve_dtype
+            from ...local.precision import resolve_dtype
 
             version = self.settings.local_version if self.settings.local_version != "auto" else "1.5"
             device = self.settings.local_device or ("cuda" if shutil.which("nvidia-smi") else "cpu")
@@ -135,12 +135,12 @@ class LocalRoute:
             return {"reason": why_not}
         choice = self._choice()
         report: dict[str, Any] = choice.as_dict()
-        from ..local.runtime import cpu_seconds_per_output_second
+        from ...local.runtime import cpu_seconds_per_output_second
 
         if choice.device.split(":", 1)[0] == "cpu":
             report["cpu_seconds_per_output_second"] = cpu_seconds_per_output_second(choice.version)
         try:
-            from ..local.checkpoints import CheckpointError, resolve
+            from ...local.checkpoints import CheckpointError, resolve
 
             resolve(choice.version)
             report["checkpoints"] = "present"
@@ -174,9 +174,9 @@ class LocalRoute:
 
     def execute(self, job: JobContext) -> RouteOutput:
         """Run the job here: choose, load (once per process), stream the video through the pipeline."""
-        from ..download import destination_for, ensure_writable
-        from ..retry import record_attempt
-        from ..types import utcnow
+        from ...download import destination_for, ensure_writable
+        from ...retry import record_attempt
+        from ...types import utcnow
 
         ensure_writable(job, "local")
         params = self._params(job.request)
@@ -214,12 +214,12 @@ class LocalRoute:
         return RouteOutput(output_path=output, actual_cost=cost, cost_basis=basis)
 
     def _run(self, job: JobContext, choice: Any, params: dict[str, Any], output: Path) -> Path:
-        from ..local import runtime
-        from ..local.pipeline import sync_video
+        from ...local import runtime
+        from ...local.pipeline import sync_video
 
         job.report(f"LatentSync {choice.version} on {choice.device} in {choice.dtype}: {choice.reason}", 0.0)
         if self.settings.local_keep_freed_memory and choice.device.split(":", 1)[0] == "cpu":
-            from ..local.allocator import keep_freed_memory
+            from ...local.allocator import keep_freed_memory
 
             keep_freed_memory()  # process-wide, once; 15-20 % less CPU time per chunk (docs/performance.md)
         models = runtime.get_models(choice)  # same cache rule as `latentsync-routes download`
@@ -271,7 +271,7 @@ class LocalRoute:
         return stats.output_path
 
     def _detector(self, name: str) -> Any:
-        from ..local.faces import InsightFaceDetector, MediaPipeDetector
+        from ...local.faces import InsightFaceDetector, MediaPipeDetector
 
         if name == "insightface":
             return InsightFaceDetector(self.settings.home / "models" / "insightface")
@@ -298,9 +298,9 @@ def _local_path(source: MediaSource, folder: Path, role: str) -> Path:
 def _translate(exc: Exception) -> LatentSyncError:
     """The package's typed errors for the local model's own (:mod:`latentsync_routes.local.errors`) and for
     what else can go wrong inside the pipeline."""
-    from ..local.checkpoints import CheckpointError
-    from ..local.errors import LocalError, ModuleMissing
-    from ..local.video_base import VideoError
+    from ...local.checkpoints import CheckpointError
+    from ...local.errors import LocalError, ModuleMissing
+    from ...local.video_base import VideoError
 
     if isinstance(exc, CheckpointError):  # the fix is a download: a configuration error, exit 2
         return ConfigurationError(exc.message, route="local")
@@ -337,7 +337,7 @@ def local_estimate(
     The job costs the user's own hardware time: $0 unless they set a $/GPU-hour (a CPU run is never
     billed). VRAM is quoted only for a GPU. Time scales with the number of DDIM steps (figures are for 20).
     """
-    from ..local.speed import MEASURED_ON, speed_figure, vram_gb
+    from ...local.speed import MEASURED_ON, speed_figure, vram_gb
 
     seconds = output_duration(audio_seconds)
     kind = device.split(":", 1)[0]
@@ -362,7 +362,7 @@ def local_estimate(
 
 def download_checkpoints(version: str, cache_dir: str | Path | None = None) -> Any:
     """``latentsync-routes download``: fetch and verify a version's checkpoints, with typed errors."""
-    from ..local.checkpoints import download
+    from ...local.checkpoints import download
 
     try:
         return download(version, cache_dir=cache_dir)

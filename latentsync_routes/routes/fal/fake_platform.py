@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from ._wire import Request, Response, Route, route
+from ...testing._wire import Request, Response, Route, route
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,13 @@
 """The ``replicate`` route: ``bytedance/latentsync`` at a pinned version, driven by the official ``replicate``.
 
-The loop, deadline, journal and ambiguity rules are the hosted template's (:mod:`.hosted`); this module
+The loop, deadline, journal and ambiguity rules are the hosted template's (:mod:`..hosted`); this module
 is Replicate's single tries of each step. ``prepare`` checks every parameter against the pinned version's
-``openapi_schema`` before anything is uploaded (:mod:`.replicate_schema`); uploads go to the files API;
+``openapi_schema`` before anything is uploaded (:mod:`.schema`); uploads go to the files API;
 the submit is ``predictions.create(..., wait=False)`` (replicate never retries a POST); an ambiguous
 create is looked up among recent predictions by version and exact input; polls and cancels bypass the
 SDK's retry transport (it sleeps for any ``Retry-After``, uncapped). Cost = ``metrics.predict_time`` x
 the L40S rate, also for failed and cancelled predictions, each citing the price book's rule. Errors:
-:mod:`.replicate_errors`; transport, timestamps and file deletion: :mod:`.replicate_api`.
+:mod:`.errors`; transport, timestamps and file deletion: :mod:`.api`.
 """
 
 from __future__ import annotations
@@ -20,22 +20,22 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from ..errors import ProviderError, RouteError
-from ..pricing import estimate_replicate, price_book, replicate_cost_for_predict_time
-from ..retry import StepFailure, json_or_none
-from ..types import CostEstimate, JobRecord, LipSyncRequest, MediaInfo, MediaSource
-from . import replicate_api as api
-from .base import JobContext, ParameterSpec, RouteInfo
-from .hosted import CancelOutcome, HostedRoute, Output, Status
-from .replicate_api import bounded_transport, delete_files, output_url, parse_time, predict_time
-from .replicate_errors import replicate_failure
-from .replicate_schema import OVERRIDE_PARAMETERS, input_schema_check, version_openapi
+from ...errors import ProviderError, RouteError
+from ...pricing import estimate_replicate, price_book, replicate_cost_for_predict_time
+from ...retry import StepFailure, json_or_none
+from ...types import CostEstimate, JobRecord, LipSyncRequest, MediaInfo, MediaSource
+from ..base import JobContext, ParameterSpec, RouteInfo
+from ..hosted import CancelOutcome, HostedRoute, Output, Status
+from . import NAME, SETTINGS, api
+from .api import bounded_transport, delete_files, output_url, parse_time, predict_time
+from .errors import replicate_failure
+from .schema import OVERRIDE_PARAMETERS, input_schema_check, version_openapi
 
 if TYPE_CHECKING:
     import httpx
     from replicate.client import Client as ReplicateClient
 
-    from ..config import Credential, Settings
+    from ...config import Credential, Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -46,7 +46,7 @@ MODEL = "bytedance/latentsync"
 PINNED_VERSION = "637ce1919f807ca20da3a448ddc2743535d2853649574cd52a933120e9b9e293"
 
 INFO = RouteInfo(
-    name="replicate",
+    name=NAME,
     description="Replicate community model bytedance/latentsync at a pinned version",
     owner="Replicate runs the model; ByteDance published it and owns the model",
     model=MODEL,
@@ -72,11 +72,11 @@ INFO = RouteInfo(
         "https://replicate.com/bytedance/latentsync",
         "https://github.com/bytedance/LatentSync/issues",
     ],
-    credential_env="REPLICATE_API_TOKEN",
+    credential_env=SETTINGS.credential_env,
     sdk_module="replicate",
     sdk_package="replicate",
-    base_url_env="LATENTSYNC_ROUTES_REPLICATE_BASE_URL",
-    default_base_url="https://api.replicate.com",
+    base_url_env=SETTINGS.base_url_env,
+    default_base_url=SETTINGS.default_base_url,
     default_concurrency=8,
     install_extra="replicate",
     sources=[
@@ -91,7 +91,7 @@ INFO = RouteInfo(
 )
 
 
-DEFAULT_BASE_URL = "https://api.replicate.com"
+DEFAULT_BASE_URL = str(SETTINGS.default_base_url)
 #: An ambiguous create is looked for among predictions created since its submit began, less this skew.
 CLOCK_SKEW_S = 60.0
 #: Pages of recent predictions (newest first) searched after an ambiguous create.
@@ -102,13 +102,13 @@ _STATES: dict[str, Literal["queued", "running", "succeeded", "failed", "cancelle
 
 
 class ReplicateRoute(HostedRoute):
-    name: ClassVar[str] = "replicate"
+    name: ClassVar[str] = NAME
     INFO: ClassVar[RouteInfo] = INFO
     RESULT_IS_A_REQUEST: ClassVar[bool] = False  # the output URL is in the last poll's answer
 
     def __init__(self, *, settings: Settings, credential: Credential | None) -> None:
         super().__init__(settings=settings, credential=credential)
-        self.version = settings.replicate_version or PINNED_VERSION
+        self.version = str(settings.route_setting(NAME, "version") or PINNED_VERSION)
         self.api_url = self.base_url() or DEFAULT_BASE_URL
         self._client: ReplicateClient | None = None
         self._lock = threading.Lock()

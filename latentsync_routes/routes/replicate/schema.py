@@ -12,9 +12,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import ConfigurationError, InvalidParameter, UnsupportedParameter
-from ..retry import StepFailure, run_step
-from .base import JobContext, ParameterSpec
+from ...errors import ConfigurationError, InvalidParameter, UnsupportedParameter
+from ...retry import StepFailure, run_step
+from ..base import JobContext, ParameterSpec
 
 #: Parameters for a version other than the pinned one; that version's OpenAPI schema checks their values.
 OVERRIDE_PARAMETERS = [

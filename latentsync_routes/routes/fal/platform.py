@@ -28,15 +28,15 @@ import math
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from ..retry import json_or_none
-from .fal_errors import http_failure, transient
-from .fal_hosts import STORE_IO_HEADER
+from ...retry import json_or_none
+from .errors import http_failure, transient
+from .hosts import STORE_IO_HEADER
 
 if TYPE_CHECKING:
     import httpx
 
-    from ..config import Settings
-    from ..types import JobRecord
+    from ...config import Settings
+    from ...types import JobRecord
 
 PLATFORM_URL = "https://api.fal.ai"
 PRICING_DOCS = "https://docs.fal.ai/platform-apis/v1/models/pricing"
@@ -179,7 +179,7 @@ def refresh_price_book(http: httpx.Client, base: str, endpoint: str, *, credenti
     """
     import httpx
 
-    from ..pricing import override_path, write_override
+    from ...pricing import override_path, write_override
 
     price = fetch_unit_price(http, base, endpoint, timeout=httpx.Timeout(30.0, connect=10.0),
                              credential_name=credential_name)
