@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .async_client import AsyncLipSyncClient
     from .batch.executor import StopSignal
-    from .batch.manifest import BatchJob, ManifestError
+    from .batch.manifest import BatchJob
     from .batch.report import BatchReport
     from .client import LipSyncClient
     from .config import PolicySettings, Settings, load_settings
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         JobFailed,
         LatentSyncError,
         LocalRouteError,
+        ManifestError,
         MediaError,
         MediaLimitExceeded,
         MediaNotFound,
@@ -83,7 +84,7 @@ _EXPORTS: dict[str, str] = {
     "JobAlreadyFailed": "errors",
     "JobFailed": "errors",
     "JobRecord": "types",
-    "ManifestError": "batch.manifest",
+    "ManifestError": "errors",
     "LatentSyncError": "errors",
     "LipSyncClient": "client",
     "LipSyncRequest": "types",

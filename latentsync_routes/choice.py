@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import AmbiguousSubmit, ConfigurationError, JobFailed, LatentSyncError, ProviderInputRejected
-from .options import MediaLike
+from .media import probe_inputs
+from .options import JOB_PARAMETERS, MediaLike
 from .preflight import preflight
 from .routes.base import route_names
 from .types import PROVIDER_STATES, CostEstimate, JobRecord, LipSyncResult
@@ -55,7 +56,7 @@ def rank_routes(
     The inputs are probed once; nothing is uploaded.
     """
     request = client._request(video, audio, job)  # type: ignore[arg-type]
-    video_info, audio_info = client._probe_inputs(request, None)
+    video_info, audio_info = probe_inputs(request.video, request.audio)
     judged: list[RouteOption] = []
     for name in candidates or route_names():
         route = client.route(name)
@@ -134,8 +135,7 @@ def run_chosen(
     fallback = bool(options.pop("fallback", False))
     allow_overlap = bool(options.pop("allow_overlap", False))
     wanted = options.pop("route", None)
-    job = {name: options[name] for name in ("guidance_scale", "seed", "loop_mode", "inference_steps", "extras")
-           if options.get(name) is not None}
+    job = {name: options[name] for name in JOB_PARAMETERS if options.get(name) is not None}
     why: str | None = None
     if wanted == CHEAPEST or CHEAPEST in routes:
         ranked = rank_routes(client, video, audio, consent=options.get("consent"),

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import DeadlineExceeded, JobAlreadyFailed, JobCancelled, LatentSyncError, RouteError
-from .journal import TERMINAL_BAD, TERMINAL_OK, Claim, ClaimLost, append_jsonl
+from .errors import ClaimLost, DeadlineExceeded, JobAlreadyFailed, JobCancelled, LatentSyncError, RouteError
+from .journal import TERMINAL_BAD, TERMINAL_OK, Claim, append_jsonl
 from .records import result_from_record
 from .routes.base import JobContext, ProgressCallback, Route
 from .types import PROVIDER_STATES, JobRecord, LipSyncRequest, LipSyncResult, MediaInfo

@@ -25,14 +25,15 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr, ValidationError
 
 from .claimed import context, drive, must_submit
-from .config import Credential, InvalidSettings, Settings, check_route_settings, load_settings, route_credential
+from .config import Credential, Settings, check_route_settings, load_settings, route_credential
 from .errors import (
     ConfigurationError,
     InvalidParameter,
+    InvalidSettings,
     LatentSyncError,
 )
 from .journal import TERMINAL_BAD, TERMINAL_OK, Claim, Journal
-from .media import MediaLimits, check_limits, probe, validate_audio, validate_video
+from .media import probe_inputs
 from .options import BatchOptions, JobOptions, MediaLike, RunOptions, job_parameters
 from .outputs import check_free, file_in, remove_staged_inputs, resolve_output
 from .policy import CheckResult, enforce
@@ -160,23 +161,7 @@ class LipSyncClient:
         (a STOP, exit 3) and the estimate's ``refused``, read from one place (:func:`limit_problems`).
         """
         route.provider_parameters(request)  # unsupported parameters are refused before any probe or upload
-        return self._probe_inputs(request, None)
-
-    def _probe_inputs(
-        self, request: LipSyncRequest, limits: MediaLimits | None, *, route: str | None = None
-    ) -> tuple[MediaInfo, MediaInfo]:
-        """Probe and validate both inputs; with ``limits``, refuse one over them as soon as it is probed."""
-        found = []
-        for role, source, validate in (
-            ("video", request.video, validate_video),
-            ("audio", request.audio, validate_audio),
-        ):
-            media = probe(source)
-            validate(media, source)
-            if limits is not None:
-                check_limits(media, source, role, limits, route=route or "")
-            found.append(media)
-        return found[0], found[1]
+        return probe_inputs(request.video, request.audio)
 
     def check(
         self,
@@ -233,7 +218,7 @@ class LipSyncClient:
         """Estimates on every route, probing the inputs once; a route that would refuse them says why in
         :attr:`CostEstimate.refused` (pick among those where it is ``None``)."""
         request = self._request(video, audio, {})
-        video_info, audio_info = self._probe_inputs(request, None)
+        video_info, audio_info = probe_inputs(request.video, request.audio)
         return [marked_estimate(self.route(name), self.settings.policy, request, video_info, audio_info)
                 for name in route_names()]
 
@@ -380,14 +365,9 @@ class LipSyncClient:
                 deleted.append(f"local output {path}")
         if delete_output:
             deleted += remove_staged_inputs(record, self.settings.home)
-        route = self.route(record.route)
-        delete_remote = getattr(route, "delete_remote", None)
-        if callable(delete_remote):
-            remote_deleted, remote_kept = delete_remote(record)
-            deleted += remote_deleted
-            kept += remote_kept
-        else:
-            kept += [f"{uri}: {route.info().deletion}" for uri in record.uploaded_uris]
+        remote_deleted, remote_kept = self.route(record.route).delete_remote(record)
+        deleted += remote_deleted
+        kept += remote_kept
         record.deleted = [*record.deleted, *deleted]
         record.not_deleted = kept
         self.journal.save(record)

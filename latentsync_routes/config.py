@@ -30,7 +30,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, InvalidSettings
 from .routes import REGISTRY
 from .routes.kit import KEYRING_SERVICE
 from .types import is_loopback_host
@@ -40,10 +40,6 @@ log = logging.getLogger(__name__)
 #: Polling faster than this hammers a provider's API (and 0 would spin a CPU).
 MIN_POLL_INTERVAL = 0.01
 ENV_PREFIX = "LATENTSYNC_ROUTES_"
-
-
-class InvalidSettings(ConfigurationError, ValueError):
-    """A setting with a value it cannot take; also a ``ValueError``, which ``load_settings`` used to raise."""
 
 
 def _shown_input(value: Any) -> str:

@@ -15,14 +15,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from .errors import DeadlineExceeded
+from .errors import DeadlinePassed
 
 if TYPE_CHECKING:
     import httpx
-
-class DeadlinePassed(DeadlineExceeded):
-    """Raised by :class:`DeadlineTransport` instead of sending a request once the deadline has passed."""
-
 
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("latentsync_deadline", default=None)
 #: A request is never given less than this (a zero timeout would fail before the first byte).
@@ -42,12 +38,6 @@ def deadline_scope(deadline: float) -> Iterator[None]:
 def time_left() -> float | None:
     deadline = _DEADLINE.get()
     return None if deadline is None else deadline - time.monotonic()
-
-
-def _transport_base() -> type[httpx.BaseTransport]:
-    import httpx
-
-    return httpx.BaseTransport
 
 
 def deadline_transport(inner: httpx.BaseTransport, defaults: dict[str, float] | None = None) -> httpx.BaseTransport:

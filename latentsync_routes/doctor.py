@@ -65,9 +65,8 @@ def diagnose(client: LipSyncClient) -> dict[str, Any]:
         route = client.route(name)
         why_not = route.availability()
         routes[name] = {"usable": why_not is None, "reason": why_not or "ready"}
-        choose = getattr(route, "describe_choice", None)
-        if callable(choose):
-            choice = choose()
+        choice = route.describe_choice()
+        if choice is not None:
             routes[name]["choice"] = choice
             missing = choice.get("checkpoints")
             if why_not is None and missing not in (None, "present"):

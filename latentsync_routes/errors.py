@@ -12,8 +12,8 @@ carries the CLI exit code it maps to, so the CLI has no second table to keep in 
     │   ├── UnknownRoute
     │   ├── RouteNotInstalled            names the extra to install
     │   ├── MissingCredentials           names the env var / keyring entry, never a value
-    │   └── local.checkpoints.CheckpointError   CheckpointMissing / ChecksumMismatch /
-    │                                    CheckpointDownloadFailed: name the file and the download command
+    │   ├── InvalidSettings              a setting it cannot take (also a ValueError), named by its variable
+    │   └── JournalError                 the journal cannot be read or written
     ├── InputError                       exit 2   refused before any upload or payment
     │   ├── MediaError
     │   │   ├── MediaNotFound            missing file, or a directory
@@ -24,20 +24,30 @@ carries the CLI exit code it maps to, so the CLI has no second table to keep in 
     │   │   ├── UnsupportedSource        URL scheme, plain http to a non-loopback host
     │   │   └── MediaLimitExceeded       over a route's size or duration limit
     │   ├── UnsupportedParameter         a route does not take this parameter (never dropped silently)
-    │   └── InvalidParameter             a value out of the route's range
+    │   ├── InvalidParameter             a value out of the route's range
+    │   └── ManifestError                a batch manifest's bad rows, each named by its line (exit 2 or 3)
     ├── PolicyViolation                  exit 3   one or more safety checks failed; lists them all
     ├── BudgetExceeded                   exit 5   the estimate is over a per-call or per-client cap
+    ├── NotStarted                       exit 4   a batch stopped before this job started
     └── RouteError                       exit 4   failures once a job may have reached a provider
-        ├── AuthenticationError          401/403 (names FAL_KEY / REPLICATE_API_TOKEN)
+        ├── AuthenticationError          401/403 (names the route's credential variable)
         ├── ProviderInputRejected        the provider refused the inputs (fal 422, Replicate 422)
         ├── ProviderError                5xx, unexpected responses, exhausted retries
         ├── AmbiguousSubmit              a submit may or may not have created a job; never resubmitted
         ├── JobFailed                    the model ran and failed
         │   └── JobAlreadyFailed         a re-run of a job that failed at the provider (retry_failed)
         ├── JobCancelled
+        ├── ClaimLost                    another caller took the job over after this one's lease ran out
+        ├── ClaimTimeout                 another live caller held the job longer than we would wait
         ├── DeadlineExceeded             the wait ran out; the job was cancelled at the provider
+        │   └── DeadlinePassed           a request not sent because the job's deadline had passed
         ├── DownloadError                the output could not be fetched or is not a playable video
         └── LocalRouteError              the local pipeline failed (missing face, out of memory, ...)
+            └── WorkerLost               a Ray actor died mid-job; the job runs again on another
+
+``local/`` keeps a tree of its own (``local.errors.LocalError``: ``CheckpointError`` and its kinds,
+``ModuleMissing``, ``MissingFace``), knowing nothing of routes; the local route translates it into this one
+(a checkpoint to download is a ``ConfigurationError``, exit 2).
 
 Secrets never appear in messages: the constructors take only what is safe to print.
 """
@@ -97,6 +107,14 @@ class MissingCredentials(ConfigurationError):
     pass
 
 
+class InvalidSettings(ConfigurationError, ValueError):
+    """A setting with a value it cannot take; also a ``ValueError``, which ``load_settings`` used to raise."""
+
+
+class JournalError(ConfigurationError):
+    """The journal file cannot be read or written (corrupt, not a database, no permission)."""
+
+
 class InputError(LatentSyncError):
     exit_code = 2
 
@@ -144,6 +162,20 @@ class InvalidParameter(InputError):
     def __init__(self, parameter: str, message: str, *, route: str | None = None) -> None:
         super().__init__(f"{parameter}: {message}", route=route)
         self.parameter = parameter
+
+
+class ManifestError(InputError):
+    """The manifest cannot be run as written; ``problems`` lists ``(line, message)`` for each bad row."""
+
+    def __init__(self, problems: list[tuple[int, str]], *, exit_code: int = 2) -> None:
+        shown = "; ".join(f"line {line}: {message}" for line, message in problems[:20])
+        more = f" (and {len(problems) - 20} more)" if len(problems) > 20 else ""
+        super().__init__(f"{len(problems)} bad row(s) in the manifest, nothing was run: {shown}{more}")
+        self.problems = problems
+        self.exit_code = exit_code
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "problems": [{"line": line, "message": m} for line, m in self.problems]}
 
 
 class PolicyViolation(LatentSyncError):
@@ -213,8 +245,26 @@ class JobCancelled(RouteError):
     pass
 
 
+class ClaimLost(RouteError):
+    """This process no longer owns the job: its lease ran out and another caller took the job over."""
+
+
+class ClaimTimeout(RouteError):
+    """Another live caller has held this job longer than we were willing to wait."""
+
+
+class NotStarted(LatentSyncError):
+    """The batch was stopped before this job was started; running the batch again starts it."""
+
+    exit_code = 4
+
+
 class DeadlineExceeded(RouteError):
     pass
+
+
+class DeadlinePassed(DeadlineExceeded):
+    """Raised by :class:`DeadlineTransport` instead of sending a request once the deadline has passed."""
 
 
 class DownloadError(RouteError):
@@ -223,3 +273,7 @@ class DownloadError(RouteError):
 
 class LocalRouteError(RouteError):
     pass
+
+
+class WorkerLost(LocalRouteError):
+    """The Ray actor running this work died before it answered; the work is run again on another one."""

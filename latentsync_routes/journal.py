@@ -32,7 +32,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from .errors import ConfigurationError, RouteError
+from .errors import ClaimLost, ClaimTimeout, ConfigurationError, JournalError
 from .owners import CANCEL_ASKED, CANCEL_NONE, CANCEL_TAKEN, CancelWatch, new_owner, owner_dead
 from .types import JobRecord
 
@@ -85,18 +85,6 @@ class SpendRow(BaseModel):
     def spent(self) -> float:
         """Actual plus failure-billed: what is known to have been charged."""
         return self.actual + self.billed_failures
-
-
-class JournalError(ConfigurationError):
-    """The journal file cannot be read or written (corrupt, not a database, no permission)."""
-
-
-class ClaimLost(RouteError):
-    """This process no longer owns the job: its lease ran out and another caller took the job over."""
-
-
-class ClaimTimeout(RouteError):
-    """Another live caller has held this job longer than we were willing to wait."""
 
 
 @dataclass

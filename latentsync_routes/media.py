@@ -18,12 +18,10 @@ import os
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
-    MediaLimitExceeded,
     MediaNotFound,
     MissingStream,
     NotAMediaFile,
@@ -72,15 +70,6 @@ def output_frame_count(audio_seconds: float) -> int:
 def output_duration(audio_seconds: float) -> float:
     """Seconds of output video for this much audio (the video is looped or cut to follow the audio)."""
     return output_frame_count(audio_seconds) / OUTPUT_FPS
-
-
-@dataclass(frozen=True)
-class MediaLimits:
-    """A route's input limits; ``None`` means no limit."""
-
-    max_bytes: int | None = None
-    max_video_seconds: float | None = None
-    max_audio_seconds: float | None = None
 
 
 def _regular_file_size(path: Path) -> int:
@@ -269,17 +258,17 @@ def validate_audio(info: MediaInfo, source: MediaSource) -> None:
         raise ZeroDuration(f"{source.describe()} has zero duration")
 
 
-def check_limits(info: MediaInfo, source: MediaSource, role: str, limits: MediaLimits, *, route: str) -> None:
-    """Refuse inputs over a route's limits, naming the limit and the value."""
-    if limits.max_bytes is not None and info.size is not None and info.size > limits.max_bytes:
-        raise MediaLimitExceeded(
-            f"{role} {source.describe()} is {info.size} bytes; the limit is {limits.max_bytes}", route=route
-        )
-    cap = limits.max_video_seconds if role == "video" else limits.max_audio_seconds
-    if cap is not None and info.duration > cap:
-        raise MediaLimitExceeded(
-            f"{role} {source.describe()} lasts {info.duration:.2f} s; the limit is {cap:g} s", route=route
-        )
+def probe_inputs(video: MediaSource, audio: MediaSource) -> tuple[MediaInfo, MediaInfo]:
+    """Probe and validate a job's two inputs (the video first: a bad one is refused before the audio is read).
+
+    Input limits are not applied here: they are the checklist's ``input_limits`` row and the estimate's
+    ``refused``, read from one place (``policy.limit_problems``).
+    """
+    video_info = probe(video)
+    validate_video(video_info, video)
+    audio_info = probe(audio)
+    validate_audio(audio_info, audio)
+    return video_info, audio_info
 
 
 def safe_name(name: str, default: str = "output.mp4") -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 from . import __version__
 from .errors import ConfigurationError
+from .options import JOB_PARAMETERS
 from .policy import CheckResult
 from .routes.base import RouteInfo
 from .types import (
@@ -29,7 +30,7 @@ from .types import (
     MediaSource,
 )
 
-_KNOWN = ("guidance_scale", "seed", "loop_mode", "inference_steps")
+_KNOWN = tuple(name for name in JOB_PARAMETERS if name != "extras")
 
 
 def derive_idempotency_key(

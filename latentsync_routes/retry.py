@@ -24,13 +24,20 @@ import email.utils
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception
 
-from .errors import LatentSyncError, RouteError
+from .errors import (
+    AmbiguousSubmit,
+    AuthenticationError,
+    LatentSyncError,
+    ProviderError,
+    ProviderInputRejected,
+    RouteError,
+)
 from .types import Attempt, utcnow
 
 if TYPE_CHECKING:
@@ -113,6 +120,56 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+
+
+@dataclass(frozen=True)
+class ErrorAnswer:
+    """A provider's HTTP error answer, read from its own body format by the route (the facts only)."""
+
+    status: int
+    #: the provider's words, already short and on one line
+    detail: str
+    request_id: str | None = None
+    retry_after: float | None = None
+    #: the provider says these inputs are invalid (fal's 400 with a field list, WaveSpeed's 400/413)
+    input_rejected: bool = False
+    fields: list[str] = field(default_factory=list)
+    #: what this answer was billed (fal may bill a 422), and a clause saying so
+    billed_amount: float = 0.0
+    billing_note: str = ""
+    error_type: str | None = None
+
+
+def classify_http(answer: ErrorAnswer, *, route: str, provider: str, step: str, credential_name: str) -> StepFailure:
+    """The one mapping of an HTTP error answer to the error tree and the retry rule, for every hosted route.
+
+    401/403: the credential (never retried). 422, or what the provider marks as invalid inputs: rejected
+    (never retried; nothing to gain). A 5xx to a submit: ambiguous (a gateway may answer so after the
+    provider accepted it). Else retried only for :data:`TRANSIENT_STATUSES`, honouring Retry-After.
+    """
+    status, rid = answer.status, answer.request_id
+    what = STEP_NOUN.get(step, step)
+    if status in (401, 403):
+        return StepFailure(AuthenticationError(
+            f"{provider} refused the credential in {credential_name} (HTTP {status}); check that the key is valid "
+            f"and not revoked", route=route, request_id=rid, status_code=status), retryable=False)
+    if status == 422 or answer.input_rejected:
+        return StepFailure(ProviderInputRejected(
+            f"{provider} rejected the {'inputs' if step == 'submit' or status == 422 else what} (HTTP {status}): "
+            f"{answer.detail}{answer.billing_note}", fields=answer.fields, route=route, request_id=rid,
+            status_code=status), retryable=False, billed_amount=answer.billed_amount, error_type=answer.error_type)
+    if step == "submit" and status >= 500:
+        return StepFailure(AmbiguousSubmit(
+            f"the submit to {provider} may or may not have created a job: HTTP {status}, which a gateway may send "
+            f"after {provider} accepted it ({answer.detail})", route=route, request_id=rid, status_code=status),
+            retryable=False)
+    retryable = status in TRANSIENT_STATUSES
+    kind = f" ({answer.error_type})" if answer.error_type else ""
+    error = ProviderError(f"{provider} answered HTTP {status} to the {what}{kind}: {answer.detail}"
+                          f"{answer.billing_note}", route=route, request_id=rid, status_code=status,
+                          retryable=retryable)
+    return StepFailure(error, retryable=retryable, retry_after=answer.retry_after, billed_amount=answer.billed_amount,
+                       error_type=answer.error_type)
 
 
 def retry_after_of(response: httpx.Response | None) -> float | None:

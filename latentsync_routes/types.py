@@ -212,16 +212,8 @@ class LipSyncRequest(BaseModel):
 
     def given_parameters(self) -> dict[str, Any]:
         """The parameters the user actually set, extras included."""
-        given = {
-            k: v
-            for k, v in (
-                ("guidance_scale", self.guidance_scale),
-                ("seed", self.seed),
-                ("loop_mode", self.loop_mode),
-                ("inference_steps", self.inference_steps),
-            )
-            if v is not None
-        }
+        named = (name for name in type(self).model_fields if name not in ("video", "audio", "extras"))
+        given = {name: getattr(self, name) for name in named if getattr(self, name) is not None}
         given.update(self.extras)
         return given
 

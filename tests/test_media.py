@@ -16,8 +16,6 @@ from latentsync_routes.errors import (
     ZeroDuration,
 )
 from latentsync_routes.media import (
-    MediaLimits,
-    check_limits,
     output_duration,
     output_frame_count,
     probe,
@@ -105,16 +103,6 @@ def test_url_schemes_refused() -> None:
         MediaSource.of("http://example.com/a.mp4")
     assert MediaSource.of("http://127.0.0.1:9/a.mp4").kind == "url"
     assert MediaSource.of("https://example.com/a.mp4?sig=secret").describe() == "https://example.com/a.mp4"
-
-
-def test_limits(media: dict[str, Path]) -> None:
-    source = MediaSource.of(media["voice"])
-    info = probe(source)
-    with pytest.raises(MediaLimitExceeded, match="limit is 2 s"):
-        check_limits(info, source, "audio", MediaLimits(max_audio_seconds=2), route="fal")
-    with pytest.raises(MediaLimitExceeded, match="bytes"):
-        check_limits(info, source, "audio", MediaLimits(max_bytes=100), route="fal")
-    check_limits(info, source, "audio", MediaLimits(max_audio_seconds=10, max_bytes=10**9), route="fal")
 
 
 class _RangeHandler(http.server.SimpleHTTPRequestHandler):

@@ -7,8 +7,9 @@ doors; this package holds the manifest (``manifest``), the plan (``plan``), the 
 
 from __future__ import annotations
 
-from .executor import BatchItem, Executor, NotStarted, StopSignal, ThreadExecutor
-from .manifest import BatchJob, ManifestError, read_manifest
+from ..errors import ManifestError, NotStarted
+from .executor import BatchItem, Executor, StopSignal, ThreadExecutor
+from .manifest import BatchJob, read_manifest
 from .plan import BatchPlan, plan_batch
 from .report import BatchJobReport, BatchReport
 from .runner import execute_plan, run_batch

@@ -15,17 +15,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigurationError, JobCancelled, LocalRouteError
+from ..errors import ConfigurationError, JobCancelled, LocalRouteError, WorkerLost
 from ._ray_worker import LocalWorker, WorkerResult
 
 log = logging.getLogger(__name__)
 
 #: seconds between two looks at a running call (progress messages, a cancel, a dead member)
 POLL_S = 0.25
-
-
-class WorkerLost(LocalRouteError):
-    """The Ray actor running this work died before it answered; the work is run again on another one."""
 
 
 @dataclass

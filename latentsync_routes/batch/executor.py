@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import LatentSyncError, RouteError
+from ..errors import LatentSyncError, NotStarted, RouteError
 from ..types import CostEstimate, LipSyncResult
 
 if TYPE_CHECKING:
@@ -65,12 +65,6 @@ class StopSignal:
     def stop(self, *, cancel_running: bool) -> None:
         self.cancel_running = cancel_running
         self.requested.set()
-
-
-class NotStarted(LatentSyncError):
-    """The batch was stopped before this job was started; running the batch again starts it."""
-
-    exit_code = 4
 
 
 class Executor(Protocol):

@@ -14,26 +14,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from ..errors import InputError
+from ..errors import ManifestError
+from ..options import JOB_PARAMETERS
 from ..types import LoopMode
 
+#: a manifest's job parameters: the job options a column can hold (``extras`` is a dict, not a column)
+PARAMETERS = tuple(name for name in JOB_PARAMETERS if name != "extras")
 #: the columns a manifest may have; ``video``, ``audio`` and ``output`` are required
-FIELDS = ("video", "audio", "output", "route", "consent", "seed", "guidance_scale", "loop_mode", "inference_steps")
+FIELDS = ("video", "audio", "output", "route", "consent", *PARAMETERS)
 _URL_PREFIXES = ("http://", "https://", "data:")
-
-
-class ManifestError(InputError):
-    """The manifest cannot be run as written; ``problems`` lists ``(line, message)`` for each bad row."""
-
-    def __init__(self, problems: list[tuple[int, str]], *, exit_code: int = 2) -> None:
-        shown = "; ".join(f"line {line}: {message}" for line, message in problems[:20])
-        more = f" (and {len(problems) - 20} more)" if len(problems) > 20 else ""
-        super().__init__(f"{len(problems)} bad row(s) in the manifest, nothing was run: {shown}{more}")
-        self.problems = problems
-        self.exit_code = exit_code
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "problems": [{"line": line, "message": m} for line, m in self.problems]}
 
 
 class BatchJob(BaseModel):
@@ -74,8 +63,7 @@ class BatchJob(BaseModel):
 
     def run_options(self) -> dict[str, Any]:
         """Keyword arguments for ``LipSyncClient.run`` beyond the inputs, output and route."""
-        given = {"consent": self.consent, "seed": self.seed, "guidance_scale": self.guidance_scale,
-                 "loop_mode": self.loop_mode, "inference_steps": self.inference_steps}
+        given = {name: getattr(self, name) for name in ("consent", *PARAMETERS)}
         return {name: value for name, value in given.items() if value is not None}
 
 

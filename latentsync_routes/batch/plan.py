@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..choice import CHEAPEST, choose_cheapest
-from ..errors import BudgetExceeded, LatentSyncError, PolicyViolation
+from ..errors import BudgetExceeded, LatentSyncError, ManifestError, PolicyViolation
 from ..journal import TERMINAL_OK
 from ..outputs import resolve_output
 from .executor import BatchItem
-from .manifest import BatchJob, ManifestError
+from .manifest import BatchJob
 
 if TYPE_CHECKING:
     from ..client import LipSyncClient

@@ -33,10 +33,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigurationError, JobCancelled, LocalRouteError
+from ..errors import ConfigurationError, JobCancelled, LocalRouteError, WorkerLost
 from ..routes.local.route import DEFAULT_SEED, LocalRoute
 from ..types import MediaSource
-from ._ray_pool import ActorPool, Member, WorkerLost
+from ._ray_pool import ActorPool, Member
 from ._ray_worker import Inputs, WorkerResult
 from .executor import BatchEvents, BatchItem, Outcome, StopSignal, ThreadExecutor
 

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from ..errors import JobCancelled
+from ..errors import JobCancelled, NotStarted
 from ..journal import TERMINAL_OK
 from ..types import LipSyncResult
-from .executor import BatchItem, NotStarted, Outcome
+from .executor import BatchItem, Outcome
 
 if TYPE_CHECKING:
     from ..journal import Journal

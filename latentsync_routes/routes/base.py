@@ -193,6 +193,13 @@ class Route(Protocol):
     def cancel_job(self, job: JobContext) -> str:
         """Cancel a job that nobody is running now (its provider job, if any); says what happened."""
 
+    def delete_remote(self, record: JobRecord) -> tuple[list[str], list[str]]:
+        """For ``delete_job``: delete what the job left at the provider; (what was deleted, what was kept and
+        why)."""
+
+    def describe_choice(self) -> dict[str, Any] | None:
+        """For ``doctor``: what the route would choose to run a job with now (device, version), or ``None``."""
+
 
 def map_parameters(info: RouteInfo, request: LipSyncRequest) -> dict[str, Any]:
     """Check every given parameter against the route's table and rename it to the provider's name."""

@@ -2,8 +2,9 @@
 
 A hosted route (fal, Replicate, ...) subclasses :class:`HostedRoute` and implements single tries of
 ``upload``, ``submit``, ``poll``, ``cancel`` and ``result`` (each raising
-:class:`~latentsync_routes.retry.StepFailure` on a classified failure), and optionally ``lookup``,
-``prepare`` and ``cleanup``. Everything that makes a job paid for once and never lost lives here:
+:class:`~latentsync_routes.retry.StepFailure` on a classified failure), and overrides the optional hooks
+it needs; :attr:`HostedRoute.HOOKS` lists them all and docs/new-route.md says what each does and its
+default. Everything that makes a job paid for once and never lost lives here:
 
 * uploads are journalled as they happen (appended, never overwritten);
 * ``submitting`` (with the provider inputs) is written *before* the submit leaves, and nothing is
@@ -30,26 +31,29 @@ from __future__ import annotations
 import sqlite3
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
 
-from ..deadlines import DeadlinePassed, deadline_scope
+from ..deadlines import deadline_scope
 from ..errors import (
     AmbiguousSubmit,
+    ClaimLost,
     DeadlineExceeded,
+    DeadlinePassed,
     JobCancelled,
     JobFailed,
     LatentSyncError,
     MissingCredentials,
     ProviderInputRejected,
 )
-from ..journal import ClaimLost
 from ..retry import StepFailure, record_attempt, run_step
-from ..types import CostEstimate, LipSyncRequest, MediaInfo, MediaSource, utcnow
+from ..types import CostEstimate, JobRecord, LipSyncRequest, MediaInfo, MediaSource, utcnow
 from .base import JobContext, RouteInfo, RouteOutput, map_parameters, module_available, not_installed_message
 from .hosted_progress import progress_from_logs, wait_message
+from .hosted_status import CancelOutcome as CancelOutcome
+from .hosted_status import Output as Output
+from .hosted_status import Status as Status
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -62,42 +66,6 @@ MIN_SUBMIT_SECONDS = 0.0
 CANCEL_FOLLOW_SECONDS = 10.0
 
 
-@dataclass
-class Status:
-    """One poll's answer, in the template's words."""
-
-    state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
-    message: str = ""
-    fraction: float | None = None
-    logs: list[str] = field(default_factory=list)
-    error: str | None = None
-    queue_position: int | None = None
-    #: what a failed or cancelled provider job was billed (None: not known yet), and how that was worked out
-    billed: float | None = None
-    billed_basis: str = ""
-    data: Any = None
-
-
-@dataclass
-class CancelOutcome:
-    """What the provider answered to a cancel: whether it took it, in a sentence for the record."""
-
-    accepted: bool
-    text: str
-
-
-@dataclass
-class Output:
-    """Where the finished provider job's video is, and what the job cost."""
-
-    url: str
-    file_name: str | None = None
-    actual_cost: float | None = None
-    cost_basis: str = ""
-    request_id: str | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-
-
 class HostedRoute(ABC):
     """Base of every hosted route: the loop here, one try of each provider call in the subclass."""
 
@@ -107,6 +75,12 @@ class HostedRoute(ABC):
     INPUT_NAMES: ClassVar[tuple[str, str]] = ("video", "audio")
     #: whether ``result`` makes a request of its own (then its success is recorded as an attempt)
     RESULT_IS_A_REQUEST: ClassVar[bool] = True
+    #: the hooks a route implements (abstract: required) or may override (with the defaults below); the one
+    #: list, documented in docs/new-route.md (a test keeps the two equal)
+    HOOKS: ClassVar[tuple[str, ...]] = (
+        "estimate", "upload", "submit", "poll", "cancel", "result", "prepare", "lookup",
+        "priced_after_download", "settle", "cleanup", "delete_remote", "describe_choice", "ambiguity_hint",
+    )
 
     def __init__(self, *, settings: Settings, credential: Credential | None) -> None:
         self.settings = settings
@@ -187,6 +161,15 @@ class HostedRoute(ABC):
 
     def cleanup(self, job: JobContext, *, provider_may_read_inputs: bool) -> None:
         """Delete what the job left at the provider (uploads), where the provider allows it."""
+        return None
+
+    def delete_remote(self, record: JobRecord) -> tuple[list[str], list[str]]:
+        """What ``delete_job`` deletes at the provider: (deleted, kept with why). By default nothing: the
+        uploads are kept for the time ``RouteInfo.deletion`` states."""
+        return [], [f"{uri}: {self.info().deletion}" for uri in record.uploaded_uris]
+
+    def describe_choice(self) -> dict[str, Any] | None:
+        """A hosted route chooses nothing on this machine."""
         return None
 
     def ambiguity_hint(self) -> str:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ...errors import AuthenticationError, JobCancelled, ProviderError, ProviderInputRejected
+from ...errors import JobCancelled, ProviderError
 from ...pricing import fal_units_cost
-from ...retry import STEP_NOUN, StepFailure, json_or_none, retry_after_of
+from ...retry import ErrorAnswer, StepFailure, classify_http, json_or_none, retry_after_of
 
 if TYPE_CHECKING:
     import httpx
@@ -34,40 +34,31 @@ def billable_units(response: httpx.Response) -> float | None:
 
 def http_failure(response: httpx.Response, *, step: str, credential_name: str,
                  request_id: str | None = None) -> StepFailure:
-    """Map a fal error answer to our error tree, with fal's retry and billing rules."""
+    """Read a fal error answer (its body, billing and request-id headers) for the one classifier."""
     status = response.status_code
     request_id = response.headers.get("x-fal-request-id") or request_id
     body = json_or_none(response)
     detail = body.get("detail") if isinstance(body, dict) else None
     error_type = (body.get("error_type") if isinstance(body, dict) else None) or response.headers.get(
         "x-fal-error-type")
-    if status in (401, 403):
-        return StepFailure(AuthenticationError(f"fal refused the credential in {credential_name} (HTTP {status}); "
-                                               "check that the key is valid and not revoked", route=ROUTE,
-                                               request_id=request_id, status_code=status), retryable=False)
+    if status == 499:
+        return StepFailure(JobCancelled(f"fal reports request {request_id} was cancelled ({error_type})",
+                                        route=ROUTE, request_id=request_id, status_code=status), retryable=False)
     if status == 422 or (status == 400 and isinstance(detail, list)):
         fields, text = validation_details(detail)
         units = billable_units(response)
         billed = fal_units_cost(units) if units else 0.0
         note = f"; fal billed {units:g} units (${billed:.4f})" if billed else "; fal reported no billable units"
-        return StepFailure(ProviderInputRejected(f"fal rejected the inputs (HTTP {status}): {text}{note}",
-                                                 fields=fields, route=ROUTE, request_id=request_id,
-                                                 status_code=status), retryable=False, billed_amount=billed)
-    if status == 499:
-        return StepFailure(JobCancelled(f"fal reports request {request_id} was cancelled ({error_type})",
-                                        route=ROUTE, request_id=request_id, status_code=status), retryable=False)
-    # Polls, result fetches and uploads are idempotent: any 5xx or "not now" may be tried again. (A submit
-    # never gets here with a 5xx: that one is ambiguous.)
-    retryable = status in (408, 409, 429) or status >= 500
-    ingress = status in (502, 503, 504) and "x-fal-request-id" not in response.headers
-    shown = detail or (response.text if "json" in response.headers.get("content-type", "") else "")
-    text = "an error page from its ingress, no request id" if ingress else str(shown or "no detail")[:300]
-    kind = f" ({error_type})" if error_type else ""
-    billing = "; fal never bills server errors" if status >= 500 else ""
-    what = STEP_NOUN.get(step, step)
-    error = ProviderError(f"fal answered HTTP {status} to the {what}{kind}: {text}{billing}", route=ROUTE,
-                          request_id=request_id, status_code=status, retryable=retryable)
-    return StepFailure(error, retryable=retryable, retry_after=retry_after_of(response), error_type=error_type)
+        answer = ErrorAnswer(status, text, request_id, input_rejected=True, fields=fields, billed_amount=billed,
+                             billing_note=note)
+    else:
+        ingress = status in (502, 503, 504) and "x-fal-request-id" not in response.headers
+        shown = detail or (response.text if "json" in response.headers.get("content-type", "") else "")
+        text = "an error page from its ingress, no request id" if ingress else str(shown or "no detail")[:300]
+        billing = "; fal never bills server errors" if status >= 500 else ""
+        answer = ErrorAnswer(status, text, request_id, retry_after_of(response), billing_note=billing,
+                             error_type=error_type)
+    return classify_http(answer, route=ROUTE, provider="fal", step=step, credential_name=credential_name)
 
 
 def validation_details(detail: Any) -> tuple[list[str], str]:

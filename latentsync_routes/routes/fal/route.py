@@ -192,9 +192,7 @@ class FalRoute(HostedRoute):
                 raise transient(f"could not connect to fal's queue ({type(exc).__name__}); nothing was "
                                 "submitted") from None
             raise self._ambiguous(f"{type(exc).__name__} after the request was sent") from None
-        if response.status_code >= 500:
-            raise self._ambiguous(f"HTTP {response.status_code}, which a gateway may send after fal accepted it")
-        if response.status_code >= 400:
+        if response.status_code >= 400:  # a 5xx is ambiguous: the one classifier says so
             raise self._failure(response, step="submit")
         data = json_or_none(response)
         request_id = data.get("request_id") if isinstance(data, dict) else None

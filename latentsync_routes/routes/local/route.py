@@ -21,7 +21,7 @@ from ...errors import (
     RouteNotInstalled,
 )
 from ...media import output_duration, safe_name
-from ...types import CostEstimate, LipSyncRequest, MediaInfo, MediaSource
+from ...types import CostEstimate, JobRecord, LipSyncRequest, MediaInfo, MediaSource
 from ..base import (
     JobContext,
     ParameterSpec,
@@ -166,6 +166,10 @@ class LocalRoute:
             audio.duration, device=device, dtype=dtype, version=version, deepcache=bool(params["deepcache"]),
             steps=int(params["inference_steps"]), gpu_hour_usd=self.settings.local_gpu_hour_usd,
         )  # fmt: skip
+
+    def delete_remote(self, record: JobRecord) -> tuple[list[str], list[str]]:
+        """Nothing of a local job is anywhere else: its output and staged inputs are the caller's to delete."""
+        return [], []
 
     def cancel_job(self, job: JobContext) -> str:
         """A local job that nobody runs has nothing running anywhere: it is only marked cancelled."""

@@ -9,8 +9,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ...errors import AmbiguousSubmit, AuthenticationError, ProviderError, ProviderInputRejected
-from ...retry import STEP_NOUN, TRANSIENT_STATUSES, StepFailure, json_or_none, request_never_sent, retry_after_of
+from ...errors import AmbiguousSubmit, ProviderError
+from ...retry import (
+    STEP_NOUN,
+    ErrorAnswer,
+    StepFailure,
+    classify_http,
+    json_or_none,
+    request_never_sent,
+    retry_after_of,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -37,25 +45,10 @@ def replicate_failure(exc: Exception, *, step: str, request_id: str | None, resp
                                          request_id=request_id), retryable=True)
     if not isinstance(exc, ReplicateError):
         raise exc
-    status = exc.status or 0
     body = json_or_none(response)
-    detail = " ".join(str(exc.detail or exc.title or f"HTTP {status}").split())[:300]
-    if status in (401, 403):
-        return StepFailure(AuthenticationError(
-            f"Replicate refused the token in {credential_name} (HTTP {status}): {detail}",
-            route="replicate", request_id=request_id, status_code=status), retryable=False)
-    if status == 422:
-        invalid = body.get("invalid_fields") if isinstance(body, dict) else None
-        fields = [str(f.get("field", "")).removeprefix("input.") for f in invalid or [] if isinstance(f, dict)]
-        return StepFailure(ProviderInputRejected(f"Replicate rejected the inputs (HTTP 422): {detail}",
-                                                 fields=fields, route="replicate", request_id=request_id,
-                                                 status_code=status), retryable=False)
-    if step == "submit" and status >= 500:  # a gateway may answer 5xx after Replicate accepted the create
-        return StepFailure(AmbiguousSubmit(
-            f"the create on Replicate may or may not have made a prediction: HTTP {status} ({detail})",
-            route="replicate", request_id=request_id, status_code=status), retryable=False)
-    retryable = status in TRANSIENT_STATUSES  # a 4xx answer from Replicate itself means nothing was created
-    what = STEP_NOUN.get(step, step)
-    return StepFailure(ProviderError(f"Replicate answered HTTP {status} to the {what}: {detail}", route="replicate",
-                                     request_id=request_id, status_code=status, retryable=retryable),
-                       retryable=retryable, retry_after=retry_after_of(response))
+    invalid = body.get("invalid_fields") if isinstance(body, dict) else None
+    answer = ErrorAnswer(
+        exc.status or 0, " ".join(str(exc.detail or exc.title or f"HTTP {exc.status}").split())[:300], request_id,
+        retry_after_of(response), fields=[str(f.get("field", "")).removeprefix("input.")
+                                          for f in invalid or [] if isinstance(f, dict)])
+    return classify_http(answer, route="replicate", provider="Replicate", step=step, credential_name=credential_name)

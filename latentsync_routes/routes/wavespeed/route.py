@@ -22,9 +22,17 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from ...errors import AmbiguousSubmit, AuthenticationError, ProviderError, ProviderInputRejected, RouteError
+from ...errors import AmbiguousSubmit, ProviderError, RouteError
 from ...pricing import cost_by_rule, estimate_by_rule
-from ...retry import STEP_NOUN, StepFailure, json_or_none, request_never_sent, request_timeout, retry_after_of
+from ...retry import (
+    ErrorAnswer,
+    StepFailure,
+    classify_http,
+    json_or_none,
+    request_never_sent,
+    request_timeout,
+    retry_after_of,
+)
 from ...types import CostEstimate, JobRecord, LipSyncRequest, MediaInfo, MediaSource
 from ..base import JobContext, RouteInfo
 from ..hosted import CancelOutcome, HostedRoute, Output, Status
@@ -141,8 +149,6 @@ class WaveSpeedRoute(HostedRoute):
             if request_never_sent(exc):
                 raise self._failure(f"could not connect ({type(exc).__name__}); nothing was submitted") from None
             raise self._ambiguous(f"{type(exc).__name__} after the request was sent") from None
-        if response.status_code >= 500:
-            raise self._ambiguous(f"HTTP {response.status_code}, which a gateway may send after WaveSpeed accepted it")
         if response.status_code >= 400:
             raise self._http_failure(response, step="submit")
         data = _data(response)
@@ -218,26 +224,20 @@ class WaveSpeedRoute(HostedRoute):
         return StepFailure(AmbiguousSubmit(f"the submit to WaveSpeed may or may not have created a prediction: "
                                            f"{cause}", route=self.name), retryable=False)
 
+    def _classified(self, answer: ErrorAnswer, step: str) -> StepFailure:
+        name = self.credential.name if self.credential is not None else str(SETTINGS.credential_env)
+        return classify_http(answer, route=self.name, provider="WaveSpeed", step=step, credential_name=name)
+
     def _auth_failure(self, status: int) -> StepFailure:
-        name = self.credential.name if self.credential is not None else "WAVESPEED_API_KEY"
-        return StepFailure(AuthenticationError(f"WaveSpeed refused the key in {name} (HTTP {status})",
-                                               route=self.name, status_code=status), retryable=False)
+        return self._classified(ErrorAnswer(status, "the upload was refused"), "upload")
 
     def _http_failure(self, response: httpx.Response, *, step: str, request_id: str | None = None) -> StepFailure:
-        status = response.status_code
-        if status in (401, 403):
-            return self._auth_failure(status)
+        """Read WaveSpeed's ``{"code", "message"}`` error envelope for the one classifier."""
         body = json_or_none(response)
         detail = " ".join(str(body.get("message") if isinstance(body, dict) else response.text[:200]).split())
-        what = STEP_NOUN.get(step, step)
-        if status in (400, 413, 422):
-            return StepFailure(ProviderInputRejected(f"WaveSpeed rejected the {what} (HTTP {status}): {detail}",
-                                                     route=self.name, request_id=request_id, status_code=status),
-                               retryable=False)
-        retryable = status in (408, 409, 425, 429) or (status >= 500 and step != "submit")
-        return StepFailure(ProviderError(f"WaveSpeed answered HTTP {status} to the {what}: {detail}", route=self.name,
-                                         request_id=request_id, status_code=status, retryable=retryable),
-                           retryable=retryable, retry_after=retry_after_of(response))
+        status = response.status_code
+        answer = ErrorAnswer(status, detail, request_id, retry_after_of(response), input_rejected=status in (400, 413))
+        return self._classified(answer, step)
 
 
 def _data(response: httpx.Response) -> Any:
