@@ -13,7 +13,7 @@ carries the CLI exit code it maps to, so the CLI has no second table to keep in 
     │   ├── RouteNotInstalled            names the extra to install
     │   ├── MissingCredentials           names the env var / keyring entry, never a value
     │   ├── InvalidSettings              a setting it cannot take (also a ValueError), named by its variable
-    │   └── JournalError                 the journal cannot be read or written
+    │   └── JournalError                 the journal file is damaged, not a database, or not writable
     ├── InputError                       exit 2   refused before any upload or payment
     │   ├── MediaError
     │   │   ├── MediaNotFound            missing file, or a directory
@@ -37,6 +37,7 @@ carries the CLI exit code it maps to, so the CLI has no second table to keep in 
         ├── JobFailed                    the model ran and failed
         │   └── JobAlreadyFailed         a re-run of a job that failed at the provider (retry_failed)
         ├── JobCancelled
+        ├── JournalBusy                  another process held the journal's lock too long; run again
         ├── ClaimLost                    another caller took the job over after this one's lease ran out
         ├── ClaimTimeout                 another live caller held the job longer than we would wait
         ├── DeadlineExceeded             the wait ran out; the job was cancelled at the provider
@@ -112,7 +113,7 @@ class InvalidSettings(ConfigurationError, ValueError):
 
 
 class JournalError(ConfigurationError):
-    """The journal file cannot be read or written (corrupt, not a database, no permission)."""
+    """The journal file cannot be used: damaged, not a database, no permission, or a filesystem without WAL."""
 
 
 class InputError(LatentSyncError):
@@ -243,6 +244,13 @@ class JobAlreadyFailed(JobFailed):
 
 class JobCancelled(RouteError):
     pass
+
+
+class JournalBusy(RouteError):
+    """Another process held the journal's write lock for longer than the busy timeout; nothing was lost.
+
+    Transient: the same command run again carries on where this one stopped (a claimed job is resumable).
+    """
 
 
 class ClaimLost(RouteError):

@@ -14,7 +14,8 @@ A cancel is handed over through the claim: ``request_cancel`` asks the owner, th
 it sees itself (see :class:`.owners.CancelWatch`), so it never takes over an owner that is carrying the cancel out.
 
 WAL mode and a busy timeout make it safe for several processes at once; each operation opens its own
-short-lived connection. A corrupt or unreadable journal raises :class:`JournalError` (exit 2).
+short-lived connection (:mod:`.journal_db` opens the file, once switches it to WAL and creates the schema).
+A lock held too long raises :class:`JournalBusy` (transient); a damaged file :class:`JournalError` (exit 2).
 """
 
 from __future__ import annotations
@@ -24,45 +25,23 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 from pydantic import BaseModel
 
-from .errors import ClaimLost, ClaimTimeout, ConfigurationError, JournalError
+from .errors import ClaimLost, ClaimTimeout, ConfigurationError, JournalBusy, JournalError
+from .journal_db import connect, initialise
 from .owners import CANCEL_ASKED, CANCEL_NONE, CANCEL_TAKEN, CancelWatch, new_owner, owner_dead
 from .types import JobRecord
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    job_id TEXT PRIMARY KEY,
-    idempotency_key TEXT NOT NULL,
-    route TEXT NOT NULL,
-    state TEXT NOT NULL,
-    provider_request_id TEXT,
-    record TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
-);
-CREATE INDEX IF NOT EXISTS jobs_key ON jobs (idempotency_key, created_at);
-CREATE TABLE IF NOT EXISTS claims (
-    idempotency_key TEXT PRIMARY KEY,
-    job_id TEXT NOT NULL,
-    owner TEXT NOT NULL,
-    heartbeat REAL NOT NULL,
-    cancel_requested INTEGER NOT NULL DEFAULT 0
-);
-"""
 
 TERMINAL_OK = "fetched"
 TERMINAL_BAD = ("failed", "cancelled")
 #: Seconds without a heartbeat after which an owner on another host (or a hung one) counts as dead.
 LEASE_S = 30.0
-#: Seconds a journal operation waits for another writer's lock before it fails (a local failure: resumable).
-BUSY_TIMEOUT_S = 30.0
 #: Seconds between two checks of a claim held by someone else.
 WAIT_POLL_S = 0.1
 
@@ -107,7 +86,7 @@ class Claim:
             while not self._stop.wait(every):
                 try:
                     self.journal._beat(self)
-                except (sqlite3.Error, JournalError):  # must not end the beats; the next one retries
+                except (sqlite3.Error, JournalError, JournalBusy):  # must not end the beats; the next one retries
                     continue
 
         self._thread = threading.Thread(target=beat, name=f"latentsync-claim-{self.job_id[:8]}", daemon=True)
@@ -129,7 +108,7 @@ class Claim:
             self._thread.join(timeout=5)
         try:
             self.journal._release(self)
-        except sqlite3.Error:  # the lease runs out by itself; a later caller takes the job over
+        except (sqlite3.Error, JournalError, JournalBusy):  # the lease runs out; a later caller takes the job over
             pass
 
 
@@ -139,29 +118,10 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
+        initialise(self.path)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        try:
-            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise JournalError(f"cannot open the job journal {self.path}: {exc}") from None
-        try:
-            db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-            # WAL + NORMAL: each commit survives a crash or SIGKILL of the process (what resume needs);
-            # only an OS crash or power loss could drop the last commits, and it saves an fsync per write.
-            db.execute("PRAGMA synchronous=NORMAL")
-            yield db
-        except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-                raise  # a busy journal is transient: callers treat it as a local failure and resume later
-            raise JournalError(f"the job journal {self.path} is unreadable ({exc}); move it aside to start a new "
-                               "one (its jobs are then forgotten)") from None
-        finally:
-            db.close()
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return connect(self.path)
 
     # -- claims --------------------------------------------------------------------------------------
     def claim(

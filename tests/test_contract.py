@@ -195,7 +195,7 @@ def test_a_locked_journal_then_a_rerun_carries_on(
     h: Harness, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("latentsync_routes.journal.BUSY_TIMEOUT_S", 0.3)
+    monkeypatch.setattr("latentsync_routes.journal_db.BUSY_TIMEOUT_S", 0.3)
     h.hold()
     out = tmp_path / "out.mp4"
     failure: list[BaseException] = []

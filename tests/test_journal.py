@@ -148,7 +148,7 @@ def test_an_owner_taken_over_without_a_cancel_is_not_told_to_cancel(tmp_path: Pa
 def test_a_corrupt_journal_is_a_typed_error(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite3"
     path.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(JournalError, match="unreadable") as info:
+    with pytest.raises(JournalError, match="damaged") as info:
         Journal(path)
     assert info.value.exit_code == 2
 

@@ -107,7 +107,8 @@ def test_without_local_jobs_no_ray_is_started(tmp_path: Path, fal: Any, media: t
     items = [item(k, video, audio, tmp_path / f"fal-{k}.mp4", "fal", seed=k) for k in range(4)]
     executor = RayExecutor(address="ray://nowhere.invalid:10001")  # would fail if it were contacted
     outcomes = run_batch(executor, client, items, Events(), limits={"fal": 2})
-    assert all(isinstance(o, LipSyncResult) for o in outcomes.values()) and len(outcomes) == 4
+    not_results = {k: repr(o) for k, o in outcomes.items() if not isinstance(o, LipSyncResult)}
+    assert not not_results and len(outcomes) == 4, not_results
     assert len(fal.jobs) == 4 and executor.workers() == {}
 
 

@@ -106,14 +106,16 @@ def _typed(exc: BaseException) -> LatentSyncError:
     """Anything else that escaped a command, as one of our errors (so it has a type and an exit code).
 
     Problems of the local set-up (a value pydantic refused, a broken journal database, a file that cannot
-    be read or written) exit 2 like any configuration error; anything else is an unexpected failure of
-    the route and exits 4. The message names the original exception; the traceback goes to the debug log.
+    be read or written) exit 2 like any configuration error; a busy journal is transient and exits 4, like
+    anything else, an unexpected failure of the route. The message names the original exception; the
+    traceback goes to the debug log.
     """
     import sqlite3
 
     from pydantic import ValidationError
 
-    from ..errors import ConfigurationError, RouteError
+    from ..errors import ConfigurationError, JournalBusy, JournalError, RouteError
+    from ..journal_db import is_busy
 
     name = type(exc).__name__
     text = " ".join(str(exc).split())[:300] or name
@@ -128,10 +130,11 @@ def _typed(exc: BaseException) -> LatentSyncError:
         )
         return ConfigurationError(f"invalid value: {problems}")
     if isinstance(exc, sqlite3.Error):
-        return ConfigurationError(
-            f"the job journal (jobs.sqlite3 in LATENTSYNC_ROUTES_HOME) cannot be used: {name}: {text}; "
-            "move it aside to start a new one"
-        )
+        if is_busy(exc):
+            return JournalBusy(f"the job journal (jobs.sqlite3 in LATENTSYNC_ROUTES_HOME) is busy: {text}; nothing "
+                               "was lost: run the same command again")
+        return JournalError(f"the job journal (jobs.sqlite3 in LATENTSYNC_ROUTES_HOME) cannot be used: {name}: "
+                            f"{text}; keep the file (it holds every job's record) and see `latentsync-routes doctor`")
     if isinstance(exc, OSError) and exc.filename is not None:
         return ConfigurationError(f"{exc.strerror or text}: {exc.filename}")
     return RouteError(f"unexpected {name}: {text}")
