@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr, ValidationError
 
+from . import money
 from .claimed import context, drive, must_submit
 from .config import Credential, Settings, check_route_settings, load_settings, route_credential
 from .errors import (
@@ -98,8 +99,8 @@ class LipSyncClient:
         self._credentials_only = credentials_only
         self._routes: dict[str, Route] = {}
         self._lock = threading.Lock()
-        self._reserved = 0.0  # worst-case estimates of jobs in flight
-        self._spent = 0.0  # actual and failure-billed cost of the jobs this client ran
+        self._reserved = 0  # worst-case estimates of jobs in flight, in micro-dollars (money.py)
+        self._spent = 0  # actual and failure-billed cost of the jobs this client ran, in micro-dollars
         self._journal: Journal | None = None
 
     def __repr__(self) -> str:
@@ -258,10 +259,10 @@ class LipSyncClient:
             output_path = file_in(output_path, request.video.name or "output", key)
         overwrite = bool(options.get("overwrite", False))
         with self._lock:
-            remaining = None if self.settings.budget_total is None else (
-                self.settings.budget_total - self._spent - self._reserved)
+            remaining = None if self.settings.budget_total is None else money.from_micros(
+                money.micros(self.settings.budget_total) - self._spent - self._reserved)
             check_budget(estimate, per_call=self.settings.budget_per_call, remaining=remaining)
-            self._reserved += estimate.high  # a job in flight holds its worst case until it settles
+            self._reserved += money.micros(estimate.high)  # a job in flight holds its worst case until it settles
         claim: Claim | None = None
         record: JobRecord | None = None
         progress = options.get("progress")
@@ -290,9 +291,9 @@ class LipSyncClient:
             if claim is not None:
                 claim.release()
             with self._lock:
-                self._reserved -= estimate.high
+                self._reserved -= money.micros(estimate.high)
                 if record is not None:  # what the job actually cost, failed attempts included
-                    self._spent += record.cost.worst_case()  # unknown charges at their worst case
+                    self._spent += money.micros(record.cost.worst_case())  # unknown charges at their worst case
 
     def run_many(self, jobs: Any, **options: Unpack[BatchOptions]) -> BatchReport:
         """Run a batch: a manifest path (CSV or JSONL) or jobs given as dicts, checked and priced whole first.

@@ -35,9 +35,18 @@ from pydantic import BaseModel
 
 from .errors import ClaimLost, ClaimTimeout, ConfigurationError, JournalBusy, JournalError
 from .journal_db import connect, initialise
+from .money import from_micros, total
 from .owners import CANCEL_ASKED, CANCEL_NONE, CANCEL_TAKEN, CancelWatch, new_owner, owner_dead
 from .types import JobRecord
 
+#: Per route, day and currency: jobs, then estimated, actual and failure-billed cost summed in integer
+#: micro-dollars (exact, as :data:`.money.MICROS`), then the jobs without an actual cost.
+_SPEND_SUMS = """SELECT route, substr(created_at, 1, 10) AS day,
+    coalesce(json_extract(record, '$.cost.currency'), 'USD') AS currency, count(*),
+    coalesce(sum(CAST(round(json_extract(record, '$.cost.estimated') * 1000000) AS INTEGER)), 0),
+    coalesce(sum(CAST(round(json_extract(record, '$.cost.actual') * 1000000) AS INTEGER)), 0),
+    coalesce(sum(CAST(round(json_extract(record, '$.cost.billed_failures') * 1000000) AS INTEGER)), 0),
+    sum(json_extract(record, '$.cost.actual') IS NULL) FROM jobs"""
 TERMINAL_OK = "fetched"
 TERMINAL_BAD = ("failed", "cancelled")
 #: Seconds without a heartbeat after which an owner on another host (or a hung one) counts as dead.
@@ -63,7 +72,7 @@ class SpendRow(BaseModel):
     @property
     def spent(self) -> float:
         """Actual plus failure-billed: what is known to have been charged."""
-        return self.actual + self.billed_failures
+        return total([self.actual, self.billed_failures])
 
 
 @dataclass
@@ -329,19 +338,12 @@ class Journal:
             clauses.append("substr(created_at, 1, 10) >= ?")
             args.append(since.isoformat())
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        sums = (
-            "SELECT route, substr(created_at, 1, 10) AS day, "
-            "coalesce(json_extract(record, '$.cost.currency'), 'USD') AS currency, count(*), "
-            "total(json_extract(record, '$.cost.estimated')), total(json_extract(record, '$.cost.actual')), "
-            "total(json_extract(record, '$.cost.billed_failures')), "
-            "sum(json_extract(record, '$.cost.actual') IS NULL) FROM jobs"
-        )
-        query = f"{sums}{where} GROUP BY route, day, currency ORDER BY day, route"  # noqa: S608 - values are bound
+        query = f"{_SPEND_SUMS}{where} GROUP BY route, day, currency ORDER BY day, route"  # noqa: S608 - values are bound
         with self._connect() as db:
             rows = db.execute(query, args).fetchall()
         return [
-            SpendRow(route=r[0], day=date.fromisoformat(r[1]), currency=r[2], jobs=r[3], estimated=round(r[4], 6),
-                     actual=round(r[5], 6), billed_failures=round(r[6], 6), without_actual=r[7])
+            SpendRow(route=r[0], day=date.fromisoformat(r[1]), currency=r[2], jobs=r[3], estimated=from_micros(r[4]),
+                     actual=from_micros(r[5]), billed_failures=from_micros(r[6]), without_actual=r[7])
             for r in rows
         ]
 

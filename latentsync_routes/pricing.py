@@ -22,6 +22,7 @@ from typing import Any
 
 from .errors import BudgetExceeded
 from .media import OUTPUT_FPS, output_duration, output_frame_count
+from .money import exceeds
 from .types import CostEstimate
 
 #: The user override's file name under ``LATENTSYNC_ROUTES_HOME``.
@@ -258,14 +259,14 @@ def estimate_by_rule(route: str, audio_seconds: float) -> CostEstimate:
 
 def check_budget(estimate: CostEstimate, *, per_call: float | None, remaining: float | None) -> None:
     """Refuse a call whose worst case (``high``) is over a cap, before anything is uploaded."""
-    if per_call is not None and estimate.high > per_call:
+    if per_call is not None and exceeds(estimate.high, per_call):
         raise BudgetExceeded(
             f"estimated cost up to ${estimate.high:.4f} exceeds the per-call budget of ${per_call:.4f}",
             route=estimate.route,
             amount=estimate.high,
             cap=per_call,
         )
-    if remaining is not None and estimate.high > remaining:
+    if remaining is not None and exceeds(estimate.high, remaining):
         raise BudgetExceeded(
             f"estimated cost up to ${estimate.high:.4f} exceeds the client's remaining budget of ${remaining:.4f}",
             route=estimate.route,

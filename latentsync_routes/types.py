@@ -278,7 +278,9 @@ class Cost(BaseModel):
 
     def worst_case(self) -> float:
         """Actual, failure-billed and unknown (at its worst case) together: what a budget must count."""
-        return round((self.actual or 0.0) + self.billed_failures + self.billed_unknown, 6)
+        from .money import total
+
+        return total([self.actual, self.billed_failures, self.billed_unknown])
 
 
 class InputRecord(BaseModel):

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .. import money
 from ..choice import CHEAPEST, choose_cheapest
 from ..errors import BudgetExceeded, LatentSyncError, ManifestError, PolicyViolation
 from ..journal import TERMINAL_OK
@@ -40,15 +41,15 @@ class BatchPlan:
 
     @property
     def low(self) -> float:
-        return sum(t.low for t in self.totals.values())
+        return money.total(t.low for t in self.totals.values())
 
     @property
     def expected(self) -> float:
-        return sum(t.expected for t in self.totals.values())
+        return money.total(t.expected for t in self.totals.values())
 
     @property
     def high(self) -> float:
-        return sum(t.high for t in self.totals.values())
+        return money.total(t.high for t in self.totals.values())
 
 
 def _finished_outputs(client: LipSyncClient) -> set[str]:
@@ -120,11 +121,11 @@ def plan_batch(
         estimate = item.estimate
         total.jobs += 1
         if estimate is not None:
-            total.low += estimate.low
-            total.expected += estimate.amount
-            total.high += estimate.high
+            total.low = money.total([total.low, estimate.low])
+            total.expected = money.total([total.expected, estimate.amount])
+            total.high = money.total([total.high, estimate.high])
             total.expected_seconds += estimate.expected_wall_seconds or 0.0
-    if budget is not None and plan.high > budget:
+    if budget is not None and money.exceeds(plan.high, budget):
         raise BudgetExceeded(
             f"the batch may cost up to ${plan.high:.4f} (expected ${plan.expected:.4f}, {len(items)} jobs), "
             f"over the budget of ${budget:.4f}; nothing was run", amount=plan.high, cap=budget,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from .. import money
 from ..errors import JobCancelled, NotStarted
 from ..journal import TERMINAL_OK
 from ..types import LipSyncResult
@@ -63,18 +64,18 @@ class BatchReport(BaseModel):
         for job in self.jobs:
             route = by_route.setdefault(job.route, {"jobs": 0, "estimated": 0.0, "actual": 0.0, "failure_billed": 0.0})
             route["jobs"] += 1
-            route["estimated"] += job.estimated
-            route["actual"] += job.actual or 0.0
-            route["failure_billed"] += job.failure_billed
+            for name, value in (("estimated", job.estimated), ("actual", job.actual), ("failure_billed",
+                                                                                       job.failure_billed)):
+                route[name] = money.total([route[name], value])
         states: dict[str, int] = {}
         for job in self.jobs:
             states[job.state] = states.get(job.state, 0) + 1
         return {
             "jobs": len(self.jobs),
             "states": states,
-            "estimated": sum(j.estimated for j in self.jobs),
-            "actual": sum(j.actual or 0.0 for j in self.jobs),
-            "failure_billed": sum(j.failure_billed for j in self.jobs),
+            "estimated": money.total(j.estimated for j in self.jobs),
+            "actual": money.total(j.actual for j in self.jobs),
+            "failure_billed": money.total(j.failure_billed for j in self.jobs),
             "routes": by_route,
             "interrupted": self.interrupted,
         }
@@ -160,7 +161,7 @@ class Tracker:
         with self._lock:
             self.running.pop(item.index, None)
             self.finished[item.index] = outcome
-            self.spent += cost
+            self.spent = money.total([self.spent, cost])
             began = self._began.pop(item.index, None)
             if began is not None and isinstance(outcome, LipSyncResult):
                 self._took.setdefault(item.route, []).append(time.monotonic() - began)

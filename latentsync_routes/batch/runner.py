@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import money
 from ..types import LipSyncResult
 from .executor import BatchItem, Executor, Outcome, StopSignal, ThreadExecutor
 from .manifest import BatchJob, as_jobs, read_manifest
@@ -45,8 +46,8 @@ class _Events:
 
     def finished(self, item: BatchItem, outcome: Outcome) -> None:
         if isinstance(outcome, LipSyncResult):
-            cost = (outcome.cost.actual if outcome.cost.actual is not None else outcome.cost.estimated)
-            cost += outcome.cost.billed_failures
+            paid = outcome.cost.actual if outcome.cost.actual is not None else outcome.cost.estimated
+            cost = money.total([paid, outcome.cost.billed_failures])
         else:
             cost = 0.0
         self.tracker.finished_item(item, outcome, cost)

@@ -8,6 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from .. import money
 from ._common import (
     ConfigOpt,
     ForceResubmitOpt,
@@ -142,7 +143,7 @@ def jobs_spend(
             for r in rows:
                 table.add_row(*_plain(r.day.isoformat(), r.route, r.jobs, f"${r.estimated:.4f}", f"${r.actual:.4f}",
                                       f"${r.billed_failures:.4f}", r.without_actual))
-            spent = sum(r.spent for r in rows)
+            spent = money.total(r.spent for r in rows)
             out.print(table)
             out.print(f"known spend (actual + failure-billed): ${spent:.4f} over {sum(r.jobs for r in rows)} jobs")
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 from pydantic import BaseModel, Field
 
 from ..errors import InvalidParameter, RouteNotInstalled, UnknownRoute, UnsupportedParameter
+from ..money import total
 from ..types import Attempt, CostEstimate, JobRecord, JobState, LipSyncRequest, MediaInfo
 from . import REGISTRY
 from .kit import RouteKit
@@ -158,9 +159,7 @@ class JobContext:
         self.record.attempts.append(attempt)
         if attempt.status == "error" and attempt.error_type:
             self.record.retry_reasons.append(f"{attempt.step}: {attempt.error_type}: {attempt.error_message}")
-        self.record.cost.billed_failures = round(
-            sum(a.billed_amount for a in self.record.attempts if a.status == "error"), 6
-        )
+        self.record.cost.billed_failures = total(a.billed_amount for a in self.record.attempts if a.status == "error")
         self.persist(self.record)
 
     def next_attempt_number(self) -> int:

@@ -35,6 +35,7 @@ from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
 
+from .. import money
 from ..deadlines import deadline_scope
 from ..errors import (
     AmbiguousSubmit,
@@ -343,7 +344,7 @@ class HostedRoute(ABC):
         note = (f"{basis}; billing unknown, counted at its worst case ${worst:.4f} (the estimate's high end) "
                 "until the provider's usage page says otherwise")
         cost = job.record.cost
-        job.mark(cost=cost.model_copy(update={"billed_unknown": round(cost.billed_unknown + worst, 6),
+        job.mark(cost=cost.model_copy(update={"billed_unknown": money.total([cost.billed_unknown, worst]),
                                               "billed_unknown_basis": note}))
         return 0.0, note
 
