@@ -38,7 +38,7 @@ def test_a_budget_of_three_jobs_exact_cost_lets_all_three_run(
     tmp_path: Path, media: tuple[Path, Path], fal: Any  # noqa: F811
 ) -> None:
     manifest = _manifest(tmp_path, media, 3, lambda i: "fal")  # $0.20 each on fal (its minimum charge)
-    report = LipSyncClient(route="fal", fal_key=FAL_KEY, consent="test").run_many(manifest, budget=0.6)
+    report = LipSyncClient(route="fal", credentials={"fal": FAL_KEY}, consent="test").run_many(manifest, budget=0.6)
     assert [job.state for job in report.jobs] == ["fetched"] * 3 and len(fal.jobs) == 3
     assert report.totals["estimated"] == 0.6
 
@@ -46,7 +46,7 @@ def test_a_budget_of_three_jobs_exact_cost_lets_all_three_run(
 def test_a_client_budget_total_of_three_jobs_exact_cost_lets_all_three_run(
     tmp_path: Path, media: tuple[Path, Path], fal: Any  # noqa: F811
 ) -> None:
-    client = LipSyncClient(route="fal", fal_key=FAL_KEY, consent="test", budget_total=0.6)
+    client = LipSyncClient(route="fal", credentials={"fal": FAL_KEY}, consent="test", budget_total=0.6)
     for seed in range(3):
         client.run(*media, tmp_path / f"out{seed}.mp4", seed=seed)
     assert len(fal.jobs) == 3
