@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import AmbiguousSubmit, ConfigurationError, JobFailed, LatentSyncError, ProviderInputRejected
+from .job_runner import RunControls
 from .media import probe_inputs
-from .options import JOB_PARAMETERS, MediaLike
+from .options import JOB_PARAMETERS, MediaLike, request_of
 from .preflight import preflight
 from .routes.base import route_names
 from .types import PROVIDER_STATES, CostEstimate, JobRecord, LipSyncResult
@@ -55,7 +56,7 @@ def rank_routes(
 
     The inputs are probed once; nothing is uploaded.
     """
-    request = client._request(video, audio, job)  # type: ignore[arg-type]
+    request = request_of(video, audio, job)  # type: ignore[arg-type]
     video_info, audio_info = probe_inputs(request.video, request.audio)
     judged: list[RouteOption] = []
     for name in candidates or route_names():
@@ -151,7 +152,8 @@ def run_chosen(
     earlier: list[dict[str, Any]] = []
     for position, name in enumerate(routes):
         try:
-            result = client.run(video, audio, output, route=name, **options)
+            prepared = client.prepare(video, audio, output, route=name, **options)
+            result = client.run_prepared(prepared, RunControls.from_options(options))
         except LatentSyncError as exc:
             record = client.journal.get(exc.job_id) if exc.job_id else None
             if position == len(routes) - 1 or not fallback or isinstance(exc, AmbiguousSubmit):

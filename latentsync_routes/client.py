@@ -22,10 +22,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 
 from . import money
-from .claimed import context, drive, must_submit
 from .config import Credential, Settings, check_route_settings, load_settings, route_credential
 from .errors import (
     ConfigurationError,
@@ -33,16 +32,17 @@ from .errors import (
     InvalidSettings,
     LatentSyncError,
 )
-from .journal import TERMINAL_BAD, TERMINAL_OK, Claim, Journal
+from .job_runner import JobInputs, JobRunner, PreparedJob, RunControls
+from .journal import TERMINAL_BAD, TERMINAL_OK, Journal
 from .media import probe_inputs
-from .options import BatchOptions, JobOptions, MediaLike, RunOptions, job_parameters
-from .outputs import check_free, file_in, remove_staged_inputs, resolve_output
+from .options import BatchOptions, JobOptions, MediaLike, RunOptions, request_of
+from .outputs import file_in, remove_staged_inputs, resolve_output
 from .policy import CheckResult, enforce
 from .preflight import marked_estimate, preflight
 from .pricing import check_budget
-from .records import derive_idempotency_key, new_record, request_from_record
+from .records import derive_idempotency_key
 from .routes.base import ProgressCallback, Route, RouteInfo, create_route, route_names
-from .types import PROVIDER_STATES, CostEstimate, JobRecord, LipSyncRequest, LipSyncResult, MediaInfo, MediaSource
+from .types import CostEstimate, JobRecord, LipSyncRequest, LipSyncResult, MediaInfo
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -102,6 +102,7 @@ class LipSyncClient:
         self._reserved = 0  # worst-case estimates of jobs in flight, in micro-dollars (money.py)
         self._spent = 0  # actual and failure-billed cost of the jobs this client ran, in micro-dollars
         self._journal: Journal | None = None
+        self._runner: JobRunner | None = None
 
     def __repr__(self) -> str:
         return f"LipSyncClient(route={self.settings.route!r}, home={str(self.settings.home)!r})"
@@ -146,15 +147,14 @@ class LipSyncClient:
             self._journal = Journal(self.settings.journal_path)
         return self._journal
 
-    # -- steps 1-3 -------------------------------------------------------------------------------------
-    def _request(self, video: MediaLike, audio: MediaLike, options: JobOptions) -> LipSyncRequest:
-        try:
-            return LipSyncRequest(video=MediaSource.of(video), audio=MediaSource.of(audio), **job_parameters(options))
-        except ValidationError as exc:
-            problem = exc.errors()[0]
-            field = ".".join(str(part) for part in problem["loc"]) or "request"
-            raise InvalidParameter(field, problem["msg"]) from None
+    @property
+    def runner(self) -> JobRunner:
+        """The job runner every job of this client goes through (claim, drive, execute, finish)."""
+        if self._runner is None:
+            self._runner = JobRunner(self.settings, lambda: self.journal, self.credential)
+        return self._runner
 
+    # -- steps 1-3 -------------------------------------------------------------------------------------
     def _normalise(self, route: Route, request: LipSyncRequest) -> tuple[MediaInfo, MediaInfo]:
         """Refuse unsupported parameters, then probe and validate both inputs.
 
@@ -196,7 +196,7 @@ class LipSyncClient:
     ) -> tuple[list[CheckResult], CostEstimate]:
         """``check`` and ``estimate`` at once, the inputs probed once: what a batch plans each row with."""
         chosen = self.route(route)
-        request = self._request(video, audio, options)
+        request = request_of(video, audio, options)
         deadline = _deadline(deadline_seconds, self.settings.deadline_seconds)
         video_info, audio_info = self._normalise(chosen, request)
         return preflight(chosen, self.settings.policy, request, video_info, audio_info,
@@ -211,14 +211,14 @@ class LipSyncClient:
         :attr:`CostEstimate.refused`, the same one ``check`` shows as a STOP row and ``run`` stops on.
         """
         chosen = self.route(route)
-        request = self._request(video, audio, options)
+        request = request_of(video, audio, options)
         video_info, audio_info = self._normalise(chosen, request)
         return marked_estimate(chosen, self.settings.policy, request, video_info, audio_info)
 
     def estimate_all(self, video: MediaLike, audio: MediaLike) -> list[CostEstimate]:
         """Estimates on every route, probing the inputs once; a route that would refuse them says why in
         :attr:`CostEstimate.refused` (pick among those where it is ``None``)."""
-        request = self._request(video, audio, {})
+        request = request_of(video, audio, {})
         video_info, audio_info = probe_inputs(request.video, request.audio)
         return [marked_estimate(self.route(name), self.settings.policy, request, video_info, audio_info)
                 for name in route_names()]
@@ -236,12 +236,20 @@ class LipSyncClient:
         submit, ``force_resubmit=True`` submits again if a lookup cannot find the first.
         """
         if (options.get("route") or self.settings.route) == "cheapest" or options.get("routes"):
-            from .choice import run_chosen  # route choice and fallback run this method once per route tried
+            from .choice import run_chosen  # route choice and fallback: one prepared job per route tried
 
             return run_chosen(self, video, audio, output, **options)
+        return self.run_prepared(self.prepare(video, audio, output, **options), RunControls.from_options(options))
+
+    def prepare(
+        self, video: MediaLike, audio: MediaLike, output: str | os.PathLike[str], **options: Unpack[RunOptions]
+    ) -> PreparedJob:
+        """Everything decided about a job before anything leaves the machine, made once: the request, the
+        probed inputs, the checklist (enforced: a STOP raises :class:`PolicyViolation`), the estimate, the
+        idempotency key and the output place. ``run_prepared`` runs it; so do batches and the page."""
         chosen = self.route(options.get("route"))
         info = chosen.info()
-        request = self._request(video, audio, options)
+        request = request_of(video, audio, options)
         chosen.provider_parameters(request)
         deadline = _deadline(options.get("deadline_seconds"), self.settings.deadline_seconds)
         output_path = resolve_output(output, route=info.name)
@@ -257,39 +265,27 @@ class LipSyncClient:
                                                                        output_path)
         if output_path.is_dir():
             output_path = file_in(output_path, request.video.name or "output", key)
-        overwrite = bool(options.get("overwrite", False))
+        return PreparedJob(route=chosen, inputs=JobInputs(request, video_info, audio_info), checks=checks,
+                           estimate=estimate, idempotency_key=key, output_path=output_path, consent=consent,
+                           deadline=deadline)
+
+    def run_prepared(self, job: PreparedJob, controls: RunControls | None = None) -> LipSyncResult:
+        """Run a prepared job within this client's budget: its worst case is held while it runs."""
+        estimate = job.estimate
         with self._lock:
             remaining = None if self.settings.budget_total is None else money.from_micros(
                 money.micros(self.settings.budget_total) - self._spent - self._reserved)
             check_budget(estimate, per_call=self.settings.budget_per_call, remaining=remaining)
             self._reserved += money.micros(estimate.high)  # a job in flight holds its worst case until it settles
-        claim: Claim | None = None
         record: JobRecord | None = None
-        progress = options.get("progress")
         try:
-            # A file at the output is this job's own only if the job fetched it (or may have, part-way
-            # through a fetch); otherwise it belongs to someone else, and the job is refused before its
-            # claim, so nothing is journalled (docs/reliability.md, "What is journalled").
-            known = self.journal.find_latest(key)
-            if not (known is not None and known.output_path == str(output_path)
-                    and known.state in (TERMINAL_OK, *PROVIDER_STATES)):
-                check_free(output_path, overwrite=overwrite, route=info.name)
-            claim, record = self.journal.claim(
-                key, lambda: new_record(info, request, key, consent, checks, estimate, video_info, audio_info,
-                                        output_path),
-                on_wait=lambda _: _report(progress, "waiting for another caller running the same job"))
-            return drive(self, chosen, claim, record, request, video_info, audio_info, output_path,
-                               deadline=deadline, overwrite=overwrite, progress=progress,
-                               retry_failed=bool(options.get("retry_failed", False)),
-                               force_resubmit=bool(options.get("force_resubmit", False)),
-                               cancel_event=options.get("cancel_event"))
+            result = self.runner.run(job, controls or RunControls())
+            record = result.record
+            return result
         except LatentSyncError as exc:
-            if record is not None and exc.job_id is None:
-                exc.job_id = record.job_id  # callers (batch, fallback) find the job's record from the error
+            record = self.journal.get(exc.job_id) if exc.job_id else None
             raise
         finally:
-            if claim is not None:
-                claim.release()
             with self._lock:
                 self._reserved -= money.micros(estimate.high)
                 if record is not None:  # what the job actually cost, failed attempts included
@@ -317,16 +313,10 @@ class LipSyncClient:
     ) -> LipSyncResult:
         """Carry on a job from the journal: its own provider job if it has one, its recorded inputs if not."""
         deadline = _deadline(deadline_seconds, self.settings.deadline_seconds)
-        claim, record = self.journal.claim_job(job_id)
-        try:
-            needs_inputs = must_submit(record, retry_failed, force_resubmit)
-            request, video_info, audio_info = request_from_record(record, need_inputs=needs_inputs)
-            output = Path(record.output_path or f"{record.job_id}.mp4")
-            return drive(self, self.route(record.route), claim, record, request, video_info, audio_info, output,
-                               deadline=deadline, overwrite=True, progress=progress, retry_failed=retry_failed,
-                               force_resubmit=force_resubmit)
-        finally:
-            claim.release()
+        record = self.journal.get(job_id)
+        route = self.route(record.route if record is not None else None)
+        controls = RunControls(progress=progress, retry_failed=retry_failed, force_resubmit=force_resubmit)
+        return self.runner.resume(route, job_id, deadline=deadline, controls=controls)
 
     def cancel(self, job_id: str, *, wait_seconds: float = 60.0) -> JobRecord:
         """Cancel a job: its running owner (any process) is asked to cancel its provider job, and this call
@@ -342,8 +332,9 @@ class LipSyncClient:
         claim, record = self.journal.claim_job(job_id, wait_s=wait_seconds, for_cancel=True)
         try:
             if record.state not in (TERMINAL_OK, *TERMINAL_BAD):
-                job = context(self, claim, record, *request_from_record(record, need_inputs=False),
-                                    Path(record.output_path or "."), deadline=60.0, overwrite=False, progress=None)
+                job = self.runner.context(claim, record, JobInputs.from_record(record, need_inputs=False),
+                                          Path(record.output_path or "."), deadline=60.0, overwrite=False,
+                                          controls=RunControls())
                 self.route(record.route).cancel_job(job)
             return self.journal.get(job_id) or record
         finally:
@@ -379,16 +370,3 @@ def _deadline(given: float | None, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise InvalidParameter("deadline_seconds", f"must be a finite number of seconds above 0, got {value!r}")
     return float(value)
-
-
-def _report(progress: ProgressCallback | None, message: str) -> None:
-    if progress is not None:
-        progress(message, None)
-
-
-def __getattr__(name: str) -> Any:  # the async client lives in its own module; old imports keep working
-    if name == "AsyncLipSyncClient":
-        from .async_client import AsyncLipSyncClient
-
-        return AsyncLipSyncClient
-    raise AttributeError(name)

@@ -35,7 +35,6 @@ from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
 
-from .. import money
 from ..deadlines import deadline_scope
 from ..errors import (
     AmbiguousSubmit,
@@ -48,9 +47,10 @@ from ..errors import (
     MissingCredentials,
     ProviderInputRejected,
 )
-from ..retry import StepFailure, record_attempt, run_step
+from ..retry import record_attempt, run_step
 from ..types import CostEstimate, JobRecord, LipSyncRequest, MediaInfo, MediaSource, utcnow
 from .base import JobContext, RouteInfo, RouteOutput, map_parameters, module_available, not_installed_message
+from .hosted_endings import billing, cancel_and_follow, resolve_ambiguous
 from .hosted_progress import progress_from_logs, wait_message
 from .hosted_status import CancelOutcome as CancelOutcome
 from .hosted_status import Output as Output
@@ -190,7 +190,7 @@ class HostedRoute(ABC):
         request_id = job.record.provider_request_id
         try:
             if request_id is None and job.record.state == "submitting":
-                request_id = self._resolve_ambiguous(job, "an earlier run stopped while its submit was in flight")
+                request_id = resolve_ambiguous(self, job, "an earlier run stopped while its submit was in flight")
             if request_id is None:
                 try:
                     uploaded = self._upload_inputs(job)
@@ -246,7 +246,7 @@ class HostedRoute(ABC):
         try:
             request_id = run_step(job, "submit", partial(self.submit, job, inputs), record_success=False)
         except AmbiguousSubmit as exc:
-            found = self._resolve_ambiguous(job, exc.message)
+            found = resolve_ambiguous(self, job, exc.message)
             if found is None:  # force_resubmit, and no lookup found it
                 return self._submit(job, inputs)
             return found
@@ -257,38 +257,6 @@ class HostedRoute(ABC):
         record_attempt(job, "submit", ok=True, started_at=started, request_id=request_id)
         job.report(f"{self.name}: submitted request {request_id}", None)
         return request_id
-
-    def _resolve_ambiguous(self, job: JobContext, cause: str) -> str | None:
-        """Find the provider job of an ambiguous submit; adopt it, or stop, or (forced) give it up."""
-        inputs = job.record.provider_inputs or {}
-        since = job.record.submitting_at or job.record.created_at
-        try:
-            found = run_step(job, "submit", partial(self.lookup, job, inputs, since), record_success=False)
-        except LatentSyncError as exc:
-            found, cause = None, f"{cause}; looking it up failed ({exc.message})"
-        if found is not None and len(found) == 1:
-            request_id = found[0]
-            job.mark("submitted", provider_request_id=request_id, submitted_at=utcnow())
-            record_attempt(job, "submit", ok=True, request_id=request_id)
-            job.report(f"{self.name}: the submit was ambiguous; found request {request_id} by lookup", None)
-            return request_id
-        if found is None:
-            seen = f"{self.name} cannot be searched for it"
-        elif found:
-            seen = f"a lookup found {len(found)} candidates ({', '.join(found)})"
-        else:
-            seen = "a lookup found no job with these inputs yet"
-        if job.force_resubmit:
-            job.report(f"{self.name}: ambiguous submit ({seen}); submitting again as forced", None)
-            job.mark("uploaded", provider_inputs=None)
-            return None
-        error = AmbiguousSubmit(
-            f"the submit to {self.name} may or may not have created a job ({cause}); {seen}. Nothing was submitted "
-            f"again. Check {self.ambiguity_hint()} for a job started at {since:%Y-%m-%d %H:%M:%S} UTC, then run the "
-            "same command again (it looks again) or pass force_resubmit=True / --force-resubmit to submit anew "
-            "(if the first job exists, both are billed)", route=self.name)
-        record_attempt(job, "submit", ok=False, error=error)
-        raise error
 
     def _wait(self, job: JobContext, request_id: str) -> Status:
         on_deadline = partial(self._stop, job, request_id, "deadline")
@@ -327,29 +295,8 @@ class HostedRoute(ABC):
         except Exception:  # noqa: BLE001 - progress is best effort; the estimate was checked before the run
             return None
 
-    def _billing(self, job: JobContext, request_id: str, status: Status | None) -> tuple[float, str]:
-        """What a job that ended badly was billed, for its attempt; an unknown charge is recorded at its
-        worst case (the estimate's high end) in ``cost.billed_unknown``, never as $0."""
-        with deadline_scope(time.monotonic() + CANCEL_FOLLOW_SECONDS):
-            try:
-                amount, basis = self.settle(job, request_id, status)
-            except (StepFailure, LatentSyncError, DeadlinePassed) as exc:
-                amount, basis = None, f"asking {self.name} what it billed failed ({type(exc).__name__})"
-        if amount is not None:
-            return amount, basis
-        try:
-            worst = self.estimate(job.request, job.video_info, job.audio_info).high
-        except Exception:  # noqa: BLE001 - the estimate ran before the job; this only guards a resume
-            worst = job.record.cost.estimated
-        note = (f"{basis}; billing unknown, counted at its worst case ${worst:.4f} (the estimate's high end) "
-                "until the provider's usage page says otherwise")
-        cost = job.record.cost
-        job.mark(cost=cost.model_copy(update={"billed_unknown": money.total([cost.billed_unknown, worst]),
-                                              "billed_unknown_basis": note}))
-        return 0.0, note
-
     def _ended_badly(self, job: JobContext, request_id: str, status: Status) -> NoReturn:
-        billed, said = self._billing(job, request_id, status)
+        billed, said = billing(self, job, request_id, status, follow_seconds=CANCEL_FOLLOW_SECONDS)
         basis = f"; {said}" if said else ""
         error: LatentSyncError
         if status.state == "failed":
@@ -374,7 +321,7 @@ class HostedRoute(ABC):
         except (sqlite3.Error, LatentSyncError):
             pass  # a journal that cannot be written now must not keep the provider job running
         outcome, status = self.cancel_and_follow(job, request_id)
-        billed, said = self._billing(job, request_id, status)
+        billed, said = billing(self, job, request_id, status, follow_seconds=CANCEL_FOLLOW_SECONDS)
         basis = f"; {said}" if said else ""
         error: LatentSyncError
         if why == "deadline":
@@ -390,32 +337,7 @@ class HostedRoute(ABC):
     def cancel_and_follow(self, job: JobContext, request_id: str) -> tuple[str, Status | None]:
         """One cancel request, then polls until the provider job ends (at most ``CANCEL_FOLLOW_SECONDS``)."""
         with deadline_scope(time.monotonic() + CANCEL_FOLLOW_SECONDS):  # the job's own deadline may be gone
-            return self._cancel_and_follow(job, request_id)
-
-    def _cancel_and_follow(self, job: JobContext, request_id: str) -> tuple[str, Status | None]:
-        started = utcnow()
-        try:
-            answer = self.cancel(job, request_id)
-            record_attempt(job, "cancel", ok=answer.accepted, started_at=started, request_id=request_id)
-            outcome = answer.text
-        except StepFailure as failure:
-            record_attempt(job, "cancel", ok=False, started_at=started, error=failure.error,
-                           http_status=failure.http_status, request_id=request_id)
-            answer = CancelOutcome(False, "")
-            outcome = f"the cancel failed ({failure.error.message}), so the job may still run and be billed"
-        give_up = time.monotonic() + CANCEL_FOLLOW_SECONDS
-        last: Status | None = None
-        while time.monotonic() < give_up:
-            try:
-                last = self.poll(job, request_id)
-            except (StepFailure, DeadlinePassed):  # a failed poll, or the follow-up's time is up
-                break
-            if last.state in ("succeeded", "failed", "cancelled"):
-                break
-            time.sleep(min(max(self.settings.poll_interval, 0.05), 1.0))
-        if last is not None and last.state == "succeeded" and not answer.accepted:
-            outcome += "; it finished (and is billed), but its output was not fetched"
-        return outcome, last
+            return cancel_and_follow(self, job, request_id, follow_seconds=CANCEL_FOLLOW_SECONDS)
 
     def cancel_job(self, job: JobContext) -> str:
         """Cancel a job nobody is running now: its provider job if it has one, and mark it cancelled."""
