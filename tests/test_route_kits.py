@@ -194,7 +194,9 @@ def test_a_copied_route_folder_and_one_registry_line_make_a_whole_route(tmp_path
     suite = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_contract.py",
                             "-k", "wavecopy"], cwd=root, env=env, capture_output=True, text=True, timeout=1200)
     assert suite.returncode == 0, suite.stdout[-3000:]
-    assert re.search(rf"\b{len(copies)} passed\b", suite.stdout), suite.stdout[-2000:]
+    counts = {kind: int(n) for n, kind in re.findall(r"(\d+) (passed|skipped|failed)", suite.stdout)}
+    # every contract test ran on the copy: passed, or skipped as for WaveSpeed (a provider without a cancel)
+    assert counts.get("passed", 0) + counts.get("skipped", 0) == len(copies) and "failed" not in counts, counts
 
 
 def test_a_kit_without_a_fake_refuses_to_start_one() -> None:
