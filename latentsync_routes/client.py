@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr, ValidationError
 
 from . import money
+from .budget import BudgetCap, period_words
 from .claimed import context, drive, must_submit
 from .config import Credential, Settings, load_settings, resolve_credential
 from .errors import (
@@ -85,8 +86,6 @@ class LipSyncClient:
                                                              **(credentials or {})}
         self._routes: dict[str, Route] = {}
         self._lock = threading.Lock()
-        self._reserved = 0  # worst-case estimates of jobs in flight, in micro-dollars (money.py)
-        self._spent = 0  # actual and failure-billed cost of the jobs this client ran, in micro-dollars
         self._journal: Journal | None = None
 
     def __repr__(self) -> str:
@@ -121,6 +120,24 @@ class LipSyncClient:
                     self._routes.pop(name, None)
                 else:
                     self._routes[name] = previous
+
+    def budget_cap(self, estimate: CostEstimate, *, sandbox: bool = False) -> BudgetCap | None:
+        """``budget_total`` over ``budget_period`` for a job of this estimate, or ``None`` without a cap."""
+        total = self.settings.budget_total
+        if total is None:
+            return None
+        return BudgetCap(total, self.settings.budget_period, estimate.high, estimate.route, sandbox=sandbox)
+
+    def budget_row(self, estimate: CostEstimate) -> CheckResult | None:
+        """The ``budget`` row ``check`` shows: whether this job fits under ``budget_total`` right now."""
+        cap = self.budget_cap(estimate, sandbox=self.route(estimate.route).sandbox())
+        if cap is None:
+            return None
+        committed = self.journal.committed(cap)
+        problem = cap.problem(committed)
+        reason = problem or (f"up to ${estimate.high:.4f}; ${money.from_micros(committed):.4f} of "
+                             f"${cap.total:.4f} committed {period_words(cap.period)}")
+        return CheckResult(check="budget", passed=problem is None, reason=reason)
 
     def routes(self) -> list[RouteInfo]:
         """Every registered route's declared facts."""
@@ -261,11 +278,9 @@ class LipSyncClient:
         if output_path.is_dir():
             output_path = file_in(output_path, request.video.name or "output", key)
         overwrite = bool(options.get("overwrite", False))
-        with self._lock:
-            remaining = None if self.settings.budget_total is None else money.from_micros(
-                money.micros(self.settings.budget_total) - self._spent - self._reserved)
-            check_budget(estimate, per_call=self.settings.budget_per_call, remaining=remaining)
-            self._reserved += money.micros(estimate.high)  # a job in flight holds its worst case until it settles
+        check_budget(estimate, per_call=self.settings.budget_per_call)
+        sandbox = chosen.sandbox()
+        budget = self.budget_cap(estimate, sandbox=sandbox)  # checked as the job's record is created
         claim: Claim | None = None
         record: JobRecord | None = None
         progress = options.get("progress")
@@ -279,8 +294,9 @@ class LipSyncClient:
                 check_free(output_path, overwrite=overwrite, route=info.name)
             claim, record = self.journal.claim(
                 key, lambda: new_record(info, request, key, consent, checks, estimate, video_info, audio_info,
-                                        output_path),
-                on_wait=lambda _: _report(progress, "waiting for another caller running the same job"))
+                                        output_path, sandbox=sandbox),
+                on_wait=lambda _: _report(progress, "waiting for another caller running the same job"),
+                budget=budget)
             return drive(self, chosen, claim, record, request, video_info, audio_info, output_path,
                                deadline=deadline, overwrite=overwrite, progress=progress,
                                retry_failed=bool(options.get("retry_failed", False)),
@@ -293,10 +309,6 @@ class LipSyncClient:
         finally:
             if claim is not None:
                 claim.release()
-            with self._lock:
-                self._reserved -= money.micros(estimate.high)
-                if record is not None:  # what the job actually cost, failed attempts included
-                    self._spent += money.micros(record.cost.worst_case())  # unknown charges at their worst case
 
     def run_many(self, jobs: Any, **options: Unpack[BatchOptions]) -> BatchReport:
         """Run a batch: a manifest path (CSV or JSONL) or jobs given as dicts, checked and priced whole first.

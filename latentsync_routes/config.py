@@ -127,6 +127,8 @@ class Settings(BaseSettings):
     # NaN would compare false against every price and silently disable a budget: numbers are finite.
     budget_per_call: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     budget_total: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    #: what ``budget_total`` caps: the journal's jobs of this UTC ``day``, this ``month`` or ``all`` (budget.py)
+    budget_period: Literal["day", "month", "all"] = "month"
     local_gpu_hour_usd: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     local_version: Literal["auto", "1.5", "1.6"] = "auto"
     local_device: str | None = None

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from .budget import BudgetCap
 from .errors import ConfigurationError, RouteError
 from .journal_db import JournalBusy, JournalError, connect, initialise
 from .money import from_micros, total
@@ -46,7 +47,8 @@ _SPEND_SUMS = """SELECT route, substr(created_at, 1, 10) AS day,
     coalesce(sum(CAST(round(json_extract(record, '$.cost.estimated') * 1000000) AS INTEGER)), 0),
     coalesce(sum(CAST(round(json_extract(record, '$.cost.actual') * 1000000) AS INTEGER)), 0),
     coalesce(sum(CAST(round(json_extract(record, '$.cost.billed_failures') * 1000000) AS INTEGER)), 0),
-    sum(json_extract(record, '$.cost.actual') IS NULL) FROM jobs"""
+    sum(json_extract(record, '$.cost.actual') IS NULL),
+    coalesce(json_extract(record, '$.sandbox'), 0) AS sandbox FROM jobs"""
 TERMINAL_OK = "fetched"
 TERMINAL_BAD = ("failed", "cancelled")
 #: Seconds without a heartbeat after which an owner on another host (or a hung one) counts as dead.
@@ -68,6 +70,8 @@ class SpendRow(BaseModel):
     actual: float
     billed_failures: float
     without_actual: int
+    #: jobs run against a base-URL override (the fakes, a gateway under test): not real money
+    sandbox: bool = False
 
     @property
     def spent(self) -> float:
@@ -151,12 +155,15 @@ class Journal:
         lease_s: float | None = None,
         on_wait: Callable[[str], None] | None = None,
         for_cancel: bool = False,
+        budget: BudgetCap | None = None,
     ) -> tuple[Claim, JobRecord]:
         """Own the job of ``key`` (creating its record if there is none), waiting while a live owner holds it.
 
         Returns the claim and the job's current record: new, finished, failed or part-way, for the caller to
         decide what to do with it. Raises :class:`ClaimTimeout` after ``wait_s`` of waiting. ``for_cancel``:
         the caller asked the owner to cancel (``request_cancel``) and judges it as :class:`.owners.CancelWatch` says.
+        ``budget``: a new job's record is created only if its worst case fits under the cap, checked in the
+        same transaction (:class:`.budget.BudgetCap`; raises :class:`BudgetExceeded`).
         """
         owner = owner or new_owner()
         lease = LEASE_S if lease_s is None else lease_s
@@ -167,7 +174,7 @@ class Journal:
             with self._connect() as db:
                 db.execute("BEGIN IMMEDIATE")
                 try:
-                    found = self._try_claim(db, key, owner, lease, make_record, watch)
+                    found = self._try_claim(db, key, owner, lease, make_record, watch, budget)
                     db.execute("COMMIT")
                 except BaseException:
                     db.execute("ROLLBACK")
@@ -194,6 +201,7 @@ class Journal:
         lease_s: float,
         make_record: Callable[[], JobRecord],
         watch: CancelWatch | None = None,
+        budget: BudgetCap | None = None,
     ) -> tuple[JobRecord, bool] | None:
         row = db.execute("SELECT job_id, owner, heartbeat, cancel_requested FROM claims WHERE idempotency_key = ?",
                          (key,)).fetchone()
@@ -212,6 +220,8 @@ class Journal:
         if latest is not None:
             record = JobRecord.model_validate_json(latest[0])
         else:
+            if budget is not None:
+                budget.admit(db)
             record = make_record()
             self._write(db, record)
         db.execute("INSERT INTO claims (idempotency_key, job_id, owner, heartbeat, cancel_requested) "
@@ -272,6 +282,11 @@ class Journal:
         with self._connect() as db:
             row = db.execute("SELECT owner FROM claims WHERE idempotency_key = ?", (key,)).fetchone()
         return str(row[0]) if row else None
+
+    def committed(self, budget: BudgetCap) -> int:
+        """Micro-dollars the jobs of ``budget``'s period are committed to (the ``budget_total`` row of ``check``)."""
+        with self._connect() as db:
+            return budget.committed(db)
 
     # -- records -------------------------------------------------------------------------------------
     @staticmethod
@@ -346,12 +361,13 @@ class Journal:
             clauses.append("substr(created_at, 1, 10) >= ?")
             args.append(since.isoformat())
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        query = f"{_SPEND_SUMS}{where} GROUP BY route, day, currency ORDER BY day, route"  # noqa: S608 - values are bound
+        query = f"{_SPEND_SUMS}{where} GROUP BY route, day, currency, sandbox ORDER BY day, route, sandbox"  # noqa: S608 - values are bound
         with self._connect() as db:
             rows = db.execute(query, args).fetchall()
         return [
             SpendRow(route=r[0], day=date.fromisoformat(r[1]), currency=r[2], jobs=r[3], estimated=from_micros(r[4]),
-                     actual=from_micros(r[5]), billed_failures=from_micros(r[6]), without_actual=r[7])
+                     actual=from_micros(r[5]), billed_failures=from_micros(r[6]), without_actual=r[7],
+                     sandbox=bool(r[8]))
             for r in rows
         ]
 

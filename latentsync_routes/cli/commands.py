@@ -91,15 +91,19 @@ def check(
     as_json: bool = JsonOpt,
     config: Path | None = ConfigOpt,
 ) -> None:
-    """Show the checklist `run` enforces, without running anything (exit 3 if any check fails).
+    """Show the checklist `run` enforces, without running anything (exit 3 if a check fails, 5 if only the
+    budget row does).
 
     Rows: consent, retention, licence, input limits (the route's and the policy's), failure billing,
-    support path, deadline (the estimate's expected time) and face (a few sampled frames).
+    support path, deadline (the estimate's expected time), face (a few sampled frames), and with a
+    `budget_total` the budget (what the journal's jobs of the budget period are committed to).
     """
     with _errors(as_json):
         client = _client(config)
-        results = client.check(video, audio, route=route, consent=consent, deadline_seconds=deadline,
-                               face_check=face_check)
+        results, estimate = client.assess(video, audio, route=route, consent=consent, deadline_seconds=deadline,
+                                          face_check=face_check)
+        budget = client.budget_row(estimate)
+        results = [*results, *([budget] if budget is not None else [])]
 
         def human() -> None:
             table = Table("check", "outcome", "reason")
@@ -108,8 +112,9 @@ def check(
             out.print(table)
 
         _emit(as_json, results, human)
-        if not all(r.passed for r in results):
-            raise typer.Exit(3)
+        failed = {r.check for r in results if not r.passed}
+        if failed:
+            raise typer.Exit(5 if failed == {"budget"} else 3)
 
 
 @app.command()

@@ -141,10 +141,14 @@ def jobs_spend(
                 return
             table = Table("day", "route", "jobs", "estimated", "actual", "failure-billed", "without actual")
             for r in rows:
-                table.add_row(*_plain(r.day.isoformat(), r.route, r.jobs, f"${r.estimated:.4f}", f"${r.actual:.4f}",
-                                      f"${r.billed_failures:.4f}", r.without_actual))
-            spent = money.total(r.spent for r in rows)
+                route_name = f"{r.route} (sandbox)" if r.sandbox else r.route
+                table.add_row(*_plain(r.day.isoformat(), route_name, r.jobs, f"${r.estimated:.4f}",
+                                      f"${r.actual:.4f}", f"${r.billed_failures:.4f}", r.without_actual))
             out.print(table)
-            out.print(f"known spend (actual + failure-billed): ${spent:.4f} over {sum(r.jobs for r in rows)} jobs")
+            for sandbox, words in ((False, "known spend"), (True, "sandbox (base-URL overrides, not real money)")):
+                kept = [r for r in rows if r.sandbox == sandbox]
+                if kept:
+                    spent = money.total(r.spent for r in kept)
+                    out.print(f"{words} (actual + failure-billed): ${spent:.4f} over {sum(r.jobs for r in kept)} jobs")
 
         _emit(as_json, rows, human)

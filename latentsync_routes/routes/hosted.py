@@ -132,6 +132,10 @@ class HostedRoute(ABC):
     @abstractmethod
     def estimate(self, request: LipSyncRequest, video: MediaInfo, audio: MediaInfo) -> CostEstimate: ...
 
+    def sandbox(self) -> bool:
+        """A base-URL override (a fake, a gateway under test) makes this route's jobs sandbox money."""
+        return self.settings.base_url_for(self.name, self.info().base_url_env) is not None
+
     def base_url(self) -> str | None:
         """The origin this route talks to: a configured override (a gateway, a fake), else the default."""
         info = self.info()
