@@ -45,7 +45,7 @@ def drive(
     """Decide what the claimed job needs (nothing, a re-run, a carry-on) and do it."""
     if record.state == TERMINAL_OK and record.output_path and Path(record.output_path).is_file():
         log.info("job %s already fetched; not running again", record.job_id)
-        return result_from_record(record)
+        return result_from_record(record).model_copy(update={"already_done": True})
     if record.state in TERMINAL_BAD:
         if reached_provider(record) and not retry_failed:
             raise JobAlreadyFailed(

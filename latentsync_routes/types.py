@@ -380,3 +380,5 @@ class LipSyncResult(BaseModel):
     cost: Cost
     timings: dict[str, float]
     record: JobRecord
+    #: the job had finished before this call, which returned its result and charged nothing
+    already_done: bool = False

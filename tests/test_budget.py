@@ -144,3 +144,18 @@ def test_check_shows_the_budget_row_and_sandbox_money_stays_apart(
     assert day["sandbox"] is True and day["actual"] == 0.2
     human = run_cli("jobs", "spend", home=hosted_env)
     assert "sandbox (base-URL overrides, not real money)" in human.stdout and "known spend" not in human.stdout
+
+
+def test_a_rerun_of_a_paid_job_says_nothing_was_charged_now(
+    tmp_path: Path,
+    media: tuple[Path, Path],
+    hosted_env: Path,  # noqa: F811
+) -> None:
+    with FakeFal(expected_key=FAL_KEY, queue_polls=1, progress_polls=1) as fake:
+        env = {"LATENTSYNC_ROUTES_FAL_BASE_URL": fake.url, "FAL_KEY": FAL_KEY}
+        args = ["run", str(media[0]), str(media[1]), "-o", str(tmp_path / "a.mp4"), "--route", "fal", "--consent", "t"]
+        first = " ".join(run_cli(*args, home=hosted_env, env=env).stdout.split())  # rich wraps at 80 columns
+        again = " ".join(run_cli(*args, home=hosted_env, env=env).stdout.split())
+    assert "cost: estimated $0.2000, actual $0.2000 (sandbox" in first and "already paid" not in first
+    assert "already paid: nothing charged now (job " in again and "$0.2000 on " in again
+    assert "actual" not in again and len(fake.jobs) == 1

@@ -161,7 +161,13 @@ def run(
         def human() -> None:
             out.print(f"[green]done[/]: {escape(str(result.output_path))}  route={result.route}  job={result.job_id}")
             actual = "unknown" if result.cost.actual is None else f"${result.cost.actual:.4f}"
-            out.print(f"cost: estimated ${result.cost.estimated:.4f}, actual {actual}")
+            sandbox = " (sandbox: a base-URL override, not real money)" if result.record.sandbox else ""
+            if result.already_done:
+                paid = result.cost.worst_case()
+                out.print(f"already paid: nothing charged now (job {result.job_id}, ${paid:.4f} on "
+                          f"{result.record.created_at.date().isoformat()}){sandbox}")
+            else:
+                out.print(f"cost: estimated ${result.cost.estimated:.4f}, actual {actual}{sandbox}")
 
         _emit(as_json, result, human)
 
