@@ -332,7 +332,7 @@ class LipSyncClient:
     ) -> LipSyncResult:
         """Carry on a job from the journal: its own provider job if it has one, its recorded inputs if not."""
         deadline = _deadline(deadline_seconds, self.settings.deadline_seconds)
-        claim, record = self.journal.claim_job(job_id)
+        claim, record = self.journal.claim_job(self.journal.resolve(job_id))
         try:
             needs_inputs = must_submit(record, retry_failed, force_resubmit)
             request, video_info, audio_info = request_from_record(record, need_inputs=needs_inputs)
@@ -348,9 +348,8 @@ class LipSyncClient:
         waits for it to end; it takes the job over only from an owner whose process is gone, or whose claim
         stayed silent for a whole lease while it waited. When nobody runs the job, the provider job is
         cancelled from here. Returns the record as it ends."""
-        record = self.journal.get(job_id)
-        if record is None:
-            raise ConfigurationError(f"no job {job_id!r} in the journal at {self.settings.journal_path}")
+        record = self.journal.find(job_id)
+        job_id = record.job_id
         if record.state in (TERMINAL_OK, *TERMINAL_BAD):
             return record
         self.journal.request_cancel(record.idempotency_key)
@@ -369,9 +368,7 @@ class LipSyncClient:
 
         The record is kept (it is the audit trail) and says what was deleted and what could not be.
         """
-        record = self.journal.get(job_id)
-        if record is None:
-            raise ConfigurationError(f"no job {job_id!r} in the journal at {self.settings.journal_path}")
+        record = self.journal.find(job_id)
         deleted: list[str] = []
         kept: list[str] = []
         if delete_output and record.output_path:
