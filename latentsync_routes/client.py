@@ -26,8 +26,10 @@ from pydantic import SecretStr, ValidationError
 
 from .claimed import context, drive, must_submit
 from .config import Credential, Settings, load_settings, resolve_credential
+from .consent import checked_consent
 from .errors import (
     ConfigurationError,
+    DummyCredentialRefused,
     InvalidParameter,
     LatentSyncError,
 )
@@ -79,7 +81,7 @@ class LipSyncClient:
         self.settings = (
             settings.model_copy(update=overrides) if settings is not None else load_settings(config_file, **overrides)
         )
-        self.default_consent = consent
+        self.default_consent = checked_consent(consent, where="LipSyncClient(consent=...)")
         self._explicit: dict[str, str | SecretStr | None] = {"fal": fal_key, "replicate": replicate_api_token,
                                                              **(credentials or {})}
         self._routes: dict[str, Route] = {}
@@ -254,7 +256,8 @@ class LipSyncClient:
         enforce(checks, route=info.name)
         why_not = chosen.availability()
         if why_not:
-            raise ConfigurationError(why_not, route=info.name)
+            refused = getattr(chosen, "credential_refused", None)  # a fakes' key bound for the real host
+            raise (DummyCredentialRefused if refused else ConfigurationError)(why_not, route=info.name)
         key = options.get("idempotency_key") or derive_idempotency_key(info.name, request, video_info, audio_info,
                                                                        output_path)
         if output_path.is_dir():

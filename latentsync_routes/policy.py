@@ -18,6 +18,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from .config import PolicySettings
+from .consent import consent_problem, normalise_consent
 from .errors import PolicyViolation
 from .routes.base import RouteInfo
 from .types import CostEstimate, MediaInfo
@@ -56,15 +57,8 @@ def shown_seconds(seconds: float) -> str:
 
 
 def meaningful_consent(consent: str | None) -> str | None:
-    """The consent text with control and invisible characters removed; ``None`` if nothing readable is left.
-
-    ``"\\x00\\x01\\n\\t "`` or a zero-width space is not a consent basis, and must not pass as one just
-    because ``str.strip`` keeps control characters.
-    """
-    if consent is None:
-        return None
-    shown = " ".join("".join(ch if ch.isprintable() else " " for ch in consent).split())
-    return shown or None
+    """The consent basis as checked and stored (:func:`latentsync_routes.consent.normalise_consent`)."""
+    return normalise_consent(consent)
 
 
 def _consent(info: RouteInfo, policy: PolicySettings, consent: str | None) -> CheckResult:
@@ -76,7 +70,11 @@ def _consent(info: RouteInfo, policy: PolicySettings, consent: str | None) -> Ch
         )
     if not policy.require_consent:
         return CheckResult(check="consent", passed=True, reason="the policy does not require a consent basis")
-    basis = meaningful_consent(consent)
+    problem = consent_problem(consent)
+    if problem is not None:
+        return CheckResult(check="consent", passed=False, reason=f"route {info.name!r} uploads the face and voice to "
+                           f"{info.upload_destination}; {problem}")
+    basis = normalise_consent(consent)
     if basis:
         return CheckResult(check="consent", passed=True, reason=f"consent basis given: {basis!r}")
     return CheckResult(

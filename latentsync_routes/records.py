@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .consent import normalise_consent
 from .errors import ConfigurationError
 from .policy import CheckResult
 from .routes.base import RouteInfo
@@ -80,7 +81,7 @@ def new_record(
         model_version=info.model_version,
         inputs=[input_record("video", request.video, video_info), input_record("audio", request.audio, audio_info)],
         parameters=request.given_parameters(),
-        consent_basis=consent,
+        consent_basis=normalise_consent(consent),  # never a terminal escape, whatever was typed
         upload_destination=info.upload_destination,
         retention_policy=info.retention,
         deletion_policy=info.deletion,

@@ -15,7 +15,7 @@ EXPECTED = {
     "PolicyViolation", "ProviderError", "ProviderInputRejected", "Route", "RouteError", "RouteInfo",
     "RouteNotInstalled", "Settings", "UnknownRoute", "UnsupportedCodec", "UnsupportedParameter",
     "UnsupportedSource", "ZeroDuration", "load_settings", "output_duration", "output_frame_count", "probe",
-    "BatchJob", "BatchReport", "ManifestError", "StopSignal",
+    "BatchJob", "BatchReport", "ManifestError", "StopSignal", "DummyCredentialRefused", "InvalidConsent",
 }
 
 

@@ -27,11 +27,12 @@ from typing import Any
 import httpx
 import pytest
 
+from latentsync_routes.dummy_keys import DUMMY_KEYS
 from latentsync_routes.testing import write_test_audio, write_test_video
 
 CHROMIUM = Path("/usr/bin/chromium")
 START_BUDGET_S = 10.0
-FAKE_SECRETS = ("fake-fal-key", "r8_fake_token", "fake-wavespeed-key")
+FAKE_SECRETS = tuple(DUMMY_KEYS.values())
 
 pytestmark = pytest.mark.slow
 

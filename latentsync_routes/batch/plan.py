@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..choice import CHEAPEST, choose_cheapest
+from ..consent import checked_consent
 from ..errors import BudgetExceeded, LatentSyncError, PolicyViolation
 from ..journal import TERMINAL_OK
 from ..outputs import resolve_output
@@ -92,6 +93,7 @@ def plan_batch(
     """Check and price every job; :class:`ManifestError` names every bad row, :class:`BudgetExceeded` a plan
     whose worst case is over ``budget``. Both before anything leaves the machine. ``among`` limits the
     routes ``cheapest`` may choose from."""
+    consent = checked_consent(consent, where="consent")
     items: list[BatchItem] = []
     problems: list[tuple[int, str]] = []
     policy_only = True

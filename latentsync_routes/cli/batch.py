@@ -11,6 +11,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from ..consent import checked_consent
 from ._common import ConfigOpt, JsonOpt, _client, _emit, _errors, _plain, app, err, out
 
 
@@ -57,6 +58,7 @@ def batch(
     with _errors(as_json):
         if on_interrupt not in ("wait", "cancel"):
             raise ConfigurationError(f"--on-interrupt {on_interrupt!r}: use 'wait' or 'cancel'")
+        consent = checked_consent(consent, where="--consent")
         client = _client(config)
         limits = parse_concurrency(concurrency)
         candidates = [name.strip() for name in among.split(",") if name.strip()] if among else None

@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import __version__
+from ..consent import checked_consent
 from ._common import (
     ConfigOpt,
     DeadlineOpt,
@@ -97,6 +98,7 @@ def check(
     support path, deadline (the estimate's expected time) and face (a few sampled frames).
     """
     with _errors(as_json):
+        consent = checked_consent(consent, where="--consent")
         client = _client(config)
         results = client.check(video, audio, route=route, consent=consent, deadline_seconds=deadline,
                                face_check=face_check)
@@ -136,6 +138,7 @@ def run(
     from rich.progress import Progress
 
     with _errors(as_json):
+        consent = checked_consent(consent, where="--consent")
         client = _client(config, route)
         kwargs: dict[str, Any] = dict(
             route=route, consent=consent, seed=seed, guidance_scale=guidance_scale,

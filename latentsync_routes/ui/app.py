@@ -18,6 +18,7 @@ import gradio as gr  # this module is imported only when a page is built (the `u
 from ..errors import LatentSyncError
 from ..routes.base import route_names
 from . import history, render, state
+from .inputs import new_served_folder, page_url, served_copy, uploaded_file
 from .runner import Runs
 
 if TYPE_CHECKING:
@@ -37,9 +38,12 @@ def _problem(exc: Exception) -> str:
 class Page:
     """The handlers, bound to one client (one journal, one home); the Blocks are built by :func:`build`."""
 
-    def __init__(self, client: LipSyncClient, blocked: Mapping[str, str] | None = None) -> None:
+    def __init__(self, client: LipSyncClient, blocked: Mapping[str, str] | None = None, *,
+                 served: Path | None = None) -> None:
         self.client = client
         self.home = Path(client.settings.home)
+        #: the folder uploads land in and the only one Gradio serves (:mod:`.inputs`)
+        self.served = Path(served) if served is not None else new_served_folder()
         self.blocked = dict(blocked or {})
         self.routes = route_names()
         self.runs = Runs(client)
@@ -71,19 +75,32 @@ class Page:
         return (render.estimates_html(assessment, decided.route), render.checklist_html(view),
                 render.gate_html(decided), gr.update(interactive=decided.enabled))
 
+    def _given(self, upload: str | None, url: str | None, role: str) -> str | None:
+        """An uploaded file of this page, else an http(s) URL typed in the box; never a server path."""
+        if upload:
+            return str(uploaded_file(upload, self.served, role))
+        typed = (url or "").strip()
+        return page_url(typed, role) if typed else None
+
+    def _refused(self, current: state.Inputs | None, choice: str, consent: str, exc: Exception) -> tuple[Any, ...]:
+        estimates, checklist, _, button = self._panels(None, choice, consent)
+        return (current, None, estimates, checklist, render.gate_html(state.Gate(False, None, _problem(exc))),
+                button)
+
     def on_inputs(self, video: str | None, audio: str | None, video_url: str, audio_url: str, consent: str,
                   choice: str, current: state.Inputs | None) -> tuple[Any, ...]:
         """A new pair of inputs: stage it, price and check it on every route, then gate the run button."""
-        video_given = video or (video_url or "").strip()
-        audio_given = audio or (audio_url or "").strip()
+        try:
+            video_given = self._given(video, video_url, "video")
+            audio_given = self._given(audio, audio_url, "audio")
+        except LatentSyncError as exc:  # a server path, a file: URL, another scheme: refused, nothing read
+            return self._refused(current, choice, consent, exc)
         if not video_given or not audio_given:
             return (current, None, *self._panels(None, choice, consent))
         try:
             inputs = state.stage(self.home, video_given, audio_given)
         except OSError as exc:  # an upload that vanished, a full disk: say so, enable nothing
-            estimates, checklist, _, button = self._panels(None, choice, consent)
-            return (current, None, estimates, checklist, render.gate_html(state.Gate(False, None, _problem(exc))),
-                    button)
+            return self._refused(current, choice, consent, exc)
         self._release(current)
         assessment = state.assess(self.client, inputs, consent or None, self.blocked, self.routes)
         return (inputs, assessment, *self._panels(assessment, choice, consent))
@@ -92,7 +109,8 @@ class Page:
         inputs = state.synthetic(self.home)
         self._release(current)
         assessment = state.assess(self.client, inputs, consent or None, self.blocked, self.routes)
-        return (inputs.video, inputs.audio, inputs, assessment, *self._panels(assessment, choice, consent))
+        shown = (served_copy(inputs.video, self.served), served_copy(inputs.audio, self.served))
+        return (*shown, inputs, assessment, *self._panels(assessment, choice, consent))
 
     def on_consent(self, consent: str, choice: str, inputs: state.Inputs | None) -> tuple[Any, ...]:
         """The consent text changed: the checks depend on it, so check again (prices do not change)."""
@@ -130,8 +148,9 @@ class Page:
             yield (render.progress_html(snap), None, None,
                    record.model_dump(mode="json") if record is not None else None, gr.update(interactive=True))
             return
-        yield (render.progress_html(snap), result.output_path, assessment.inputs.video,
-               result.record.model_dump(mode="json"), gr.update(interactive=True))
+        shown = [served_copy(path, self.served) if not str(path).startswith(("https://", "http://")) else str(path)
+                 for path in (result.output_path, assessment.inputs.video)]
+        yield (render.progress_html(snap), *shown, result.record.model_dump(mode="json"), gr.update(interactive=True))
 
     def on_cancel(self, request: gr.Request) -> str:
         if self.runs.cancel(request.session_hash or "default"):
@@ -187,14 +206,9 @@ class Page:
         removed = list(record.deleted)
         if folder is not None and state.remove_staged(self.home, folder):
             removed.append(f"staged inputs {folder}")
-        removed += [f"page copy {p}" for p in purge_cache(Path(cache_dir(self.home)), digests)]
+        removed += [f"page copy {p.name}" for p in purge_cache(self.served, digests)]
         lines = [f"deleted: {item}" for item in removed] + [f"not deleted: {item}" for item in record.not_deleted]
         return "\n".join(lines) or "nothing to delete"
-
-
-def cache_dir(home: Path) -> str:
-    """Where Gradio keeps its copies of uploads and outputs: under the home, so they never land elsewhere."""
-    return str(Path(home) / "ui" / "cache")
 
 
 def _digests(folder: Path) -> set[str]:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..dummy_keys import DUMMY_KEYS
+
 if TYPE_CHECKING:
     from ..client import LipSyncClient
     from ..config import Settings
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
 #: The routes ``--fakes`` will not run, and why (shown as a STOP row).
 FAKES_BLOCKED = {"local": "disabled under --fakes: the local route would load real checkpoints"}
 
-_FAKE_CREDENTIALS = {"fal": "fake-fal-key", "replicate": "r8_fake_token", "wavespeed": "fake-wavespeed-key"}
+_FAKE_CREDENTIALS = dict(DUMMY_KEYS)
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..consent import consent_problem, normalise_consent
 from ..errors import LatentSyncError
-from ..policy import meaningful_consent
 from ..types import CostEstimate
 
 if TYPE_CHECKING:
@@ -231,7 +231,10 @@ def gate(assessment: Assessment | None, choice: str | None, consent: str | None)
     consent text, its estimate is known, and a route that uploads has a consent text."""
     if assessment is None:
         return Gate(False, None, "Add a video and an audio (or use synthetic media) to see prices and checks.")
-    if (meaningful_consent(consent) or None) != (meaningful_consent(assessment.consent) or None):
+    problem = consent_problem(consent) if consent and consent.strip() else None
+    if problem is not None:  # control characters, terminal escapes, a stray key: on no route, not only uploads
+        return Gate(False, None, f"Consent: {problem}.")
+    if normalise_consent(consent) != normalise_consent(assessment.consent):
         return Gate(False, None, "Checking the consent text…")
     if not choice:
         return Gate(False, None, "Choose a route.")
@@ -252,7 +255,7 @@ def gate(assessment: Assessment | None, choice: str | None, consent: str | None)
         return Gate(False, name, f"STOP on {name}: {why}")
     if view.estimate is None:
         return Gate(False, name, f"No estimate for {name}: {view.estimate_error}")
-    if view.uploads_to and not meaningful_consent(consent):
+    if view.uploads_to and not normalise_consent(consent):
         return Gate(False, name, f"{name} uploads the face and voice to {view.uploads_to}: write the consent basis "
                                  "first (or 'synthetic' for synthetic media).")
     price = view.estimate
