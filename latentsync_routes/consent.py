@@ -69,9 +69,10 @@ def normalise_consent(text: str | None) -> str | None:
 def checked_consent(text: str | None, *, where: str = "consent") -> str | None:
     """``text`` normalised, or :class:`InvalidConsent` naming ``where`` it came from; ``None`` stays ``None``.
 
-    An empty text is "not given" (the checklist then asks for one); anything else must be a basis.
+    An empty text is "not given" (the checklist then asks for one); anything else, blanks included, must
+    be a basis.
     """
-    if text is None or not text.strip():
+    if not text:
         return None
     problem = consent_problem(text)
     if problem is not None:

@@ -70,8 +70,9 @@ def test_a_consent_text_not_yet_checked_does_not_enable_the_run() -> None:
 
 
 def test_cheapest_picks_the_lowest_price_among_routes_that_pass() -> None:
-    assessment = _assessment(_view("a", 0.01, stops=("licence",)), _view("b", 0.3), _view("c", 0.05), consent="x")
-    decided = state.gate(assessment, state.CHEAPEST, "x")
+    assessment = _assessment(_view("a", 0.01, stops=("licence",)), _view("b", 0.3), _view("c", 0.05),
+                             consent="release #7")
+    decided = state.gate(assessment, state.CHEAPEST, "release #7")
     assert decided.enabled and decided.route == "c"
 
 
@@ -250,14 +251,12 @@ def test_cancel_from_the_page_stops_the_provider_job(tmp_path: Path, monkeypatch
 
 
 def test_delete_removes_output_staged_inputs_and_the_pages_copies(fakes: Any) -> None:
-    from latentsync_routes.ui.app import cache_dir
-
     page = _page(fakes.client)
     inputs = state.synthetic(page.home)
     estimate = state.assess(fakes.client, inputs, "synthetic", FAKES_BLOCKED, ["fal"]).routes["fal"].estimate
     handle = page.runs.start("s1", "fal", inputs, estimate, "synthetic")
     assert handle.done.wait(60) and handle.result is not None
-    copy = Path(cache_dir(page.home)) / "abc123" / "output.mp4"  # what Gradio keeps of what it served
+    copy = page.served / "abc123" / "output.mp4"  # what Gradio keeps of what it served
     copy.parent.mkdir(parents=True)
     copy.write_bytes(Path(inputs.output).read_bytes())
     unrelated = copy.parent.parent / "other" / "keep.bin"
@@ -289,7 +288,9 @@ def test_the_command_binds_to_loopback_and_warns_before_share(tmp_path: Path, mo
     monkeypatch.setattr("latentsync_routes.ui.serve", serve)
     monkeypatch.setenv("LATENTSYNC_ROUTES_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
-    done = CliRunner().invoke(app, ["ui", "--fakes", "--share"])
+    for name in ("FAL_KEY", "REPLICATE_API_TOKEN", "WAVESPEED_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    done = CliRunner().invoke(app, ["ui", "--fakes", "--share", "--auth", "ann:secret"])
     assert "--share makes this page reachable by anyone" in done.output
     assert seen["host"] == "127.0.0.1" and seen["share"] is True and seen["fakes"] is True
     assert seen["blocked"] == FAKES_BLOCKED
@@ -298,8 +299,9 @@ def test_the_command_binds_to_loopback_and_warns_before_share(tmp_path: Path, mo
     quiet = CliRunner().invoke(app, ["ui"])
     assert "--share makes" not in quiet.output and seen["host"] == "127.0.0.1" and seen["fakes"] is False
     assert "other machines on the network" not in quiet.output
-    wide = CliRunner().invoke(app, ["ui", "--host", "0.0.0.0"])
+    wide = CliRunner().invoke(app, ["ui", "--host", "0.0.0.0", "--auth", "ann:secret"])
     assert "other machines on the network" in wide.output and seen["host"] == "0.0.0.0"
+    assert seen["auth"] == ("ann", "secret")
 
 
 def test_the_command_without_gradio_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -317,8 +319,9 @@ def test_the_page_handlers_gate_the_button_as_the_inputs_and_consent_change(tmp_
     from latentsync_routes.testing import write_test_audio, write_test_video
 
     page = _page(fakes.client)
-    video = write_test_video(tmp_path / "clip.mp4", seconds=1.0)
-    audio = write_test_audio(tmp_path / "voice.wav", seconds=1.0)
+    (page.served / "up").mkdir()  # where Gradio puts what the browser uploaded
+    video = write_test_video(page.served / "up" / "clip.mp4", seconds=1.0)
+    audio = write_test_audio(page.served / "up" / "voice.wav", seconds=1.0)
     half = page.on_inputs(str(video), None, "", "", "", "fal", None)
     assert half[0] is None and half[-1]["interactive"] is False  # one input is not enough
     inputs, assessment, estimates, checklist, gate, button = page.on_inputs(str(video), str(audio), "", "", "",
@@ -376,5 +379,6 @@ def test_the_command_says_where_it_serves_in_json_and_closes_on_ctrl_c(
 
 def test_an_upload_that_vanished_enables_nothing(fakes: Any, tmp_path: Path) -> None:
     page = _page(fakes.client)
-    *_, gate, button = page.on_inputs(str(tmp_path / "gone.mp4"), str(tmp_path / "gone.wav"), "", "", "x", "fal", None)
+    gone = page.served / "gone"
+    *_, gate, button = page.on_inputs(str(gone / "v.mp4"), str(gone / "a.wav"), "", "", "x", "fal", None)
     assert "FileNotFoundError" in gate and button["interactive"] is False

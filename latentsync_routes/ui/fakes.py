@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..dummy_keys import DUMMY_KEYS
 
@@ -31,6 +31,8 @@ _FAKE_CREDENTIALS = dict(DUMMY_KEYS)
 class FakeSetup:
     client: LipSyncClient
     urls: dict[str, str]
+    #: the fake servers by route name (their ``requests`` and ``jobs`` say what reached them)
+    servers: dict[str, Any] = field(default_factory=dict)
 
 
 def fakes_home(settings: Settings) -> Path:
@@ -56,4 +58,4 @@ def fake_providers(settings: Settings, *, queue_polls: int = 3, poll_interval: f
             "jsonl_path": None,
         })
         client = LipSyncClient(settings=fake_settings, credentials=dict(_FAKE_CREDENTIALS))
-        yield FakeSetup(client=client, urls=urls)
+        yield FakeSetup(client=client, urls=urls, servers={"fal": fal, "replicate": rep, "wavespeed": ws})
