@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,15 @@ def test_the_safe_path_in_a_real_browser(server: Server, browser: Any, tmp_path:
     expect(page.locator("#ls-mode")).to_contain_text("nothing is paid")
     shot("empty")
 
+    # 0. a server path typed in a URL box is refused on the page, never read
+    for box in ("#ls-video-url", "#ls-audio-url"):
+        typed = page.locator(f"{box} textarea, {box} input").first
+        typed.fill("/proc/self/environ")
+        typed.press("Enter")
+        expect(page.locator("#ls-gate-reason")).to_contain_text("takes an http(s):// URL only")
+        typed.fill("")
+    expect(page.locator("#ls-run")).to_be_disabled()
+
     # 1. upload: every route priced, the chosen route's checklist shown, the run still disabled
     page.locator("#ls-video input[type=file]").set_input_files(str(video))
     page.locator("#ls-audio input[type=file]").set_input_files(str(audio))
@@ -198,6 +208,10 @@ def test_the_safe_path_in_a_real_browser(server: Server, browser: Any, tmp_path:
                            " return v && v.readyState >= 1 }")
     page.evaluate("() => { document.querySelector('#ls-output video').currentTime = 0.2 }")
     page.wait_for_function("() => Math.abs(document.querySelector('#ls-input-side video').currentTime - 0.2) < 0.06")
+    source = page.evaluate("() => document.querySelector('#ls-output video').currentSrc")
+    played = Path(re.sub(r"^.*/file=", "", urllib.parse.unquote(source)))
+    served = next(p for p in played.parents if p.name.startswith("latentsync-ui-"))  # the page's own folder
+    assert str(server.home) not in source and str(Path.cwd()) not in str(served)
     page.locator("#ls-record-box").get_by_text("production record").click()
     expect(page.locator("#ls-record")).to_contain_text("consent_basis")
     shot("output-plays")
@@ -226,8 +240,7 @@ def test_the_safe_path_in_a_real_browser(server: Server, browser: Any, tmp_path:
     expect(page.locator("#ls-history tbody tr").first).to_contain_text("deleted")
     shot("deleted")
     assert not outputs[0].parent.exists()
-    cache = server.home / "ui-fakes" / "ui" / "cache"
-    assert not [p for p in cache.rglob("*.mp4")], "the page kept a copy of the deleted job's media"
+    assert not [p for p in served.rglob("*.mp4")], "the page kept a copy of the deleted job's media"
 
     elsewhere = [url for url in requested if not url.startswith((server.url, "data:", "blob:"))]
     assert not elsewhere, f"the page reached beyond its own server: {elsewhere[:5]}"
