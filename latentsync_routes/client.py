@@ -250,7 +250,7 @@ class LipSyncClient:
         deadline = _deadline(options.get("deadline_seconds"), self.settings.deadline_seconds)
         output_path = resolve_output(output, route=info.name)
         video_info, audio_info = self._normalise(chosen, request)
-        consent = options.get("consent") or self.default_consent
+        consent = checked_consent(options.get("consent"), where="consent") or self.default_consent
         checks, estimate = preflight(chosen, self.settings.policy, request, video_info, audio_info, consent=consent,
                                      deadline=deadline, face_check=options.get("face_check"))
         enforce(checks, route=info.name)

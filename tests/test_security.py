@@ -23,6 +23,7 @@ from latentsync_routes import (
     LipSyncClient,
     ManifestError,
     PolicySettings,
+    PolicyViolation,
     load_settings,
 )
 from latentsync_routes.batch import read_manifest
@@ -140,6 +141,27 @@ def no_internet(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(socket, "getaddrinfo", guarded)
     return tried
+
+
+@pytest.mark.parametrize("consent", ["\x1b[2J", "\u200b\u200b\u200b", "\x00\x01"])
+def test_a_control_character_consent_runs_nothing_from_the_cli_or_the_api(
+    consent: str, tmp_path: Path, media: tuple[Path, Path], fakes: dict[str, Any]
+) -> None:
+    settings = load_settings(home=tmp_path / "home", fal_base_url=fakes["fal"].url)
+    client = LipSyncClient(settings=settings, fal_key=DUMMY_KEYS["fal"])
+    for route in ("fal", "local"):
+        with pytest.raises(InvalidConsent):
+            client.run(*media, tmp_path / "o.mp4", route=route, consent=consent)
+    with pytest.raises(PolicyViolation):  # the checklist row says the same to anyone who skips the entry points
+        client.run(*media, tmp_path / "o.mp4", route="fal", consent=None)
+    env = {"LATENTSYNC_ROUTES_HOME": str(tmp_path / "cli"), "LATENTSYNC_ROUTES_FAL_BASE_URL": fakes["fal"].url,
+           "FAL_KEY": DUMMY_KEYS["fal"]}
+    done = CliRunner().invoke(_app(), ["run", *map(str, media), "-o", str(tmp_path / "o.mp4"), "--route", "fal",
+                                       "--consent", consent, "--json"], env=env)
+    assert done.exit_code == 2 and json.loads(done.stdout)["error"]["type"] == "InvalidConsent"
+    assert "\x1b" not in done.stdout
+    _nothing_reached(fakes)
+    assert client.journal.list() == [] and not (tmp_path / "o.mp4").exists()
 
 
 # -- dummy keys never go to a real host -------------------------------------------------------------------

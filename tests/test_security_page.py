@@ -111,6 +111,46 @@ def test_a_control_character_consent_never_enables_the_run(page: Any) -> None:
     assert all(server.requests == [] for server in setup.servers.values())
 
 
+# -- the command: who may reach the page ----------------------------------------------------------------------
+@pytest.mark.parametrize(("args", "env", "said"), [
+    (["--share"], {}, "give --auth USER:PASS"),
+    (["--fakes", "--share"], {}, "give --auth USER:PASS"),
+    (["--host", "0.0.0.0"], {}, "give --auth USER:PASS"),
+    (["--host", "192.0.2.7", "--fakes"], {}, "give --auth USER:PASS"),
+    (["--share", "--auth", "ann:pw"], {"FAL_KEY": "real-looking-key-123"}, "FAL_KEY (env)"),
+    (["--host", "0.0.0.0", "--auth", "ann:pw"], {"WAVESPEED_API_KEY": "abc123"}, "WAVESPEED_API_KEY (env)"),
+    (["--share", "--auth", "nopassword"], {}, "--auth takes USER:PASS"),
+    (["--share", "--auth", ":pw"], {}, "--auth takes USER:PASS"),
+])
+def test_a_page_others_can_reach_needs_a_login_and_no_real_keys(
+    args: list[str], env: dict[str, str], said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from latentsync_routes.cli import app
+
+    _no_keys(monkeypatch)
+    started: list[Any] = []
+    monkeypatch.setattr("latentsync_routes.ui.serve", lambda client, **kwargs: started.append(kwargs))
+    done = CliRunner().invoke(app, ["ui", *args, "--json"], env={"LATENTSYNC_ROUTES_HOME": str(tmp_path), **env})
+    assert done.exit_code == 2 and started == []
+    error = json.loads(done.stdout)["error"]
+    assert error["type"] == "ConfigurationError" and said in error["message"]
+    for value in env.values():
+        assert value not in done.output  # the variable is named, never its value
+
+
+def test_the_host_check_reads_the_header_as_a_browser_sends_it() -> None:
+    from latentsync_routes.ui.hosts import allowed_hosts, host_of
+
+    assert host_of("127.0.0.1:7860") == "127.0.0.1" and host_of("[::1]:7860") == "::1"
+    assert host_of("LocalHost") == "localhost" and host_of("evil.example:80") == "evil.example"
+    loopback = allowed_hosts("127.0.0.1")
+    assert {"127.0.0.1", "localhost", "::1"} <= loopback and "evil.example" not in loopback
+    assert "192.0.2.7" in allowed_hosts("192.0.2.7") and "192.0.2.8" not in allowed_hosts("192.0.2.7")
+    assert socket.gethostname().lower() in allowed_hosts("0.0.0.0")
+
+
 # -- the page served, its API called directly ---------------------------------------------------------------
 def _free_port() -> int:
     with socket.socket() as sock:
