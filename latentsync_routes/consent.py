@@ -53,9 +53,11 @@ def consent_problem(text: str | None) -> str | None:
         return f"the consent text is {len(text)} characters; at most {MAX_CONSENT_CHARS} are taken"
     letters = sum(1 for ch in _cleaned(text) if unicodedata.category(ch).startswith("L"))
     if letters < MIN_LETTERS:
-        return (f"the consent text has {letters} letter{'' if letters == 1 else 's'} once control characters and "
-                f"terminal escapes are removed; a consent basis needs at least {MIN_LETTERS} "
-                "(who agreed and how, or 'synthetic' for synthetic media)")
+        return (
+            f"the consent text has {letters} letter{'' if letters == 1 else 's'} once control characters and "
+            f"terminal escapes are removed; a consent basis needs at least {MIN_LETTERS} "
+            "(who agreed and how, or 'synthetic' for synthetic media)"
+        )
     return None
 
 

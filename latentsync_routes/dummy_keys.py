@@ -27,8 +27,11 @@ DUMMY_KEYS = {name: f"{DUMMY_KEY_PREFIX}{name}-not-a-real-key" for name in ("fal
 #: The providers' own domains: an "override" that points back at one of them is not an override.
 PROVIDER_DOMAINS = ("fal.ai", "fal.run", "fal.media", "replicate.com", "replicate.delivery", "wavespeed.ai")
 #: Every hosted route's base URL variable, named in the refusal (the fakes print all three).
-BASE_URL_VARIABLES = ("LATENTSYNC_ROUTES_FAL_BASE_URL", "LATENTSYNC_ROUTES_REPLICATE_BASE_URL",
-                      "LATENTSYNC_ROUTES_WAVESPEED_BASE_URL")
+BASE_URL_VARIABLES = (
+    "LATENTSYNC_ROUTES_FAL_BASE_URL",
+    "LATENTSYNC_ROUTES_REPLICATE_BASE_URL",
+    "LATENTSYNC_ROUTES_WAVESPEED_BASE_URL",
+)
 
 
 def is_dummy_key(value: str) -> bool:
@@ -55,7 +58,9 @@ def dummy_key_refusal(info: RouteInfo, settings: Settings, credential: Credentia
         return None
     variable = info.base_url_env or f"LATENTSYNC_ROUTES_{info.name.upper()}_BASE_URL"
     where = f"its base URL {override}" if override else f"the real {info.name} host"
-    return (f"{credential.name} holds a dummy key of the built-in fakes ({DUMMY_KEY_PREFIX}...), and route "
-            f"{info.name!r} would send it to {where}; it is never sent there. To use the fakes, export the "
-            f"base URL lines `latentsync-routes fakes` printed as well ({variable}; all of them: "
-            f"{', '.join(BASE_URL_VARIABLES)}); to use {info.name} for real, set {credential.name} to a real key")
+    return (
+        f"{credential.name} holds a dummy key of the built-in fakes ({DUMMY_KEY_PREFIX}...), and route "
+        f"{info.name!r} would send it to {where}; it is never sent there. To use the fakes, export the "
+        f"base URL lines `latentsync-routes fakes` printed as well ({variable}; all of them: "
+        f"{', '.join(BASE_URL_VARIABLES)}); to use {info.name} for real, set {credential.name} to a real key"
+    )

@@ -98,20 +98,37 @@ def _estimate() -> Any:
 
     from latentsync_routes.types import CostEstimate
 
-    return CostEstimate(route="fal", amount=0.1, low=0.1, high=0.2, is_exact=False, basis="b", price_source="s",
-                        price_checked=date(2026, 1, 1), expected_wall_seconds=10.0)
+    return CostEstimate(
+        route="fal",
+        amount=0.1,
+        low=0.1,
+        high=0.2,
+        is_exact=False,
+        basis="b",
+        price_source="s",
+        price_checked=date(2026, 1, 1),
+        expected_wall_seconds=10.0,
+    )
 
 
 # -- the fakes, on loopback, with their dummy keys ---------------------------------------------------------
 @pytest.fixture
 def fakes(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    for name in ("FAL_KEY", "REPLICATE_API_TOKEN", "WAVESPEED_API_KEY", "LATENTSYNC_ROUTES_FAL_BASE_URL",
-                 "LATENTSYNC_ROUTES_REPLICATE_BASE_URL", "LATENTSYNC_ROUTES_WAVESPEED_BASE_URL"):
+    for name in (
+        "FAL_KEY",
+        "REPLICATE_API_TOKEN",
+        "WAVESPEED_API_KEY",
+        "LATENTSYNC_ROUTES_FAL_BASE_URL",
+        "LATENTSYNC_ROUTES_REPLICATE_BASE_URL",
+        "LATENTSYNC_ROUTES_WAVESPEED_BASE_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
-    with FakeFal(expected_key=DUMMY_KEYS["fal"], billable_units=40) as f, \
-            FakeReplicate(expected_token=DUMMY_KEYS["replicate"]) as r, \
-            FakeWaveSpeed(expected_key=DUMMY_KEYS["wavespeed"]) as w:
+    with (
+        FakeFal(expected_key=DUMMY_KEYS["fal"], billable_units=40) as f,
+        FakeReplicate(expected_token=DUMMY_KEYS["replicate"]) as r,
+        FakeWaveSpeed(expected_key=DUMMY_KEYS["wavespeed"]) as w,
+    ):
         yield {"fal": f, "replicate": r, "wavespeed": w}
 
 
@@ -154,10 +171,16 @@ def test_a_control_character_consent_runs_nothing_from_the_cli_or_the_api(
             client.run(*media, tmp_path / "o.mp4", route=route, consent=consent)
     with pytest.raises(PolicyViolation):  # the checklist row says the same to anyone who skips the entry points
         client.run(*media, tmp_path / "o.mp4", route="fal", consent=None)
-    env = {"LATENTSYNC_ROUTES_HOME": str(tmp_path / "cli"), "LATENTSYNC_ROUTES_FAL_BASE_URL": fakes["fal"].url,
-           "FAL_KEY": DUMMY_KEYS["fal"]}
-    done = CliRunner().invoke(_app(), ["run", *map(str, media), "-o", str(tmp_path / "o.mp4"), "--route", "fal",
-                                       "--consent", consent, "--json"], env=env)
+    env = {
+        "LATENTSYNC_ROUTES_HOME": str(tmp_path / "cli"),
+        "LATENTSYNC_ROUTES_FAL_BASE_URL": fakes["fal"].url,
+        "FAL_KEY": DUMMY_KEYS["fal"],
+    }
+    done = CliRunner().invoke(
+        _app(),
+        ["run", *map(str, media), "-o", str(tmp_path / "o.mp4"), "--route", "fal", "--consent", consent, "--json"],
+        env=env,
+    )
     assert done.exit_code == 2 and json.loads(done.stdout)["error"]["type"] == "InvalidConsent"
     assert "\x1b" not in done.stdout
     _nothing_reached(fakes)
@@ -176,8 +199,12 @@ def test_the_fakes_print_dummy_keys_with_a_prefix_no_provider_issues() -> None:
 
 @pytest.mark.parametrize("route", ["fal", "replicate", "wavespeed"])
 def test_dummy_keys_exported_without_base_urls_are_refused_before_any_request(
-    route: str, tmp_path: Path, media: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
-    no_internet: list[str], fakes: dict[str, Any]
+    route: str,
+    tmp_path: Path,
+    media: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    no_internet: list[str],
+    fakes: dict[str, Any],
 ) -> None:
     info = {"fal": fal.INFO, "replicate": replicate.INFO, "wavespeed": wavespeed.INFO}[route]
     assert info.credential_env is not None
@@ -186,8 +213,11 @@ def test_dummy_keys_exported_without_base_urls_are_refused_before_any_request(
     with pytest.raises(DummyCredentialRefused) as refused:
         client.run(*media, tmp_path / "out.mp4", route=route, consent="synthetic")
     message = refused.value.message
-    for variable in ("LATENTSYNC_ROUTES_FAL_BASE_URL", "LATENTSYNC_ROUTES_REPLICATE_BASE_URL",
-                     "LATENTSYNC_ROUTES_WAVESPEED_BASE_URL"):
+    for variable in (
+        "LATENTSYNC_ROUTES_FAL_BASE_URL",
+        "LATENTSYNC_ROUTES_REPLICATE_BASE_URL",
+        "LATENTSYNC_ROUTES_WAVESPEED_BASE_URL",
+    ):
         assert variable in message
     assert DUMMY_KEYS[route] not in message and refused.value.exit_code == 2
     with pytest.raises(DummyCredentialRefused):
@@ -195,13 +225,21 @@ def test_dummy_keys_exported_without_base_urls_are_refused_before_any_request(
     assert client.route(route).credential is None  # dropped: no code path can send it
     assert no_internet == [] and client.journal.list() == []
     # the CLI says the same, exit 2
-    done = CliRunner().invoke(_app(), ["run", *map(str, media), "-o", str(tmp_path / "o.mp4"), "--route", route,
-                                       "--consent", "synthetic", "--json"],
-                              env={"LATENTSYNC_ROUTES_HOME": str(tmp_path / "cli")})
+    done = CliRunner().invoke(
+        _app(),
+        ["run", *map(str, media), "-o", str(tmp_path / "o.mp4"), "--route", route, "--consent", "synthetic", "--json"],
+        env={"LATENTSYNC_ROUTES_HOME": str(tmp_path / "cli")},
+    )
     assert done.exit_code == 2 and json.loads(done.stdout)["error"]["type"] == "DummyCredentialRefused"
     # an "override" that names the provider's own host is no override
-    monkeypatch.setenv(info.base_url_env or "", "https://api.replicate.com" if route == "replicate" else
-                       "https://queue.fal.run" if route == "fal" else "https://api.wavespeed.ai")
+    monkeypatch.setenv(
+        info.base_url_env or "",
+        "https://api.replicate.com"
+        if route == "replicate"
+        else "https://queue.fal.run"
+        if route == "fal"
+        else "https://api.wavespeed.ai",
+    )
     assert LipSyncClient(settings=load_settings(home=tmp_path / "h2")).route(route).availability()
     # exported with the base URL, the same key runs on the fake
     monkeypatch.setenv(info.base_url_env or "", fakes[route].url)
@@ -239,8 +277,9 @@ BAD_ROWS: list[tuple[dict[str, Any] | str, str]] = [
 
 
 @pytest.mark.parametrize(("row", "said"), BAD_ROWS, ids=[s[:30] for _, s in BAD_ROWS])
-def test_a_bad_jsonl_field_is_refused_naming_line_and_column(row: dict[str, Any] | str, said: str,
-                                                            tmp_path: Path) -> None:
+def test_a_bad_jsonl_field_is_refused_naming_line_and_column(
+    row: dict[str, Any] | str, said: str, tmp_path: Path
+) -> None:
     good = {"video": "a.mp4", "audio": "a.wav", "output": "o.mp4"}
     line = row if isinstance(row, str) else json.dumps({**good, **row})
     path = tmp_path / "m.jsonl"
@@ -264,11 +303,15 @@ def test_csv_columns_named_twice_or_unknown_are_refused_before_anything_runs(
     unknown.write_text(f"video,audio,output,consnet\n{video},{audio},a.mp4,signed release\n")
     seeded = tmp_path / "seeded.jsonl"
     seeded.write_text(json.dumps({"video": str(video), "audio": str(audio), "output": "a.mp4", "seed": True}) + "\n")
-    env = {"LATENTSYNC_ROUTES_HOME": str(tmp_path / "home"), "LATENTSYNC_ROUTES_FAL_BASE_URL": fakes["fal"].url,
-           "FAL_KEY": DUMMY_KEYS["fal"]}
+    env = {
+        "LATENTSYNC_ROUTES_HOME": str(tmp_path / "home"),
+        "LATENTSYNC_ROUTES_FAL_BASE_URL": fakes["fal"].url,
+        "FAL_KEY": DUMMY_KEYS["fal"],
+    }
     for manifest, column in ((twice, "output"), (unknown, "consnet"), (seeded, "seed")):
-        done = CliRunner().invoke(_app(), ["batch", str(manifest), "--route", "fal", "--consent", "synthetic",
-                                           "--json"], env=env)
+        done = CliRunner().invoke(
+            _app(), ["batch", str(manifest), "--route", "fal", "--consent", "synthetic", "--json"], env=env
+        )
         assert done.exit_code == 2, done.output
         problems = json.loads(done.stdout)["error"]["problems"]
         assert problems[0]["line"] in (1, 2) and column in problems[0]["message"]
@@ -301,50 +344,71 @@ def test_cli_inputs_that_are_not_media_are_refused_typed_and_nothing_is_sent(
     given: str, kind: str, tmp_path: Path, media: tuple[Path, Path], fakes: dict[str, Any]
 ) -> None:
     _, audio = media
-    env = {"LATENTSYNC_ROUTES_HOME": str(tmp_path / "home"), "LATENTSYNC_ROUTES_FAL_BASE_URL": fakes["fal"].url,
-           "FAL_KEY": DUMMY_KEYS["fal"]}
-    done = CliRunner().invoke(_app(), ["run", given, str(audio), "-o", str(tmp_path / "o.mp4"), "--route", "fal",
-                                       "--consent", "synthetic", "--json"], env=env)
+    env = {
+        "LATENTSYNC_ROUTES_HOME": str(tmp_path / "home"),
+        "LATENTSYNC_ROUTES_FAL_BASE_URL": fakes["fal"].url,
+        "FAL_KEY": DUMMY_KEYS["fal"],
+    }
+    done = CliRunner().invoke(
+        _app(),
+        ["run", given, str(audio), "-o", str(tmp_path / "o.mp4"), "--route", "fal", "--consent", "synthetic", "--json"],
+        env=env,
+    )
     error = json.loads(done.stdout)["error"]
     assert done.exit_code == 2 and error["type"] == kind, error
     assert "PATH=" not in done.output and DUMMY_KEYS["fal"] not in done.output
     _nothing_reached(fakes)
 
 
-@pytest.mark.parametrize("args", [
-    ["--consent", "\x1b[2J"], ["--consent", "\u200b\u200b"], ["--consent", "x" * 5000],
-    ["--consent", "synthetic", "--seed", "true"], ["--consent", "synthetic", "--seed", str(2**40)],
-    ["--consent", "synthetic", "--guidance-scale", "nan"], ["--consent", "synthetic", "--inference-steps", "-1"],
-    ["--consent", "synthetic", "--loop-mode", "\x1b[2J"], ["--consent", "synthetic", "--route", "../../etc"],
-], ids=lambda args: repr(args[-1])[:20])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--consent", "\x1b[2J"],
+        ["--consent", "\u200b\u200b"],
+        ["--consent", "x" * 5000],
+        ["--consent", "synthetic", "--seed", "true"],
+        ["--consent", "synthetic", "--seed", str(2**40)],
+        ["--consent", "synthetic", "--guidance-scale", "nan"],
+        ["--consent", "synthetic", "--inference-steps", "-1"],
+        ["--consent", "synthetic", "--loop-mode", "\x1b[2J"],
+        ["--consent", "synthetic", "--route", "../../etc"],
+    ],
+    ids=lambda args: repr(args[-1])[:20],
+)
 def test_cli_options_out_of_type_or_range_are_refused_before_any_upload(
     args: list[str], tmp_path: Path, media: tuple[Path, Path], fakes: dict[str, Any]
 ) -> None:
-    env = {"LATENTSYNC_ROUTES_HOME": str(tmp_path / "home"), "LATENTSYNC_ROUTES_FAL_BASE_URL": fakes["fal"].url,
-           "FAL_KEY": DUMMY_KEYS["fal"]}
+    env = {
+        "LATENTSYNC_ROUTES_HOME": str(tmp_path / "home"),
+        "LATENTSYNC_ROUTES_FAL_BASE_URL": fakes["fal"].url,
+        "FAL_KEY": DUMMY_KEYS["fal"],
+    }
     route = [] if "--route" in args else ["--route", "fal"]
-    done = CliRunner().invoke(_app(), ["run", *map(str, media), "-o", str(tmp_path / "o.mp4"), *route, *args],
-                              env=env)
+    done = CliRunner().invoke(_app(), ["run", *map(str, media), "-o", str(tmp_path / "o.mp4"), *route, *args], env=env)
     assert done.exit_code == 2, done.output
     _nothing_reached(fakes)
     assert not (tmp_path / "o.mp4").exists()
 
 
 # -- environment and TOML ----------------------------------------------------------------------------------
-@pytest.mark.parametrize(("variable", "value"), [
-    ("LATENTSYNC_ROUTES_FAL_BASE_URL", "file:///etc/passwd"),
-    ("LATENTSYNC_ROUTES_FAL_BASE_URL", "http://attacker.example"),
-    ("LATENTSYNC_ROUTES_FAL_BASE_URL", "https://exa\x1bmple.com"),
-    ("LATENTSYNC_ROUTES_BASE_URLS", '{"wavespeed": "gopher://127.0.0.1:25"}'),
-    ("LATENTSYNC_ROUTES_BASE_URLS", '["https://example.com"]'),
-    ("LATENTSYNC_ROUTES_BUDGET_PER_CALL", "nan"),
-    ("LATENTSYNC_ROUTES_BUDGET_TOTAL", "-1"),
-    ("LATENTSYNC_ROUTES_MAX_ATTEMPTS", "true"),
-    ("LATENTSYNC_ROUTES_POLICY__MAX_INPUT_BYTES", "1e999"),
-    ("LATENTSYNC_ROUTES_POLICY", "not json"),
-])
-def test_hostile_environment_settings_are_refused_typed(variable: str, value: str, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("LATENTSYNC_ROUTES_FAL_BASE_URL", "file:///etc/passwd"),
+        ("LATENTSYNC_ROUTES_FAL_BASE_URL", "http://attacker.example"),
+        ("LATENTSYNC_ROUTES_FAL_BASE_URL", "https://exa\x1bmple.com"),
+        ("LATENTSYNC_ROUTES_BASE_URLS", '{"wavespeed": "gopher://127.0.0.1:25"}'),
+        ("LATENTSYNC_ROUTES_BASE_URLS", '["https://example.com"]'),
+        ("LATENTSYNC_ROUTES_BUDGET_PER_CALL", "nan"),
+        ("LATENTSYNC_ROUTES_BUDGET_TOTAL", "-1"),
+        ("LATENTSYNC_ROUTES_MAX_ATTEMPTS", "true"),
+        ("LATENTSYNC_ROUTES_POLICY__MAX_INPUT_BYTES", "1e999"),
+        ("LATENTSYNC_ROUTES_POLICY", "not json"),
+    ],
+)
+def test_hostile_environment_settings_are_refused_typed(
+    variable: str, value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(variable, value)
     with pytest.raises(InvalidSettings) as refused:
         client = LipSyncClient(settings=load_settings(home=tmp_path))
@@ -353,17 +417,20 @@ def test_hostile_environment_settings_are_refused_typed(variable: str, value: st
     assert refused.value.exit_code == 2
 
 
-@pytest.mark.parametrize(("toml", "said"), [
-    ('fal_base_url = "file:///etc/passwd"', "fal_base_url"),
-    ('[base_urls]\nreplicate = "ftp://example.com"', "base_urls"),
-    ("max_attempts = true", "max_attempts"),
-    ('max_attempts = "5"', "max_attempts"),
-    ('[policy]\nrequire_consent = "no"', "policy.require_consent"),
-    ("[policy]\nallow_uploads = 1", "policy.allow_uploads"),
-    ('budget_total = "10"', "budget_total"),
-    ('unknown_key = "x"', "unknown_key"),
-    ("poll_interval = nan", "poll_interval"),
-])
+@pytest.mark.parametrize(
+    ("toml", "said"),
+    [
+        ('fal_base_url = "file:///etc/passwd"', "fal_base_url"),
+        ('[base_urls]\nreplicate = "ftp://example.com"', "base_urls"),
+        ("max_attempts = true", "max_attempts"),
+        ('max_attempts = "5"', "max_attempts"),
+        ('[policy]\nrequire_consent = "no"', "policy.require_consent"),
+        ("[policy]\nallow_uploads = 1", "policy.allow_uploads"),
+        ('budget_total = "10"', "budget_total"),
+        ('unknown_key = "x"', "unknown_key"),
+        ("poll_interval = nan", "poll_interval"),
+    ],
+)
 def test_hostile_toml_is_refused_naming_the_key(toml: str, said: str, tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     config.write_text(toml + "\n")

@@ -92,8 +92,15 @@ def test_an_upload_value_outside_the_pages_upload_folder_is_refused(page: Any, t
     link = handlers.served / "up" / "clip.mp4"
     link.parent.mkdir()
     link.symlink_to(secret)  # a link inside the folder to a file outside it
-    for given in ("/proc/self/environ", str(secret), str(handlers.served / ".." / secret.name), str(link),
-                  str(handlers.served), "x" * 5000, "clip\x00.mp4"):
+    for given in (
+        "/proc/self/environ",
+        str(secret),
+        str(handlers.served / ".." / secret.name),
+        str(link),
+        str(handlers.served),
+        "x" * 5000,
+        "clip\x00.mp4",
+    ):
         *_, gate, button = handlers.on_inputs(given, given, "", "", "synthetic", "fal", None)
         assert "not a file this page received" in gate and button["interactive"] is False
     assert _staged(handlers) == [] and secret.read_bytes() == b"private"
@@ -112,16 +119,19 @@ def test_a_control_character_consent_never_enables_the_run(page: Any) -> None:
 
 
 # -- the command: who may reach the page ----------------------------------------------------------------------
-@pytest.mark.parametrize(("args", "env", "said"), [
-    (["--share"], {}, "give --auth USER:PASS"),
-    (["--fakes", "--share"], {}, "give --auth USER:PASS"),
-    (["--host", "0.0.0.0"], {}, "give --auth USER:PASS"),
-    (["--host", "192.0.2.7", "--fakes"], {}, "give --auth USER:PASS"),
-    (["--share", "--auth", "ann:pw"], {"FAL_KEY": "real-looking-key-123"}, "FAL_KEY (env)"),
-    (["--host", "0.0.0.0", "--auth", "ann:pw"], {"WAVESPEED_API_KEY": "abc123"}, "WAVESPEED_API_KEY (env)"),
-    (["--share", "--auth", "nopassword"], {}, "--auth takes USER:PASS"),
-    (["--share", "--auth", ":pw"], {}, "--auth takes USER:PASS"),
-])
+@pytest.mark.parametrize(
+    ("args", "env", "said"),
+    [
+        (["--share"], {}, "give --auth USER:PASS"),
+        (["--fakes", "--share"], {}, "give --auth USER:PASS"),
+        (["--host", "0.0.0.0"], {}, "give --auth USER:PASS"),
+        (["--host", "192.0.2.7", "--fakes"], {}, "give --auth USER:PASS"),
+        (["--share", "--auth", "ann:pw"], {"FAL_KEY": "real-looking-key-123"}, "FAL_KEY (env)"),
+        (["--host", "0.0.0.0", "--auth", "ann:pw"], {"WAVESPEED_API_KEY": "abc123"}, "WAVESPEED_API_KEY (env)"),
+        (["--share", "--auth", "nopassword"], {}, "--auth takes USER:PASS"),
+        (["--share", "--auth", ":pw"], {}, "--auth takes USER:PASS"),
+    ],
+)
 def test_a_page_others_can_reach_needs_a_login_and_no_real_keys(
     args: list[str], env: dict[str, str], said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -169,8 +179,17 @@ class Served:
 def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     from latentsync_routes.ui import serve
 
-    saved = {k: os.environ.get(k) for k in ("FAL_KEY", "REPLICATE_API_TOKEN", "WAVESPEED_API_KEY", "GRADIO_TEMP_DIR",
-                                            "GRADIO_EXAMPLES_CACHE", "PYTHON_KEYRING_BACKEND")}
+    saved = {
+        k: os.environ.get(k)
+        for k in (
+            "FAL_KEY",
+            "REPLICATE_API_TOKEN",
+            "WAVESPEED_API_KEY",
+            "GRADIO_TEMP_DIR",
+            "GRADIO_EXAMPLES_CACHE",
+            "PYTHON_KEYRING_BACKEND",
+        )
+    }
     for name in ("FAL_KEY", "REPLICATE_API_TOKEN", "WAVESPEED_API_KEY"):
         os.environ.pop(name, None)
     os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.null.Keyring"
@@ -229,8 +248,12 @@ def test_the_api_never_reads_a_server_path_whatever_is_posted(served: Served) ->
         assert kind == "complete"
         gate = outputs[4]  # the two states come back as null
         assert "UnsupportedSource" in gate and "PATH=" not in json.dumps(outputs)
-    for path in ("/proc/self/environ", str(Path(served.client.settings.home) / "jobs.sqlite3"),
-                 str(Path.cwd() / "pyproject.toml"), f"{served.served}/../../etc/passwd"):
+    for path in (
+        "/proc/self/environ",
+        str(Path(served.client.settings.home) / "jobs.sqlite3"),
+        str(Path.cwd() / "pyproject.toml"),
+        f"{served.served}/../../etc/passwd",
+    ):
         kind, outputs = _call(served, "on_inputs", [_file(path), _file(path), "", "", "synthetic", "fal"])
         assert kind == "error" or "not a file this page received" in outputs[4]
         assert "PATH=" not in json.dumps(outputs)
@@ -244,9 +267,17 @@ def test_the_file_route_serves_no_server_file(served: Served) -> None:
     home = Path(served.client.settings.home)
     served.client.journal.list()
     fake = next(iter(served.servers.values())).url if served.servers else "http://127.0.0.1:1"
-    for target in ("/proc/self/environ", "/etc/passwd", str(home / "jobs.sqlite3"), str(Path.cwd() / "pyproject.toml"),
-                   f"{served.served}/../../../../etc/passwd", "../../../../etc/passwd", "file:///etc/passwd",
-                   f"{fake}/", "http://169.254.169.254/latest/meta-data/"):
+    for target in (
+        "/proc/self/environ",
+        "/etc/passwd",
+        str(home / "jobs.sqlite3"),
+        str(Path.cwd() / "pyproject.toml"),
+        f"{served.served}/../../../../etc/passwd",
+        "../../../../etc/passwd",
+        "file:///etc/passwd",
+        f"{fake}/",
+        "http://169.254.169.254/latest/meta-data/",
+    ):
         answer = httpx.get(f"{served.url}/gradio_api/file={target}", timeout=30)
         assert answer.status_code in (403, 404), (target, answer.status_code)
         assert "PATH=" not in answer.text and "root:" not in answer.text

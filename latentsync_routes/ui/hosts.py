@@ -81,7 +81,14 @@ class HostCheck:
             await send({"type": "websocket.close", "code": 1008})
             return
         body = b"this page answers only requests addressed to its own host (Host header refused)\n"
-        await send({"type": "http.response.start", "status": 421,
-                    "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                                (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 421,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

@@ -47,8 +47,10 @@ def page_url(text: str, role: str) -> str:
     if any(unicodedata.category(ch).startswith("C") or ch.isspace() for ch in given):
         raise UnsupportedSource(f"the {role} URL contains spaces or control characters")
     if not given.lower().startswith(_SCHEMES):
-        raise UnsupportedSource(f"the {role} box takes an http(s):// URL only; this page never reads a file "
-                                "on the server: upload the file in the box above instead")
+        raise UnsupportedSource(
+            f"the {role} box takes an http(s):// URL only; this page never reads a file "
+            "on the server: upload the file in the box above instead"
+        )
     try:
         source = MediaSource(kind="url", url=given)
     except UnsupportedSource:
