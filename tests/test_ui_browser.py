@@ -112,11 +112,12 @@ def test_ui_fakes_starts_in_under_10_s_on_loopback(server: Server) -> None:
         assert server.wall_s < START_BUDGET_S
     page = httpx.get(server.url, timeout=5.0).text
     assert "LatentSync" in page
-    # the page serves its own staged media and copies, never other files: not the journal, not the cwd
+    # the page serves its own folder only, never other files: not the home, not the cwd, not the environment
     repo = Path(__file__).resolve().parent.parent
-    beside_journal = server.home / "ui-fakes" / "notes.txt"  # under the home, outside the page's two folders
+    beside_journal = server.home / "ui-fakes" / "notes.txt"  # under the home: the page serves none of it
+    beside_journal.parent.mkdir(parents=True, exist_ok=True)
     beside_journal.write_text("not for the page")
-    for private in (beside_journal, repo / "pyproject.toml"):
+    for private in (beside_journal, repo / "pyproject.toml", Path("/proc/self/environ")):
         assert httpx.get(f"{server.url}gradio_api/file={private}", timeout=5.0).status_code == 403
     listening = subprocess.run(["ss", "-ltnp"], capture_output=True, text=True).stdout if shutil.which("ss") else ""
     port = server.url.rsplit(":", 1)[1].strip("/")
