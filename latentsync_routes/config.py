@@ -237,8 +237,9 @@ def _check_toml_types(toml_path: Path) -> None:
                 where = ".".join([key, *(str(part) for part in problem["loc"])])
                 problems.append(f"config key {where!r}: {problem['msg']}; got {_shown_input(problem.get('input'))}")
     if problems:
-        raise InvalidSettings(f"invalid setting{'s' if len(problems) > 1 else ''} in {toml_path}: "
-                              + "; ".join(problems))
+        raise InvalidSettings(
+            f"invalid setting{'s' if len(problems) > 1 else ''} in {toml_path}: " + "; ".join(problems)
+        )
 
 
 def check_base_url(value: str) -> str:

@@ -43,8 +43,10 @@ def _browser_or_fail() -> Path:
         return CHROMIUM
     if os.environ.get("LATENTSYNC_UI_BROWSERS") == "unavailable":
         pytest.skip("LATENTSYNC_UI_BROWSERS=unavailable: no chromium on this machine, the browser test is not run")
-    pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium), as .ci/run does; "
-                "set LATENTSYNC_UI_BROWSERS=unavailable to skip on purpose")
+    pytest.fail(
+        f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium), as .ci/run does; "
+        "set LATENTSYNC_UI_BROWSERS=unavailable to skip on purpose"
+    )
 
 
 def _free_port() -> int:
@@ -68,8 +70,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``latentsync-routes ui --fakes`` on a free port, with a private home and no real credentials."""
     root = tmp_path_factory.mktemp("ui-server")
     home = root / "home"
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("LATENTSYNC_ROUTES_", "FAL_", "REPLICATE_", "WAVESPEED_", "GRADIO_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LATENTSYNC_ROUTES_", "FAL_", "REPLICATE_", "WAVESPEED_", "GRADIO_"))
+    }
     env.update(LATENTSYNC_ROUTES_HOME=str(home), PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring")
     # the uploaded clip is synthetic (no face) and the fakes answer at once: the face and deadline rows are
     # off for this server as for the whole suite (tests/conftest.py); tests/test_face_check.py covers them
@@ -77,9 +82,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     port = _free_port()
     log = (root / "server.log").open("w")
     started = time.monotonic()
-    process = subprocess.Popen([sys.executable, "-m", "latentsync_routes.cli", "ui", "--fakes", "--port", str(port)],
-                               stdout=log, stderr=subprocess.STDOUT, text=True, env=env,
-                               cwd=Path(__file__).resolve().parent.parent)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "latentsync_routes.cli", "ui", "--fakes", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     url = f"http://127.0.0.1:{port}/"
     cpu = 0.0
     try:
@@ -203,10 +213,12 @@ def test_the_safe_path_in_a_real_browser(server: Server, browser: Any, tmp_path:
     expect(page.locator("#ls-progress-box")).to_have_attribute("data-state", "fetched")
     duration = page.wait_for_function(
         "() => { const v = document.querySelector('#ls-output video');"
-        " return v && v.readyState >= 1 && v.duration > 0 ? v.duration : false }").json_value()
+        " return v && v.readyState >= 1 && v.duration > 0 ? v.duration : false }"
+    ).json_value()
     assert duration > 0
-    page.wait_for_function("() => { const v = document.querySelector('#ls-input-side video');"
-                           " return v && v.readyState >= 1 }")
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#ls-input-side video'); return v && v.readyState >= 1 }"
+    )
     page.evaluate("() => { document.querySelector('#ls-output video').currentTime = 0.2 }")
     page.wait_for_function("() => Math.abs(document.querySelector('#ls-input-side video').currentTime - 0.2) < 0.06")
     source = page.evaluate("() => document.querySelector('#ls-output video').currentSrc")

@@ -77,20 +77,28 @@ class BatchJob(BaseModel):
             path = Path(value).expanduser()
             return str(path if path.is_absolute() else (folder / path).resolve())
 
-        return self.model_copy(update={"video": absolute(self.video), "audio": absolute(self.audio),
-                                       "output": absolute(self.output)})
+        return self.model_copy(
+            update={"video": absolute(self.video), "audio": absolute(self.audio), "output": absolute(self.output)}
+        )
 
     def run_options(self) -> dict[str, Any]:
         """Keyword arguments for ``LipSyncClient.run`` beyond the inputs, output and route."""
-        given = {"consent": self.consent, "seed": self.seed, "guidance_scale": self.guidance_scale,
-                 "loop_mode": self.loop_mode, "inference_steps": self.inference_steps}
+        given = {
+            "consent": self.consent,
+            "seed": self.seed,
+            "guidance_scale": self.guidance_scale,
+            "loop_mode": self.loop_mode,
+            "inference_steps": self.inference_steps,
+        }
         return {name: value for name, value in given.items() if value is not None}
 
 
 #: the JSON type each column takes in a JSONL manifest (CSV cells are text, parsed by the job's fields)
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
     **dict.fromkeys(("video", "audio", "output", "route", "consent", "loop_mode"), (str,)),
-    "seed": (int,), "inference_steps": (int,), "guidance_scale": (int, float),
+    "seed": (int,),
+    "inference_steps": (int,),
+    "guidance_scale": (int, float),
 }
 _JSON_NAMES: dict[type, str] = {str: "a string", int: "an integer", float: "a number"}
 #: longer than any path or URL a row needs: a bigger cell is a mistake (or an attack), named, not run
@@ -131,24 +139,31 @@ def _cell_problem(column: str, value: Any, *, typed: bool) -> str | None:
 
 def _row(values: Mapping[str, Any], line: int, folder: Path, *, typed: bool = False) -> BatchJob:
     """One row as a job; ``typed``: the values came from JSON and must have the columns' JSON types."""
-    cleaned = {key.strip(): (value.strip() if isinstance(value, str) else value) for key, value in values.items()
-               if key is not None}
+    cleaned = {
+        key.strip(): (value.strip() if isinstance(value, str) else value)
+        for key, value in values.items()
+        if key is not None
+    }
     unknown = sorted(set(cleaned) - set(FIELDS))
     if unknown:
-        raise ValueError("; ".join(f"column {name!r}: unknown column (known: {', '.join(FIELDS)})"
-                                   for name in unknown))
+        raise ValueError("; ".join(f"column {name!r}: unknown column (known: {', '.join(FIELDS)})" for name in unknown))
     cleaned = {key: value for key, value in cleaned.items() if value not in ("", None)}
-    problems = [f"column {column}: {problem}" for column, value in cleaned.items()
-                if (problem := _cell_problem(column, value, typed=typed)) is not None]
+    problems = [
+        f"column {column}: {problem}"
+        for column, value in cleaned.items()
+        if (problem := _cell_problem(column, value, typed=typed)) is not None
+    ]
     if problems:
         raise ValueError("; ".join(problems))
     try:
         job = BatchJob.model_validate({**cleaned, "line": line})
     except ValidationError as exc:
-        raise ValueError("; ".join(
-            f"{'column ' + '.'.join(str(p) for p in problem['loc']) if problem['loc'] else 'row'}: {problem['msg']}"
-            for problem in exc.errors(include_url=False)
-        )) from None
+        raise ValueError(
+            "; ".join(
+                f"{'column ' + '.'.join(str(p) for p in problem['loc']) if problem['loc'] else 'row'}: {problem['msg']}"
+                for problem in exc.errors(include_url=False)
+            )
+        ) from None
     return job.resolved(folder)
 
 
@@ -250,8 +265,14 @@ def as_jobs(items: Iterable[BatchJob | Mapping[str, Any]], *, folder: Path | Non
     for number, item in enumerate(items, start=1):
         try:
             values = item.model_dump(exclude={"line"}) if isinstance(item, BatchJob) else dict(item)
-            jobs.append(_row({k: (str(v) if k in ("video", "audio", "output") else v) for k, v in values.items()},
-                             number, base, typed=True))
+            jobs.append(
+                _row(
+                    {k: (str(v) if k in ("video", "audio", "output") else v) for k, v in values.items()},
+                    number,
+                    base,
+                    typed=True,
+                )
+            )
         except ValueError as exc:
             problems.append((number, str(exc)))
     if problems:

@@ -57,8 +57,14 @@ def _finished_outputs(client: LipSyncClient) -> set[str]:
     return {r.output_path for r in client.journal.list(limit=1_000_000, state=TERMINAL_OK) if r.output_path}
 
 
-def _plan_one(client: LipSyncClient, job: BatchJob, index: int, route: str | None,
-              consent: str | None, among: Sequence[str] | None) -> BatchItem:
+def _plan_one(
+    client: LipSyncClient,
+    job: BatchJob,
+    index: int,
+    route: str | None,
+    consent: str | None,
+    among: Sequence[str] | None,
+) -> BatchItem:
     name = job.route or route or client.settings.route
     options = {**job.run_options()}
     if consent and "consent" not in options:
@@ -66,10 +72,10 @@ def _plan_one(client: LipSyncClient, job: BatchJob, index: int, route: str | Non
     parameters = {k: v for k, v in options.items() if k != "consent"}
     choice = None
     if name == CHEAPEST:
-        name, choice = choose_cheapest(client, job.video, job.audio, consent=options.get("consent"),
-                                       candidates=among, **parameters)
-    checks, estimate = client.assess(job.video, job.audio, route=name, consent=options.get("consent"),
-                                     **parameters)
+        name, choice = choose_cheapest(
+            client, job.video, job.audio, consent=options.get("consent"), candidates=among, **parameters
+        )
+    checks, estimate = client.assess(job.video, job.audio, route=name, consent=options.get("consent"), **parameters)
     stops = [c for c in checks if not c.passed]
     if stops:
         raise PolicyViolation(stops, route=name)
@@ -77,8 +83,17 @@ def _plan_one(client: LipSyncClient, job: BatchJob, index: int, route: str | Non
     if why_not:
         raise LatentSyncError(f"route {name} is not usable here: {why_not}", route=name)
     output = resolve_output(job.output, route=name)
-    return BatchItem(index=index, line=job.line, video=job.video, audio=job.audio, output=output, route=name,
-                     options=options, estimate=estimate, choice=choice)
+    return BatchItem(
+        index=index,
+        line=job.line,
+        video=job.video,
+        audio=job.audio,
+        output=output,
+        route=name,
+        options=options,
+        estimate=estimate,
+        choice=choice,
+    )
 
 
 def plan_batch(
@@ -129,7 +144,9 @@ def plan_batch(
     if budget is not None and plan.high > budget:
         raise BudgetExceeded(
             f"the batch may cost up to ${plan.high:.4f} (expected ${plan.expected:.4f}, {len(items)} jobs), "
-            f"over the budget of ${budget:.4f}; nothing was run", amount=plan.high, cap=budget,
+            f"over the budget of ${budget:.4f}; nothing was run",
+            amount=plan.high,
+            cap=budget,
         )
     return plan
 
@@ -156,4 +173,3 @@ def parse_concurrency(values: Sequence[str]) -> dict[str, int]:
         except ValueError:
             raise ManifestError([(0, f"--concurrency {value!r}: expected ROUTE=N")]) from None
     return limits
-

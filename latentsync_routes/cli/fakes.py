@@ -50,9 +50,13 @@ def _start(stack: ExitStack, port: int | None) -> dict[str, Any]:
 
 @app.command()
 def fakes(
-    port: int | None = typer.Option(None, "--port", min=1, max=65533,
-                                    help="Serve fal on PORT, Replicate on PORT+1, WaveSpeed on PORT+2 "
-                                         "(default: free ports)."),
+    port: int | None = typer.Option(
+        None,
+        "--port",
+        min=1,
+        max=65533,
+        help="Serve fal on PORT, Replicate on PORT+1, WaveSpeed on PORT+2 (default: free ports).",
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Serve offline fakes of fal, Replicate and WaveSpeed and print the lines to export, until Ctrl-C.

@@ -35,18 +35,23 @@ def _auth(value: str | None) -> tuple[str, str] | None:
     return user.strip(), password
 
 
-def _exposure_problem(*, share: bool, host: str, auth: tuple[str, str] | None, fakes: bool,
-                      reachable: list[str]) -> str | None:
+def _exposure_problem(
+    *, share: bool, host: str, auth: tuple[str, str] | None, fakes: bool, reachable: list[str]
+) -> str | None:
     """Why a page others can reach must not start as asked, or ``None``."""
     exposed = "--share" if share else (f"--host {host}" if not _loopback(host) else None)
     if exposed is None:
         return None
     if auth is None:
-        return (f"{exposed} makes the page reachable by others: give --auth USER:PASS (the page then asks for "
-                "them), or serve on 127.0.0.1")
+        return (
+            f"{exposed} makes the page reachable by others: give --auth USER:PASS (the page then asks for "
+            "them), or serve on 127.0.0.1"
+        )
     if reachable and not fakes:
-        return (f"{exposed} with real provider keys reachable ({', '.join(reachable)}): anyone who logs in could "
-                "spend on those accounts; add --fakes, or unset them for this process")
+        return (
+            f"{exposed} with real provider keys reachable ({', '.join(reachable)}): anyone who logs in could "
+            "spend on those accounts; add --fakes, or unset them for this process"
+        )
     return None
 
 
@@ -74,9 +79,14 @@ def ui(
     port: int | None = typer.Option(None, "--port", help="Port (default: the first free one from 7860)."),
     fakes: bool = typer.Option(False, "--fakes", help="Run the hosted routes on the built-in fakes: nothing is paid."),
     share: bool = typer.Option(False, "--share", help="Also open a public link (needs --auth; read the warning)."),
-    auth: str | None = typer.Option(None, "--auth", metavar="USER:PASS", envvar="LATENTSYNC_UI_AUTH",
-                                    show_envvar=True, help="Ask for this login (needed by --share and a "
-                                    "non-loopback --host)."),
+    auth: str | None = typer.Option(
+        None,
+        "--auth",
+        metavar="USER:PASS",
+        envvar="LATENTSYNC_UI_AUTH",
+        show_envvar=True,
+        help="Ask for this login (needed by --share and a non-loopback --host).",
+    ),
     as_json: bool = JsonOpt,
     config: Path | None = ConfigOpt,
 ) -> None:
@@ -97,8 +107,11 @@ def ui(
         if share:
             err.print(f"[bold yellow]warning[/]: {SHARE_WARNING}", highlight=False)
         if not _loopback(host):
-            err.print(f"[bold yellow]warning[/]: binding to {host}: other machines on the network can reach the "
-                      "page, its history and its run button.", highlight=False)
+            err.print(
+                f"[bold yellow]warning[/]: binding to {host}: other machines on the network can reach the "
+                "page, its history and its run button.",
+                highlight=False,
+            )
         settings = load_settings(config)
         exposed = share or not _loopback(host)
         reachable = _reachable_keys(LipSyncClient(settings=settings)) if exposed and not fakes else []
@@ -112,11 +125,15 @@ def ui(
             else:
                 client = LipSyncClient(settings=settings)
                 blocked = {}
-            demo = serve(client, host=host, port=port, share=share, fakes=fakes, blocked=blocked, block=False,
-                         auth=login)
+            demo = serve(
+                client, host=host, port=port, share=share, fakes=fakes, blocked=blocked, block=False, auth=login
+            )
             stack.callback(demo.close)
-            err.print(f"serving on {demo.local_url} ({'fakes: nothing is paid' if fakes else 'real providers'}); "
-                      "Ctrl+C stops", highlight=False)
+            err.print(
+                f"serving on {demo.local_url} ({'fakes: nothing is paid' if fakes else 'real providers'}); "
+                "Ctrl+C stops",
+                highlight=False,
+            )
             share_url = getattr(demo, "share_url", None) if share else None
             if share_url:
                 err.print(f"public link: {share_url}", highlight=False)

@@ -34,8 +34,9 @@ def prepare_environment(served: Path) -> None:
     point_gradio_at(served)
 
 
-def build_page(client: LipSyncClient, *, fakes: bool = False, blocked: Mapping[str, str] | None = None,
-               served: Path | None = None) -> Any:
+def build_page(
+    client: LipSyncClient, *, fakes: bool = False, blocked: Mapping[str, str] | None = None, served: Path | None = None
+) -> Any:
     """The Gradio Blocks of the page on ``client`` (call ``.launch()`` on it, or use :func:`serve`).
 
     ``served``: the folder uploads land in and Gradio serves from (a new private one when not given).
@@ -51,9 +52,17 @@ def build_page(client: LipSyncClient, *, fakes: bool = False, blocked: Mapping[s
     return build(page, fakes=fakes)
 
 
-def serve(client: LipSyncClient, *, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
-          fakes: bool = False, blocked: Mapping[str, str] | None = None, block: bool = True,
-          auth: tuple[str, str] | None = None) -> Any:
+def serve(
+    client: LipSyncClient,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    share: bool = False,
+    fakes: bool = False,
+    blocked: Mapping[str, str] | None = None,
+    block: bool = True,
+    auth: tuple[str, str] | None = None,
+) -> Any:
     """Build the page and serve it (on the loopback interface unless ``host`` says otherwise).
 
     Gradio serves the page's own upload folder and nothing else (no ``allowed_paths``); requests whose
@@ -77,9 +86,20 @@ def serve(client: LipSyncClient, *, host: str = "127.0.0.1", port: int | None = 
 
     demo.close = close_and_clean
     demo.launch(
-        server_name=host, server_port=port, share=share, prevent_thread_lock=not block, quiet=True,
-        allowed_paths=[], css=render.CSS, head=render.HEAD, ssr_mode=False, auth=auth,
-        mcp_server=False, footer_links=[], show_error=True, theme=_theme(),
+        server_name=host,
+        server_port=port,
+        share=share,
+        prevent_thread_lock=not block,
+        quiet=True,
+        allowed_paths=[],
+        css=render.CSS,
+        head=render.HEAD,
+        ssr_mode=False,
+        auth=auth,
+        mcp_server=False,
+        footer_links=[],
+        show_error=True,
+        theme=_theme(),
         app_kwargs={"middleware": [Middleware(HostCheck, allowed=allowed)]},
     )
     share_url = getattr(demo, "share_url", None)
@@ -94,5 +114,4 @@ def _theme() -> Any:
     """The default look with system fonts: the stock theme would fetch web fonts from the internet."""
     import gradio as gr
 
-    return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
-                             font_mono=["ui-monospace", "monospace"])
+    return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])

@@ -47,15 +47,21 @@ def fake_providers(settings: Settings, *, queue_polls: int = 3, poll_interval: f
 
     with ExitStack() as stack:
         # fal bills this endpoint in output seconds with a 40-unit minimum; the fake reports the same.
-        fal = stack.enter_context(FakeFal(expected_key=_FAKE_CREDENTIALS["fal"], queue_polls=queue_polls,
-                                          progress_polls=2, billable_units=40))
+        fal = stack.enter_context(
+            FakeFal(expected_key=_FAKE_CREDENTIALS["fal"], queue_polls=queue_polls, progress_polls=2, billable_units=40)
+        )
         rep = stack.enter_context(FakeReplicate(expected_token=_FAKE_CREDENTIALS["replicate"], processing_polls=2))
         ws = stack.enter_context(FakeWaveSpeed(expected_key=_FAKE_CREDENTIALS["wavespeed"], processing_polls=2))
         urls = {"fal": fal.url, "replicate": rep.url, "wavespeed": ws.url}
-        fake_settings = settings.model_copy(update={
-            "home": fakes_home(settings), "fal_base_url": fal.url, "replicate_base_url": rep.url,
-            "base_urls": {**settings.base_urls, "wavespeed": ws.url}, "poll_interval": poll_interval,
-            "jsonl_path": None,
-        })
+        fake_settings = settings.model_copy(
+            update={
+                "home": fakes_home(settings),
+                "fal_base_url": fal.url,
+                "replicate_base_url": rep.url,
+                "base_urls": {**settings.base_urls, "wavespeed": ws.url},
+                "poll_interval": poll_interval,
+                "jsonl_path": None,
+            }
+        )
         client = LipSyncClient(settings=fake_settings, credentials=dict(_FAKE_CREDENTIALS))
         yield FakeSetup(client=client, urls=urls, servers={"fal": fal, "replicate": rep, "wavespeed": ws})

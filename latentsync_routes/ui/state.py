@@ -178,8 +178,13 @@ def check_rows(results: Iterable[object]) -> list[CheckRow]:
     return rows
 
 
-def assess(client: LipSyncClient, inputs: Inputs, consent: str | None, blocked: Mapping[str, str] | None = None,
-           routes: Iterable[str] | None = None) -> Assessment:
+def assess(
+    client: LipSyncClient,
+    inputs: Inputs,
+    consent: str | None,
+    blocked: Mapping[str, str] | None = None,
+    routes: Iterable[str] | None = None,
+) -> Assessment:
     """Price and check the inputs on every route; any failure becomes a STOP row with its reason.
 
     ``blocked`` names routes the page will not run and why (``--fakes`` blocks the local route, which
@@ -204,8 +209,9 @@ def assess(client: LipSyncClient, inputs: Inputs, consent: str | None, blocked: 
         if view.estimate is None:
             view.estimate_error = shared_error or "no estimate"
         try:
-            view.checks = check_rows(client.check(inputs.video, inputs.audio, route=name, consent=consent,
-                                                  face_check=face_check_for(inputs)))
+            view.checks = check_rows(
+                client.check(inputs.video, inputs.audio, route=name, consent=consent, face_check=face_check_for(inputs))
+            )
         except Exception as exc:  # noqa: BLE001 - an input over a limit, a bad file: a STOP with its reason
             view.checks = [CheckRow("inputs", "STOP", _problem(exc))]
         why_not = blocked.get(name) or route.availability()
@@ -256,7 +262,11 @@ def gate(assessment: Assessment | None, choice: str | None, consent: str | None)
     if view.estimate is None:
         return Gate(False, name, f"No estimate for {name}: {view.estimate_error}")
     if view.uploads_to and not normalise_consent(consent):
-        return Gate(False, name, f"{name} uploads the face and voice to {view.uploads_to}: write the consent basis "
-                                 "first (or 'synthetic' for synthetic media).")
+        return Gate(
+            False,
+            name,
+            f"{name} uploads the face and voice to {view.uploads_to}: write the consent basis "
+            "first (or 'synthetic' for synthetic media).",
+        )
     price = view.estimate
     return Gate(True, name, f"Ready on {name}: expected ${price.amount:.4f} (${price.low:.4f}-${price.high:.4f}).")
