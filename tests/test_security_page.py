@@ -294,9 +294,13 @@ def test_a_request_for_another_host_is_refused(served: Served) -> None:
 def test_no_trick_passes_the_consent_gate_through_the_api(served: Served) -> None:
     from gradio_client import Client
 
-    if not served.servers:
-        pytest.skip("the run itself is checked on the fakes; the real page has no keys to run with")
     client = Client(served.url, verbose=False, download_files=False)
+    if not served.servers:  # the real page without keys: even a good consent runs nothing, and says why
+        client.predict("synthetic", "fal", api_name="/on_synthetic")
+        gate, *_ = client.predict("fal", "synthetic", api_name="/on_run")
+        assert 'data-gate="blocked"' in gate and "FAL_KEY" in gate
+        assert served.client.journal.list() == []
+        return
     shown = client.predict("\x1b[2J", "fal", api_name="/on_synthetic")
     folder = str(served.served)
     assert all(str(item["path"] if isinstance(item, dict) else item).startswith(folder) for item in shown[:2])
