@@ -5,7 +5,8 @@ page is built (the ``ui`` extra): importing this package, or ``latentsync_routes
 
 The modules: :mod:`.state` (staging inputs, the per-route assessment, the run gate), :mod:`.runner` (the
 running job, its progress, cancel), :mod:`.history` (journal rows and the spend chart), :mod:`.render`
-(HTML panels), :mod:`.fakes` (``--fakes``: the hosted routes on loopback fakes) and :mod:`.app` (the page).
+(HTML panels), :mod:`.fakes` (``--fakes``: the hosted routes on loopback fakes), :mod:`.inputs` (what the
+page accepts and the one folder Gradio serves), :mod:`.hosts` (the ``Host`` check) and :mod:`.app` (the page).
 """
 
 from __future__ import annotations
