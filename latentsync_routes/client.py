@@ -28,8 +28,10 @@ from . import money
 from .budget import BudgetCap, period_words
 from .claimed import context, drive, must_submit
 from .config import Credential, Settings, load_settings, resolve_credential
+from .consent import checked_consent
 from .errors import (
     ConfigurationError,
+    DummyCredentialRefused,
     InvalidParameter,
     LatentSyncError,
 )
@@ -81,7 +83,7 @@ class LipSyncClient:
         self.settings = (
             settings.model_copy(update=overrides) if settings is not None else load_settings(config_file, **overrides)
         )
-        self.default_consent = consent
+        self.default_consent = checked_consent(consent, where="LipSyncClient(consent=...)")
         self._explicit: dict[str, str | SecretStr | None] = {"fal": fal_key, "replicate": replicate_api_token,
                                                              **(credentials or {})}
         self._routes: dict[str, Route] = {}
@@ -266,13 +268,14 @@ class LipSyncClient:
         deadline = _deadline(options.get("deadline_seconds"), self.settings.deadline_seconds)
         output_path = resolve_output(output, route=info.name)
         video_info, audio_info = self._normalise(chosen, request)
-        consent = options.get("consent") or self.default_consent
+        consent = checked_consent(options.get("consent"), where="consent") or self.default_consent
         checks, estimate = preflight(chosen, self.settings.policy, request, video_info, audio_info, consent=consent,
                                      deadline=deadline, face_check=options.get("face_check"))
         enforce(checks, route=info.name)
         why_not = chosen.availability()
         if why_not:
-            raise ConfigurationError(why_not, route=info.name)
+            refused = getattr(chosen, "credential_refused", None)  # a fakes' key bound for the real host
+            raise (DummyCredentialRefused if refused else ConfigurationError)(why_not, route=info.name)
         key = options.get("idempotency_key") or derive_idempotency_key(info.name, request, video_info, audio_info,
                                                                        output_path)
         if output_path.is_dir():

@@ -97,8 +97,16 @@ class MissingCredentials(ConfigurationError):
     pass
 
 
+class DummyCredentialRefused(ConfigurationError):
+    """A dummy key of the built-in fakes would go to a real provider host: the base URL was not exported."""
+
+
 class InputError(LatentSyncError):
     exit_code = 2
+
+
+class InvalidConsent(InputError):
+    """A consent text that is not one: no letters once control characters are removed, or too long."""
 
 
 class MediaError(InputError):
