@@ -25,12 +25,14 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr
 
 from . import money
+from .budget import BudgetCap, period_words
 from .config import Credential, Settings, check_route_settings, load_settings, route_credential
+from .consent import checked_consent
 from .errors import (
     ConfigurationError,
+    DummyCredentialRefused,
     InvalidParameter,
     InvalidSettings,
-    LatentSyncError,
 )
 from .job_runner import JobInputs, JobRunner, PreparedJob, RunControls
 from .journal import TERMINAL_BAD, TERMINAL_OK, Journal
@@ -94,13 +96,11 @@ class LipSyncClient:
             self.settings = settings.model_copy(update=overrides)
         else:
             self.settings = load_settings(config_file, **overrides)
-        self.default_consent = consent
+        self.default_consent = checked_consent(consent, where="LipSyncClient(consent=...)")
         self._explicit: dict[str, str | SecretStr] = dict(credentials or {})
         self._credentials_only = credentials_only
         self._routes: dict[str, Route] = {}
         self._lock = threading.Lock()
-        self._reserved = 0  # worst-case estimates of jobs in flight, in micro-dollars (money.py)
-        self._spent = 0  # actual and failure-billed cost of the jobs this client ran, in micro-dollars
         self._journal: Journal | None = None
         self._runner: JobRunner | None = None
 
@@ -135,6 +135,24 @@ class LipSyncClient:
                     self._routes.pop(name, None)
                 else:
                     self._routes[name] = previous
+
+    def budget_cap(self, estimate: CostEstimate, *, sandbox: bool = False) -> BudgetCap | None:
+        """``budget_total`` over ``budget_period`` for a job of this estimate, or ``None`` without a cap."""
+        total = self.settings.budget_total
+        if total is None:
+            return None
+        return BudgetCap(total, self.settings.budget_period, estimate.high, estimate.route, sandbox=sandbox)
+
+    def budget_row(self, estimate: CostEstimate) -> CheckResult | None:
+        """The ``budget`` row ``check`` shows: whether this job fits under ``budget_total`` right now."""
+        cap = self.budget_cap(estimate, sandbox=self.route(estimate.route).sandbox())
+        if cap is None:
+            return None
+        committed = self.journal.committed(cap)
+        problem = cap.problem(committed)
+        reason = problem or (f"up to ${estimate.high:.4f}; ${money.from_micros(committed):.4f} of "
+                             f"${cap.total:.4f} committed {period_words(cap.period)}")
+        return CheckResult(check="budget", passed=problem is None, reason=reason)
 
     def routes(self) -> list[RouteInfo]:
         """Every registered route's declared facts."""
@@ -254,42 +272,27 @@ class LipSyncClient:
         deadline = _deadline(options.get("deadline_seconds"), self.settings.deadline_seconds)
         output_path = resolve_output(output, route=info.name)
         video_info, audio_info = self._normalise(chosen, request)
-        consent = options.get("consent") or self.default_consent
+        consent = checked_consent(options.get("consent"), where="consent") or self.default_consent
         checks, estimate = preflight(chosen, self.settings.policy, request, video_info, audio_info, consent=consent,
                                      deadline=deadline, face_check=options.get("face_check"))
         enforce(checks, route=info.name)
         why_not = chosen.availability()
         if why_not:
-            raise ConfigurationError(why_not, route=info.name)
+            refused = getattr(chosen, "credential_refused", None)  # a fakes' key bound for the real host
+            raise (DummyCredentialRefused if refused else ConfigurationError)(why_not, route=info.name)
         key = options.get("idempotency_key") or derive_idempotency_key(info.name, request, video_info, audio_info,
                                                                        output_path)
         if output_path.is_dir():
             output_path = file_in(output_path, request.video.name or "output", key)
         return PreparedJob(route=chosen, inputs=JobInputs(request, video_info, audio_info), checks=checks,
                            estimate=estimate, idempotency_key=key, output_path=output_path, consent=consent,
-                           deadline=deadline)
+                           deadline=deadline, sandbox=chosen.sandbox())
 
     def run_prepared(self, job: PreparedJob, controls: RunControls | None = None) -> LipSyncResult:
-        """Run a prepared job within this client's budget: its worst case is held while it runs."""
-        estimate = job.estimate
-        with self._lock:
-            remaining = None if self.settings.budget_total is None else money.from_micros(
-                money.micros(self.settings.budget_total) - self._spent - self._reserved)
-            check_budget(estimate, per_call=self.settings.budget_per_call, remaining=remaining)
-            self._reserved += money.micros(estimate.high)  # a job in flight holds its worst case until it settles
-        record: JobRecord | None = None
-        try:
-            result = self.runner.run(job, controls or RunControls())
-            record = result.record
-            return result
-        except LatentSyncError as exc:
-            record = self.journal.get(exc.job_id) if exc.job_id else None
-            raise
-        finally:
-            with self._lock:
-                self._reserved -= money.micros(estimate.high)
-                if record is not None:  # what the job actually cost, failed attempts included
-                    self._spent += money.micros(record.cost.worst_case())  # unknown charges at their worst case
+        """Run a prepared job: the per-call cap is checked here, ``budget_total`` as its record is created."""
+        check_budget(job.estimate, per_call=self.settings.budget_per_call)
+        budget = self.budget_cap(job.estimate, sandbox=job.sandbox)
+        return self.runner.run(job, controls or RunControls(), budget=budget)
 
     def run_many(self, jobs: Any, **options: Unpack[BatchOptions]) -> BatchReport:
         """Run a batch: a manifest path (CSV or JSONL) or jobs given as dicts, checked and priced whole first.
@@ -313,19 +316,17 @@ class LipSyncClient:
     ) -> LipSyncResult:
         """Carry on a job from the journal: its own provider job if it has one, its recorded inputs if not."""
         deadline = _deadline(deadline_seconds, self.settings.deadline_seconds)
-        record = self.journal.get(job_id)
-        route = self.route(record.route if record is not None else None)
+        record = self.journal.find(job_id)
         controls = RunControls(progress=progress, retry_failed=retry_failed, force_resubmit=force_resubmit)
-        return self.runner.resume(route, job_id, deadline=deadline, controls=controls)
+        return self.runner.resume(self.route(record.route), record.job_id, deadline=deadline, controls=controls)
 
     def cancel(self, job_id: str, *, wait_seconds: float = 60.0) -> JobRecord:
         """Cancel a job: its running owner (any process) is asked to cancel its provider job, and this call
         waits for it to end; it takes the job over only from an owner whose process is gone, or whose claim
         stayed silent for a whole lease while it waited. When nobody runs the job, the provider job is
         cancelled from here. Returns the record as it ends."""
-        record = self.journal.get(job_id)
-        if record is None:
-            raise ConfigurationError(f"no job {job_id!r} in the journal at {self.settings.journal_path}")
+        record = self.journal.find(job_id)
+        job_id = record.job_id
         if record.state in (TERMINAL_OK, *TERMINAL_BAD):
             return record
         self.journal.request_cancel(record.idempotency_key)
@@ -345,9 +346,7 @@ class LipSyncClient:
 
         The record is kept (it is the audit trail) and says what was deleted and what could not be.
         """
-        record = self.journal.get(job_id)
-        if record is None:
-            raise ConfigurationError(f"no job {job_id!r} in the journal at {self.settings.journal_path}")
+        record = self.journal.find(job_id)
         deleted: list[str] = []
         kept: list[str] = []
         if delete_output and record.output_path:

@@ -31,6 +31,7 @@ from .routes.base import JobContext, ProgressCallback, Route
 from .types import PROVIDER_STATES, CostEstimate, JobRecord, LipSyncRequest, LipSyncResult, MediaInfo, utcnow
 
 if TYPE_CHECKING:
+    from .budget import BudgetCap
     from .config import Credential, Settings
     from .policy import CheckResult
 
@@ -63,12 +64,14 @@ class PreparedJob:
     consent: str | None
     #: seconds the job may take from the moment it is driven
     deadline: float
+    #: the route is pointed away from the provider (a base-URL override): its money is kept apart
+    sandbox: bool = False
 
     def new_record(self) -> JobRecord:
         """The journal's first record of this job (written only when it is first claimed)."""
         inputs = self.inputs
         return new_record(self.route.info(), inputs.request, self.idempotency_key, self.consent, self.checks,
-                          self.estimate, inputs.video, inputs.audio, self.output_path)
+                          self.estimate, inputs.video, inputs.audio, self.output_path, sandbox=self.sandbox)
 
 
 @dataclass(frozen=True)
@@ -106,8 +109,11 @@ class JobRunner:
         return self._journal()
 
     # -- entry points ------------------------------------------------------------------------------------
-    def run(self, job: PreparedJob, controls: RunControls) -> LipSyncResult:
-        """Claim ``job`` (waiting for another caller running it) and drive it; the claim is always released."""
+    def run(self, job: PreparedJob, controls: RunControls, *, budget: BudgetCap | None = None) -> LipSyncResult:
+        """Claim ``job`` (waiting for another caller running it) and drive it; the claim is always released.
+
+        ``budget``: a new job's record is created only if its worst case fits under the cap (the journal
+        checks it in the claim's own transaction, so two processes cannot both pass it)."""
         key, output = job.idempotency_key, job.output_path
         # A file at the output is this job's own only if the job fetched it (or may have, part-way through a
         # fetch); otherwise it belongs to someone else, and the job is refused before its claim, so nothing is
@@ -119,7 +125,8 @@ class JobRunner:
         progress = controls.progress
         claim, record = self.journal.claim(
             key, job.new_record,
-            on_wait=lambda _: progress("waiting for another caller running the same job", None) if progress else None)
+            on_wait=lambda _: progress("waiting for another caller running the same job", None) if progress else None,
+            budget=budget)
         try:
             return self.drive(job.route, claim, record, job.inputs, output, deadline=job.deadline, controls=controls)
         except LatentSyncError as exc:
@@ -149,7 +156,7 @@ class JobRunner:
         """Decide what the claimed job needs (nothing, a re-run, a carry-on) and do it."""
         if record.state == TERMINAL_OK and record.output_path and Path(record.output_path).is_file():
             log.info("job %s already fetched; not running again", record.job_id)
-            return result_from_record(record)
+            return result_from_record(record).model_copy(update={"already_done": True})
         if record.state in TERMINAL_BAD:
             if reached_provider(record) and not controls.retry_failed:
                 raise JobAlreadyFailed(

@@ -257,19 +257,15 @@ def estimate_by_rule(route: str, audio_seconds: float) -> CostEstimate:
     )
 
 
-def check_budget(estimate: CostEstimate, *, per_call: float | None, remaining: float | None) -> None:
-    """Refuse a call whose worst case (``high``) is over a cap, before anything is uploaded."""
+def check_budget(estimate: CostEstimate, *, per_call: float | None) -> None:
+    """Refuse a call whose worst case (``high``) is over the per-call cap, before anything is uploaded.
+
+    ``budget_total`` is checked where the job's record is created, against the journal (:mod:`.budget`).
+    """
     if per_call is not None and exceeds(estimate.high, per_call):
         raise BudgetExceeded(
             f"estimated cost up to ${estimate.high:.4f} exceeds the per-call budget of ${per_call:.4f}",
             route=estimate.route,
             amount=estimate.high,
             cap=per_call,
-        )
-    if remaining is not None and exceeds(estimate.high, remaining):
-        raise BudgetExceeded(
-            f"estimated cost up to ${estimate.high:.4f} exceeds the client's remaining budget of ${remaining:.4f}",
-            route=estimate.route,
-            amount=estimate.high,
-            cap=remaining,
         )

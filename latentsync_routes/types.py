@@ -264,6 +264,8 @@ class Cost(BaseModel):
 
     currency: str = "USD"
     estimated: float
+    #: the estimate's high end: what a job in flight holds of ``budget_total`` until it settles
+    estimated_high: float | None = None
     actual: float | None = None
     billed_failures: float = 0.0
     basis: str = ""
@@ -317,6 +319,8 @@ class JobRecord(BaseModel):
     weights_licence: str | None = None
     support_path: str | None = None
     uploaded_uris: list[str] = Field(default_factory=list)
+    #: run against a base-URL override (a fake, a test gateway): its money is not counted as real spend
+    sandbox: bool = False
     provider_request_id: str | None = None
     #: the provider inputs of the last submit (written with ``submitting``): how an ambiguous submit is found
     provider_inputs: dict[str, Any] | None = None
@@ -368,3 +372,5 @@ class LipSyncResult(BaseModel):
     cost: Cost
     timings: dict[str, float]
     record: JobRecord
+    #: the job had finished before this call, which returned its result and charged nothing
+    already_done: bool = False

@@ -55,9 +55,9 @@ def test_out_of_range_values(tmp_path: Path, media: tuple[Path, Path]) -> None:
 def test_budget_total_is_checked_before_any_job(tmp_path: Path, media: tuple[Path, Path]) -> None:
     client = LipSyncClient(route="fal", credentials={"fal": "k"}, budget_total=0.25,
                            settings=load_settings(home=tmp_path))
-    with pytest.raises(BudgetExceeded, match="remaining budget"):
+    with pytest.raises(BudgetExceeded, match=r"budget_total of \$0\.2500") as caught:
         client.run(*media, tmp_path / "out.mp4", consent="test", seed=1)
-    assert not (tmp_path / "jobs.sqlite3").exists()
+    assert caught.value.exit_code == 5 and client.journal.list() == []  # refused before the job was recorded
 
 
 def test_route_errors(tmp_path: Path, media: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,7 +96,7 @@ def test_budget_total_counts_what_finished_jobs_cost(tmp_path: Path) -> None:
                                settings=settings)
         for i in range(2):
             assert client.run(video, audios[i], tmp_path / f"out{i}.mp4").cost.actual == pytest.approx(0.20)
-        with pytest.raises(BudgetExceeded, match=r"remaining budget of \$0\.0500"):
+        with pytest.raises(BudgetExceeded, match=r"committed to \$0\.4000 of the budget_total of \$0\.4500"):
             client.run(video, audios[2], tmp_path / "out2.mp4")
         assert len(fal.jobs) == 2
 

@@ -479,24 +479,27 @@ def test_every_request_uses_fals_own_paths_at_the_origins_root(
 def test_prices_refresh_writes_a_dated_sourced_override_that_pricing_reads(
     fal: FakeFal, tmp_path: Path, hosted_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from latentsync_routes.routes.fal_platform import refresh_price_book
     from typer.testing import CliRunner
 
     from latentsync_routes.cli import app
     from latentsync_routes.pricing import fal_units_cost, override_path
+    from latentsync_routes.routes.fal import ENDPOINT
 
     monkeypatch.setenv("FAL_KEY", FAL_KEY)
     fal.prices["fal-ai/latentsync"] = (0.0075, "second")
-    done = CliRunner().invoke(app, ["prices", "refresh", "--json"])
-    assert done.exit_code == 0, done.output
-    (written,) = json.loads(done.stdout)["refreshed"]
+    sandboxed = CliRunner().invoke(app, ["prices", "refresh", "--json"])  # the fake's price is not the real one
+    assert sandboxed.exit_code == 2 and "LATENTSYNC_ROUTES_FAL_BASE_URL" in sandboxed.stdout
+    assert not override_path().exists() and not fal.requests_for("pricing")
+    route = fal_client().route("fal")  # what the command does once no override is set
+    written = refresh_price_book(route._http(), fal.url, ENDPOINT, credential_name="FAL_KEY")
     assert written["billable_unit_price"] == 0.0075 and written["billable_unit"] == "second"
     assert written["source"].startswith(f"{fal.url}/v1/models/pricing?endpoint_id=fal-ai/latentsync")
     assert written["checked"] and override_path() == hosted_env / "prices.json" and override_path().is_file()
     (request,) = fal.requests_for("pricing")
     assert request.param("endpoint_id") == "fal-ai/latentsync" and request.headers["authorization"] == f"Key {FAL_KEY}"
     assert fal_units_cost(40) == pytest.approx(0.30)  # pricing reads the override from now on
-    human = CliRunner().invoke(app, ["prices", "refresh"])
-    assert human.exit_code == 0 and "0.0075 USD per second" in human.stdout and FAL_KEY not in human.stdout
+    monkeypatch.delenv("LATENTSYNC_ROUTES_FAL_BASE_URL")
     monkeypatch.delenv("FAL_KEY")
     refused = CliRunner().invoke(app, ["prices", "refresh", "--json"])
     assert refused.exit_code != 0 and "FAL_KEY" in refused.stdout

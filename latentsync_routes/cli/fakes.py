@@ -2,8 +2,10 @@
 
 It serves each registered route's fake (``routes/<name>/fake.py``, named by its kit) on 127.0.0.1 and
 prints the ``export`` lines that point the package at them (each route's base URL variable and the dummy
-credential its fake accepts, both named by the kit) until Ctrl-C. Nothing leaves the machine and nothing
-is paid; the fakes answer with the input video, not a lip-synced one.
+credential its fake accepts, both named by the kit) until Ctrl-C. The dummy keys start with ``lsr-fake-``:
+exported without the base URLs, the package refuses to send them to the real hosts
+(:mod:`latentsync_routes.dummy_keys`) and says what to export. Nothing leaves the machine and nothing is
+paid; the fakes answer with the input video, not a lip-synced one.
 """
 
 from __future__ import annotations

@@ -31,6 +31,10 @@ def prices_refresh(as_json: bool = JsonOpt, config: Path | None = ConfigOpt) -> 
 
     with _errors(as_json):
         route: Any = _client(config).route("fal")
+        if route.sandbox():  # a fake's or a test gateway's price must not become the real price book's
+            raise ConfigurationError(
+                "prices refresh writes fal's real price into your price book, but LATENTSYNC_ROUTES_FAL_BASE_URL "
+                f"points fal at {route.base_url()}: unset it to refresh from fal itself", route="fal")
         why_not = route.availability()
         if why_not:
             raise ConfigurationError(why_not, route="fal")

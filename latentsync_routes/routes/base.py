@@ -182,6 +182,9 @@ class Route(Protocol):
     def availability(self) -> str | None:
         """``None`` when usable, else what to install or set, in one sentence."""
 
+    def sandbox(self) -> bool:
+        """Whether jobs here are not real money (a hosted route pointed at a base-URL override)."""
+
     def provider_parameters(self, request: LipSyncRequest) -> dict[str, Any]:
         """The provider's inputs for this request; unsupported parameters raise, never vanish."""
 

@@ -36,11 +36,13 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
 
 from ..deadlines import deadline_scope
+from ..dummy_keys import dummy_key_refusal
 from ..errors import (
     AmbiguousSubmit,
     ClaimLost,
     DeadlineExceeded,
     DeadlinePassed,
+    DummyCredentialRefused,
     JobCancelled,
     JobFailed,
     LatentSyncError,
@@ -85,7 +87,9 @@ class HostedRoute(ABC):
 
     def __init__(self, *, settings: Settings, credential: Credential | None) -> None:
         self.settings = settings
-        self.credential = credential
+        #: why the credential given was dropped (a fakes' dummy key bound for the real host), if it was
+        self.credential_refused = dummy_key_refusal(self.INFO, settings, credential)
+        self.credential = None if self.credential_refused else credential
 
     # -- facts -------------------------------------------------------------------------------------
     def info(self) -> RouteInfo:
@@ -93,6 +97,8 @@ class HostedRoute(ABC):
 
     def availability(self) -> str | None:
         info = self.info()
+        if self.credential_refused:
+            return self.credential_refused
         if info.sdk_module and not module_available(info.sdk_module):
             return not_installed_message(self.name, info.sdk_package or info.sdk_module, info.install_extra)
         if self.credential is None and info.credential_env:
@@ -106,11 +112,17 @@ class HostedRoute(ABC):
     @abstractmethod
     def estimate(self, request: LipSyncRequest, video: MediaInfo, audio: MediaInfo) -> CostEstimate: ...
 
+    def sandbox(self) -> bool:
+        """A base-URL override (a fake, a gateway under test) makes this route's jobs sandbox money."""
+        return self.settings.base_url_override(self.name) is not None
+
     def base_url(self) -> str | None:
         """The origin this route talks to: a configured override (a gateway, a fake), else the default."""
         return self.settings.base_url_for(self.name)
 
     def secret(self) -> str:
+        if self.credential_refused:
+            raise DummyCredentialRefused(self.credential_refused, route=self.name)
         if self.credential is None:
             env = self.info().credential_env or "a credential"
             raise MissingCredentials(f"route {self.name!r} needs {env}", route=self.name)

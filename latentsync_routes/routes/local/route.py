@@ -95,6 +95,10 @@ class LocalRoute:
     def info(self) -> RouteInfo:
         return INFO
 
+    def sandbox(self) -> bool:
+        """Local jobs cost what the machine costs: never sandbox money."""
+        return False
+
     def availability(self) -> str | None:
         for module in ("torch", "numpy", "diffusers", "huggingface_hub"):
             if not module_available(module):
