@@ -36,6 +36,7 @@ __all__ = [
     "SyncScores",
     "lip_input",
     "mfcc_windows",
+    "offset_scores",
     "sync_scores",
     "window_count",
 ]
@@ -135,6 +136,18 @@ def _distances(im_feat: torch.Tensor, cc_feat: torch.Tensor, vshift: int) -> tor
     return distances
 
 
+def offset_scores(mean_dists: np.ndarray) -> tuple[int, float, float]:
+    """(argmin, LSE-D, LSE-C) of the per-offset mean distances, in float32 as the official computes them.
+
+    The argmin takes the first index on ties (as ``torch.min``); the median is the lower middle value
+    for an even count (as ``torch.median``; with the usual 31 offsets it is the true median).
+    """
+    means = np.asarray(mean_dists, dtype=np.float32)
+    min_index = int(np.argmin(means))
+    median = np.sort(means)[(means.shape[0] - 1) // 2]
+    return min_index, float(means[min_index]), float(median - means[min_index])
+
+
 def sync_scores(frames_bgr: np.ndarray, audio_int16: np.ndarray, model: SyncNet, *, vshift: int = VSHIFT) -> SyncScores:
     """Score one face track: uint8 BGR ``[T, 224, 224, 3]`` at 25 fps against int16 ``[S]`` at 16 kHz.
 
@@ -155,13 +168,11 @@ def sync_scores(frames_bgr: np.ndarray, audio_int16: np.ndarray, model: SyncNet,
         dists = _distances(im_feat, cc_feat, vshift)
         mean_dists = dists.mean(dim=0)
     means = mean_dists.cpu().numpy()
-    min_index = int(np.argmin(means))  # first index on ties, as torch.min
-    lse_d = float(means[min_index])
-    median = float(np.sort(means)[(means.shape[0] - 1) // 2])  # torch.median: the lower middle value
+    min_index, lse_d, lse_c = offset_scores(means)
     return SyncScores(
         av_offset=vshift - min_index,
         lse_d=lse_d,
-        lse_c=float(np.float32(median) - np.float32(lse_d)),
+        lse_c=lse_c,
         min_index=min_index,
         min_length=windows + 5,
         frames=int(frames.shape[0]),
