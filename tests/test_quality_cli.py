@@ -41,6 +41,12 @@ def test_unreadable_media(tmp_path: Path, weights: Path) -> None:
                     home=tmp_path), "no video file")  # fmt: skip
 
 
+def test_a_video_without_audio_asks_for_audio(tmp_path: Path, weights: Path) -> None:
+    clip = make_video(tmp_path / "silent.mp4", seconds=1.0, size=(64, 48))
+    refused(run_cli("evaluate", str(clip), "--syncnet-weights", str(weights), "--json", home=tmp_path),
+            "no audio stream", "--audio")  # fmt: skip
+
+
 def test_no_face(tmp_path: Path, weights: Path) -> None:
     pytest.importorskip("mediapipe")
     clip = make_video(tmp_path / "grey.mp4", seconds=2.4, size=(160, 120), with_audio=True)

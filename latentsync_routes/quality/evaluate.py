@@ -123,7 +123,8 @@ def load_audio_int16(path: str | Path) -> np.ndarray:
     try:
         samples = load_audio(path, 16_000, s16=True)
     except (VideoError, OSError) as exc:
-        raise MediaUnreadable(f"cannot read audio from {path}: {exc}") from exc
+        hint = "; pass the audio to score against with --audio (audio=)" if "no audio stream" in str(exc) else ""
+        raise MediaUnreadable(f"cannot read audio from {path}: {exc}{hint}") from exc
     return np.round(samples * 32768.0).astype(np.int16)
 
 
