@@ -74,9 +74,13 @@ def evaluate(
 ) -> None:
     """Lip-sync quality: SyncNet's LSE-C (higher is better) and LSE-D (lower) per face track, and a verdict."""
     with _errors(as_json), quality_errors():
+        from ..quality.errors import MediaUnreadable
         from ..quality.evaluate import evaluate_video
         from ..quality.weights import load_syncnet, resolve_syncnet
 
+        for given in (video, audio):
+            if given is not None and not given.is_file():  # before the weights: the first thing to fix
+                raise MediaUnreadable(f"no file at {given}")
         weights = resolve_syncnet(syncnet_weights, cache_dir=cache_dir)
         model = load_syncnet(weights.path, device=device)
         report = evaluate_video(video, model, audio=audio).to_dict()
