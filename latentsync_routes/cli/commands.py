@@ -218,19 +218,29 @@ def doctor(as_json: bool = JsonOpt, config: Path | None = ConfigOpt) -> None:
 
 @app.command()
 def download(
-    version: str = typer.Option(..., "--version", help="LatentSync version: 1.5 (256 px) or 1.6 (512 px)."),
+    version: str | None = typer.Option(None, "--version", help="LatentSync version: 1.5 (256 px) or 1.6 (512 px)."),
+    syncnet: bool = typer.Option(False, "--syncnet", help="Fetch the official SyncNet weights (for `evaluate`)."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Default: $LATENTSYNC_ROUTES_HOME/models."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Fetch the local route's checkpoints at pinned revisions and verify them."""
+    """Fetch the local route's checkpoints (--version) or the SyncNet weights (--syncnet), pinned and verified."""
     from ..routes.local.route import download_checkpoints as fetch
 
     with _errors(as_json):
         from ..errors import InvalidParameter
         from ..local.checkpoint_manifest import VERSIONS
 
-        if version not in VERSIONS:
-            raise InvalidParameter("--version", f"takes one of {', '.join(VERSIONS)}; got {version!r}")
+        if syncnet:
+            from .quality import download_syncnet_weights
+
+            if version is not None:
+                raise InvalidParameter("--version", "fetch one thing at a time: --version or --syncnet")
+            report = download_syncnet_weights(cache_dir)
+            _emit(as_json, {"syncnet": report}, lambda: out.print_json(json.dumps(report)))
+            return
+        if version is None or version not in VERSIONS:
+            choices = ", ".join(VERSIONS)
+            raise InvalidParameter("--version", f"takes one of {choices}; got {version!r} (or pass --syncnet)")
         checkpoints = fetch(version, cache_dir=cache_dir)
         paths = {name: str(path) for name, path in checkpoints.paths.items()}
         _emit(as_json, {"version": version, "paths": paths}, lambda: out.print_json(json.dumps(paths)))
