@@ -77,9 +77,11 @@ class BudgetCap:
         if after <= money.micros(self.total):
             return None
         kind = "sandbox jobs" if self.sandbox else "jobs"
-        return (f"this job may cost up to ${self.worst_case:.4f}; the journal's {kind} {period_words(self.period)} "
-                f"are committed to ${money.from_micros(committed_micros):.4f} of the budget_total of "
-                f"${self.total:.4f} (budget_period={self.period})")
+        return (
+            f"this job may cost up to ${self.worst_case:.4f}; the journal's {kind} {period_words(self.period)} "
+            f"are committed to ${money.from_micros(committed_micros):.4f} of the budget_total of "
+            f"${self.total:.4f} (budget_period={self.period})"
+        )
 
     def admit(self, db: sqlite3.Connection) -> None:
         """Raise :class:`BudgetExceeded` (exit 5) unless this job fits; called where its record is created."""

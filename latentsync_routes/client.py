@@ -85,8 +85,10 @@ class LipSyncClient:
         }
         if route_settings:
             given = settings.route_settings if settings is not None else {}
-            overrides["route_settings"] = {**given, **{name: {**given.get(name, {}), **values}
-                                                       for name, values in route_settings.items()}}
+            overrides["route_settings"] = {
+                **given,
+                **{name: {**given.get(name, {}), **values} for name, values in route_settings.items()},
+            }
         if settings is not None:
             if route_settings:  # model_copy does not validate: check the merged table as loading would
                 try:
@@ -150,8 +152,10 @@ class LipSyncClient:
             return None
         committed = self.journal.committed(cap)
         problem = cap.problem(committed)
-        reason = problem or (f"up to ${estimate.high:.4f}; ${money.from_micros(committed):.4f} of "
-                             f"${cap.total:.4f} committed {period_words(cap.period)}")
+        reason = problem or (
+            f"up to ${estimate.high:.4f}; ${money.from_micros(committed):.4f} of "
+            f"${cap.total:.4f} committed {period_words(cap.period)}"
+        )
         return CheckResult(check="budget", passed=problem is None, reason=reason)
 
     def routes(self) -> list[RouteInfo]:
@@ -198,8 +202,9 @@ class LipSyncClient:
         deadline against the estimate's expected time, and a face in a sample of the video's frames.
         A failed row is a STOP (``run`` raises :class:`PolicyViolation`, exit 3); nothing is raised here.
         """
-        return self.assess(video, audio, route=route, consent=consent, deadline_seconds=deadline_seconds,
-                           face_check=face_check)[0]
+        return self.assess(
+            video, audio, route=route, consent=consent, deadline_seconds=deadline_seconds, face_check=face_check
+        )[0]
 
     def assess(
         self,
@@ -217,8 +222,16 @@ class LipSyncClient:
         request = request_of(video, audio, options)
         deadline = _deadline(deadline_seconds, self.settings.deadline_seconds)
         video_info, audio_info = self._normalise(chosen, request)
-        return preflight(chosen, self.settings.policy, request, video_info, audio_info,
-                         consent=consent or self.default_consent, deadline=deadline, face_check=face_check)
+        return preflight(
+            chosen,
+            self.settings.policy,
+            request,
+            video_info,
+            audio_info,
+            consent=consent or self.default_consent,
+            deadline=deadline,
+            face_check=face_check,
+        )
 
     def estimate(
         self, video: MediaLike, audio: MediaLike, *, route: str | None = None, **options: Unpack[JobOptions]
@@ -238,8 +251,10 @@ class LipSyncClient:
         :attr:`CostEstimate.refused` (pick among those where it is ``None``)."""
         request = request_of(video, audio, {})
         video_info, audio_info = probe_inputs(request.video, request.audio)
-        return [marked_estimate(self.route(name), self.settings.policy, request, video_info, audio_info)
-                for name in route_names()]
+        return [
+            marked_estimate(self.route(name), self.settings.policy, request, video_info, audio_info)
+            for name in route_names()
+        ]
 
     # -- steps 4-6 -------------------------------------------------------------------------------------
     def run(
@@ -273,20 +288,37 @@ class LipSyncClient:
         output_path = resolve_output(output, route=info.name)
         video_info, audio_info = self._normalise(chosen, request)
         consent = checked_consent(options.get("consent"), where="consent") or self.default_consent
-        checks, estimate = preflight(chosen, self.settings.policy, request, video_info, audio_info, consent=consent,
-                                     deadline=deadline, face_check=options.get("face_check"))
+        checks, estimate = preflight(
+            chosen,
+            self.settings.policy,
+            request,
+            video_info,
+            audio_info,
+            consent=consent,
+            deadline=deadline,
+            face_check=options.get("face_check"),
+        )
         enforce(checks, route=info.name)
         why_not = chosen.availability()
         if why_not:
             refused = getattr(chosen, "credential_refused", None)  # a fakes' key bound for the real host
             raise (DummyCredentialRefused if refused else ConfigurationError)(why_not, route=info.name)
-        key = options.get("idempotency_key") or derive_idempotency_key(info.name, request, video_info, audio_info,
-                                                                       output_path)
+        key = options.get("idempotency_key") or derive_idempotency_key(
+            info.name, request, video_info, audio_info, output_path
+        )
         if output_path.is_dir():
             output_path = file_in(output_path, request.video.name or "output", key)
-        return PreparedJob(route=chosen, inputs=JobInputs(request, video_info, audio_info), checks=checks,
-                           estimate=estimate, idempotency_key=key, output_path=output_path, consent=consent,
-                           deadline=deadline, sandbox=chosen.sandbox())
+        return PreparedJob(
+            route=chosen,
+            inputs=JobInputs(request, video_info, audio_info),
+            checks=checks,
+            estimate=estimate,
+            idempotency_key=key,
+            output_path=output_path,
+            consent=consent,
+            deadline=deadline,
+            sandbox=chosen.sandbox(),
+        )
 
     def run_prepared(self, job: PreparedJob, controls: RunControls | None = None) -> LipSyncResult:
         """Run a prepared job: the per-call cap is checked here, ``budget_total`` as its record is created."""
@@ -333,9 +365,15 @@ class LipSyncClient:
         claim, record = self.journal.claim_job(job_id, wait_s=wait_seconds, for_cancel=True)
         try:
             if record.state not in (TERMINAL_OK, *TERMINAL_BAD):
-                job = self.runner.context(claim, record, JobInputs.from_record(record, need_inputs=False),
-                                          Path(record.output_path or "."), deadline=60.0, overwrite=False,
-                                          controls=RunControls())
+                job = self.runner.context(
+                    claim,
+                    record,
+                    JobInputs.from_record(record, need_inputs=False),
+                    Path(record.output_path or "."),
+                    deadline=60.0,
+                    overwrite=False,
+                    controls=RunControls(),
+                )
                 self.route(record.route).cancel_job(job)
             return self.journal.get(job_id) or record
         finally:
@@ -363,6 +401,7 @@ class LipSyncClient:
         record.not_deleted = kept
         self.journal.save(record)
         return record
+
 
 def _deadline(given: float | None, default: float) -> float:
     value = default if given is None else given

@@ -308,9 +308,7 @@ class Credential:
         return f"Credential(name={self.name!r}, source={self.source!r}, value=SecretStr('**********'))"
 
 
-def route_credential(
-    route: str, explicit: str | SecretStr | None = None, *, stored: bool = True
-) -> Credential | None:
+def route_credential(route: str, explicit: str | SecretStr | None = None, *, stored: bool = True) -> Credential | None:
     """``route``'s credential as its kit names it (``None`` for a route that needs none).
 
     With ``stored=False`` only ``explicit`` is used: the environment and the keyring are never read (the

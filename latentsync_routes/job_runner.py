@@ -70,8 +70,18 @@ class PreparedJob:
     def new_record(self) -> JobRecord:
         """The journal's first record of this job (written only when it is first claimed)."""
         inputs = self.inputs
-        return new_record(self.route.info(), inputs.request, self.idempotency_key, self.consent, self.checks,
-                          self.estimate, inputs.video, inputs.audio, self.output_path, sandbox=self.sandbox)
+        return new_record(
+            self.route.info(),
+            inputs.request,
+            self.idempotency_key,
+            self.consent,
+            self.checks,
+            self.estimate,
+            inputs.video,
+            inputs.audio,
+            self.output_path,
+            sandbox=self.sandbox,
+        )
 
 
 @dataclass(frozen=True)
@@ -90,16 +100,21 @@ class RunControls:
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> RunControls:
         """The controls among ``run``'s keyword options (``RunOptions``)."""
-        return cls(progress=options.get("progress"), retry_failed=bool(options.get("retry_failed", False)),
-                   force_resubmit=bool(options.get("force_resubmit", False)),
-                   overwrite=bool(options.get("overwrite", False)), cancel_event=options.get("cancel_event"))
+        return cls(
+            progress=options.get("progress"),
+            retry_failed=bool(options.get("retry_failed", False)),
+            force_resubmit=bool(options.get("force_resubmit", False)),
+            overwrite=bool(options.get("overwrite", False)),
+            cancel_event=options.get("cancel_event"),
+        )
 
 
 class JobRunner:
     """Claim, drive, execute and finish jobs with one set of settings, one journal and one credential lookup."""
 
-    def __init__(self, settings: Settings, journal: Callable[[], Journal],
-                 credential: Callable[[str], Credential | None]) -> None:
+    def __init__(
+        self, settings: Settings, journal: Callable[[], Journal], credential: Callable[[str], Credential | None]
+    ) -> None:
         self.settings = settings
         self._journal = journal
         self._credential = credential
@@ -119,14 +134,17 @@ class JobRunner:
         # fetch); otherwise it belongs to someone else, and the job is refused before its claim, so nothing is
         # journalled (docs/reliability.md, "What is journalled").
         known = self.journal.find_latest(key)
-        if not (known is not None and known.output_path == str(output)
-                and known.state in (TERMINAL_OK, *PROVIDER_STATES)):
+        if not (
+            known is not None and known.output_path == str(output) and known.state in (TERMINAL_OK, *PROVIDER_STATES)
+        ):
             check_free(output, overwrite=controls.overwrite, route=job.route.info().name)
         progress = controls.progress
         claim, record = self.journal.claim(
-            key, job.new_record,
+            key,
+            job.new_record,
             on_wait=lambda _: progress("waiting for another caller running the same job", None) if progress else None,
-            budget=budget)
+            budget=budget,
+        )
         try:
             return self.drive(job.route, claim, record, job.inputs, output, deadline=job.deadline, controls=controls)
         except LatentSyncError as exc:
@@ -143,16 +161,29 @@ class JobRunner:
             needs = must_submit(record, controls.retry_failed, controls.force_resubmit)
             inputs = JobInputs.from_record(record, need_inputs=needs)
             output = Path(record.output_path or f"{record.job_id}.mp4")
-            resumed = RunControls(progress=controls.progress, retry_failed=controls.retry_failed,
-                                  force_resubmit=controls.force_resubmit, overwrite=True,
-                                  cancel_event=controls.cancel_event)
+            resumed = RunControls(
+                progress=controls.progress,
+                retry_failed=controls.retry_failed,
+                force_resubmit=controls.force_resubmit,
+                overwrite=True,
+                cancel_event=controls.cancel_event,
+            )
             return self.drive(route, claim, record, inputs, output, deadline=deadline, controls=resumed)
         finally:
             claim.release()
 
     # -- the claimed job ---------------------------------------------------------------------------------
-    def drive(self, route: Route, claim: Claim, record: JobRecord, inputs: JobInputs, output_path: Path, *,
-              deadline: float, controls: RunControls) -> LipSyncResult:
+    def drive(
+        self,
+        route: Route,
+        claim: Claim,
+        record: JobRecord,
+        inputs: JobInputs,
+        output_path: Path,
+        *,
+        deadline: float,
+        controls: RunControls,
+    ) -> LipSyncResult:
         """Decide what the claimed job needs (nothing, a re-run, a carry-on) and do it."""
         if record.state == TERMINAL_OK and record.output_path and Path(record.output_path).is_file():
             log.info("job %s already fetched; not running again", record.job_id)
@@ -162,7 +193,10 @@ class JobRunner:
                 raise JobAlreadyFailed(
                     f"job {record.job_id} already ended {record.state} ({record.failure_reason}); running it "
                     "again would pay for a new provider job: pass retry_failed=True (CLI: --retry-failed) to do "
-                    "that", route=record.route, request_id=record.provider_request_id)
+                    "that",
+                    route=record.route,
+                    request_id=record.provider_request_id,
+                )
             if record.provider_request_id:
                 record.previous_request_ids.append(record.provider_request_id)
             record.provider_request_id = None
@@ -173,21 +207,40 @@ class JobRunner:
             record.state = "completed"
         record.output_path = str(output_path)
         overwrite = controls.overwrite or record.state in PROVIDER_STATES
-        job = self.context(claim, record, inputs, output_path, deadline=deadline, overwrite=overwrite,
-                           controls=controls)
+        job = self.context(
+            claim, record, inputs, output_path, deadline=deadline, overwrite=overwrite, controls=controls
+        )
         return self.execute(route, job)
 
-    def context(self, claim: Claim, record: JobRecord, inputs: JobInputs, output_path: Path, *, deadline: float,
-                overwrite: bool, controls: RunControls) -> JobContext:
+    def context(
+        self,
+        claim: Claim,
+        record: JobRecord,
+        inputs: JobInputs,
+        output_path: Path,
+        *,
+        deadline: float,
+        overwrite: bool,
+        controls: RunControls,
+    ) -> JobContext:
         """The job as its route sees it, writing through to the journal as the claim's owner."""
         owner = claim.owner
         claim.start_heartbeat()
         return JobContext(
-            record=record, request=inputs.request, video_info=inputs.video, audio_info=inputs.audio,
-            output_path=output_path, settings=self.settings, credential=self._credential(record.route),
-            deadline=time.monotonic() + deadline, overwrite=overwrite, progress=controls.progress,
-            persist=lambda r: self.journal.save(r, owner=owner), force_resubmit=controls.force_resubmit,
-            cancel_event=controls.cancel_event or threading.Event(), cancel_flag=claim.cancel_requested,
+            record=record,
+            request=inputs.request,
+            video_info=inputs.video,
+            audio_info=inputs.audio,
+            output_path=output_path,
+            settings=self.settings,
+            credential=self._credential(record.route),
+            deadline=time.monotonic() + deadline,
+            overwrite=overwrite,
+            progress=controls.progress,
+            persist=lambda r: self.journal.save(r, owner=owner),
+            force_resubmit=controls.force_resubmit,
+            cancel_event=controls.cancel_event or threading.Event(),
+            cancel_flag=claim.cancel_requested,
         )
 
     def execute(self, route: Route, job: JobContext) -> LipSyncResult:
@@ -198,25 +251,34 @@ class JobRunner:
             outcome = route.execute(job)
         except ClaimLost as lost:  # another caller owns the job now; this one writes nothing more
             if _cancelled_all_the_same(job):
-                raise JobCancelled(f"job {record.job_id} was cancelled; the caller that took it over carries the "
-                                   f"cancel out ({lost.message})", route=record.route,
-                                   request_id=record.provider_request_id) from lost
+                raise JobCancelled(
+                    f"job {record.job_id} was cancelled; the caller that took it over carries the "
+                    f"cancel out ({lost.message})",
+                    route=record.route,
+                    request_id=record.provider_request_id,
+                ) from lost
             raise
         except LatentSyncError as exc:
             self.finish_failed(job, exc, started)
             raise
         except Exception as exc:
-            wrapped = RouteError(f"unexpected {type(exc).__name__}: {exc}", route=record.route,
-                                 request_id=record.provider_request_id)
+            wrapped = RouteError(
+                f"unexpected {type(exc).__name__}: {exc}", route=record.route, request_id=record.provider_request_id
+            )
             self.finish_failed(job, wrapped, started)
             raise wrapped from exc
         record.cost.actual = outcome.actual_cost
         if outcome.cost_basis:
             record.cost.basis = outcome.cost_basis
         record.timings["total_seconds"] = round(time.monotonic() - started, 3)
-        job.mark("fetched", output_path=str(outcome.output_path), output_uri=outcome.output_url,
-                 provider_request_id=outcome.provider_request_id or record.provider_request_id,
-                 completed_at=utcnow(), failure_reason=None)
+        job.mark(
+            "fetched",
+            output_path=str(outcome.output_path),
+            output_uri=outcome.output_url,
+            provider_request_id=outcome.provider_request_id or record.provider_request_id,
+            completed_at=utcnow(),
+            failure_reason=None,
+        )
         self._sink(record)
         return result_from_record(record)
 
@@ -231,8 +293,10 @@ class JobRunner:
             elif record.state in PROVIDER_STATES:
                 job.mark(interrupted=reason, failure_reason=reason)  # re-running carries on the same provider job
             else:
-                job.mark("cancelled" if isinstance(exc, (JobCancelled, DeadlineExceeded)) else "failed",
-                         failure_reason=reason)
+                job.mark(
+                    "cancelled" if isinstance(exc, (JobCancelled, DeadlineExceeded)) else "failed",
+                    failure_reason=reason,
+                )
         except Exception as journal_error:  # noqa: BLE001 - the job's own error is the one to raise
             log.warning("could not journal the failure of job %s: %s", record.job_id, journal_error)
             return

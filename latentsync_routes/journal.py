@@ -12,7 +12,6 @@ owner whose claim was taken over can no longer write (it raises :class:`ClaimLos
 A cancel is handed over through the claim: ``request_cancel`` asks the owner, the owner takes the cancel on
 (a claim-checked write), and the caller cancelling waits for it. That caller judges the owner only by what
 it sees itself (see :class:`.owners.CancelWatch`), so it never takes over an owner that is carrying the cancel out.
-
 WAL mode and a busy timeout make it safe for several processes at once; each operation opens its own
 short-lived connection (:mod:`.journal_db` opens the file, once switches it to WAL and creates the schema).
 A lock held too long raises :class:`JournalBusy` (transient); a damaged file :class:`JournalError` (exit 2).
@@ -182,10 +181,14 @@ class Journal:
                 told = True
             if time.monotonic() > give_up:
                 if for_cancel:
-                    raise ClaimTimeout(f"the caller running the job (key {key}) has not ended it within {wait_s:g} s "
-                                       "of the cancel request; the request stays recorded for it")
-                raise ClaimTimeout(f"another caller has been running the same job (key {key}) for longer than "
-                                   f"{wait_s:g} s; wait for it or resume it later")
+                    raise ClaimTimeout(
+                        f"the caller running the job (key {key}) has not ended it within {wait_s:g} s "
+                        "of the cancel request; the request stays recorded for it"
+                    )
+                raise ClaimTimeout(
+                    f"another caller has been running the same job (key {key}) for longer than "
+                    f"{wait_s:g} s; wait for it or resume it later"
+                )
             time.sleep(WAIT_POLL_S)
 
     def _try_claim(
@@ -198,8 +201,9 @@ class Journal:
         watch: CancelWatch | None = None,
         budget: BudgetCap | None = None,
     ) -> tuple[JobRecord, bool] | None:
-        row = db.execute("SELECT job_id, owner, heartbeat, cancel_requested FROM claims WHERE idempotency_key = ?",
-                         (key,)).fetchone()
+        row = db.execute(
+            "SELECT job_id, owner, heartbeat, cancel_requested FROM claims WHERE idempotency_key = ?", (key,)
+        ).fetchone()
         took_over, cancel = False, CANCEL_NONE
         if row is not None:
             owner_now, beat, asked = row[1], row[2], row[3]
@@ -219,8 +223,10 @@ class Journal:
                 budget.admit(db)
             record = make_record()
             self._write(db, record)
-        db.execute("INSERT INTO claims (idempotency_key, job_id, owner, heartbeat, cancel_requested) "
-                   "VALUES (?, ?, ?, ?, ?)", (key, record.job_id, owner, time.time(), cancel))
+        db.execute(
+            "INSERT INTO claims (idempotency_key, job_id, owner, heartbeat, cancel_requested) VALUES (?, ?, ?, ?, ?)",
+            (key, record.job_id, owner, time.time(), cancel),
+        )
         return record, took_over
 
     def claim_job(self, job_id: str, **kwargs: object) -> tuple[Claim, JobRecord]:
@@ -232,8 +238,10 @@ class Journal:
 
     def _beat(self, claim: Claim) -> None:
         with self._connect() as db:
-            db.execute("UPDATE claims SET heartbeat = ? WHERE idempotency_key = ? AND owner = ?",
-                       (time.time(), claim.key, claim.owner))
+            db.execute(
+                "UPDATE claims SET heartbeat = ? WHERE idempotency_key = ? AND owner = ?",
+                (time.time(), claim.key, claim.owner),
+            )
 
     def _release(self, claim: Claim) -> None:
         with self._connect() as db:
@@ -242,26 +250,31 @@ class Journal:
     def request_cancel(self, key: str) -> bool:
         """Ask the live owner of ``key`` to cancel its job; False when nobody holds it."""
         with self._connect() as db:
-            changed = db.execute("UPDATE claims SET cancel_requested = max(cancel_requested, ?) "
-                                 "WHERE idempotency_key = ?", (CANCEL_ASKED, key)).rowcount
+            changed = db.execute(
+                "UPDATE claims SET cancel_requested = max(cancel_requested, ?) WHERE idempotency_key = ?",
+                (CANCEL_ASKED, key),
+            ).rowcount
         return bool(changed)
 
     def _take_cancel(self, claim: Claim) -> bool:
         """The owner's cancel check (:meth:`Claim.cancel_requested`): a cancel asked of it is taken on in one
         claim-checked write, which also renews the heartbeat."""
         with self._connect() as db:
-            row = db.execute("SELECT owner, cancel_requested FROM claims WHERE idempotency_key = ?",
-                             (claim.key,)).fetchone()
+            row = db.execute(
+                "SELECT owner, cancel_requested FROM claims WHERE idempotency_key = ?", (claim.key,)
+            ).fetchone()
             if row is not None and row[0] == claim.owner:
                 if row[1] != CANCEL_ASKED:
                     return bool(row[1])
                 taken = db.execute(
                     "UPDATE claims SET cancel_requested = ?, heartbeat = ? WHERE idempotency_key = ? AND owner = ?",
-                    (CANCEL_TAKEN, time.time(), claim.key, claim.owner)).rowcount
+                    (CANCEL_TAKEN, time.time(), claim.key, claim.owner),
+                ).rowcount
                 if taken:
                     return True
-                row = db.execute("SELECT owner, cancel_requested FROM claims WHERE idempotency_key = ?",
-                                 (claim.key,)).fetchone()  # taken over between the two statements
+                row = db.execute(
+                    "SELECT owner, cancel_requested FROM claims WHERE idempotency_key = ?", (claim.key,)
+                ).fetchone()  # taken over between the two statements
             # this owner lost its claim: is the job being cancelled all the same?
             state = db.execute("SELECT state FROM jobs WHERE job_id = ?", (claim.job_id,)).fetchone()
         return bool(row and row[1]) or bool(state and state[0] == "cancelled")
@@ -291,8 +304,15 @@ class Journal:
             "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(job_id) DO UPDATE SET state=excluded.state, "
             "provider_request_id=excluded.provider_request_id, record=excluded.record, "
             "updated_at=CURRENT_TIMESTAMP",
-            (record.job_id, record.idempotency_key, record.route, record.state, record.provider_request_id,
-             record.model_dump_json(), record.created_at.isoformat()),
+            (
+                record.job_id,
+                record.idempotency_key,
+                record.route,
+                record.state,
+                record.provider_request_id,
+                record.model_dump_json(),
+                record.created_at.isoformat(),
+            ),
         )
         return cursor.rowcount
 
@@ -304,11 +324,15 @@ class Journal:
                 return
             db.execute("BEGIN IMMEDIATE")
             try:
-                held = db.execute("SELECT 1 FROM claims WHERE idempotency_key = ? AND owner = ?",
-                                  (record.idempotency_key, owner)).fetchone()
+                held = db.execute(
+                    "SELECT 1 FROM claims WHERE idempotency_key = ? AND owner = ?", (record.idempotency_key, owner)
+                ).fetchone()
                 if held is None:
-                    raise ClaimLost(f"job {record.job_id} was taken over by another caller; this one stops",
-                                    route=record.route, request_id=record.provider_request_id)
+                    raise ClaimLost(
+                        f"job {record.job_id} was taken over by another caller; this one stops",
+                        route=record.route,
+                        request_id=record.provider_request_id,
+                    )
                 self._write(db, record)
                 db.execute("COMMIT")
             except BaseException:
@@ -329,10 +353,13 @@ class Journal:
             if db.execute("SELECT 1 FROM jobs WHERE job_id = ?", (given,)).fetchone():
                 return given
             if len(given) < MIN_PREFIX:
-                raise ConfigurationError(f"no job {given!r} in the journal at {self.path} (a prefix of a job id "
-                                         f"needs at least {MIN_PREFIX} characters)")
-            rows = db.execute("SELECT job_id FROM jobs WHERE substr(job_id, 1, ?) = ? ORDER BY job_id LIMIT 4",
-                              (len(given), given)).fetchall()
+                raise ConfigurationError(
+                    f"no job {given!r} in the journal at {self.path} (a prefix of a job id "
+                    f"needs at least {MIN_PREFIX} characters)"
+                )
+            rows = db.execute(
+                "SELECT job_id FROM jobs WHERE substr(job_id, 1, ?) = ? ORDER BY job_id LIMIT 4", (len(given), given)
+            ).fetchall()
         if not rows:
             raise ConfigurationError(f"no job {given!r} in the journal at {self.path}")
         if len(rows) > 1:
@@ -379,8 +406,10 @@ class Journal:
             args.append(route)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._connect() as db:
-            rows = db.execute(f"SELECT record FROM jobs{where} ORDER BY created_at DESC LIMIT ?",  # noqa: S608
-                              (*args, limit)).fetchall()
+            rows = db.execute(
+                f"SELECT record FROM jobs{where} ORDER BY created_at DESC LIMIT ?",  # noqa: S608
+                (*args, limit),
+            ).fetchall()
         return [JobRecord.model_validate_json(r[0]) for r in rows]
 
     def spend(self, *, route: str | None = None, since: date | None = None) -> builtins.list[SpendRow]:
@@ -398,9 +427,17 @@ class Journal:
         with self._connect() as db:
             rows = db.execute(query, args).fetchall()
         return [
-            SpendRow(route=r[0], day=date.fromisoformat(r[1]), currency=r[2], jobs=r[3], estimated=from_micros(r[4]),
-                     actual=from_micros(r[5]), billed_failures=from_micros(r[6]), without_actual=r[7],
-                     sandbox=bool(r[8]))
+            SpendRow(
+                route=r[0],
+                day=date.fromisoformat(r[1]),
+                currency=r[2],
+                jobs=r[3],
+                estimated=from_micros(r[4]),
+                actual=from_micros(r[5]),
+                billed_failures=from_micros(r[6]),
+                without_actual=r[7],
+                sandbox=bool(r[8]),
+            )
             for r in rows
         ]
 

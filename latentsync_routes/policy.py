@@ -24,7 +24,14 @@ from .routes.base import RouteInfo
 from .types import CostEstimate, MediaInfo
 
 CheckName = Literal[
-    "consent", "retention", "licence", "input_limits", "failure_billing", "support_path", "deadline", "face",
+    "consent",
+    "retention",
+    "licence",
+    "input_limits",
+    "failure_billing",
+    "support_path",
+    "deadline",
+    "face",
     "budget",
 ]
 

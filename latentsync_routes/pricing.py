@@ -152,8 +152,10 @@ def compare_with_rule(rule_cost: float, units_cost: float) -> str | None:
     gap = abs(rule_cost - units_cost)
     if gap <= 0.01 or gap <= 0.01 * max(rule_cost, units_cost):
         return None
-    return (f"the provider's billable units come to ${units_cost:.4f} but the price book's rule gives "
-            f"${rule_cost:.4f}: check the provider's usage page (the record's actual is the rule's)")
+    return (
+        f"the provider's billable units come to ${units_cost:.4f} but the price book's rule gives "
+        f"${rule_cost:.4f}: check the provider's usage page (the record's actual is the rule's)"
+    )
 
 
 def replicate_cost_for_predict_time(predict_seconds: float) -> float:
@@ -239,8 +241,10 @@ def estimate_by_rule(route: str, audio_seconds: float) -> CostEstimate:
     seconds = output_duration(audio_seconds)
     amount = cost_by_rule(route, seconds)
     per = entry["block_seconds"]
-    basis = (f"{entry['block_price']} {entry['currency']} per started {per:g} s of output x "
-             f"ceil({seconds:.2f} s / {per:g} s) = ${amount:.4f} ({entry['quote']})")
+    basis = (
+        f"{entry['block_price']} {entry['currency']} per started {per:g} s of output x "
+        f"ceil({seconds:.2f} s / {per:g} s) = ${amount:.4f} ({entry['quote']})"
+    )
     wall = entry.get("typical_wall_seconds_per_output_second")
     return CostEstimate(
         route=route,

@@ -91,8 +91,9 @@ def new_record(
         code_licence=info.code_licence,
         weights_licence=info.weights_licence,
         support_path=", ".join(info.support_path),
-        cost=Cost(currency=estimate.currency, estimated=estimate.amount, estimated_high=estimate.high,
-                  basis=estimate.basis),
+        cost=Cost(
+            currency=estimate.currency, estimated=estimate.amount, estimated_high=estimate.high, basis=estimate.basis
+        ),
         sandbox=sandbox,
         policy_checks=[c.model_dump() for c in checks],
         output_path=str(output),

@@ -24,9 +24,7 @@ from .errors import UnsupportedSource
 LoopMode = Literal["pingpong", "loop"]
 #: created -> uploaded -> submitting -> submitted -> completed -> fetched; or failed / cancelled. ``submitting``
 #: is written before the submit request leaves, so a job found there may or may not exist at the provider.
-JobState = Literal[
-    "created", "uploaded", "submitting", "submitted", "completed", "fetched", "failed", "cancelled"
-]
+JobState = Literal["created", "uploaded", "submitting", "submitted", "completed", "fetched", "failed", "cancelled"]
 #: The states in which a provider job may exist (and may be billing).
 PROVIDER_STATES = ("submitting", "submitted", "completed")
 

@@ -38,4 +38,3 @@ def main() -> None:
         else:  # an Abort, or something that escaped outside a command's error handling
             code = _fail(True, _typed(KeyboardInterrupt() if isinstance(exc, typer.Abort) else exc)).exit_code
     sys.exit(code if isinstance(code, int) else 0)
-

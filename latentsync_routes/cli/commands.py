@@ -117,8 +117,9 @@ def check(
     with _errors(as_json):
         consent = checked_consent(consent, where="--consent")
         client = _client(config)
-        results, estimate = client.assess(video, audio, route=route, consent=consent, deadline_seconds=deadline,
-                                          face_check=face_check)
+        results, estimate = client.assess(
+            video, audio, route=route, consent=consent, deadline_seconds=deadline, face_check=face_check
+        )
         budget = client.budget_row(estimate)
         results = [*results, *([budget] if budget is not None else [])]
 
@@ -191,8 +192,10 @@ def run(
             sandbox = " (sandbox: a base-URL override, not real money)" if result.record.sandbox else ""
             if result.already_done:
                 paid = result.cost.worst_case()
-                out.print(f"already paid: nothing charged now (job {result.job_id}, ${paid:.4f} on "
-                          f"{result.record.created_at.date().isoformat()}){sandbox}")
+                out.print(
+                    f"already paid: nothing charged now (job {result.job_id}, ${paid:.4f} on "
+                    f"{result.record.created_at.date().isoformat()}){sandbox}"
+                )
             else:
                 out.print(f"cost: estimated ${result.cost.estimated:.4f}, actual {actual}{sandbox}")
 
@@ -268,9 +271,14 @@ def demo(as_json: bool = JsonOpt) -> None:
         # The fake bills by the price book's rule on its output (which follows the audio), like fal's card.
         with FakeFal(expected_key="demo-key") as fal:
             settings = load_settings(home=folder / "home", poll_interval=0.05)
-            client = LipSyncClient(route="fal", credentials={"fal": "demo-key"}, credentials_only=True,
-                                   route_settings={"fal": {"base_url": fal.url}}, consent="synthetic",
-                                   settings=settings)
+            client = LipSyncClient(
+                route="fal",
+                credentials={"fal": "demo-key"},
+                credentials_only=True,
+                route_settings={"fal": {"base_url": fal.url}},
+                consent="synthetic",
+                settings=settings,
+            )
             estimate = client.estimate(video, audio)
             # The synthetic clip shows no face: the face check would rightly STOP it, so it is off for this
             # one job, and the summary says so (docs/safety.md, "The face check").

@@ -40,9 +40,13 @@ def _start(stack: ExitStack, port: int | None) -> dict[str, Any]:
 
 @app.command()
 def fakes(
-    port: int | None = typer.Option(None, "--port", min=1, max=65000,
-                                    help="Serve the fakes on PORT, PORT+1, ... in the order `routes` lists them "
-                                         "(default: free ports)."),
+    port: int | None = typer.Option(
+        None,
+        "--port",
+        min=1,
+        max=65000,
+        help="Serve the fakes on PORT, PORT+1, ... in the order `routes` lists them (default: free ports).",
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Serve offline fakes of every hosted route and print the lines to export, until Ctrl-C.

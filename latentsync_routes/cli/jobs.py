@@ -47,8 +47,17 @@ def jobs_list(
                 cost = r.cost.actual if r.cost.actual is not None else r.cost.estimated
                 shown = f"${cost + r.cost.billed_failures:.4f}" + ("" if r.cost.actual is not None else " (est.)")
                 state_shown = f"{r.state} (interrupted)" if r.interrupted else r.state
-                table.add_row(*_plain(r.job_id[:shown_id], r.route, state_shown, shown, r.provider_request_id,
-                                      r.output_path, r.created_at.isoformat(timespec="seconds")))
+                table.add_row(
+                    *_plain(
+                        r.job_id[:shown_id],
+                        r.route,
+                        state_shown,
+                        shown,
+                        r.provider_request_id,
+                        r.output_path,
+                        r.created_at.isoformat(timespec="seconds"),
+                    )
+                )
             out.print(table)
 
         _emit(as_json, records, human)
@@ -141,8 +150,17 @@ def jobs_spend(
             table = Table("day", "route", "jobs", "estimated", "actual", "failure-billed", "without actual")
             for r in rows:
                 route_name = f"{r.route} (sandbox)" if r.sandbox else r.route
-                table.add_row(*_plain(r.day.isoformat(), route_name, r.jobs, f"${r.estimated:.4f}",
-                                      f"${r.actual:.4f}", f"${r.billed_failures:.4f}", r.without_actual))
+                table.add_row(
+                    *_plain(
+                        r.day.isoformat(),
+                        route_name,
+                        r.jobs,
+                        f"${r.estimated:.4f}",
+                        f"${r.actual:.4f}",
+                        f"${r.billed_failures:.4f}",
+                        r.without_actual,
+                    )
+                )
             out.print(table)
             for sandbox, words in ((False, "known spend"), (True, "sandbox (base-URL overrides, not real money)")):
                 kept = [r for r in rows if r.sandbox == sandbox]

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from ..config import Credential, Settings
 
 
-
 class ParameterSpec(BaseModel):
     """One parameter a route accepts, with its range; anything not listed is refused."""
 

@@ -81,8 +81,20 @@ class HostedRoute(ABC):
     #: the hooks a route implements (abstract: required) or may override (with the defaults below); the one
     #: list, documented in docs/new-route.md (a test keeps the two equal)
     HOOKS: ClassVar[tuple[str, ...]] = (
-        "estimate", "upload", "submit", "poll", "cancel", "result", "prepare", "lookup",
-        "priced_after_download", "settle", "cleanup", "delete_remote", "describe_choice", "ambiguity_hint",
+        "estimate",
+        "upload",
+        "submit",
+        "poll",
+        "cancel",
+        "result",
+        "prepare",
+        "lookup",
+        "priced_after_download",
+        "settle",
+        "cleanup",
+        "delete_remote",
+        "describe_choice",
+        "ambiguity_hint",
     )
 
     def __init__(self, *, settings: Settings, credential: Credential | None) -> None:
@@ -102,8 +114,10 @@ class HostedRoute(ABC):
         if info.sdk_module and not module_available(info.sdk_module):
             return not_installed_message(self.name, info.sdk_package or info.sdk_module, info.install_extra)
         if self.credential is None and info.credential_env:
-            return (f"route {self.name!r} needs {info.credential_env} (argument, env {info.credential_env}, or "
-                    "keyring service 'latentsync-routes')")
+            return (
+                f"route {self.name!r} needs {info.credential_env} (argument, env {info.credential_env}, or "
+                "keyring service 'latentsync-routes')"
+            )
         return None
 
     def provider_parameters(self, request: LipSyncRequest) -> dict[str, Any]:
@@ -209,34 +223,52 @@ class HostedRoute(ABC):
                 except LatentSyncError as exc:
                     if job.remaining() > 0:
                         raise
-                    raise DeadlineExceeded(f"the job deadline passed during the uploads ({exc.message}); nothing "
-                                           f"was submitted to {self.name}", route=self.name) from None
+                    raise DeadlineExceeded(
+                        f"the job deadline passed during the uploads ({exc.message}); nothing "
+                        f"was submitted to {self.name}",
+                        route=self.name,
+                    ) from None
                 request_id = self._submit(job, {**uploaded, **params})
             else:
                 job.report(f"{self.name}: carrying on request {request_id}", None)
             status = self._wait(job, request_id)
             try:
-                output = run_step(job, "fetch", partial(self.result, job, request_id, status), request_id=request_id,
-                                  record_success=self.RESULT_IS_A_REQUEST)
+                output = run_step(
+                    job,
+                    "fetch",
+                    partial(self.result, job, request_id, status),
+                    request_id=request_id,
+                    record_success=self.RESULT_IS_A_REQUEST,
+                )
             except (ProviderInputRejected, JobFailed, JobCancelled) as exc:  # the provider job itself ended badly
-                job.mark("cancelled" if isinstance(exc, JobCancelled) else "failed",
-                         failure_reason=f"{type(exc).__name__}: {exc.message}")
+                job.mark(
+                    "cancelled" if isinstance(exc, JobCancelled) else "failed",
+                    failure_reason=f"{type(exc).__name__}: {exc.message}",
+                )
                 raise
             job.report(f"{self.name}: downloading the output", None)
-            path = download_output(job, output.url, route=self.name, request_id=output.request_id or request_id,
-                                   file_name=output.file_name, headers=output.headers)
+            path = download_output(
+                job,
+                output.url,
+                route=self.name,
+                request_id=output.request_id or request_id,
+                file_name=output.file_name,
+                headers=output.headers,
+            )
         finally:
             may_read = job.record.state in ("submitting", "submitted")
             self.cleanup(job, provider_may_read_inputs=may_read)
         cost, basis = self.priced_after_download(job, output, path)
         job.report(f"{self.name}: done", 1.0)
-        return RouteOutput(output_path=path, output_url=output.url, provider_request_id=request_id,
-                           actual_cost=cost, cost_basis=basis)
+        return RouteOutput(
+            output_path=path, output_url=output.url, provider_request_id=request_id, actual_cost=cost, cost_basis=basis
+        )
 
     def _upload_inputs(self, job: JobContext) -> dict[str, str]:
         urls: dict[str, str] = {}
-        for input_name, role, source in zip(self.INPUT_NAMES, ("video", "audio"),
-                                            (job.request.video, job.request.audio), strict=True):
+        for input_name, role, source in zip(
+            self.INPUT_NAMES, ("video", "audio"), (job.request.video, job.request.audio), strict=True
+        ):
             if source.kind == "url":
                 urls[input_name] = str(source.url)
                 continue
@@ -249,8 +281,9 @@ class HostedRoute(ABC):
 
     def _submit(self, job: JobContext, inputs: dict[str, Any]) -> str:
         if job.remaining() <= MIN_SUBMIT_SECONDS:
-            raise DeadlineExceeded(f"the job deadline passed before the submit; nothing was submitted to {self.name}",
-                                   route=self.name)
+            raise DeadlineExceeded(
+                f"the job deadline passed before the submit; nothing was submitted to {self.name}", route=self.name
+            )
         if job.cancel_requested():
             raise JobCancelled(f"cancelled before the submit; nothing was submitted to {self.name}", route=self.name)
         started = utcnow()
@@ -281,8 +314,14 @@ class HostedRoute(ABC):
             if job.remaining() <= 0:
                 on_deadline()
             try:
-                status = run_step(job, "wait", partial(self.poll, job, request_id), request_id=request_id,
-                                  record_success=False, on_deadline=on_deadline)
+                status = run_step(
+                    job,
+                    "wait",
+                    partial(self.poll, job, request_id),
+                    request_id=request_id,
+                    record_success=False,
+                    on_deadline=on_deadline,
+                )
             except DeadlinePassed:
                 on_deadline()
             for line in status.logs[seen_logs:]:
@@ -290,9 +329,17 @@ class HostedRoute(ABC):
             seen_logs = max(seen_logs, len(status.logs))
             if status.state in ("queued", "running"):
                 own = status.fraction if status.fraction is not None else progress_from_logs(status.logs)
-                job.report(*wait_message(self.name, status.state, elapsed=time.monotonic() - started,
-                                         expected=expected, queue_position=status.queue_position,
-                                         provider_fraction=own, detail=status.message))
+                job.report(
+                    *wait_message(
+                        self.name,
+                        status.state,
+                        elapsed=time.monotonic() - started,
+                        expected=expected,
+                        queue_position=status.queue_position,
+                        provider_fraction=own,
+                        detail=status.message,
+                    )
+                )
             if status.state == "succeeded":
                 job.mark("completed")
                 return status
@@ -313,15 +360,19 @@ class HostedRoute(ABC):
         error: LatentSyncError
         if status.state == "failed":
             reason = " ".join((status.error or "no error message").split())[:300]
-            error = JobFailed(f"the model failed on {self.name}: {reason}{basis}", route=self.name,
-                              request_id=request_id)
+            error = JobFailed(
+                f"the model failed on {self.name}: {reason}{basis}", route=self.name, request_id=request_id
+            )
         else:
             ended = status.message or "cancelled"
-            error = JobCancelled(f"the {self.name} job ended {ended} at the provider{basis}", route=self.name,
-                                 request_id=request_id)
+            error = JobCancelled(
+                f"the {self.name} job ended {ended} at the provider{basis}", route=self.name, request_id=request_id
+            )
         record_attempt(job, "wait", ok=False, error=error, request_id=request_id, billed_amount=billed)
-        job.mark("failed" if status.state == "failed" else "cancelled", failure_reason=f"{type(error).__name__}: "
-                 f"{error.message}")
+        job.mark(
+            "failed" if status.state == "failed" else "cancelled",
+            failure_reason=f"{type(error).__name__}: {error.message}",
+        )
         raise error
 
     def _stop(self, job: JobContext, request_id: str, why: Literal["deadline", "cancel"]) -> NoReturn:
@@ -337,11 +388,17 @@ class HostedRoute(ABC):
         basis = f"; {said}" if said else ""
         error: LatentSyncError
         if why == "deadline":
-            error = DeadlineExceeded(f"{self.name} request {request_id} did not finish within the job deadline; "
-                                     f"{outcome}{basis}", route=self.name, request_id=request_id)
+            error = DeadlineExceeded(
+                f"{self.name} request {request_id} did not finish within the job deadline; {outcome}{basis}",
+                route=self.name,
+                request_id=request_id,
+            )
         else:
-            error = JobCancelled(f"{self.name} request {request_id} was cancelled by the caller; {outcome}{basis}",
-                                 route=self.name, request_id=request_id)
+            error = JobCancelled(
+                f"{self.name} request {request_id} was cancelled by the caller; {outcome}{basis}",
+                route=self.name,
+                request_id=request_id,
+            )
         record_attempt(job, "wait", ok=False, error=error, request_id=request_id, billed_amount=billed)
         job.mark("cancelled", failure_reason=f"{type(error).__name__}: {error.message}")
         raise error

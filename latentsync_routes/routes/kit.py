@@ -194,8 +194,10 @@ def kit_of(module: str) -> RouteKit:
 
 def settings_table(kits: Mapping[str, RouteKit]) -> str:
     """The docs' table of each route's settings (docs/routes.md holds it; a test keeps it equal to this)."""
-    rows = ["| route | credential variable | keyring user | base-URL variable | default origin | other variables "
-            "| fake |", "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| route | credential variable | keyring user | base-URL variable | default origin | other variables | fake |",
+        "|---|---|---|---|---|---|---|",
+    ]
 
     def cell(value: str | None) -> str:
         return f"`{value}`" if value else "—"
@@ -204,6 +206,8 @@ def settings_table(kits: Mapping[str, RouteKit]) -> str:
         given = kit.settings
         extra = ", ".join(f"`{variable}` ({key})" for key, variable in given.extra.items()) or "—"
         fake = f"`{kit.fake.factory}`" if kit.fake is not None else "none"
-        rows.append(f"| `{kit.name}` | {cell(given.credential_env)} | {cell(given.keyring_user)} | "
-                    f"{cell(given.base_url_env)} | {cell(given.default_base_url)} | {extra} | {fake} |")
+        rows.append(
+            f"| `{kit.name}` | {cell(given.credential_env)} | {cell(given.keyring_user)} | "
+            f"{cell(given.base_url_env)} | {cell(given.default_base_url)} | {extra} | {fake} |"
+        )
     return "\n".join(rows)

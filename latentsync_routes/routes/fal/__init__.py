@@ -18,8 +18,9 @@ KIT = RouteKit(
     fake=FakeSpec(
         factory="FakeFal",
         dummy_credential=dummy_key(NAME),
-        endpoints=FakeEndpoints(upload="cdn_upload", submit="submit", poll="status", download="file_download",
-                                cancel="cancel"),
+        endpoints=FakeEndpoints(
+            upload="cdn_upload", submit="submit", poll="status", download="file_download", cancel="cancel"
+        ),
         # fal bills this endpoint in output seconds with a 40-unit minimum; the demo fake reports the same.
         demo_options={"billable_units": 40, "queue_polls": 3, "progress_polls": 2},
         contract_options={"queue_polls": 1, "progress_polls": 1},

@@ -21,8 +21,9 @@ KIT = RouteKit(
         factory="FakeReplicate",
         dummy_credential=dummy_key(NAME),
         credential_arg="expected_token",
-        endpoints=FakeEndpoints(upload="file_create", submit="create", poll="get", download="output_download",
-                                cancel="cancel"),
+        endpoints=FakeEndpoints(
+            upload="file_create", submit="create", poll="get", download="output_download", cancel="cancel"
+        ),
         demo_options={"processing_polls": 2},
     ),
 )

@@ -19,8 +19,9 @@ KIT = RouteKit(
     fake=FakeSpec(
         factory="FakeWaveSpeed",
         dummy_credential=dummy_key(NAME),
-        endpoints=FakeEndpoints(upload="upload_ticket", submit="submit", poll="result", download="file_download",
-                                cancel=None),
+        endpoints=FakeEndpoints(
+            upload="upload_ticket", submit="submit", poll="result", download="file_download", cancel=None
+        ),
         # WaveSpeed lists predictions without their inputs: an ambiguous submit cannot be matched to a job.
         searchable=False,
         demo_options={"processing_polls": 2},
