@@ -508,12 +508,12 @@ def test_every_request_uses_fals_own_paths_at_the_origins_root(
 def test_prices_refresh_writes_a_dated_sourced_override_that_pricing_reads(
     fal: FakeFal, tmp_path: Path, hosted_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from latentsync_routes.routes.fal_platform import refresh_price_book
     from typer.testing import CliRunner
 
     from latentsync_routes.cli import app
     from latentsync_routes.pricing import fal_units_cost, override_path
-    from latentsync_routes.routes.fal import ENDPOINT
+    from latentsync_routes.routes.fal.platform import refresh_price_book
+    from latentsync_routes.routes.fal.route import ENDPOINT
 
     monkeypatch.setenv("FAL_KEY", FAL_KEY)
     fal.prices["fal-ai/latentsync"] = (0.0075, "second")
