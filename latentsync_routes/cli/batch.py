@@ -57,6 +57,14 @@ def batch(
     with _errors(as_json):
         if on_interrupt not in ("wait", "cancel"):
             raise ConfigurationError(f"--on-interrupt {on_interrupt!r}: use 'wait' or 'cancel'")
+        if executor not in ("local", "ray"):
+            raise ConfigurationError(f"--executor {executor!r}: use 'local' or 'ray'")
+        if executor == "ray":  # refused before the manifest is even read, with the line that installs it
+            from ..batch.ray_executor import import_ray
+            from ..routes.base import module_available
+
+            if not module_available("ray"):
+                import_ray()
         client = _client(config)
         limits = parse_concurrency(concurrency)
         candidates = [name.strip() for name in among.split(",") if name.strip()] if among else None

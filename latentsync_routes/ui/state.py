@@ -209,7 +209,7 @@ def assess(client: LipSyncClient, inputs: Inputs, consent: str | None, blocked: 
         except Exception as exc:  # noqa: BLE001 - an input over a limit, a bad file: a STOP with its reason
             view.checks = [CheckRow("inputs", "STOP", _problem(exc))]
         why_not = blocked.get(name) or route.availability()
-        if why_not:
+        if why_not and all(row.check != "availability" for row in view.checks):
             view.checks.append(CheckRow("availability", "STOP", why_not))
         views[name] = view
     return Assessment(inputs=inputs, consent=consent, routes=views)
