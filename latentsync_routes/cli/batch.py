@@ -47,8 +47,8 @@ def batch(
 ) -> None:
     """Run every job of MANIFEST; running the same command again resumes it (finished jobs are not paid again).
 
-    Exit 0 when every job is done, 4 when any failed or was not started, 2/3/5 when the manifest was refused
-    before anything ran.
+    Exit codes: 0 when every job is fetched, 4 when any failed, 130 after Ctrl-C (rows that never started
+    are reported as not_started), 2/3/5 when the manifest was refused before anything ran.
     """
     from ..batch import StopSignal, execute_plan, plan_batch, read_manifest
     from ..batch.plan import parse_concurrency
