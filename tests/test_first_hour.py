@@ -257,3 +257,33 @@ def test_mediapipe_log_lines_never_reach_the_terminal() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "0"
     assert done.stderr.strip() == "still heard"  # no TensorFlow Lite, absl or glog lines; stderr restored
+
+
+def test_the_page_speaks_to_people(tmp_path: Path) -> None:
+    from latentsync_routes.config import PolicySettings
+    from latentsync_routes.policy import evaluate
+    from latentsync_routes.routes import fal
+    from latentsync_routes.ui import render, state
+    from latentsync_routes.ui.history import _deleted_note
+
+    row = next(r for r in evaluate(fal.INFO, PolicySettings(), consent=None) if r.check == "consent")
+    assert "consent='...'" in row.reason  # the Python and CLI words the library gives ...
+    said = render.for_people(row.check, row.reason)
+    assert said.startswith("Do the people in this video agree") and said.rstrip().endswith(".")
+    assert "consent='" not in said and "--consent" not in said and fal.INFO.upload_destination in said
+    assert render.for_people("retention", row.reason) == row.reason  # other rows are said as they are
+    view = state.RouteView("fal", fal.INFO.upload_destination)
+    view.checks = [state.CheckRow("consent", "STOP", row.reason), state.CheckRow("face", "skipped", "no MediaPipe")]
+    html = render.checklist_html(view)
+    assert "--consent" not in html and 'class="ls-skipped"' in html
+    assert _deleted_note([]) == ""
+    assert _deleted_note(["https://v3.fal.media/files/x.mp4"]) == " · uploads removed from the provider"
+    assert _deleted_note(["local output /tmp/o.mp4", "https://x"]) == " · job deleted"
+    upload = tmp_path / "gradio" / "My holiday clip.MP4"
+    upload.parent.mkdir()
+    upload.write_bytes(b"not a video")
+    voice = make_wav(tmp_path / "gradio" / "voice take 2.wav", 1.0)
+    inputs = state.stage(tmp_path / "home", str(upload), str(voice))
+    assert inputs.video != str(upload)  # the page works on its own copy ...
+    message = inputs.in_words(f"NotAMediaFile: {inputs.video} is not a video; {inputs.audio} fine")
+    assert message == "NotAMediaFile: My holiday clip.MP4 is not a video; voice take 2.wav fine"  # ... named as given
