@@ -28,8 +28,10 @@ from . import money
 from .budget import BudgetCap, period_words
 from .claimed import context, drive, must_submit
 from .config import Credential, Settings, load_settings, resolve_credential
+from .consent import checked_consent
 from .errors import (
     ConfigurationError,
+    DummyCredentialRefused,
     InvalidParameter,
     LatentSyncError,
     RouteNotInstalled,
@@ -82,7 +84,7 @@ class LipSyncClient:
         self.settings = (
             settings.model_copy(update=overrides) if settings is not None else load_settings(config_file, **overrides)
         )
-        self.default_consent = consent
+        self.default_consent = checked_consent(consent, where="LipSyncClient(consent=...)")
         self._explicit: dict[str, str | SecretStr | None] = {"fal": fal_key, "replicate": replicate_api_token,
                                                              **(credentials or {})}
         self._routes: dict[str, Route] = {}
@@ -267,7 +269,7 @@ class LipSyncClient:
         deadline = _deadline(options.get("deadline_seconds"), self.settings.deadline_seconds)
         output_path = resolve_output(output, route=info.name)
         video_info, audio_info = self._normalise(chosen, request)
-        consent = options.get("consent") or self.default_consent
+        consent = checked_consent(options.get("consent"), where="consent") or self.default_consent
         to_install = missing_install(chosen)  # first: what to install is the one line a person needs (exit 2)
         if to_install:
             raise RouteNotInstalled(f"{to_install}; or choose another route (--route, route=, or "
@@ -277,7 +279,8 @@ class LipSyncClient:
         enforce(checks, route=info.name)
         why_not = chosen.availability()
         if why_not:
-            raise ConfigurationError(why_not, route=info.name)
+            refused = getattr(chosen, "credential_refused", None)  # a fakes' key bound for the real host
+            raise (DummyCredentialRefused if refused else ConfigurationError)(why_not, route=info.name)
         key = options.get("idempotency_key") or derive_idempotency_key(info.name, request, video_info, audio_info,
                                                                        output_path)
         if output_path.is_dir():
@@ -337,7 +340,7 @@ class LipSyncClient:
     ) -> LipSyncResult:
         """Carry on a job from the journal: its own provider job if it has one, its recorded inputs if not."""
         deadline = _deadline(deadline_seconds, self.settings.deadline_seconds)
-        claim, record = self.journal.claim_job(job_id)
+        claim, record = self.journal.claim_job(self.journal.resolve(job_id))
         try:
             needs_inputs = must_submit(record, retry_failed, force_resubmit)
             request, video_info, audio_info = request_from_record(record, need_inputs=needs_inputs)
@@ -353,9 +356,8 @@ class LipSyncClient:
         waits for it to end; it takes the job over only from an owner whose process is gone, or whose claim
         stayed silent for a whole lease while it waited. When nobody runs the job, the provider job is
         cancelled from here. Returns the record as it ends."""
-        record = self.journal.get(job_id)
-        if record is None:
-            raise ConfigurationError(f"no job {job_id!r} in the journal at {self.settings.journal_path}")
+        record = self.journal.find(job_id)
+        job_id = record.job_id
         if record.state in (TERMINAL_OK, *TERMINAL_BAD):
             return record
         self.journal.request_cancel(record.idempotency_key)
@@ -374,9 +376,7 @@ class LipSyncClient:
 
         The record is kept (it is the audit trail) and says what was deleted and what could not be.
         """
-        record = self.journal.get(job_id)
-        if record is None:
-            raise ConfigurationError(f"no job {job_id!r} in the journal at {self.settings.journal_path}")
+        record = self.journal.find(job_id)
         deleted: list[str] = []
         kept: list[str] = []
         if delete_output and record.output_path:

@@ -11,15 +11,18 @@ traceback shows ``**********`` instead of the key.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import sys
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -70,6 +73,9 @@ def default_home() -> Path:
 
 class PolicySettings(BaseModel):
     """The safety checks' knobs; see ``docs/safety.md``."""
+
+    #: a misspelt key (``requires_consent``) would silently leave the check at its default: named instead
+    model_config = ConfigDict(extra="forbid")
 
     require_consent: bool = True
     allow_uploads: bool = True
@@ -198,6 +204,7 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
     toml_path = Path(path).expanduser()
     if not toml_path.is_file():
         raise ConfigurationError(f"config file not found: {toml_path}")
+    _check_toml_types(toml_path)
     bound = type(
         "Settings",
         (Settings,),
@@ -215,8 +222,38 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
         raise InvalidSettings(f"invalid config file {toml_path}: {exc}") from None
 
 
+def _check_toml_types(toml_path: Path) -> None:
+    """TOML values have types: a string where a number or a flag belongs (``require_consent = "no"``) is a
+    mistake to name, not a value to coerce; the environment, where everything is text, is parsed as before."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    try:
+        data = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeError, tomllib.TOMLDecodeError):
+        return  # the settings source reports an unreadable file in its own words
+    problems = []
+    for key, value in data.items():
+        field = Settings.model_fields.get(key)
+        if field is None or field.annotation is None:
+            continue  # an unknown key: ``extra="forbid"`` names it
+        try:
+            TypeAdapter(field.annotation).validate_json(json.dumps(value, default=str), strict=True)
+        except ValidationError as exc:
+            for problem in exc.errors(include_url=False):
+                where = ".".join([key, *(str(part) for part in problem["loc"])])
+                problems.append(f"config key {where!r}: {problem['msg']}; got {_shown_input(problem.get('input'))}")
+    if problems:
+        raise InvalidSettings(
+            f"invalid setting{'s' if len(problems) > 1 else ''} in {toml_path}: " + "; ".join(problems)
+        )
+
+
 def check_base_url(value: str) -> str:
     """A base URL must be https, or plain http to a loopback address (a fake, a local gateway)."""
+    if len(value) > 2048 or any(ch.isspace() or unicodedata.category(ch).startswith("C") for ch in value):
+        raise ValueError("base URLs must be a URL of at most 2048 characters, without spaces or control characters")
     parts = urlsplit(value)
     if parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname)):
         return value.rstrip("/")

@@ -12,6 +12,7 @@ carries the CLI exit code it maps to, so the CLI has no second table to keep in 
     │   ├── UnknownRoute
     │   ├── RouteNotInstalled            names the extra to install
     │   ├── MissingCredentials           names the env var / keyring entry, never a value
+    │   ├── DummyCredentialRefused       a fake's dummy key would go to a real provider host
     │   └── local.checkpoints.CheckpointError   CheckpointMissing / ChecksumMismatch /
     │                                    CheckpointDownloadFailed: name the file and the download command
     ├── InputError                       exit 2   refused before any upload or payment
@@ -23,6 +24,7 @@ carries the CLI exit code it maps to, so the CLI has no second table to keep in 
     │   │   ├── UnsupportedCodec
     │   │   ├── UnsupportedSource        URL scheme, plain http to a non-loopback host
     │   │   └── MediaLimitExceeded       over a route's size or duration limit
+    │   ├── InvalidConsent               a consent text that is not one (no letters, or too long)
     │   ├── UnsupportedParameter         a route does not take this parameter (never dropped silently)
     │   └── InvalidParameter             a value out of the route's range
     ├── PolicyViolation                  exit 3   one or more safety checks failed; lists them all
@@ -99,10 +101,18 @@ class MissingCredentials(ConfigurationError):
     """No key for a hosted route; names the variable or keyring entry to set, never a value."""
 
 
+class DummyCredentialRefused(ConfigurationError):
+    """A dummy key of the built-in fakes would go to a real provider host: the base URL was not exported."""
+
+
 class InputError(LatentSyncError):
     """Inputs refused before any upload or payment (exit 2): nothing was sent, nothing was paid."""
 
     exit_code = 2
+
+
+class InvalidConsent(InputError):
+    """A consent text that is not one: no letters once control characters are removed, or too long."""
 
 
 class MediaError(InputError):

@@ -25,10 +25,11 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date
+from os.path import commonprefix
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -49,6 +50,8 @@ _SPEND_SUMS = """SELECT route, substr(created_at, 1, 10) AS day,
     coalesce(sum(CAST(round(json_extract(record, '$.cost.billed_failures') * 1000000) AS INTEGER)), 0),
     sum(json_extract(record, '$.cost.actual') IS NULL),
     coalesce(json_extract(record, '$.sandbox'), 0) AS sandbox FROM jobs"""
+#: The fewest characters of a job id accepted as a prefix of it.
+MIN_PREFIX = 6
 TERMINAL_OK = "fetched"
 TERMINAL_BAD = ("failed", "cancelled")
 #: Seconds without a heartbeat after which an owner on another host (or a hung one) counts as dead.
@@ -325,6 +328,44 @@ class Journal:
         with self._connect() as db:
             row = db.execute("SELECT record FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         return JobRecord.model_validate_json(row[0]) if row else None
+
+    def resolve(self, id_or_prefix: str) -> str:
+        """The full id of the one job whose id is ``id_or_prefix`` or starts with it (at least
+        :data:`MIN_PREFIX` characters, as git takes commit ids); a typed error names what is wrong."""
+        given = id_or_prefix.strip()
+        with self._connect() as db:
+            if db.execute("SELECT 1 FROM jobs WHERE job_id = ?", (given,)).fetchone():
+                return given
+            if len(given) < MIN_PREFIX:
+                raise ConfigurationError(f"no job {given!r} in the journal at {self.path} (a prefix of a job id "
+                                         f"needs at least {MIN_PREFIX} characters)")
+            rows = db.execute("SELECT job_id FROM jobs WHERE substr(job_id, 1, ?) = ? ORDER BY job_id LIMIT 4",
+                              (len(given), given)).fetchall()
+        if not rows:
+            raise ConfigurationError(f"no job {given!r} in the journal at {self.path}")
+        if len(rows) > 1:
+            shown = ", ".join(str(r[0]) for r in rows[:3]) + (", ..." if len(rows) > 3 else "")
+            raise ConfigurationError(f"{given!r} starts more than one job id ({shown}); give more characters")
+        return str(rows[0][0])
+
+    def find(self, id_or_prefix: str) -> JobRecord:
+        """One job's record by its id or a unique prefix of it; a typed error when there is no such one job."""
+        job_id = self.resolve(id_or_prefix)
+        record = self.get(job_id)
+        if record is None:  # removed between the two reads: only by hand, the journal never deletes jobs
+            raise ConfigurationError(f"no job {job_id!r} in the journal at {self.path}")
+        return record
+
+    def prefix_length(self, job_ids: Iterable[str]) -> int:
+        """The fewest characters (at least 8) that tell each of ``job_ids`` apart from every job in the journal."""
+        with self._connect() as db:
+            every = sorted(str(r[0]) for r in db.execute("SELECT job_id FROM jobs"))
+        wanted, length = set(job_ids), 8
+        for before, after in zip(every, every[1:], strict=False):
+            if before in wanted or after in wanted:
+                shared = len(commonprefix([before, after]))
+                length = max(length, shared + 1)
+        return length
 
     def find_latest(self, idempotency_key: str) -> JobRecord | None:
         """The newest job with this key, whatever its state."""

@@ -153,7 +153,17 @@ def test_a_rerun_of_a_paid_job_says_nothing_was_charged_now(
 ) -> None:
     with FakeFal(expected_key=FAL_KEY, queue_polls=1, progress_polls=1) as fake:
         env = {"LATENTSYNC_ROUTES_FAL_BASE_URL": fake.url, "FAL_KEY": FAL_KEY}
-        args = ["run", str(media[0]), str(media[1]), "-o", str(tmp_path / "a.mp4"), "--route", "fal", "--consent", "t"]
+        args = [
+            "run",
+            str(media[0]),
+            str(media[1]),
+            "-o",
+            str(tmp_path / "a.mp4"),
+            "--route",
+            "fal",
+            "--consent",
+            "test",
+        ]
         first = " ".join(run_cli(*args, home=hosted_env, env=env).stdout.split())  # rich wraps at 80 columns
         again = " ".join(run_cli(*args, home=hosted_env, env=env).stdout.split())
     assert "cost: estimated $0.2000, actual $0.2000 (sandbox" in first and "already paid" not in first

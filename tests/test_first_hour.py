@@ -147,19 +147,17 @@ def test_an_unknown_default_route_is_refused_naming_its_variable(tmp_path: Path)
 
 
 def test_an_unknown_setting_variable_is_warned_about_naming_the_closest(tmp_path: Path) -> None:
-    done = run_cli(
-        "routes",
-        "--json",
-        home=tmp_path,
-        env={"LATENTSYNC_ROUTES_ROUT": "fal", "LATENTSYNC_ROUTES_POLICY__FACE_CHEK": "false"},
-    )
+    done = run_cli("routes", "--json", home=tmp_path, env={"LATENTSYNC_ROUTES_ROUT": "fal"})
     assert done.returncode == 0, done.stderr
     json.loads(done.stdout)  # the warning goes to stderr, never into the JSON
     said = _one_line(done.stderr)
     assert "LATENTSYNC_ROUTES_ROUT is not a latentsync-routes setting" in said
     assert "did you mean LATENTSYNC_ROUTES_ROUTE?" in said
-    assert "did you mean LATENTSYNC_ROUTES_POLICY__FACE_CHECK?" in said
     assert said.count("LATENTSYNC_ROUTES_ROUT is not") == 1  # once per process, however many settings load
+    # a misspelt policy key is refused outright (policy settings forbid extra keys), and the warning says which
+    nested = run_cli("routes", "--json", home=tmp_path, env={"LATENTSYNC_ROUTES_POLICY__FACE_CHEK": "false"})
+    assert nested.returncode == 2
+    assert "did you mean LATENTSYNC_ROUTES_POLICY__FACE_CHECK?" in _one_line(nested.stderr)
 
 
 def test_every_variable_the_package_names_is_a_known_one() -> None:
@@ -172,6 +170,8 @@ def test_every_variable_the_package_names_is_a_known_one() -> None:
     for path in [*root.joinpath("latentsync_routes").rglob("*.py"), root / "README.md", *root.glob("docs/*.md")]:
         named |= set(re.findall(r"LATENTSYNC_ROUTES_[A-Z0-9]+(?:_[A-Z0-9]+)*(?:__[A-Z0-9_]+)?", path.read_text()))
     named -= {"LATENTSYNC_ROUTES_X", "LATENTSYNC_ROUTES_ROUT"}  # a placeholder and the typo env_check.py shows
+    # docs/quality.md names it under "Not yet in the product": until it is read, setting it is warned about
+    named -= {"LATENTSYNC_ROUTES_MIN_SYNC_CONFIDENCE"}
     known = known_names()
     assert {
         "LATENTSYNC_ROUTES_ROUTE",

@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from ..errors import LatentSyncError
-from . import batch, commands, fakes, jobs, prices  # noqa: F401 - importing registers the commands
+from . import batch, commands, fakes, jobs, prices, quality  # noqa: F401 - importing registers the commands
 from . import ui as _ui  # noqa: F401 - the `ui` command (Gradio is imported only when it runs)
 from ._common import _fail, _reported_by_click, _typed, app, err
 

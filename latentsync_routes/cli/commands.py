@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import __version__
+from ..consent import checked_consent
 from ._common import (
     ConfigOpt,
     DeadlineOpt,
@@ -43,8 +44,9 @@ def routes(as_json: bool = JsonOpt, config: Path | None = ConfigOpt) -> None:
         def human() -> None:
             table = Table("route", "owner", "uploads to", "retention", "weights licence", "failure billing")
             for i in infos:
-                table.add_row(*_plain(i.name, i.owner, i.upload_destination, i.retention, i.weights_licence,
-                                      i.failure_billing))
+                table.add_row(
+                    *_plain(i.name, i.owner, i.upload_destination, i.retention, i.weights_licence, i.failure_billing)
+                )
             out.print(table)
 
         _emit(as_json, infos, human)
@@ -54,9 +56,9 @@ def routes(as_json: bool = JsonOpt, config: Path | None = ConfigOpt) -> None:
 def estimate(
     video: str = typer.Argument(..., help="Video path or https URL."),
     audio: str = typer.Argument(..., help="Audio path or https URL."),
-    route: str | None = typer.Option(None, "--route", "-r",
-                                     help="Price on this route only (default: every route, whatever the default "
-                                          "route is)."),
+    route: str | None = typer.Option(
+        None, "--route", "-r", help="Price on this route only (default: every route, whatever the default route is)."
+    ),
     as_json: bool = JsonOpt,
     config: Path | None = ConfigOpt,
 ) -> None:
@@ -73,11 +75,25 @@ def estimate(
             table = Table("route", "amount", "range", "basis", "source (checked)")
             for e in estimates:
                 if e.refused:
-                    table.add_row(*_plain(e.route, "refused", "-", f"the route would refuse these inputs: {e.refused}",
-                                          f"{e.price_source} ({e.price_checked})"))
+                    table.add_row(
+                        *_plain(
+                            e.route,
+                            "refused",
+                            "-",
+                            f"the route would refuse these inputs: {e.refused}",
+                            f"{e.price_source} ({e.price_checked})",
+                        )
+                    )
                     continue
-                table.add_row(*_plain(e.route, f"${e.amount:.4f}", f"${e.low:.4f}-${e.high:.4f}", e.basis,
-                                      f"{e.price_source} ({e.price_checked})"))
+                table.add_row(
+                    *_plain(
+                        e.route,
+                        f"${e.amount:.4f}",
+                        f"${e.low:.4f}-${e.high:.4f}",
+                        e.basis,
+                        f"{e.price_source} ({e.price_checked})",
+                    )
+                )
             out.print(table)
 
         _emit(as_json, estimates, human)
@@ -103,6 +119,7 @@ def check(
     `budget_total` the budget (what the journal's jobs of the budget period are committed to).
     """
     with _errors(as_json):
+        consent = checked_consent(consent, where="--consent")
         client = _client(config)
         results, estimate = client.assess(video, audio, route=route, consent=consent, deadline_seconds=deadline,
                                           face_check=face_check)
@@ -127,8 +144,9 @@ def check(
 def run(
     video: str = typer.Argument(...),
     audio: str = typer.Argument(...),
-    output: Path = typer.Option(..., "--output", "-o",
-                                help="Where to write the lip-synced video: a path ending in .mp4, or a folder."),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="Where to write the lip-synced video: a path ending in .mp4, or a folder."
+    ),
     route: str | None = RouteOpt,
     consent: str | None = typer.Option(None, "--consent", help="Consent basis (required to upload media)."),
     seed: int | None = typer.Option(None, "--seed"),
@@ -147,11 +165,20 @@ def run(
     from rich.progress import Progress
 
     with _errors(as_json):
+        consent = checked_consent(consent, where="--consent")
         client = _client(config, route)
         kwargs: dict[str, Any] = dict(
-            route=route, consent=consent, seed=seed, guidance_scale=guidance_scale,
-            inference_steps=inference_steps, loop_mode=loop_mode, overwrite=overwrite, deadline_seconds=deadline,
-            retry_failed=retry_failed, force_resubmit=force_resubmit, face_check=face_check,
+            route=route,
+            consent=consent,
+            seed=seed,
+            guidance_scale=guidance_scale,
+            inference_steps=inference_steps,
+            loop_mode=loop_mode,
+            overwrite=overwrite,
+            deadline_seconds=deadline,
+            retry_failed=retry_failed,
+            force_resubmit=force_resubmit,
+            face_check=face_check,
         )
         if as_json or not err.is_terminal:
             result = client.run(video, audio, output, **kwargs)
@@ -178,7 +205,6 @@ def run(
         _emit(as_json, result, human)
 
 
-
 @app.command()
 def doctor(as_json: bool = JsonOpt, config: Path | None = ConfigOpt) -> None:
     """What is installed, which credentials are present (never their values), GPU, usable routes."""
@@ -198,19 +224,29 @@ def doctor(as_json: bool = JsonOpt, config: Path | None = ConfigOpt) -> None:
 
 @app.command()
 def download(
-    version: str = typer.Option(..., "--version", help="LatentSync version: 1.5 (256 px) or 1.6 (512 px)."),
+    version: str | None = typer.Option(None, "--version", help="LatentSync version: 1.5 (256 px) or 1.6 (512 px)."),
+    syncnet: bool = typer.Option(False, "--syncnet", help="Fetch the official SyncNet weights (for `evaluate`)."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Default: $LATENTSYNC_ROUTES_HOME/models."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Fetch the local route's checkpoints at pinned revisions and verify them."""
+    """Fetch the local route's checkpoints (--version) or the SyncNet weights (--syncnet), pinned and verified."""
     from ..routes.local import download_checkpoints as fetch
 
     with _errors(as_json):
         from ..errors import InvalidParameter
         from ..local.checkpoint_manifest import VERSIONS
 
-        if version not in VERSIONS:
-            raise InvalidParameter("--version", f"takes one of {', '.join(VERSIONS)}; got {version!r}")
+        if syncnet:
+            from .quality import download_syncnet_weights
+
+            if version is not None:
+                raise InvalidParameter("--version", "fetch one thing at a time: --version or --syncnet")
+            report = download_syncnet_weights(cache_dir)
+            _emit(as_json, {"syncnet": report}, lambda: out.print_json(json.dumps(report)))
+            return
+        if version is None or version not in VERSIONS:
+            choices = ", ".join(VERSIONS)
+            raise InvalidParameter("--version", f"takes one of {choices}; got {version!r} (or pass --syncnet)")
         from ..errors import RouteNotInstalled
         from ..routes.base import module_available, not_installed_message
 
@@ -261,10 +297,19 @@ def _demo(folder: Path, keep: bool, as_json: bool) -> None:
             # one job, and the summary says so (docs/safety.md, "The face check").
             checks = client.check(video, audio, face_check=False)
             result = client.run(video, audio, folder / "out.mp4", face_check=False)
-        note = ("the output is NOT lip-synced: the offline fake returns the input video looped or cut to the "
-                "audio's length, with that audio; the face check was off (the synthetic clip has no face)")
-        summary = {"folder": str(folder), "kept": keep, "estimate": estimate, "checks": checks, "result": result,
-                   "lip_synced": False, "note": note}
+        note = (
+            "the output is NOT lip-synced: the offline fake returns the input video looped or cut to the "
+            "audio's length, with that audio; the face check was off (the synthetic clip has no face)"
+        )
+        summary = {
+            "folder": str(folder),
+            "kept": keep,
+            "estimate": estimate,
+            "checks": checks,
+            "result": result,
+            "lip_synced": False,
+            "note": note,
+        }
 
         def human() -> None:
             shown = escape(str(folder)) if keep else f"{escape(str(folder))} (removed at exit; --keep keeps it)"

@@ -2,7 +2,9 @@
 
 It serves FakeFal, FakeReplicate and FakeWaveSpeed on 127.0.0.1 and prints the ``export`` lines that point
 the package at them (each route's base URL variable and a dummy credential the fake accepts) until
-Ctrl-C. Nothing leaves the machine and nothing is paid; the fakes answer with the input video, not a
+Ctrl-C. The dummy keys start with ``lsr-fake-``: exported without the base URLs, the package refuses to
+send them to the real hosts (:mod:`latentsync_routes.dummy_keys`) and says what to export. Nothing leaves
+the machine and nothing is paid; the fakes answer with the input video, not a
 lip-synced one.
 """
 
@@ -19,10 +21,12 @@ from typing import Any
 import typer
 from rich.markup import escape
 
+from ..dummy_keys import DUMMY_KEYS as _DUMMY_KEYS
 from ._common import JsonOpt, _emit, _errors, app, err, out
 
 #: The dummy credentials the fakes are started with (and accept; any other key is refused like a bad one).
-DUMMY_KEYS = {"fal": "fake-fal-key", "replicate": "r8_fake_token", "wavespeed": "fake-wavespeed-key"}
+#: They start with a prefix no provider issues, and the package never sends them to a real host.
+DUMMY_KEYS = dict(_DUMMY_KEYS)
 
 
 def _start(stack: ExitStack, port: int | None) -> dict[str, Any]:
@@ -46,9 +50,13 @@ def _start(stack: ExitStack, port: int | None) -> dict[str, Any]:
 
 @app.command()
 def fakes(
-    port: int | None = typer.Option(None, "--port", min=1, max=65533,
-                                    help="Serve fal on PORT, Replicate on PORT+1, WaveSpeed on PORT+2 "
-                                         "(default: free ports)."),
+    port: int | None = typer.Option(
+        None,
+        "--port",
+        min=1,
+        max=65533,
+        help="Serve fal on PORT, Replicate on PORT+1, WaveSpeed on PORT+2 (default: free ports).",
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Serve offline fakes of fal, Replicate and WaveSpeed and print the lines to export, until Ctrl-C.

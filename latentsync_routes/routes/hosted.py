@@ -37,9 +37,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
 
 from .. import money
 from ..deadlines import DeadlinePassed, deadline_scope
+from ..dummy_keys import dummy_key_refusal
 from ..errors import (
     AmbiguousSubmit,
     DeadlineExceeded,
+    DummyCredentialRefused,
     JobCancelled,
     JobFailed,
     LatentSyncError,
@@ -111,7 +113,9 @@ class HostedRoute(ABC):
 
     def __init__(self, *, settings: Settings, credential: Credential | None) -> None:
         self.settings = settings
-        self.credential = credential
+        #: why the credential given was dropped (a fakes' dummy key bound for the real host), if it was
+        self.credential_refused = dummy_key_refusal(self.INFO, settings, credential)
+        self.credential = None if self.credential_refused else credential
 
     # -- facts -------------------------------------------------------------------------------------
     def info(self) -> RouteInfo:
@@ -119,6 +123,8 @@ class HostedRoute(ABC):
 
     def availability(self) -> str | None:
         info = self.info()
+        if self.credential_refused:
+            return self.credential_refused
         if info.sdk_module and not module_available(info.sdk_module):
             return not_installed_message(self.name, info.sdk_package or info.sdk_module, info.install_extra)
         if self.credential is None and info.credential_env:
@@ -142,6 +148,8 @@ class HostedRoute(ABC):
         return self.settings.base_url_for(self.name, info.base_url_env) or info.default_base_url
 
     def secret(self) -> str:
+        if self.credential_refused:
+            raise DummyCredentialRefused(self.credential_refused, route=self.name)
         if self.credential is None:
             env = self.info().credential_env or "a credential"
             raise MissingCredentials(f"route {self.name!r} needs {env}", route=self.name)
