@@ -287,3 +287,25 @@ def test_the_page_speaks_to_people(tmp_path: Path) -> None:
     assert inputs.video != str(upload)  # the page works on its own copy ...
     message = inputs.in_words(f"NotAMediaFile: {inputs.video} is not a video; {inputs.audio} fine")
     assert message == "NotAMediaFile: My holiday clip.MP4 is not a video; voice take 2.wav fine"  # ... named as given
+
+
+def test_the_pages_buttons_are_enabled_only_when_they_do_something(tmp_path: Path) -> None:
+    pytest.importorskip("gradio", reason="the ui extra")
+    from latentsync_routes import LipSyncClient, Settings
+    from latentsync_routes.ui.app import Page, build
+
+    page = Page(LipSyncClient(settings=Settings(home=str(tmp_path))), served=tmp_path / "served")
+    config = build(page, fakes=False).config
+    components = {c["props"].get("elem_id"): c for c in config["components"] if c["props"].get("elem_id")}
+    for elem_id in ("ls-run", "ls-cancel", "ls-resume", "ls-job-cancel", "ls-delete"):
+        assert components[elem_id]["props"]["interactive"] is False, elem_id
+    assert components["ls-cancel"]["props"]["variant"] != "stop"  # not red while nothing runs
+    ids = {elem_id: c["id"] for elem_id, c in components.items()}
+    turned_on = [
+        d
+        for d in config["dependencies"]
+        if [ids["ls-run"], "click"] in [list(t) for t in d["targets"]] and d["outputs"] == [ids["ls-cancel"]]
+    ]
+    assert turned_on, "a click on Run enables Cancel"
+    picked = [d for d in config["dependencies"] if [ids["ls-job"], "change"] in [list(t) for t in d["targets"]]]
+    assert picked and set(picked[0]["outputs"]) == {ids["ls-resume"], ids["ls-job-cancel"], ids["ls-delete"]}
