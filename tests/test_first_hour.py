@@ -271,7 +271,9 @@ def test_the_page_speaks_to_people(tmp_path: Path) -> None:
     said = render.for_people(row.check, row.reason)
     assert said.startswith("Do the people in this video agree") and said.rstrip().endswith(".")
     assert "consent='" not in said and "--consent" not in said and fal.INFO.upload_destination in said
-    assert render.for_people("retention", row.reason) == row.reason  # other rows are said as they are
+    assert render.for_people("retention", "kept 7 days") == "kept 7 days"  # other reasons are said as they are
+    gate = render.gate_html(state.Gate(False, "fal", f"STOP on fal: consent: {row.reason}; face: no face"))
+    assert "--consent" not in gate and "Do the people in this video agree" in gate and "face: no face" in gate
     view = state.RouteView("fal", fal.INFO.upload_destination)
     view.checks = [state.CheckRow("consent", "STOP", row.reason), state.CheckRow("face", "skipped", "no MediaPipe")]
     html = render.checklist_html(view)
