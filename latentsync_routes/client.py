@@ -34,13 +34,14 @@ from .errors import (
     DummyCredentialRefused,
     InvalidParameter,
     LatentSyncError,
+    RouteNotInstalled,
 )
 from .journal import TERMINAL_BAD, TERMINAL_OK, Claim, Journal
 from .media import MediaLimits, check_limits, probe, validate_audio, validate_video
 from .options import BatchOptions, JobOptions, MediaLike, RunOptions, job_parameters
 from .outputs import check_free, file_in, remove_staged_inputs, resolve_output
 from .policy import CheckResult, enforce
-from .preflight import marked_estimate, preflight
+from .preflight import marked_estimate, missing_install, preflight
 from .pricing import check_budget
 from .records import derive_idempotency_key, new_record, request_from_record
 from .routes.base import ProgressCallback, Route, RouteInfo, create_route, route_info, route_names
@@ -269,6 +270,10 @@ class LipSyncClient:
         output_path = resolve_output(output, route=info.name)
         video_info, audio_info = self._normalise(chosen, request)
         consent = checked_consent(options.get("consent"), where="consent") or self.default_consent
+        to_install = missing_install(chosen)  # first: what to install is the one line a person needs (exit 2)
+        if to_install:
+            raise RouteNotInstalled(f"{to_install}; or choose another route (--route, route=, or "
+                                    "LATENTSYNC_ROUTES_ROUTE; `latentsync-routes routes` lists them)", route=info.name)
         checks, estimate = preflight(chosen, self.settings.policy, request, video_info, audio_info, consent=consent,
                                      deadline=deadline, face_check=options.get("face_check"))
         enforce(checks, route=info.name)
