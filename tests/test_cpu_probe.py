@@ -92,7 +92,7 @@ def test_an_unreadable_cache_is_measured_again_and_an_unwritable_one_still_decid
 @pytest.mark.parametrize(
     ("screen", "full", "decision", "probed_at"),
     [
-        ((0.1, 0.45), None, "float32", 8),  # 4.5x at the screen: no bf16 hardware, decided at once
+        ((0.1, 0.45), None, "float32", 0),  # 4.5x at the screen: no bf16 hardware, decided at once
         ((0.1, 0.15), (1.0, 0.5), "bfloat16", 32),  # 2x faster at the job's size
         ((0.1, 0.15), (1.0, 0.95), "float32", 32),  # a near tie keeps float32 (margin 0.9)
         ((0.1, 0.15), (1.0, 1.3), "float32", 32),  # slower
@@ -109,15 +109,14 @@ def test_the_decision_rule(
 
     def timed_pair(latent_size: int, repeats: int) -> tuple[float, float]:
         runs.append((latent_size, repeats))
-        if latent_size == cpu_probe.SCREEN_LATENT:
-            return screen
         assert full is not None, "the screen should have decided"
         return full
 
+    monkeypatch.setattr(cpu_probe, "_screen", lambda: screen)
     monkeypatch.setattr(cpu_probe, "_timed_pair", timed_pair)
     got = REAL_MEASURE(64)
     assert (got.decision, got.probe_latent_size, got.latent_size) == (decision, probed_at, 64)
-    assert runs[0] == (cpu_probe.SCREEN_LATENT, 1) and len(runs) == (1 if full is None else 2)
+    assert runs == ([] if full is None else [(32, cpu_probe.REPEATS)])
     expected = full or screen
     assert (got.float32_cpu_s, got.bfloat16_cpu_s) == expected
     assert got.as_dict()["bf16_speedup"] == round(expected[0] / expected[1], 3)
@@ -126,6 +125,7 @@ def test_the_decision_rule(
 def test_the_probe_layers_run_in_both_precisions() -> None:
     fp32, bf16 = cpu_probe._timed_pair(4, 1)  # real layers at a tiny size: the figures exist, not their size
     assert fp32 > 0 and bf16 > 0
+    assert all(t > 0 for t in cpu_probe._screen())
 
 
 def test_doctor_shows_the_decision_and_its_figures(probe: dict[str, Any]) -> None:

@@ -48,8 +48,9 @@ log = logging.getLogger(__name__)
 BF16_MARGIN = 0.9
 #: Timed runs per precision at the job's size (after one warm-up each), interleaved fp32 / bf16.
 REPEATS = 2
-#: The screening size, and the bfloat16 / float32 time ratio there that decides float32 without more runs.
-SCREEN_LATENT, SCREEN_LIMIT = 8, 2.0
+#: The screen's convolution (width, latent side), and the bfloat16 / float32 time ratio there that decides
+#: float32 without more runs.
+SCREEN_WIDTH, SCREEN_LATENT, SCREEN_LIMIT = 320, 8, 2.0
 #: Larger latents (LatentSync 1.6's 64x64) are probed at this size: the ratio holds, the probe stays short.
 MAX_PROBE_LATENT = 32
 CACHE_FILE = "cpu-precision.json"
@@ -202,25 +203,52 @@ def _timed_pair(latent_size: int, repeats: int) -> tuple[float, float]:
     return statistics.median(fp32), statistics.median(bf16)
 
 
+def _screen() -> tuple[float, float]:
+    """(float32, bfloat16) CPU seconds of one 3x3 convolution of the UNet's first width at the screening size
+    (medians of three after a warm-up). Convolutions are most of the UNet's work, and where bfloat16 has no
+    hardware they are emulated many times slower (21x here, docs/performance.md), which this sees at once."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    conv32 = torch.nn.Conv2d(SCREEN_WIDTH, SCREEN_WIDTH, kernel_size=3, padding=1).eval()
+    x32 = torch.randn(2, SCREEN_WIDTH, SCREEN_LATENT, SCREEN_LATENT, generator=gen)
+    conv16, x16 = torch.nn.Conv2d(SCREEN_WIDTH, SCREEN_WIDTH, 3, padding=1).to(torch.bfloat16), x32.bfloat16()
+    conv16.load_state_dict(conv32.state_dict())
+
+    def timed(conv: Any, x: Any) -> float:
+        start = time.process_time()
+        with torch.inference_mode():
+            conv(x)
+        return time.process_time() - start
+
+    timed(conv32, x32)  # warm-up
+    timed(conv16, x16)
+    fp32, bf16 = [], []
+    for _ in range(3):
+        fp32.append(timed(conv32, x32))
+        bf16.append(timed(conv16, x16))
+    return statistics.median(fp32), statistics.median(bf16)
+
+
 def measure(latent_size: int) -> ProbeResult:
     """Time the probe in float32 and bfloat16 and decide (see the module docstring).
 
     Two stages, so that a CPU without bfloat16 hardware (where bfloat16 convolutions are emulated, tens of
-    times slower) pays a fraction of a second: a screen at :data:`SCREEN_LATENT` decides float32 at once
-    when bfloat16 takes :data:`SCREEN_LIMIT` times as long or more; otherwise the layers run at the job's
-    latent size (at most :data:`MAX_PROBE_LATENT`) and decide.
+    times slower) pays a fraction of a second: a screen (:func:`_screen`) decides float32 at once when
+    bfloat16 takes :data:`SCREEN_LIMIT` times as long or more; otherwise the layer group runs at the job's
+    latent size (at most :data:`MAX_PROBE_LATENT`) and decides.
     """
     import torch
 
     probe_size = min(latent_size, MAX_PROBE_LATENT)
-    fp32, bf16 = _timed_pair(SCREEN_LATENT, 1)
+    fp32, bf16 = _screen()
     screened = bf16 >= SCREEN_LIMIT * fp32
     if screened:
         reason = (
-            f"bfloat16 took {bf16 / fp32:.1f}x the float32 CPU time at the screening size (latent "
-            f"{SCREEN_LATENT}x{SCREEN_LATENT}; {SCREEN_LIMIT:g}x or more means no bfloat16 hardware): float32"
+            f"a bfloat16 convolution took {bf16 / fp32:.1f}x the float32 CPU time in the screen "
+            f"({SCREEN_LIMIT:g}x or more: no bfloat16 hardware), so float32"
         )
-        probe_size = SCREEN_LATENT
+        probe_size = 0
     else:
         fp32, bf16 = _timed_pair(probe_size, REPEATS)
         faster = bf16 <= BF16_MARGIN * fp32
@@ -248,11 +276,10 @@ def _without_torch(latent_size: int) -> ProbeResult:
 def cpu_decision(latent_size: int = 32) -> ProbeResult:
     """The precision this CPU runs fastest at for a job at ``latent_size``: from this process's memory, the
     cache file, or a probe run now (then kept in both)."""
-    import importlib.util
-
-    if importlib.util.find_spec("torch") is None:
+    try:
+        import torch
+    except ImportError:  # absent, or a broken or blocked install: nothing to probe
         return _without_torch(latent_size)
-    import torch
 
     key = _key(torch.__version__, latent_size)
     with _lock:  # concurrent first jobs wait for one probe instead of running two that slow each other
