@@ -111,9 +111,10 @@ class Setup:
     def audio_dim(self) -> int:
         return 64 if self.tiny else 384
 
-    def clip(self, count: int) -> tuple[np.ndarray, np.ndarray]:
-        """``count`` frames (H, W, 3) uint8 with a textured face-sized region, and the 3 anchors of each."""
-        height, width = self.frame_hw
+    def clip(self, count: int, frame_hw: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``count`` frames (H, W, 3) uint8 of texture (``frame_hw``, default the speed runs' size), and the 3
+        anchors of each (where a face would be)."""
+        height, width = frame_hw or self.frame_hw
         gen = np.random.default_rng(5)
         base = gen.integers(60, 200, size=(height, width, 3), dtype=np.uint8)
         frames = np.stack([np.roll(base, k % 3, axis=1) for k in range(count)])
