@@ -51,8 +51,12 @@ def gpu_report() -> dict[str, Any]:
         for index in range(torch.cuda.device_count()):
             free, total = torch.cuda.mem_get_info(index)
             report["devices"].append(
-                {"index": index, "name": torch.cuda.get_device_name(index),
-                 "free_gb": round(free / 1e9, 2), "total_gb": round(total / 1e9, 2)}
+                {
+                    "index": index,
+                    "name": torch.cuda.get_device_name(index),
+                    "free_gb": round(free / 1e9, 2),
+                    "total_gb": round(total / 1e9, 2),
+                }
             )
     return report
 
@@ -84,11 +88,29 @@ def diagnose(client: LipSyncClient) -> dict[str, Any]:
         "packages": {dist: _installed(dist) for dist in packages()},
         "credentials": credentials,
         "gpu": gpu_report(),
+        "local_precision": local_precision(),
         "face_check": _face_check(client),
         "home": str(client.settings.home),
         "default_route": client.settings.route,
         "routes": routes,
     }
+
+
+def local_precision() -> dict[str, Any]:
+    """What ``dtype="auto"`` gives local jobs on this machine's CPU, with the measured probe's figures.
+
+    Runs the probe when no decision is kept yet for this CPU and torch (a few CPU seconds, once; see
+    :mod:`latentsync_routes.local.cpu_probe`). On CUDA ``auto`` is float16 whatever the CPU decided.
+    """
+    if not module_available("torch"):
+        return {"device": "cpu", "decision": None, "reason": "torch is not installed (the local extra)"}
+    from .local.cpu_probe import cache_file, cpu_decision
+    from .local.precision import bf16_flags
+
+    report: dict[str, Any] = {"device": "cpu", **cpu_decision().as_dict()}
+    report["cpu_flags"] = bf16_flags()
+    report["cache_file"] = str(cache_file())
+    return report
 
 
 def _face_check(client: LipSyncClient) -> str:
