@@ -88,11 +88,29 @@ def diagnose(client: LipSyncClient) -> dict[str, Any]:
         "packages": {dist: _installed(dist) for dist in packages()},
         "credentials": credentials,
         "gpu": gpu_report(),
+        "local_precision": local_precision(),
         "face_check": _face_check(client),
         "home": str(client.settings.home),
         "default_route": client.settings.route,
         "routes": routes,
     }
+
+
+def local_precision() -> dict[str, Any]:
+    """What ``dtype="auto"`` gives local jobs on this machine's CPU, with the measured probe's figures.
+
+    Runs the probe when no decision is kept yet for this CPU and torch (a few CPU seconds, once; see
+    :mod:`latentsync_routes.local.cpu_probe`). On CUDA ``auto`` is float16 whatever the CPU decided.
+    """
+    if not module_available("torch"):
+        return {"device": "cpu", "decision": None, "reason": "torch is not installed (the local extra)"}
+    from .local.cpu_probe import cache_file, cpu_decision
+    from .local.precision import bf16_flags
+
+    report: dict[str, Any] = {"device": "cpu", **cpu_decision().as_dict()}
+    report["cpu_flags"] = bf16_flags()
+    report["cache_file"] = str(cache_file())
+    return report
 
 
 def _face_check(client: LipSyncClient) -> str:

@@ -42,3 +42,25 @@ def _checks_that_do_not_fit_test_media(monkeypatch: pytest.MonkeyPatch) -> None:
     """
     monkeypatch.setenv(FACE_CHECK_ENV, "false")
     monkeypatch.setenv(DEADLINE_CHECK_ENV, "false")
+
+
+@pytest.fixture(autouse=True)
+def _cpu_precision_decided(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """``dtype="auto"`` on a CPU is a measured probe's decision (``latentsync_routes.local.cpu_probe``). In
+    the suite it is fixed at float32, so that no test's outcome depends on timings or on the machine, and
+    the probe's cache goes to a temporary folder, never the user's. tests/test_cpu_probe.py injects both
+    decisions and tests the probe itself; CLI tests in child processes run the real probe.
+    """
+    from latentsync_routes.local import cpu_probe
+
+    def decided(latent_size: int) -> cpu_probe.ProbeResult:
+        return cpu_probe.ProbeResult(
+            decision="float32", float32_cpu_s=1.0, bfloat16_cpu_s=2.0, cpu="test CPU", torch="test",
+            latent_size=latent_size, probe_latent_size=latent_size, threads=1, measured_at="",
+            reason="fixed for the test suite", source="injected",
+        )  # fmt: skip
+
+    monkeypatch.setattr(cpu_probe, "measure", decided)
+    cache = tmp_path_factory.getbasetemp() / "cpu-precision.json"
+    monkeypatch.setattr(cpu_probe, "cache_file", lambda: cache)
+    cpu_probe.forget()

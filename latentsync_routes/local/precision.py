@@ -6,17 +6,15 @@ hardware multiplies fastest, at a quality cost measured in docs/local.md.
 * **CUDA**: float16, the official pipeline's precision (``scripts/inference.py`` uses fp16 on Ampere and
   newer). bfloat16 has the same tensor-core throughput there but fewer mantissa bits; it is used only when
   asked for, since no GPU measurement here shows it faster.
-* **CPU with AMX** (``amx_bf16``: Intel Sapphire Rapids and later): bfloat16, where oneDNN runs bf16
-  convolutions and matrix products on the AMX tiles. Not measured here (no such CPU was available).
-* **CPU with AVX512-BF16 but no AMX** (this project's measurement CPU): float32. Measured in interleaved
-  runs on that CPU, a full UNet pass took 1.25-1.45x the CPU time in bfloat16 (median 1.34; about 136 vs
-  101 CPU s at 256 px) and the VAE 1.3x: the bf16 dot-product instructions do not make up for the
-  conversions and the layers (GroupNorm, attention, upsampling) without fast bf16 kernels.
-  ``dtype="bfloat16"`` still halves the UNet's memory.
-* **Other CPUs, Apple MPS**: float32 (CPU fp16/bf16 without hardware support is emulated and slow; MPS fp16
-  has known artefacts).
+* **CPU**: whichever of bfloat16 and float32 this CPU runs the UNet faster, decided by a short measured probe
+  on first use and kept per CPU model and torch version (:mod:`.cpu_probe`). Flags do not decide it: on two
+  machines with the same AVX512-BF16 flag and no AMX, a full UNet pass ran 1.9x faster in bfloat16 on one
+  and 1.25-1.47x slower on the other (docs/performance.md), and AMX CPUs (``amx_bf16``) are expected to
+  favour bfloat16 but are measured all the same. ``dtype="bfloat16"`` always halves the UNet's memory.
+* **Apple MPS**: float32 (MPS fp16 has known artefacts).
 
-The VAE follows the UNet's dtype except on the CPU, where it stays float32: measured on the same CPU, the
+The VAE follows the UNet's dtype except on the CPU, where it stays float32: measured on the AVX512-BF16 CPU
+where bfloat16 was the slower, the
 SD VAE is about 25 % *slower* in bfloat16 (encode 4.1 vs 3.3 CPU s, decode 9.1 vs 7.1 CPU s per 256 px
 frame; its GroupNorm and upsampling have no fast bf16 kernels there), and float32 is also exact.
 
@@ -30,13 +28,13 @@ import functools
 import importlib.util
 from pathlib import Path
 
-__all__ = ["DTYPES", "cpu_has_amx", "cpu_has_bf16", "default_dtype", "resolve_dtype", "vae_dtype"]
+__all__ = ["DTYPES", "bf16_flags", "cpu_has_amx", "cpu_has_bf16", "default_dtype", "resolve_dtype", "vae_dtype"]
 
 #: The dtypes a caller may ask for, by torch name; ``auto`` means :func:`default_dtype`.
 DTYPES = ("float32", "bfloat16", "float16")
 #: /proc/cpuinfo flags that mean native bfloat16 matrix arithmetic on x86 (AVX512-BF16, AMX-BF16).
 _BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
-#: The flag that makes bfloat16 the CPU default: AMX tiles (AVX512-BF16 alone measured slower than fp32).
+#: AMX tiles: reported by ``doctor`` beside the probe's decision, which alone decides.
 _FAST_BF16_FLAG = "amx_bf16"
 
 
@@ -50,6 +48,11 @@ def _cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
         if key.strip() in ("flags", "Features"):
             return frozenset(value.split())
     return frozenset()
+
+
+def bf16_flags() -> list[str]:
+    """This CPU's bfloat16-related flags (AVX512-BF16, AMX), for reports: they inform, the probe decides."""
+    return sorted(_cpu_flags() & (_BF16_FLAGS | {"amx_tile"}))
 
 
 @functools.lru_cache(maxsize=1)
@@ -77,23 +80,27 @@ def cpu_has_amx() -> bool:
     return _FAST_BF16_FLAG in _cpu_flags() and cpu_has_bf16()
 
 
-def default_dtype(device: str) -> str:
-    """The dtype the local route uses on ``device`` unless told otherwise (see the module docstring)."""
+def default_dtype(device: str, latent_size: int = 32) -> str:
+    """The dtype the local route uses on ``device`` unless told otherwise (see the module docstring); on the
+    CPU, the probe's decision for a job at ``latent_size`` (32 for LatentSync 1.5, 64 for 1.6)."""
     kind = device.split(":", 1)[0]
     if kind == "cuda":
         return "float16"
-    if kind == "cpu" and cpu_has_amx():
-        return "bfloat16"
+    if kind == "cpu":
+        from .cpu_probe import cpu_decision
+
+        return cpu_decision(latent_size).decision
     return "float32"
 
 
-def resolve_dtype(requested: str | None, device: str) -> str:
-    """``requested`` (a name in :data:`DTYPES`) or, for None/``auto``, the device's default.
+def resolve_dtype(requested: str | None, device: str, latent_size: int = 32) -> str:
+    """``requested`` (a name in :data:`DTYPES`) or, for None/``auto``, the device's default (an explicit dtype
+    never runs the CPU probe).
 
     Raises ValueError for an unknown name or float16 on a CPU (emulated there: many times slower than fp32).
     """
     if requested in (None, "", "auto"):
-        return default_dtype(device)
+        return default_dtype(device, latent_size)
     if requested not in DTYPES:
         raise ValueError(f"dtype must be 'auto' or one of {', '.join(DTYPES)}, got {requested!r}")
     if requested == "float16" and device.split(":", 1)[0] == "cpu":

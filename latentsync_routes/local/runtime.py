@@ -13,8 +13,9 @@ Why these choices:
   the official README; ``auto`` picks 1.6 when at least 18 GB is free, else 1.5. A version whose models are
   already loaded on the device is kept, because the memory they hold would otherwise make the next check
   pick the other version and load a second set. Without CUDA, ``auto`` is 1.5: 1.6 costs about 4x more.
-* **dtype**: per device, see :mod:`.precision` (fp16 on CUDA, bf16 on CPUs that multiply it natively, fp32
-  elsewhere or on request). The cache keys on it, so an fp32 job and a bf16 job never share weights.
+* **dtype**: per device, see :mod:`.precision` (fp16 on CUDA; on a CPU, bf16 or fp32 as a measured probe
+  finds faster there; fp32 elsewhere or on request). The cache keys on it, so an fp32 job and a bf16 job
+  never share weights.
 
 Nothing here imports torch at module import time.
 """
@@ -98,11 +99,12 @@ def free_vram_gb(device: str) -> float | None:
     return free / 1e9
 
 
-def dtype_name_for(device: str, requested: str | None = None) -> str:
-    """The dtype name a job on ``device`` runs in: ``requested`` if given, else the device's default."""
+def dtype_name_for(device: str, requested: str | None = None, version: str = "1.5") -> str:
+    """The dtype name a job on ``device`` runs in: ``requested`` if given, else the device's default (on the
+    CPU, the measured probe's decision at ``version``'s latent size)."""
     from .precision import resolve_dtype
 
-    return resolve_dtype(requested, device)
+    return resolve_dtype(requested, device, RESOLUTION.get(version, RESOLUTION["1.5"]) // 8)
 
 
 def choose_version(
@@ -175,7 +177,7 @@ def choose(
 ) -> Choice:
     """Pick device, version and dtype for the settings (see the module docstring for the rules)."""
     device = pick_device(requested_device)
-    dtype = dtype_name_for(device, requested_dtype)
+    dtype = dtype_name_for(device, requested_dtype, requested_version)
     loaded = (cache or CACHE).loaded_versions(device, dtype)
     free = free_vram_gb(device)
     version, reason, warnings = choose_version(requested_version, device, free, loaded)
@@ -195,7 +197,7 @@ def cpu_seconds_per_output_second(version: str, dtype: str | None = None) -> flo
     """Expected wall seconds per second of output on this machine's CPU (default dtype, step cache on)."""
     from .speed import wall_seconds_per_output_second
 
-    return wall_seconds_per_output_second("cpu", dtype_name_for("cpu", dtype), version, deepcache=True)
+    return wall_seconds_per_output_second("cpu", dtype_name_for("cpu", dtype, version), version, deepcache=True)
 
 
 # --------------------------------------------------------------------------------------------- the cache
@@ -312,7 +314,7 @@ def load_models(
     from .unet import UNetConfig, load_unet_checkpoint
 
     ckpt = resolve(version, cache_dir)
-    dtype_name = dtype_name_for(device, dtype)
+    dtype_name = dtype_name_for(device, dtype, version)
     torch_dtype: torch.dtype = getattr(torch, dtype_name)
     vae_torch_dtype: torch.dtype = getattr(torch, vae_dtype(device, dtype_name))
     target = torch.device(device)
