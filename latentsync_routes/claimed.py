@@ -88,7 +88,7 @@ def context(
         settings=client.settings, credential=client.credential(record.route), deadline=time.monotonic() + deadline,
         overwrite=overwrite, progress=progress, persist=lambda r: client.journal.save(r, owner=owner),
         force_resubmit=force_resubmit, cancel_event=cancel_event or threading.Event(),
-        cancel_flag=claim.cancel_requested,
+        cancel_flag=claim.cancel_requested, others=lambda: client.journal.list(limit=500, route=record.route),
     )
 
 def execute(client: LipSyncClient, route: Route, job: JobContext) -> LipSyncResult:

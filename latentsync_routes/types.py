@@ -341,6 +341,11 @@ class JobRecord(BaseModel):
     retention_sent: dict[str, str] = Field(default_factory=dict)
     created_at: datetime = Field(default_factory=utcnow)
     submitting_at: datetime | None = None
+    #: when the last submit's request could no longer reach the provider (its own timeout), and when any
+    #: request it created has surely ended and is listed (``None``: no such bound); written with
+    #: ``submitting``, they decide an ambiguous submit by time (routes/hosted_lookup.py)
+    submit_window_end: datetime | None = None
+    submit_settles_at: datetime | None = None
     submitted_at: datetime | None = None
     completed_at: datetime | None = None
     timings: dict[str, float] = Field(default_factory=dict)

@@ -40,6 +40,8 @@ class FalPlatformAPI:
     _lock: Any
     store: Any
     list_unfinished: bool
+
+    def tick(self) -> None: ...
     #: endpoint id -> (unit price, unit) served by the pricing endpoint; unknown ids get no entry
     prices: dict[str, tuple[float, str]]
     payload_deletions: list[PayloadDeletion]
@@ -53,24 +55,30 @@ class FalPlatformAPI:
 
     def _list_requests(self, request: Request, match: re.Match[str]) -> Response:
         """``items`` of ``request_id``, ``endpoint_id``, ``sent_at``, ``started_at``, ``ended_at``,
-        ``status_code`` and, with ``expand=payloads``, ``json_input``; ``next_cursor``/``has_more``. Whether
-        unfinished requests are listed is not documented: listed (``ended_at`` null) unless ``list_unfinished``
-        is False (a guess either way)."""
+        ``status_code`` and ``duration``, filtered by ``start``/``end`` on ``sent_at`` (``start`` defaults to
+        24 h ago), sorted by end time; ``next_cursor``/``has_more``. Facts ``listing`` and ``store-io``: only
+        ended requests are listed (unless ``list_unfinished``), and ``json_input`` (with ``expand=payloads``)
+        only for a request whose payloads fal stored, i.e. not one sent with ``X-Fal-Store-IO: 0``."""
+        self.tick()
         endpoint = request.param("endpoint_id") or ""
-        start = request.param("start")
+        start, end = request.param("start"), request.param("end")
         payloads = "payloads" in ",".join(request.query.get("expand", []))
         since = _parse_iso(start) if start else time.time() - 86400
+        until = _parse_iso(end) if end else float("inf")
         with self._lock:
-            jobs = [j for j in self._jobs.values() if j.app == endpoint and j.created_at >= since
+            jobs = [j for j in self._jobs.values() if j.app == endpoint and since <= j.created_at <= until
                     and (self.list_unfinished or j.state == "COMPLETED")]
         items = []
-        for job in sorted(jobs, key=lambda j: j.created_at, reverse=True):
-            done = job.state == "COMPLETED"
-            item: dict[str, Any] = {"request_id": job.request_id, "endpoint_id": job.app,
-                                    "sent_at": _iso(job.created_at), "started_at": _iso(job.created_at),
-                                    "ended_at": _iso(time.time()) if done else None,
-                                    "status_code": (job.failure.status_code if job.failure else 200) if done else None}
-            if payloads and not job.payloads_deleted:
+        for job in sorted(jobs, key=lambda j: j.ended_at or float("inf"), reverse=True):
+            ended = job.ended_at if job.state == "COMPLETED" else None
+            started = job.started_at
+            item: dict[str, Any] = {
+                "request_id": job.request_id, "endpoint_id": job.app, "sent_at": _iso(job.created_at),
+                "started_at": _iso(started) if started is not None else None,
+                "ended_at": _iso(ended) if ended is not None else None,
+                "status_code": (job.failure.status_code if job.failure else 200) if ended is not None else None,
+                "duration": round(ended - started, 3) if ended is not None and started is not None else None}
+            if payloads and job.stores_payloads and not job.payloads_deleted:
                 item["json_input"] = job.arguments
             items.append(item)
         return Response.json(200, {"items": items, "next_cursor": None, "has_more": False})

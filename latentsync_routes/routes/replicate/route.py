@@ -16,7 +16,7 @@ import io
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -26,6 +26,7 @@ from ...retry import StepFailure, json_or_none
 from ...types import CostEstimate, JobRecord, LipSyncRequest, MediaInfo, MediaSource
 from ..base import JobContext, ParameterSpec, RouteInfo
 from ..hosted import CancelOutcome, HostedRoute, Output, Status
+from ..hosted_lookup import Listed
 from . import NAME, SETTINGS, api
 from .api import bounded_transport, delete_files, output_url, parse_time, predict_time
 from .errors import replicate_failure
@@ -197,10 +198,12 @@ class ReplicateRoute(HostedRoute):
             raise self._failure(exc, step="submit") from None
         return str(prediction.id)
 
-    def lookup(self, job: JobContext, inputs: dict[str, Any], since: datetime) -> list[str] | None:
-        """Predictions of this version with exactly these inputs, created since the submit began."""
-        earliest = since - timedelta(seconds=CLOCK_SKEW_S)
-        found: list[str] = []
+    def lookup(self, job: JobContext, inputs: dict[str, Any], start: datetime, end: datetime) -> list[Listed]:
+        """Predictions of this version with exactly these inputs, created in the submit's window (a
+        prediction's input is kept an hour after it ends, long enough for the window). Replicate lists a
+        prediction from its creation, but no bound is taken from that: a miss leaves the submit ambiguous."""
+        earliest = start
+        found: list[Listed] = []
         cursor: Any = ...
         for _ in range(LOOKUP_PAGES):  # newest first
             try:
@@ -212,8 +215,8 @@ class ReplicateRoute(HostedRoute):
             except Exception as exc:  # noqa: BLE001 - mapped by kind
                 raise self._failure(exc, step="wait") from None
             created = [(p, parse_time(p.get("created_at"))) for p in results]
-            found += [str(p["id"]) for p, at in created if p.get("version") == self.version
-                      and p.get("input") == inputs and (at is None or at >= earliest)]
+            found += [Listed(str(p["id"]), at or start) for p, at in created if p.get("version") == self.version
+                      and p.get("input") == inputs and (at is None or earliest <= at <= end)]
             if not cursor or any(at is not None and at < earliest for _, at in created):
                 break
         return found
