@@ -22,27 +22,29 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 
 from . import money
-from .claimed import context, drive, must_submit
+from .budget import BudgetCap, period_words
 from .config import Credential, Settings, check_route_settings, load_settings, route_credential
+from .consent import checked_consent
 from .errors import (
     ConfigurationError,
+    DummyCredentialRefused,
     InvalidParameter,
     InvalidSettings,
-    LatentSyncError,
 )
-from .journal import TERMINAL_BAD, TERMINAL_OK, Claim, Journal
+from .job_runner import JobInputs, JobRunner, PreparedJob, RunControls
+from .journal import TERMINAL_BAD, TERMINAL_OK, Journal
 from .media import probe_inputs
-from .options import BatchOptions, JobOptions, MediaLike, RunOptions, job_parameters
-from .outputs import check_free, file_in, remove_staged_inputs, resolve_output
+from .options import BatchOptions, JobOptions, MediaLike, RunOptions, request_of
+from .outputs import file_in, remove_staged_inputs, resolve_output
 from .policy import CheckResult, enforce
 from .preflight import marked_estimate, preflight
 from .pricing import check_budget
-from .records import derive_idempotency_key, new_record, request_from_record
+from .records import derive_idempotency_key
 from .routes.base import ProgressCallback, Route, RouteInfo, create_route, route_names
-from .types import PROVIDER_STATES, CostEstimate, JobRecord, LipSyncRequest, LipSyncResult, MediaInfo, MediaSource
+from .types import CostEstimate, JobRecord, LipSyncRequest, LipSyncResult, MediaInfo
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -83,8 +85,10 @@ class LipSyncClient:
         }
         if route_settings:
             given = settings.route_settings if settings is not None else {}
-            overrides["route_settings"] = {**given, **{name: {**given.get(name, {}), **values}
-                                                       for name, values in route_settings.items()}}
+            overrides["route_settings"] = {
+                **given,
+                **{name: {**given.get(name, {}), **values} for name, values in route_settings.items()},
+            }
         if settings is not None:
             if route_settings:  # model_copy does not validate: check the merged table as loading would
                 try:
@@ -94,14 +98,13 @@ class LipSyncClient:
             self.settings = settings.model_copy(update=overrides)
         else:
             self.settings = load_settings(config_file, **overrides)
-        self.default_consent = consent
+        self.default_consent = checked_consent(consent, where="LipSyncClient(consent=...)")
         self._explicit: dict[str, str | SecretStr] = dict(credentials or {})
         self._credentials_only = credentials_only
         self._routes: dict[str, Route] = {}
         self._lock = threading.Lock()
-        self._reserved = 0  # worst-case estimates of jobs in flight, in micro-dollars (money.py)
-        self._spent = 0  # actual and failure-billed cost of the jobs this client ran, in micro-dollars
         self._journal: Journal | None = None
+        self._runner: JobRunner | None = None
 
     def __repr__(self) -> str:
         return f"LipSyncClient(route={self.settings.route!r}, home={str(self.settings.home)!r})"
@@ -135,6 +138,26 @@ class LipSyncClient:
                 else:
                     self._routes[name] = previous
 
+    def budget_cap(self, estimate: CostEstimate, *, sandbox: bool = False) -> BudgetCap | None:
+        """``budget_total`` over ``budget_period`` for a job of this estimate, or ``None`` without a cap."""
+        total = self.settings.budget_total
+        if total is None:
+            return None
+        return BudgetCap(total, self.settings.budget_period, estimate.high, estimate.route, sandbox=sandbox)
+
+    def budget_row(self, estimate: CostEstimate) -> CheckResult | None:
+        """The ``budget`` row ``check`` shows: whether this job fits under ``budget_total`` right now."""
+        cap = self.budget_cap(estimate, sandbox=self.route(estimate.route).sandbox())
+        if cap is None:
+            return None
+        committed = self.journal.committed(cap)
+        problem = cap.problem(committed)
+        reason = problem or (
+            f"up to ${estimate.high:.4f}; ${money.from_micros(committed):.4f} of "
+            f"${cap.total:.4f} committed {period_words(cap.period)}"
+        )
+        return CheckResult(check="budget", passed=problem is None, reason=reason)
+
     def routes(self) -> list[RouteInfo]:
         """Every registered route's declared facts."""
         return [self.route(name).info() for name in route_names()]
@@ -146,15 +169,14 @@ class LipSyncClient:
             self._journal = Journal(self.settings.journal_path)
         return self._journal
 
-    # -- steps 1-3 -------------------------------------------------------------------------------------
-    def _request(self, video: MediaLike, audio: MediaLike, options: JobOptions) -> LipSyncRequest:
-        try:
-            return LipSyncRequest(video=MediaSource.of(video), audio=MediaSource.of(audio), **job_parameters(options))
-        except ValidationError as exc:
-            problem = exc.errors()[0]
-            field = ".".join(str(part) for part in problem["loc"]) or "request"
-            raise InvalidParameter(field, problem["msg"]) from None
+    @property
+    def runner(self) -> JobRunner:
+        """The job runner every job of this client goes through (claim, drive, execute, finish)."""
+        if self._runner is None:
+            self._runner = JobRunner(self.settings, lambda: self.journal, self.credential)
+        return self._runner
 
+    # -- steps 1-3 -------------------------------------------------------------------------------------
     def _normalise(self, route: Route, request: LipSyncRequest) -> tuple[MediaInfo, MediaInfo]:
         """Refuse unsupported parameters, then probe and validate both inputs.
 
@@ -180,8 +202,9 @@ class LipSyncClient:
         deadline against the estimate's expected time, and a face in a sample of the video's frames.
         A failed row is a STOP (``run`` raises :class:`PolicyViolation`, exit 3); nothing is raised here.
         """
-        return self.assess(video, audio, route=route, consent=consent, deadline_seconds=deadline_seconds,
-                           face_check=face_check)[0]
+        return self.assess(
+            video, audio, route=route, consent=consent, deadline_seconds=deadline_seconds, face_check=face_check
+        )[0]
 
     def assess(
         self,
@@ -196,11 +219,19 @@ class LipSyncClient:
     ) -> tuple[list[CheckResult], CostEstimate]:
         """``check`` and ``estimate`` at once, the inputs probed once: what a batch plans each row with."""
         chosen = self.route(route)
-        request = self._request(video, audio, options)
+        request = request_of(video, audio, options)
         deadline = _deadline(deadline_seconds, self.settings.deadline_seconds)
         video_info, audio_info = self._normalise(chosen, request)
-        return preflight(chosen, self.settings.policy, request, video_info, audio_info,
-                         consent=consent or self.default_consent, deadline=deadline, face_check=face_check)
+        return preflight(
+            chosen,
+            self.settings.policy,
+            request,
+            video_info,
+            audio_info,
+            consent=consent or self.default_consent,
+            deadline=deadline,
+            face_check=face_check,
+        )
 
     def estimate(
         self, video: MediaLike, audio: MediaLike, *, route: str | None = None, **options: Unpack[JobOptions]
@@ -211,17 +242,19 @@ class LipSyncClient:
         :attr:`CostEstimate.refused`, the same one ``check`` shows as a STOP row and ``run`` stops on.
         """
         chosen = self.route(route)
-        request = self._request(video, audio, options)
+        request = request_of(video, audio, options)
         video_info, audio_info = self._normalise(chosen, request)
         return marked_estimate(chosen, self.settings.policy, request, video_info, audio_info)
 
     def estimate_all(self, video: MediaLike, audio: MediaLike) -> list[CostEstimate]:
         """Estimates on every route, probing the inputs once; a route that would refuse them says why in
         :attr:`CostEstimate.refused` (pick among those where it is ``None``)."""
-        request = self._request(video, audio, {})
+        request = request_of(video, audio, {})
         video_info, audio_info = probe_inputs(request.video, request.audio)
-        return [marked_estimate(self.route(name), self.settings.policy, request, video_info, audio_info)
-                for name in route_names()]
+        return [
+            marked_estimate(self.route(name), self.settings.policy, request, video_info, audio_info)
+            for name in route_names()
+        ]
 
     # -- steps 4-6 -------------------------------------------------------------------------------------
     def run(
@@ -236,64 +269,62 @@ class LipSyncClient:
         submit, ``force_resubmit=True`` submits again if a lookup cannot find the first.
         """
         if (options.get("route") or self.settings.route) == "cheapest" or options.get("routes"):
-            from .choice import run_chosen  # route choice and fallback run this method once per route tried
+            from .choice import run_chosen  # route choice and fallback: one prepared job per route tried
 
             return run_chosen(self, video, audio, output, **options)
+        return self.run_prepared(self.prepare(video, audio, output, **options), RunControls.from_options(options))
+
+    def prepare(
+        self, video: MediaLike, audio: MediaLike, output: str | os.PathLike[str], **options: Unpack[RunOptions]
+    ) -> PreparedJob:
+        """Everything decided about a job before anything leaves the machine, made once: the request, the
+        probed inputs, the checklist (enforced: a STOP raises :class:`PolicyViolation`), the estimate, the
+        idempotency key and the output place. ``run_prepared`` runs it; so do batches and the page."""
         chosen = self.route(options.get("route"))
         info = chosen.info()
-        request = self._request(video, audio, options)
+        request = request_of(video, audio, options)
         chosen.provider_parameters(request)
         deadline = _deadline(options.get("deadline_seconds"), self.settings.deadline_seconds)
         output_path = resolve_output(output, route=info.name)
         video_info, audio_info = self._normalise(chosen, request)
-        consent = options.get("consent") or self.default_consent
-        checks, estimate = preflight(chosen, self.settings.policy, request, video_info, audio_info, consent=consent,
-                                     deadline=deadline, face_check=options.get("face_check"))
+        consent = checked_consent(options.get("consent"), where="consent") or self.default_consent
+        checks, estimate = preflight(
+            chosen,
+            self.settings.policy,
+            request,
+            video_info,
+            audio_info,
+            consent=consent,
+            deadline=deadline,
+            face_check=options.get("face_check"),
+        )
         enforce(checks, route=info.name)
         why_not = chosen.availability()
         if why_not:
-            raise ConfigurationError(why_not, route=info.name)
-        key = options.get("idempotency_key") or derive_idempotency_key(info.name, request, video_info, audio_info,
-                                                                       output_path)
+            refused = getattr(chosen, "credential_refused", None)  # a fakes' key bound for the real host
+            raise (DummyCredentialRefused if refused else ConfigurationError)(why_not, route=info.name)
+        key = options.get("idempotency_key") or derive_idempotency_key(
+            info.name, request, video_info, audio_info, output_path
+        )
         if output_path.is_dir():
             output_path = file_in(output_path, request.video.name or "output", key)
-        overwrite = bool(options.get("overwrite", False))
-        with self._lock:
-            remaining = None if self.settings.budget_total is None else money.from_micros(
-                money.micros(self.settings.budget_total) - self._spent - self._reserved)
-            check_budget(estimate, per_call=self.settings.budget_per_call, remaining=remaining)
-            self._reserved += money.micros(estimate.high)  # a job in flight holds its worst case until it settles
-        claim: Claim | None = None
-        record: JobRecord | None = None
-        progress = options.get("progress")
-        try:
-            # A file at the output is this job's own only if the job fetched it (or may have, part-way
-            # through a fetch); otherwise it belongs to someone else, and the job is refused before its
-            # claim, so nothing is journalled (docs/reliability.md, "What is journalled").
-            known = self.journal.find_latest(key)
-            if not (known is not None and known.output_path == str(output_path)
-                    and known.state in (TERMINAL_OK, *PROVIDER_STATES)):
-                check_free(output_path, overwrite=overwrite, route=info.name)
-            claim, record = self.journal.claim(
-                key, lambda: new_record(info, request, key, consent, checks, estimate, video_info, audio_info,
-                                        output_path),
-                on_wait=lambda _: _report(progress, "waiting for another caller running the same job"))
-            return drive(self, chosen, claim, record, request, video_info, audio_info, output_path,
-                               deadline=deadline, overwrite=overwrite, progress=progress,
-                               retry_failed=bool(options.get("retry_failed", False)),
-                               force_resubmit=bool(options.get("force_resubmit", False)),
-                               cancel_event=options.get("cancel_event"))
-        except LatentSyncError as exc:
-            if record is not None and exc.job_id is None:
-                exc.job_id = record.job_id  # callers (batch, fallback) find the job's record from the error
-            raise
-        finally:
-            if claim is not None:
-                claim.release()
-            with self._lock:
-                self._reserved -= money.micros(estimate.high)
-                if record is not None:  # what the job actually cost, failed attempts included
-                    self._spent += money.micros(record.cost.worst_case())  # unknown charges at their worst case
+        return PreparedJob(
+            route=chosen,
+            inputs=JobInputs(request, video_info, audio_info),
+            checks=checks,
+            estimate=estimate,
+            idempotency_key=key,
+            output_path=output_path,
+            consent=consent,
+            deadline=deadline,
+            sandbox=chosen.sandbox(),
+        )
+
+    def run_prepared(self, job: PreparedJob, controls: RunControls | None = None) -> LipSyncResult:
+        """Run a prepared job: the per-call cap is checked here, ``budget_total`` as its record is created."""
+        check_budget(job.estimate, per_call=self.settings.budget_per_call)
+        budget = self.budget_cap(job.estimate, sandbox=job.sandbox)
+        return self.runner.run(job, controls or RunControls(), budget=budget)
 
     def run_many(self, jobs: Any, **options: Unpack[BatchOptions]) -> BatchReport:
         """Run a batch: a manifest path (CSV or JSONL) or jobs given as dicts, checked and priced whole first.
@@ -317,33 +348,32 @@ class LipSyncClient:
     ) -> LipSyncResult:
         """Carry on a job from the journal: its own provider job if it has one, its recorded inputs if not."""
         deadline = _deadline(deadline_seconds, self.settings.deadline_seconds)
-        claim, record = self.journal.claim_job(job_id)
-        try:
-            needs_inputs = must_submit(record, retry_failed, force_resubmit)
-            request, video_info, audio_info = request_from_record(record, need_inputs=needs_inputs)
-            output = Path(record.output_path or f"{record.job_id}.mp4")
-            return drive(self, self.route(record.route), claim, record, request, video_info, audio_info, output,
-                               deadline=deadline, overwrite=True, progress=progress, retry_failed=retry_failed,
-                               force_resubmit=force_resubmit)
-        finally:
-            claim.release()
+        record = self.journal.find(job_id)
+        controls = RunControls(progress=progress, retry_failed=retry_failed, force_resubmit=force_resubmit)
+        return self.runner.resume(self.route(record.route), record.job_id, deadline=deadline, controls=controls)
 
     def cancel(self, job_id: str, *, wait_seconds: float = 60.0) -> JobRecord:
         """Cancel a job: its running owner (any process) is asked to cancel its provider job, and this call
         waits for it to end; it takes the job over only from an owner whose process is gone, or whose claim
         stayed silent for a whole lease while it waited. When nobody runs the job, the provider job is
         cancelled from here. Returns the record as it ends."""
-        record = self.journal.get(job_id)
-        if record is None:
-            raise ConfigurationError(f"no job {job_id!r} in the journal at {self.settings.journal_path}")
+        record = self.journal.find(job_id)
+        job_id = record.job_id
         if record.state in (TERMINAL_OK, *TERMINAL_BAD):
             return record
         self.journal.request_cancel(record.idempotency_key)
         claim, record = self.journal.claim_job(job_id, wait_s=wait_seconds, for_cancel=True)
         try:
             if record.state not in (TERMINAL_OK, *TERMINAL_BAD):
-                job = context(self, claim, record, *request_from_record(record, need_inputs=False),
-                                    Path(record.output_path or "."), deadline=60.0, overwrite=False, progress=None)
+                job = self.runner.context(
+                    claim,
+                    record,
+                    JobInputs.from_record(record, need_inputs=False),
+                    Path(record.output_path or "."),
+                    deadline=60.0,
+                    overwrite=False,
+                    controls=RunControls(),
+                )
                 self.route(record.route).cancel_job(job)
             return self.journal.get(job_id) or record
         finally:
@@ -354,9 +384,7 @@ class LipSyncClient:
 
         The record is kept (it is the audit trail) and says what was deleted and what could not be.
         """
-        record = self.journal.get(job_id)
-        if record is None:
-            raise ConfigurationError(f"no job {job_id!r} in the journal at {self.settings.journal_path}")
+        record = self.journal.find(job_id)
         deleted: list[str] = []
         kept: list[str] = []
         if delete_output and record.output_path:
@@ -374,21 +402,9 @@ class LipSyncClient:
         self.journal.save(record)
         return record
 
+
 def _deadline(given: float | None, default: float) -> float:
     value = default if given is None else given
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise InvalidParameter("deadline_seconds", f"must be a finite number of seconds above 0, got {value!r}")
     return float(value)
-
-
-def _report(progress: ProgressCallback | None, message: str) -> None:
-    if progress is not None:
-        progress(message, None)
-
-
-def __getattr__(name: str) -> Any:  # the async client lives in its own module; old imports keep working
-    if name == "AsyncLipSyncClient":
-        from .async_client import AsyncLipSyncClient
-
-        return AsyncLipSyncClient
-    raise AttributeError(name)

@@ -12,8 +12,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypedDict
 
+from pydantic import ValidationError
+
+from .errors import InvalidParameter
 from .routes.base import ProgressCallback
-from .types import LoopMode, MediaSource
+from .types import LipSyncRequest, LoopMode, MediaSource
 
 #: What an input may be given as: a path, a URL string, bytes, or a :class:`MediaSource`.
 MediaLike = MediaSource | str | os.PathLike[str] | bytes
@@ -78,6 +81,16 @@ class BatchOptions(TypedDict, total=False):
 
 
 JOB_PARAMETERS = tuple(JobOptions.__annotations__)
+
+
+def request_of(video: MediaLike, audio: MediaLike, options: JobOptions | RunOptions) -> LipSyncRequest:
+    """The request these inputs and options make; a value the request model refuses is an InvalidParameter."""
+    try:
+        return LipSyncRequest(video=MediaSource.of(video), audio=MediaSource.of(audio), **job_parameters(options))
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        field = ".".join(str(part) for part in problem["loc"]) or "request"
+        raise InvalidParameter(field, problem["msg"]) from None
 
 
 def job_parameters(options: JobOptions | RunOptions) -> dict[str, Any]:

@@ -10,14 +10,34 @@ from latentsync_routes.types import Cost, JobRecord
 T0 = datetime(2026, 12, 7, 12, 0, 0, tzinfo=timezone.utc)
 
 
-def record(job_id: str, *, state: str = "submitting", request_id: str | None = None, at: datetime = T0,
-           settles_after_s: float | None = 100.0) -> JobRecord:
+def record(
+    job_id: str,
+    *,
+    state: str = "submitting",
+    request_id: str | None = None,
+    at: datetime = T0,
+    settles_after_s: float | None = 100.0,
+) -> JobRecord:
     end = at + timedelta(seconds=10)
-    return JobRecord(job_id=job_id, idempotency_key=job_id, state=state, route="fal", route_owner="", billing_owner="",
-                     model="", model_version="", upload_destination="", retention_policy="", deletion_policy="",
-                     cost=Cost(estimated=0.2), library_version="", provider_request_id=request_id, submitting_at=at,
-                     submit_window_end=end, submit_settles_at=None if settles_after_s is None
-                     else end + timedelta(seconds=settles_after_s))  # type: ignore[arg-type]
+    return JobRecord(
+        job_id=job_id,
+        idempotency_key=job_id,
+        state=state,
+        route="fal",
+        route_owner="",
+        billing_owner="",
+        model="",
+        model_version="",
+        upload_destination="",
+        retention_policy="",
+        deletion_policy="",
+        cost=Cost(estimated=0.2),
+        library_version="",
+        provider_request_id=request_id,
+        submitting_at=at,
+        submit_window_end=end,
+        submit_settles_at=None if settles_after_s is None else end + timedelta(seconds=settles_after_s),
+    )  # type: ignore[arg-type]
 
 
 def listed(request_id: str, seconds_after: float, started: bool = True) -> Listed:
@@ -40,8 +60,12 @@ def test_a_request_another_journal_job_holds_is_never_a_candidate() -> None:
 
 def test_requests_outside_the_window_or_never_started_are_not_candidates() -> None:
     late = 10 + CLOCK_SKEW_S + 1
-    finding = decide(record("a"), [listed("r1", late), listed("r2", -CLOCK_SKEW_S - 1), listed("r3", 2, False)], [],
-                     T0 + timedelta(seconds=20))
+    finding = decide(
+        record("a"),
+        [listed("r1", late), listed("r2", -CLOCK_SKEW_S - 1), listed("r3", 2, False)],
+        [],
+        T0 + timedelta(seconds=20),
+    )
     assert finding.candidates == () and finding.adopt is None
 
 

@@ -18,8 +18,9 @@ KEY = "resume-test-key-9f8e7d"
 
 
 def _env(home: Path, fal_url: str) -> dict[str, str]:
-    return clean_env(home, {"LATENTSYNC_ROUTES_FAL_BASE_URL": fal_url, "LATENTSYNC_ROUTES_POLL_INTERVAL": "0.05",
-                            "FAL_KEY": KEY})
+    return clean_env(
+        home, {"LATENTSYNC_ROUTES_FAL_BASE_URL": fal_url, "LATENTSYNC_ROUTES_POLL_INTERVAL": "0.05", "FAL_KEY": KEY}
+    )
 
 
 def _wait_for_submitted(journal_path: Path, timeout: float = 60.0) -> str:
@@ -58,8 +59,9 @@ def test_sigkill_while_waiting_then_resume(tmp_path: Path, how: str) -> None:
             second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
         else:
             (record,) = Journal(home / "jobs.sqlite3").list()
-            second = subprocess.run([exe, "jobs", "resume", record.job_id, "--json"], env=env,
-                                    capture_output=True, text=True, timeout=120)
+            second = subprocess.run(
+                [exe, "jobs", "resume", record.job_id, "--json"], env=env, capture_output=True, text=True, timeout=120
+            )
         assert second.returncode == 0, second.stderr
         result = json.loads(second.stdout)
         assert result["provider_request_id"] == request_id
@@ -73,9 +75,11 @@ def test_sigkill_while_waiting_then_resume(tmp_path: Path, how: str) -> None:
 
 # The fact sheet's bounds, shrunk for the test (the longest a started request runs; the clock skew): the CLI
 # runs as it ships, with only these two module constants changed.
-_SHRUNK = ("import sys; from latentsync_routes.routes import hosted_lookup; from latentsync_routes.routes.fal import "
-           "route; route.LONGEST_RUN_S = 0.0; hosted_lookup.CLOCK_SKEW_S = 0.5; from latentsync_routes.cli import "
-           "main; sys.argv[0] = 'latentsync-routes'; main()")
+_SHRUNK = (
+    "import sys; from latentsync_routes.routes import hosted_lookup; from latentsync_routes.routes.fal import "
+    "route; route.LONGEST_RUN_S = 0.0; hosted_lookup.CLOCK_SKEW_S = 0.5; from latentsync_routes.cli import "
+    "main; sys.argv[0] = 'latentsync-routes'; main()"
+)
 
 
 def _wait_for(check: object, what: str, timeout: float = 60.0) -> None:
@@ -103,8 +107,12 @@ def test_sigkill_during_the_fal_submit_then_resume_pays_once(tmp_path: Path, how
         # the reply is held (created) or the request held and then dropped (never created)
         fal.faults.submit.append(Fault.hold_reply(60) if created else Fault.delay(60, then=Fault.drop()))
         env = _env(home, fal.url)
-        first = subprocess.Popen([sys.executable, "-c", _SHRUNK, *args, "--deadline", "4"], env=env,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        first = subprocess.Popen(
+            [sys.executable, "-c", _SHRUNK, *args, "--deadline", "4"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         try:
             if created:
                 _wait_for(lambda: len(fal.jobs) == 1, "the provider job")
@@ -117,8 +125,9 @@ def test_sigkill_during_the_fal_submit_then_resume_pays_once(tmp_path: Path, how
         (record,) = Journal(home / "jobs.sqlite3").list()
         assert record.state == "submitting" and record.provider_request_id is None
         again = ["jobs", "resume", record.job_id, "--json"] if how == "jobs-resume" else [*args, "--deadline", "40"]
-        second = subprocess.run([sys.executable, "-c", _SHRUNK, *again], env=env, capture_output=True, text=True,
-                                timeout=120)
+        second = subprocess.run(
+            [sys.executable, "-c", _SHRUNK, *again], env=env, capture_output=True, text=True, timeout=120
+        )
         assert second.returncode == 0, second.stdout + second.stderr
         result = json.loads(second.stdout)
         assert len(fal.jobs) == 1, f"exactly one provider job, whether or not the killed submit made one: {result}"

@@ -90,8 +90,13 @@ def run_item(client: LipSyncClient, item: BatchItem, events: BatchEvents, cancel
     """Run one item through the client (claim, route, record) and catch what stops it as its outcome."""
     events.started(item)
     try:
+        # ``run`` is ``run_prepared(prepare(...))``: the batch's jobs are prepared jobs run by the client's runner
         outcome: Outcome = client.run(
-            item.video, item.audio, item.output, route=item.route, cancel_event=cancel,
+            item.video,
+            item.audio,
+            item.output,
+            route=item.route,
+            cancel_event=cancel,
             progress=lambda message, fraction: events.progress(item, message, fraction),
             **dict(item.options),
         )

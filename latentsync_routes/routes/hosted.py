@@ -36,23 +36,26 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
 
-from .. import money
 from ..deadlines import deadline_scope
+from ..dummy_keys import dummy_key_refusal
 from ..errors import (
     AmbiguousSubmit,
     ClaimLost,
     DeadlineExceeded,
     DeadlinePassed,
+    DummyCredentialRefused,
     JobCancelled,
     JobFailed,
     LatentSyncError,
     MissingCredentials,
     ProviderInputRejected,
 )
-from ..retry import StepFailure, record_attempt, run_step
+from ..retry import record_attempt, run_step
 from ..types import CostEstimate, JobRecord, LipSyncRequest, MediaInfo, MediaSource, utcnow
 from .base import JobContext, RouteInfo, RouteOutput, map_parameters, module_available, not_installed_message
-from .hosted_lookup import DEFAULT_SUBMIT_WINDOW_S, Listed, cancel_undecided, resolve
+from .hosted_endings import billing, cancel_and_follow
+from .hosted_lookup import DEFAULT_SUBMIT_WINDOW_S, Listed, cancel_undecided
+from .hosted_lookup import resolve as resolve_ambiguous
 from .hosted_progress import progress_from_logs, wait_message
 from .hosted_runs_on import fetched, outlive_deadline
 from .hosted_status import CancelOutcome as CancelOutcome
@@ -84,13 +87,28 @@ class HostedRoute(ABC):
     #: the hooks a route implements (abstract: required) or may override (with the defaults below); the one
     #: list, documented in docs/new-route.md (a test keeps the two equal)
     HOOKS: ClassVar[tuple[str, ...]] = (
-        "estimate", "upload", "submit", "poll", "cancel", "result", "prepare", "lookup", "submit_bounds",
-        "priced_after_download", "settle", "cleanup", "delete_remote", "describe_choice", "ambiguity_hint",
+        "estimate",
+        "upload",
+        "submit",
+        "poll",
+        "cancel",
+        "result",
+        "prepare",
+        "lookup",
+        "submit_bounds",
+        "priced_after_download",
+        "settle",
+        "cleanup",
+        "delete_remote",
+        "describe_choice",
+        "ambiguity_hint",
     )
 
     def __init__(self, *, settings: Settings, credential: Credential | None) -> None:
         self.settings = settings
-        self.credential = credential
+        #: why the credential given was dropped (a fakes' dummy key bound for the real host), if it was
+        self.credential_refused = dummy_key_refusal(self.INFO, settings, credential)
+        self.credential = None if self.credential_refused else credential
 
     # -- facts -------------------------------------------------------------------------------------
     def info(self) -> RouteInfo:
@@ -98,11 +116,15 @@ class HostedRoute(ABC):
 
     def availability(self) -> str | None:
         info = self.info()
+        if self.credential_refused:
+            return self.credential_refused
         if info.sdk_module and not module_available(info.sdk_module):
             return not_installed_message(self.name, info.sdk_package or info.sdk_module, info.install_extra)
         if self.credential is None and info.credential_env:
-            return (f"route {self.name!r} needs {info.credential_env} (argument, env {info.credential_env}, or "
-                    "keyring service 'latentsync-routes')")
+            return (
+                f"route {self.name!r} needs {info.credential_env} (argument, env {info.credential_env}, or "
+                "keyring service 'latentsync-routes')"
+            )
         return None
 
     def provider_parameters(self, request: LipSyncRequest) -> dict[str, Any]:
@@ -111,11 +133,17 @@ class HostedRoute(ABC):
     @abstractmethod
     def estimate(self, request: LipSyncRequest, video: MediaInfo, audio: MediaInfo) -> CostEstimate: ...
 
+    def sandbox(self) -> bool:
+        """A base-URL override (a fake, a gateway under test) makes this route's jobs sandbox money."""
+        return self.settings.base_url_override(self.name) is not None
+
     def base_url(self) -> str | None:
         """The origin this route talks to: a configured override (a gateway, a fake), else the default."""
         return self.settings.base_url_for(self.name)
 
     def secret(self) -> str:
+        if self.credential_refused:
+            raise DummyCredentialRefused(self.credential_refused, route=self.name)
         if self.credential is None:
             env = self.info().credential_env or "a credential"
             raise MissingCredentials(f"route {self.name!r} needs {env}", route=self.name)
@@ -201,42 +229,60 @@ class HostedRoute(ABC):
         request_id = job.record.provider_request_id
         try:
             if request_id is None and job.record.state == "submitting":
-                request_id = self._resolve_ambiguous(job, "an earlier run stopped while its submit was in flight")
+                request_id = resolve_ambiguous(self, job, "an earlier run stopped while its submit was in flight")
             if request_id is None:
                 try:
                     uploaded = self._upload_inputs(job)
                 except LatentSyncError as exc:
                     if job.remaining() > 0:
                         raise
-                    raise DeadlineExceeded(f"the job deadline passed during the uploads ({exc.message}); nothing "
-                                           f"was submitted to {self.name}", route=self.name) from None
+                    raise DeadlineExceeded(
+                        f"the job deadline passed during the uploads ({exc.message}); nothing "
+                        f"was submitted to {self.name}",
+                        route=self.name,
+                    ) from None
                 request_id = self._submit(job, {**uploaded, **params})
             else:
                 job.report(f"{self.name}: carrying on request {request_id}", None)
             status = self._wait(job, request_id)
             try:
-                output = run_step(job, "fetch", partial(self.result, job, request_id, status), request_id=request_id,
-                                  record_success=self.RESULT_IS_A_REQUEST)
+                output = run_step(
+                    job,
+                    "fetch",
+                    partial(self.result, job, request_id, status),
+                    request_id=request_id,
+                    record_success=self.RESULT_IS_A_REQUEST,
+                )
             except (ProviderInputRejected, JobFailed, JobCancelled) as exc:  # the provider job itself ended badly
-                job.mark("cancelled" if isinstance(exc, JobCancelled) else "failed",
-                         failure_reason=f"{type(exc).__name__}: {exc.message}")
+                job.mark(
+                    "cancelled" if isinstance(exc, JobCancelled) else "failed",
+                    failure_reason=f"{type(exc).__name__}: {exc.message}",
+                )
                 raise
             job.report(f"{self.name}: downloading the output", None)
-            path = download_output(job, output.url, route=self.name, request_id=output.request_id or request_id,
-                                   file_name=output.file_name, headers=output.headers)
+            path = download_output(
+                job,
+                output.url,
+                route=self.name,
+                request_id=output.request_id or request_id,
+                file_name=output.file_name,
+                headers=output.headers,
+            )
         finally:
             may_read = job.record.state in ("submitting", "submitted")
             self.cleanup(job, provider_may_read_inputs=may_read)
         fetched(self, job)
         cost, basis = self.priced_after_download(job, output, path)
         job.report(f"{self.name}: done", 1.0)
-        return RouteOutput(output_path=path, output_url=output.url, provider_request_id=request_id,
-                           actual_cost=cost, cost_basis=basis)
+        return RouteOutput(
+            output_path=path, output_url=output.url, provider_request_id=request_id, actual_cost=cost, cost_basis=basis
+        )
 
     def _upload_inputs(self, job: JobContext) -> dict[str, str]:
         urls: dict[str, str] = {}
-        for input_name, role, source in zip(self.INPUT_NAMES, ("video", "audio"),
-                                            (job.request.video, job.request.audio), strict=True):
+        for input_name, role, source in zip(
+            self.INPUT_NAMES, ("video", "audio"), (job.request.video, job.request.audio), strict=True
+        ):
             if source.kind == "url":
                 urls[input_name] = str(source.url)
                 continue
@@ -249,20 +295,26 @@ class HostedRoute(ABC):
 
     def _submit(self, job: JobContext, inputs: dict[str, Any]) -> str:
         if job.remaining() <= MIN_SUBMIT_SECONDS:
-            raise DeadlineExceeded(f"the job deadline passed before the submit; nothing was submitted to {self.name}",
-                                   route=self.name)
+            raise DeadlineExceeded(
+                f"the job deadline passed before the submit; nothing was submitted to {self.name}", route=self.name
+            )
         if job.cancel_requested():
             raise JobCancelled(f"cancelled before the submit; nothing was submitted to {self.name}", route=self.name)
         started = utcnow()
         in_flight, settles = self.submit_bounds(job)
         window_end = started + timedelta(seconds=in_flight)
-        job.mark("submitting", provider_inputs=inputs, submitting_at=started, interrupted=None,
-                 submit_window_end=window_end,
-                 submit_settles_at=None if settles is None else window_end + timedelta(seconds=settles))
+        job.mark(
+            "submitting",
+            provider_inputs=inputs,
+            submitting_at=started,
+            interrupted=None,
+            submit_window_end=window_end,
+            submit_settles_at=None if settles is None else window_end + timedelta(seconds=settles),
+        )
         try:
             request_id = run_step(job, "submit", partial(self.submit, job, inputs), record_success=False)
         except AmbiguousSubmit as exc:
-            found = self._resolve_ambiguous(job, exc.message)
+            found = resolve_ambiguous(self, job, exc.message)
             if found is None:  # force_resubmit, and no lookup found it
                 return self._submit(job, inputs)
             return found
@@ -273,11 +325,6 @@ class HostedRoute(ABC):
         record_attempt(job, "submit", ok=True, started_at=started, request_id=request_id)
         job.report(f"{self.name}: submitted request {request_id}", None)
         return request_id
-
-    def _resolve_ambiguous(self, job: JobContext, cause: str) -> str | None:
-        """Find the provider job of an ambiguous submit by time (:mod:`.hosted_lookup`): adopt it, submit
-        again when nothing was created (``None``), or stop with :class:`AmbiguousSubmit`."""
-        return resolve(self, job, cause)
 
     def _wait(self, job: JobContext, request_id: str) -> Status:
         on_deadline = partial(self._stop, job, request_id, "deadline")
@@ -290,8 +337,14 @@ class HostedRoute(ABC):
             if job.remaining() <= 0:
                 on_deadline()
             try:
-                status = run_step(job, "wait", partial(self.poll, job, request_id), request_id=request_id,
-                                  record_success=False, on_deadline=on_deadline)
+                status = run_step(
+                    job,
+                    "wait",
+                    partial(self.poll, job, request_id),
+                    request_id=request_id,
+                    record_success=False,
+                    on_deadline=on_deadline,
+                )
             except DeadlinePassed:
                 on_deadline()
             for line in status.logs[seen_logs:]:
@@ -299,9 +352,17 @@ class HostedRoute(ABC):
             seen_logs = max(seen_logs, len(status.logs))
             if status.state in ("queued", "running"):
                 own = status.fraction if status.fraction is not None else progress_from_logs(status.logs)
-                job.report(*wait_message(self.name, status.state, elapsed=time.monotonic() - started,
-                                         expected=expected, queue_position=status.queue_position,
-                                         provider_fraction=own, detail=status.message))
+                job.report(
+                    *wait_message(
+                        self.name,
+                        status.state,
+                        elapsed=time.monotonic() - started,
+                        expected=expected,
+                        queue_position=status.queue_position,
+                        provider_fraction=own,
+                        detail=status.message,
+                    )
+                )
             if status.state == "succeeded":
                 job.mark("completed")
                 return status
@@ -316,42 +377,25 @@ class HostedRoute(ABC):
         except Exception:  # noqa: BLE001 - progress is best effort; the estimate was checked before the run
             return None
 
-    def _billing(self, job: JobContext, request_id: str, status: Status | None) -> tuple[float, str]:
-        """What a job that ended badly was billed, for its attempt; an unknown charge is recorded at its
-        worst case (the estimate's high end) in ``cost.billed_unknown``, never as $0."""
-        with deadline_scope(time.monotonic() + CANCEL_FOLLOW_SECONDS):
-            try:
-                amount, basis = self.settle(job, request_id, status)
-            except (StepFailure, LatentSyncError, DeadlinePassed) as exc:
-                amount, basis = None, f"asking {self.name} what it billed failed ({type(exc).__name__})"
-        if amount is not None:
-            return amount, basis
-        try:
-            worst = self.estimate(job.request, job.video_info, job.audio_info).high
-        except Exception:  # noqa: BLE001 - the estimate ran before the job; this only guards a resume
-            worst = job.record.cost.estimated
-        note = (f"{basis}; billing unknown, counted at its worst case ${worst:.4f} (the estimate's high end) "
-                "until the provider's usage page says otherwise")
-        cost = job.record.cost
-        job.mark(cost=cost.model_copy(update={"billed_unknown": money.total([cost.billed_unknown, worst]),
-                                              "billed_unknown_basis": note}))
-        return 0.0, note
-
     def _ended_badly(self, job: JobContext, request_id: str, status: Status) -> NoReturn:
-        billed, said = self._billing(job, request_id, status)
+        billed, said = billing(self, job, request_id, status, follow_seconds=CANCEL_FOLLOW_SECONDS)
         basis = f"; {said}" if said else ""
         error: LatentSyncError
         if status.state == "failed":
             reason = " ".join((status.error or "no error message").split())[:300]
-            error = JobFailed(f"the model failed on {self.name}: {reason}{basis}", route=self.name,
-                              request_id=request_id)
+            error = JobFailed(
+                f"the model failed on {self.name}: {reason}{basis}", route=self.name, request_id=request_id
+            )
         else:
             ended = status.message or "cancelled"
-            error = JobCancelled(f"the {self.name} job ended {ended} at the provider{basis}", route=self.name,
-                                 request_id=request_id)
+            error = JobCancelled(
+                f"the {self.name} job ended {ended} at the provider{basis}", route=self.name, request_id=request_id
+            )
         record_attempt(job, "wait", ok=False, error=error, request_id=request_id, billed_amount=billed)
-        job.mark("failed" if status.state == "failed" else "cancelled", failure_reason=f"{type(error).__name__}: "
-                 f"{error.message}")
+        job.mark(
+            "failed" if status.state == "failed" else "cancelled",
+            failure_reason=f"{type(error).__name__}: {error.message}",
+        )
         raise error
 
     def _stop(self, job: JobContext, request_id: str, why: Literal["deadline", "cancel"]) -> NoReturn:
@@ -365,15 +409,21 @@ class HostedRoute(ABC):
         except (sqlite3.Error, LatentSyncError):
             pass  # a journal that cannot be written now must not keep the provider job running
         outcome, status = self.cancel_and_follow(job, request_id)
-        billed, said = self._billing(job, request_id, status)
+        billed, said = billing(self, job, request_id, status, follow_seconds=CANCEL_FOLLOW_SECONDS)
         basis = f"; {said}" if said else ""
         error: LatentSyncError
         if why == "deadline":
-            error = DeadlineExceeded(f"{self.name} request {request_id} did not finish within the job deadline; "
-                                     f"{outcome}{basis}", route=self.name, request_id=request_id)
+            error = DeadlineExceeded(
+                f"{self.name} request {request_id} did not finish within the job deadline; {outcome}{basis}",
+                route=self.name,
+                request_id=request_id,
+            )
         else:
-            error = JobCancelled(f"{self.name} request {request_id} was cancelled by the caller; {outcome}{basis}",
-                                 route=self.name, request_id=request_id)
+            error = JobCancelled(
+                f"{self.name} request {request_id} was cancelled by the caller; {outcome}{basis}",
+                route=self.name,
+                request_id=request_id,
+            )
         record_attempt(job, "wait", ok=False, error=error, request_id=request_id, billed_amount=billed)
         job.mark("cancelled", failure_reason=f"{type(error).__name__}: {error.message}")
         raise error
@@ -381,32 +431,7 @@ class HostedRoute(ABC):
     def cancel_and_follow(self, job: JobContext, request_id: str) -> tuple[str, Status | None]:
         """One cancel request, then polls until the provider job ends (at most ``CANCEL_FOLLOW_SECONDS``)."""
         with deadline_scope(time.monotonic() + CANCEL_FOLLOW_SECONDS):  # the job's own deadline may be gone
-            return self._cancel_and_follow(job, request_id)
-
-    def _cancel_and_follow(self, job: JobContext, request_id: str) -> tuple[str, Status | None]:
-        started = utcnow()
-        try:
-            answer = self.cancel(job, request_id)
-            record_attempt(job, "cancel", ok=answer.accepted, started_at=started, request_id=request_id)
-            outcome = answer.text
-        except StepFailure as failure:
-            record_attempt(job, "cancel", ok=False, started_at=started, error=failure.error,
-                           http_status=failure.http_status, request_id=request_id)
-            answer = CancelOutcome(False, "")
-            outcome = f"the cancel failed ({failure.error.message}), so the job may still run and be billed"
-        give_up = time.monotonic() + CANCEL_FOLLOW_SECONDS
-        last: Status | None = None
-        while time.monotonic() < give_up:
-            try:
-                last = self.poll(job, request_id)
-            except (StepFailure, DeadlinePassed):  # a failed poll, or the follow-up's time is up
-                break
-            if last.state in ("succeeded", "failed", "cancelled"):
-                break
-            time.sleep(min(max(self.settings.poll_interval, 0.05), 1.0))
-        if last is not None and last.state == "succeeded" and not answer.accepted:
-            outcome += "; it finished (and is billed), but its output was not fetched"
-        return outcome, last
+            return cancel_and_follow(self, job, request_id, follow_seconds=CANCEL_FOLLOW_SECONDS)
 
     def cancel_job(self, job: JobContext) -> str:
         """Cancel a job nobody is running now: its provider job if it has one, and mark it cancelled."""

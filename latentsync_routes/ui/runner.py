@@ -1,7 +1,7 @@
-"""A job run from the page: ``client.run`` in a thread, its progress as the page shows it, and cancel.
+"""A job run from the page: a prepared job run by the client's runner in a thread, its progress, and cancel.
 
 Why a thread: the page must keep answering (live progress, the cancel button) while the job runs, and the
-client's ``run`` blocks. The run's own ``progress`` callback gives the route's messages; the journal gives
+client's runner blocks. The run's own ``progress`` callback gives the route's messages; the journal gives
 the job's state and what it has cost so far (the record is found by the output path, which is unique to the
 staged folder). Cancel sets the run's ``cancel_event``: the route cancels its provider job and the record
 says so.
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import LatentSyncError
+from ..job_runner import RunControls
 from ..types import CostEstimate, JobRecord, LipSyncResult
 from . import state
 
@@ -91,9 +92,17 @@ class RunHandle:
         if record is not None:
             cost = (record.cost.actual or 0.0) + record.cost.billed_failures
         return Snapshot(
-            route=self.route, state=state, message=message, fraction=fraction, queue_position=position,
-            elapsed_s=time.monotonic() - self.started, expected_s=self.estimate.expected_wall_seconds,
-            cost_so_far=cost, estimate=self.estimate.amount, done=self.done.is_set(), error=self.error,
+            route=self.route,
+            state=state,
+            message=message,
+            fraction=fraction,
+            queue_position=position,
+            elapsed_s=time.monotonic() - self.started,
+            expected_s=self.estimate.expected_wall_seconds,
+            cost_so_far=cost,
+            estimate=self.estimate.amount,
+            done=self.done.is_set(),
+            error=self.error,
             job_id=record.job_id if record is not None else None,
         )
 
@@ -116,10 +125,16 @@ class Runs:
 
         def work() -> None:
             try:
-                handle.result = self.client.run(
-                    inputs.video, inputs.audio, Path(inputs.output), route=route, consent=consent,
-                    progress=handle.progress, cancel_event=handle.cancel_event,
-                    face_check=state.face_check_for(inputs))
+                job = self.client.prepare(
+                    inputs.video,
+                    inputs.audio,
+                    Path(inputs.output),
+                    route=route,
+                    consent=consent,
+                    face_check=state.face_check_for(inputs),
+                )
+                controls = RunControls(progress=handle.progress, cancel_event=handle.cancel_event)
+                handle.result = self.client.run_prepared(job, controls)
             except LatentSyncError as exc:
                 handle.error = f"{type(exc).__name__}: {exc.message}"
             except Exception as exc:  # noqa: BLE001 - shown on the page; the journal has the record

@@ -309,27 +309,6 @@ class FakeFal(FalPlatformAPI, FalStorageServer):
             raise HTTPError(Response.json(404, {"detail": f"Request {match['rid']} not found"}))
         return job
 
-    def tick(self) -> None:
-        """Let time act on every job: one not started within its ``X-Fal-Request-Timeout`` ends unstarted
-        (504); with ``run_seconds``, one sent that long ago ends. Held jobs are left alone."""
-        now = time.time()
-        with self._lock:
-            if self._held_queue_polls is not None:
-                return
-            for job in self._jobs.values():
-                if job.state == "COMPLETED":
-                    continue
-                bound = job.start_timeout  # with run_seconds a job starts at once, so only poll-driven ones wait
-                if self.run_seconds is None and job.state == "IN_QUEUE" and bound is not None and \
-                        now - job.created_at > bound:
-                    job.failure = FalFailure(504, {"detail": "Request timed out before it started",
-                                                   "error_type": "request_timeout"}, "request_timeout",
-                                             "Request timed out before it started", billable_units=0)
-                    self._finish(job)
-                elif self.run_seconds is not None and now - job.created_at >= self.run_seconds:
-                    job.started_at = job.started_at or job.created_at
-                    self._finish(job)
-
     def _status(self, request: Request, match: re.Match[str]) -> Response:
         job = self._job(match)
         with_logs = (request.param("logs") or "").lower() in ("1", "true")
@@ -394,8 +373,9 @@ class FakeFal(FalPlatformAPI, FalStorageServer):
                     500, {"detail": str(exc), "error_type": "runner_server_error"}, "runner_server_error", str(exc)
                 )
             else:
-                job.output = self._store_bytes(data, "output.mp4", "video/mp4", origin="output",
-                                               **self._lifecycle(job.headers))
+                job.output = self._store_bytes(
+                    data, "output.mp4", "video/mp4", origin="output", **self._lifecycle(job.headers)
+                )
                 job.result = {
                     "video": {
                         "url": job.output.url,
@@ -465,4 +445,3 @@ class FakeFal(FalPlatformAPI, FalStorageServer):
                 self._changed.notify_all()
             self._cancellations.append(CancelRecord(rid, app, outcome))
         return Response.json(code, {"status": outcome})
-

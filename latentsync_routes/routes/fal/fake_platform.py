@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ...testing._wire import Request, Response, Route, route
+from .fake_jobs import FalFailure
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,38 @@ class FalPlatformAPI:
     store: Any
     list_unfinished: bool
 
-    def tick(self) -> None: ...
+    run_seconds: float | None
+    _held_queue_polls: int | None
+
+    def tick(self) -> None:
+        """Let time act on every job: one not started within its ``X-Fal-Request-Timeout`` ends unstarted
+        (504); with ``run_seconds``, one sent that long ago ends. Held jobs are left alone."""
+        now = time.time()
+        with self._lock:
+            if self._held_queue_polls is not None:
+                return
+            for job in self._jobs.values():
+                if job.state == "COMPLETED":
+                    continue
+                bound = job.start_timeout  # with run_seconds a job starts at once, so only poll-driven ones wait
+                if (
+                    self.run_seconds is None
+                    and job.state == "IN_QUEUE"
+                    and bound is not None
+                    and now - job.created_at > bound
+                ):
+                    job.failure = FalFailure(
+                        504,
+                        {"detail": "Request timed out before it started", "error_type": "request_timeout"},
+                        "request_timeout",
+                        "Request timed out before it started",
+                        billable_units=0,
+                    )
+                    self._finish(job)  # type: ignore[attr-defined]  # FakeFal's
+                elif self.run_seconds is not None and now - job.created_at >= self.run_seconds:
+                    job.started_at = job.started_at or job.created_at
+                    self._finish(job)  # type: ignore[attr-defined]
+
     #: endpoint id -> (unit price, unit) served by the pricing endpoint; unknown ids get no entry
     prices: dict[str, tuple[float, str]]
     payload_deletions: list[PayloadDeletion]
@@ -66,18 +98,26 @@ class FalPlatformAPI:
         since = _parse_iso(start) if start else time.time() - 86400
         until = _parse_iso(end) if end else float("inf")
         with self._lock:
-            jobs = [j for j in self._jobs.values() if j.app == endpoint and since <= j.created_at <= until
-                    and (self.list_unfinished or j.state == "COMPLETED")]
+            jobs = [
+                j
+                for j in self._jobs.values()
+                if j.app == endpoint
+                and since <= j.created_at <= until
+                and (self.list_unfinished or j.state == "COMPLETED")
+            ]
         items = []
         for job in sorted(jobs, key=lambda j: j.ended_at or float("inf"), reverse=True):
             ended = job.ended_at if job.state == "COMPLETED" else None
             started = job.started_at
             item: dict[str, Any] = {
-                "request_id": job.request_id, "endpoint_id": job.app, "sent_at": _iso(job.created_at),
+                "request_id": job.request_id,
+                "endpoint_id": job.app,
+                "sent_at": _iso(job.created_at),
                 "started_at": _iso(started) if started is not None else None,
                 "ended_at": _iso(ended) if ended is not None else None,
                 "status_code": (job.failure.status_code if job.failure else 200) if ended is not None else None,
-                "duration": round(ended - started, 3) if ended is not None and started is not None else None}
+                "duration": round(ended - started, 3) if ended is not None and started is not None else None,
+            }
             if payloads and job.stores_payloads and not job.payloads_deleted:
                 item["json_input"] = job.arguments
             items.append(item)
@@ -87,8 +127,11 @@ class FalPlatformAPI:
         wanted = [part for value in request.query.get("endpoint_id", []) for part in value.split(",") if part]
         if not 1 <= len(wanted) <= 50:
             return Response.json(422, {"detail": "endpoint_id: provide 1-50 endpoint ids"})
-        prices = [{"endpoint_id": e, "unit_price": self.prices[e][0], "unit": self.prices[e][1], "currency": "USD"}
-                  for e in wanted if e in self.prices]
+        prices = [
+            {"endpoint_id": e, "unit_price": self.prices[e][0], "unit": self.prices[e][1], "currency": "USD"}
+            for e in wanted
+            if e in self.prices
+        ]
         return Response.json(200, {"prices": prices, "next_cursor": None, "has_more": False})
 
     def _delete_payloads(self, request: Request, match: re.Match[str]) -> Response:

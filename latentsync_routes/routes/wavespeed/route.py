@@ -61,8 +61,7 @@ INFO = RouteInfo(
     upload_destination="WaveSpeed media storage (download URLs returned by its upload API)",
     retention="uploads and predictions (outputs included) are kept 7 days",
     retention_days=7.0,
-    deletion="jobs delete removes the prediction through POST /api/v3/predictions/delete; uploads expire "
-    "after 7 days",
+    deletion="jobs delete removes the prediction through POST /api/v3/predictions/delete; uploads expire after 7 days",
     weights_licence="openrail++",
     weights_licence_source="https://huggingface.co/ByteDance/LatentSync-1.5",
     commercial_use_allowed=True,
@@ -70,8 +69,11 @@ INFO = RouteInfo(
     "3 hours; invalid parameters (codes 1400-1402) are not; there is no cancel, so a job stopped at its deadline "
     "or cancelled runs on and a completed one is billed",
     failure_billing_source="https://wavespeed.ai/docs/refund-policy",
-    support_path=["https://wavespeed.ai/docs", "https://wavespeed.ai/docs/docs-api/bytedance/bytedance-latentsync",
-                  "https://github.com/bytedance/LatentSync/issues"],
+    support_path=[
+        "https://wavespeed.ai/docs",
+        "https://wavespeed.ai/docs/docs-api/bytedance/bytedance-latentsync",
+        "https://github.com/bytedance/LatentSync/issues",
+    ],
     credential_env=SETTINGS.credential_env,
     sdk_module="wavespeed",
     sdk_package="wavespeed",
@@ -79,8 +81,11 @@ INFO = RouteInfo(
     default_base_url=SETTINGS.default_base_url,
     default_concurrency=4,
     install_extra="wavespeed",
-    sources=["https://wavespeed.ai/docs/docs-api/bytedance/bytedance-latentsync",
-             "https://wavespeed.ai/docs/what-are-predictions", "https://wavespeed.ai/docs/refund-policy"],
+    sources=[
+        "https://wavespeed.ai/docs/docs-api/bytedance/bytedance-latentsync",
+        "https://wavespeed.ai/docs/what-are-predictions",
+        "https://wavespeed.ai/docs/refund-policy",
+    ],
     parameters=[],  # the API takes audio and video only: no guidance scale, seed or loop mode
 )
 
@@ -89,8 +94,14 @@ SUBMIT_TIMEOUT_S = 60.0
 POLL_TIMEOUT_S = 30.0
 UPLOAD_TIMEOUT_S = 120.0
 _STATES: dict[str, Literal["queued", "running", "succeeded", "failed", "cancelled"]] = {
-    "created": "queued", "processing": "running", "completed": "succeeded", "failed": "failed",
-    "timeout": "failed", "cancelled": "cancelled", "deleted": "failed"}
+    "created": "queued",
+    "processing": "running",
+    "completed": "succeeded",
+    "failed": "failed",
+    "timeout": "failed",
+    "cancelled": "cancelled",
+    "deleted": "failed",
+}
 
 
 class WaveSpeedRoute(HostedRoute):
@@ -115,8 +126,9 @@ class WaveSpeedRoute(HostedRoute):
             if self._sdk_client is None:
                 import wavespeed
 
-                self._sdk_client = wavespeed.Client(api_key=self.secret(), base_url=self.api_url, max_retries=0,
-                                                    max_connection_retries=0)
+                self._sdk_client = wavespeed.Client(
+                    api_key=self.secret(), base_url=self.api_url, max_retries=0, max_connection_retries=0
+                )
             return self._sdk_client
 
     def _http(self) -> httpx.Client:
@@ -137,21 +149,28 @@ class WaveSpeedRoute(HostedRoute):
                 return str(self._sdk().upload(stream, timeout=timeout))
             return str(self._sdk().upload(str(source.path), timeout=timeout))
         except (FileNotFoundError, ValueError) as exc:
-            raise StepFailure(RouteError(f"cannot upload {source.describe()}: {exc}", route=self.name),
-                              retryable=False) from None
+            raise StepFailure(
+                RouteError(f"cannot upload {source.describe()}: {exc}", route=self.name), retryable=False
+            ) from None
         except Exception as exc:  # noqa: BLE001 - the SDK raises RuntimeError (or requests errors) for all else
             text = str(exc)
             if " 401" in text or "HTTP 401" in text:
                 raise self._auth_failure(401) from None
-            raise StepFailure(ProviderError(f"upload to WaveSpeed failed: {type(exc).__name__}: {text[:200]}",
-                                            route=self.name), retryable=" 413" not in text) from None
+            raise StepFailure(
+                ProviderError(f"upload to WaveSpeed failed: {type(exc).__name__}: {text[:200]}", route=self.name),
+                retryable=" 413" not in text,
+            ) from None
 
     def submit(self, job: JobContext, inputs: dict[str, Any]) -> str:
         import httpx
 
         try:
-            response = self._http().post(f"{self.api_url}/api/v3/{MODEL}", json=inputs, headers=self._headers(),
-                                         timeout=request_timeout(job, SUBMIT_TIMEOUT_S))
+            response = self._http().post(
+                f"{self.api_url}/api/v3/{MODEL}",
+                json=inputs,
+                headers=self._headers(),
+                timeout=request_timeout(job, SUBMIT_TIMEOUT_S),
+            )
         except httpx.HTTPError as exc:
             if request_never_sent(exc):
                 raise self._failure(f"could not connect ({type(exc).__name__}); nothing was submitted") from None
@@ -172,8 +191,12 @@ class WaveSpeedRoute(HostedRoute):
 
         body = {"model": MODEL, "created_after": _iso(start), "created_before": _iso(end), "page": 1, "page_size": 100}
         try:
-            response = self._http().post(f"{self.api_url}/api/v3/predictions", json=body, headers=self._headers(),
-                                         timeout=request_timeout(job, POLL_TIMEOUT_S))
+            response = self._http().post(
+                f"{self.api_url}/api/v3/predictions",
+                json=body,
+                headers=self._headers(),
+                timeout=request_timeout(job, POLL_TIMEOUT_S),
+            )
         except httpx.HTTPError as exc:
             raise self._failure(f"listing predictions failed: {type(exc).__name__}") from None
         if response.status_code >= 400:
@@ -181,8 +204,9 @@ class WaveSpeedRoute(HostedRoute):
         data = _data(response)
         items = data.get("items") if isinstance(data, dict) else None
         if not isinstance(items, list):
-            raise StepFailure(ProviderError("WaveSpeed's prediction list is not readable", route=self.name),
-                              retryable=False)
+            raise StepFailure(
+                ProviderError("WaveSpeed's prediction list is not readable", route=self.name), retryable=False
+            )
         found = [(item, _parse_time(item.get("created_at"))) for item in items if isinstance(item, dict)]
         return [Listed(str(item["id"]), at) for item, at in found if at is not None and item.get("id")]
 
@@ -190,8 +214,11 @@ class WaveSpeedRoute(HostedRoute):
         import httpx
 
         try:
-            response = self._http().get(f"{self.api_url}/api/v3/predictions/{request_id}/result",
-                                        headers=self._headers(), timeout=request_timeout(job, POLL_TIMEOUT_S))
+            response = self._http().get(
+                f"{self.api_url}/api/v3/predictions/{request_id}/result",
+                headers=self._headers(),
+                timeout=request_timeout(job, POLL_TIMEOUT_S),
+            )
         except httpx.HTTPError as exc:
             raise self._failure(f"status poll failed: {type(exc).__name__}", request_id) from None
         if response.status_code >= 400:
@@ -204,24 +231,38 @@ class WaveSpeedRoute(HostedRoute):
         code = data.get("code")
         state = _STATES[status]
         billed, basis = self._failure_billing(job, status, code) if state != "succeeded" else (0.0, "")
-        return Status(state=state, message=str(status), data=data, billed=billed,
-                      error=f"{error} (code {code})" if error and code else error, billed_basis=basis)
+        return Status(
+            state=state,
+            message=str(status),
+            data=data,
+            billed=billed,
+            error=f"{error} (code {code})" if error and code else error,
+            billed_basis=basis,
+        )
 
     def _failure_billing(self, job: JobContext, status: str, code: Any) -> tuple[float | None, str]:
         """WaveSpeed's refund policy (fact ``refunds``): invalid parameters (codes 1400-1402) are not refunded;
         system failures and timeouts are. Any other end is not covered: unknown (the worst case is recorded)."""
         if isinstance(code, int) and 1400 <= code <= 1402:
             price = self.estimate(job.request, job.video_info, job.audio_info).high
-            return price, (f"invalid parameters (code {code}) are not refunded: ${price:.4f}, the price of the job "
-                           f"(our reading of the amount; {REFUNDS})")
+            return price, (
+                f"invalid parameters (code {code}) are not refunded: ${price:.4f}, the price of the job "
+                f"(our reading of the amount; {REFUNDS})"
+            )
         if status == "timeout" or (isinstance(code, int) and (code >= 5000 or 500 <= code <= 599)):
             return 0.0, f"a system failure or timeout is refunded by WaveSpeed within 3 hours ({REFUNDS})"
         return None, f"WaveSpeed's refund policy does not say whether a {status} task (code {code}) is refunded"
 
     def cancel(self, job: JobContext, request_id: str) -> CancelOutcome:
-        raise StepFailure(ProviderError("WaveSpeed publishes no cancel API; the prediction runs to its end "
-                                        "(a completed one is billed, a failed one refunded)", route=self.name,
-                                        request_id=request_id), retryable=False)
+        raise StepFailure(
+            ProviderError(
+                "WaveSpeed publishes no cancel API; the prediction runs to its end "
+                "(a completed one is billed, a failed one refunded)",
+                route=self.name,
+                request_id=request_id,
+            ),
+            retryable=False,
+        )
 
     def settle(self, job: JobContext, request_id: str, status: Status | None) -> tuple[float | None, str]:
         """A prediction that completed after a cancel (there is no cancel API) is billed: the job's price."""
@@ -234,8 +275,10 @@ class WaveSpeedRoute(HostedRoute):
         outputs = status.data.get("outputs") if isinstance(status.data, dict) else None
         url = next((o for o in outputs or [] if isinstance(o, str) and o), None)
         if url is None:
-            raise StepFailure(ProviderError("the prediction completed without an output URL", route=self.name,
-                                            request_id=request_id), retryable=False)
+            raise StepFailure(
+                ProviderError("the prediction completed without an output URL", route=self.name, request_id=request_id),
+                retryable=False,
+            )
         return Output(url=url)
 
     RESULT_IS_A_REQUEST: ClassVar[bool] = False  # the output URL is in the last poll's answer
@@ -255,8 +298,12 @@ class WaveSpeedRoute(HostedRoute):
         if target in record.deleted:
             return [], []
         try:
-            response = self._http().post(f"{self.api_url}/api/v3/predictions/delete", headers=self._headers(),
-                                         json={"ids": [record.provider_request_id]}, timeout=POLL_TIMEOUT_S)
+            response = self._http().post(
+                f"{self.api_url}/api/v3/predictions/delete",
+                headers=self._headers(),
+                json={"ids": [record.provider_request_id]},
+                timeout=POLL_TIMEOUT_S,
+            )
             body = json_or_none(response)  # fact delete-code: the official clients judge the body's code too
             done = response.status_code < 300 and isinstance(body, dict) and body.get("code") == 200
         except Exception:  # noqa: BLE001 - a failed delete is recorded, never fatal
@@ -269,8 +316,12 @@ class WaveSpeedRoute(HostedRoute):
         return StepFailure(ProviderError(message, route=self.name, request_id=request_id), retryable=True)
 
     def _ambiguous(self, cause: str) -> StepFailure:
-        return StepFailure(AmbiguousSubmit(f"the submit to WaveSpeed may or may not have created a prediction: "
-                                           f"{cause}", route=self.name), retryable=False)
+        return StepFailure(
+            AmbiguousSubmit(
+                f"the submit to WaveSpeed may or may not have created a prediction: {cause}", route=self.name
+            ),
+            retryable=False,
+        )
 
     def _classified(self, answer: ErrorAnswer, step: str) -> StepFailure:
         name = self.credential.name if self.credential is not None else str(SETTINGS.credential_env)

@@ -1,0 +1,331 @@
+"""One job, made once and then run: :class:`PreparedJob` and :class:`JobRunner`.
+
+A :class:`PreparedJob` is everything decided before anything leaves the machine: the request, the probed
+inputs, the checklist and the estimate, the idempotency key and the output place. The facade
+(``LipSyncClient``) makes it once; the route choice, batches, the async client and the page hand the same
+object to the same :class:`JobRunner`.
+
+The runner owns the rest of a job's life: it claims the job in the journal (so identical calls, in
+threads or processes, make one provider job), decides what the claimed job needs (nothing, a re-run, a
+carry-on of its provider job), executes it on its route and journals how it ended. Everything it writes,
+it writes as the claim's owner, so two callers can never both drive one job. It knows nothing of the
+facade: it is given the settings, the journal and a way to find a route's credential.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ClaimLost, DeadlineExceeded, JobAlreadyFailed, JobCancelled, LatentSyncError, RouteError
+from .journal import TERMINAL_BAD, TERMINAL_OK, Claim, Journal, append_jsonl
+from .outputs import check_free
+from .records import new_record, request_from_record, result_from_record
+from .routes.base import JobContext, ProgressCallback, Route
+from .types import PROVIDER_STATES, CostEstimate, JobRecord, LipSyncRequest, LipSyncResult, MediaInfo, utcnow
+
+if TYPE_CHECKING:
+    from .budget import BudgetCap
+    from .config import Credential, Settings
+    from .policy import CheckResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    """What a job runs on: the request and its two probed inputs."""
+
+    request: LipSyncRequest
+    video: MediaInfo
+    audio: MediaInfo
+
+    @classmethod
+    def from_record(cls, record: JobRecord, *, need_inputs: bool) -> JobInputs:
+        return cls(*request_from_record(record, need_inputs=need_inputs))
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    """A job made once, checked and priced, before anything leaves the machine."""
+
+    route: Route
+    inputs: JobInputs
+    checks: list[CheckResult]
+    estimate: CostEstimate
+    idempotency_key: str
+    output_path: Path
+    consent: str | None
+    #: seconds the job may take from the moment it is driven
+    deadline: float
+    #: the route is pointed away from the provider (a base-URL override): its money is kept apart
+    sandbox: bool = False
+
+    def new_record(self) -> JobRecord:
+        """The journal's first record of this job (written only when it is first claimed)."""
+        inputs = self.inputs
+        return new_record(
+            self.route.info(),
+            inputs.request,
+            self.idempotency_key,
+            self.consent,
+            self.checks,
+            self.estimate,
+            inputs.video,
+            inputs.audio,
+            self.output_path,
+            sandbox=self.sandbox,
+        )
+
+
+@dataclass(frozen=True)
+class RunControls:
+    """How one call drives its job; none of it changes the job's identity."""
+
+    progress: ProgressCallback | None = None
+    #: pay for a new provider job when the job's last one failed
+    retry_failed: bool = False
+    #: submit again after an ambiguous submit that no lookup resolved (a duplicate may be billed)
+    force_resubmit: bool = False
+    #: replace a file at the output that is not this job's own
+    overwrite: bool = False
+    cancel_event: threading.Event | None = None
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> RunControls:
+        """The controls among ``run``'s keyword options (``RunOptions``)."""
+        return cls(
+            progress=options.get("progress"),
+            retry_failed=bool(options.get("retry_failed", False)),
+            force_resubmit=bool(options.get("force_resubmit", False)),
+            overwrite=bool(options.get("overwrite", False)),
+            cancel_event=options.get("cancel_event"),
+        )
+
+
+class JobRunner:
+    """Claim, drive, execute and finish jobs with one set of settings, one journal and one credential lookup."""
+
+    def __init__(
+        self, settings: Settings, journal: Callable[[], Journal], credential: Callable[[str], Credential | None]
+    ) -> None:
+        self.settings = settings
+        self._journal = journal
+        self._credential = credential
+
+    @property
+    def journal(self) -> Journal:
+        return self._journal()
+
+    # -- entry points ------------------------------------------------------------------------------------
+    def run(self, job: PreparedJob, controls: RunControls, *, budget: BudgetCap | None = None) -> LipSyncResult:
+        """Claim ``job`` (waiting for another caller running it) and drive it; the claim is always released.
+
+        ``budget``: a new job's record is created only if its worst case fits under the cap (the journal
+        checks it in the claim's own transaction, so two processes cannot both pass it)."""
+        key, output = job.idempotency_key, job.output_path
+        # A file at the output is this job's own only if the job fetched it (or may have, part-way through a
+        # fetch); otherwise it belongs to someone else, and the job is refused before its claim, so nothing is
+        # journalled (docs/reliability.md, "What is journalled").
+        known = self.journal.find_latest(key)
+        if not (
+            known is not None and known.output_path == str(output) and known.state in (TERMINAL_OK, *PROVIDER_STATES)
+        ):
+            check_free(output, overwrite=controls.overwrite, route=job.route.info().name)
+        progress = controls.progress
+        claim, record = self.journal.claim(
+            key,
+            job.new_record,
+            on_wait=lambda _: progress("waiting for another caller running the same job", None) if progress else None,
+            budget=budget,
+        )
+        try:
+            return self.drive(job.route, claim, record, job.inputs, output, deadline=job.deadline, controls=controls)
+        except LatentSyncError as exc:
+            if exc.job_id is None:
+                exc.job_id = record.job_id  # callers (batch, fallback) find the job's record from the error
+            raise
+        finally:
+            claim.release()
+
+    def resume(self, route: Route, job_id: str, *, deadline: float, controls: RunControls) -> LipSyncResult:
+        """Carry on a journalled job: its own provider job if it has one, its recorded inputs if not."""
+        claim, record = self.journal.claim_job(job_id)
+        try:
+            needs = must_submit(record, controls.retry_failed, controls.force_resubmit)
+            inputs = JobInputs.from_record(record, need_inputs=needs)
+            output = Path(record.output_path or f"{record.job_id}.mp4")
+            resumed = RunControls(
+                progress=controls.progress,
+                retry_failed=controls.retry_failed,
+                force_resubmit=controls.force_resubmit,
+                overwrite=True,
+                cancel_event=controls.cancel_event,
+            )
+            return self.drive(route, claim, record, inputs, output, deadline=deadline, controls=resumed)
+        finally:
+            claim.release()
+
+    # -- the claimed job ---------------------------------------------------------------------------------
+    def drive(
+        self,
+        route: Route,
+        claim: Claim,
+        record: JobRecord,
+        inputs: JobInputs,
+        output_path: Path,
+        *,
+        deadline: float,
+        controls: RunControls,
+    ) -> LipSyncResult:
+        """Decide what the claimed job needs (nothing, a re-run, a carry-on) and do it."""
+        if record.state == TERMINAL_OK and record.output_path and Path(record.output_path).is_file():
+            log.info("job %s already fetched; not running again", record.job_id)
+            return result_from_record(record).model_copy(update={"already_done": True})
+        if record.state in TERMINAL_BAD:
+            if reached_provider(record) and not controls.retry_failed:
+                raise JobAlreadyFailed(
+                    f"job {record.job_id} already ended {record.state} ({record.failure_reason}); running it "
+                    "again would pay for a new provider job: pass retry_failed=True (CLI: --retry-failed) to do "
+                    "that",
+                    route=record.route,
+                    request_id=record.provider_request_id,
+                )
+            if record.provider_request_id:
+                record.previous_request_ids.append(record.provider_request_id)
+            record.provider_request_id = None
+            record.provider_inputs = None
+            record.state = "created"
+            record.failure_reason = None
+        elif record.state == TERMINAL_OK:  # the output file went missing: fetch the finished job again
+            record.state = "completed"
+        record.output_path = str(output_path)
+        overwrite = controls.overwrite or record.state in PROVIDER_STATES
+        job = self.context(
+            claim, record, inputs, output_path, deadline=deadline, overwrite=overwrite, controls=controls
+        )
+        return self.execute(route, job)
+
+    def context(
+        self,
+        claim: Claim,
+        record: JobRecord,
+        inputs: JobInputs,
+        output_path: Path,
+        *,
+        deadline: float,
+        overwrite: bool,
+        controls: RunControls,
+    ) -> JobContext:
+        """The job as its route sees it, writing through to the journal as the claim's owner."""
+        owner = claim.owner
+        claim.start_heartbeat()
+        return JobContext(
+            record=record,
+            request=inputs.request,
+            video_info=inputs.video,
+            audio_info=inputs.audio,
+            output_path=output_path,
+            settings=self.settings,
+            credential=self._credential(record.route),
+            deadline=time.monotonic() + deadline,
+            overwrite=overwrite,
+            progress=controls.progress,
+            persist=lambda r: self.journal.save(r, owner=owner),
+            force_resubmit=controls.force_resubmit,
+            cancel_event=controls.cancel_event or threading.Event(),
+            cancel_flag=claim.cancel_requested,
+            others=lambda: self.journal.list(limit=500, route=record.route),
+        )
+
+    def execute(self, route: Route, job: JobContext) -> LipSyncResult:
+        started = time.monotonic()
+        record = job.record
+        job.mark(interrupted=None)
+        try:
+            outcome = route.execute(job)
+        except ClaimLost as lost:  # another caller owns the job now; this one writes nothing more
+            if _cancelled_all_the_same(job):
+                raise JobCancelled(
+                    f"job {record.job_id} was cancelled; the caller that took it over carries the "
+                    f"cancel out ({lost.message})",
+                    route=record.route,
+                    request_id=record.provider_request_id,
+                ) from lost
+            raise
+        except LatentSyncError as exc:
+            self.finish_failed(job, exc, started)
+            raise
+        except Exception as exc:
+            wrapped = RouteError(
+                f"unexpected {type(exc).__name__}: {exc}", route=record.route, request_id=record.provider_request_id
+            )
+            self.finish_failed(job, wrapped, started)
+            raise wrapped from exc
+        record.cost.actual = outcome.actual_cost
+        if outcome.cost_basis:
+            record.cost.basis = outcome.cost_basis
+        record.timings["total_seconds"] = round(time.monotonic() - started, 3)
+        job.mark(
+            "fetched",
+            output_path=str(outcome.output_path),
+            output_uri=outcome.output_url,
+            provider_request_id=outcome.provider_request_id or record.provider_request_id,
+            completed_at=utcnow(),
+            failure_reason=None,
+        )
+        self._sink(record)
+        return result_from_record(record)
+
+    def finish_failed(self, job: JobContext, exc: LatentSyncError, started: float) -> None:
+        """Journal a failure: terminal if the provider job ended badly (or none was made), else interrupted."""
+        record = job.record
+        record.timings["total_seconds"] = round(time.monotonic() - started, 3)
+        reason = f"{type(exc).__name__}: {exc.message}"
+        try:
+            if record.state in TERMINAL_BAD:
+                job.mark()  # the route already said how the provider job ended
+            elif record.state in PROVIDER_STATES:
+                job.mark(interrupted=reason, failure_reason=reason)  # re-running carries on the same provider job
+            else:
+                job.mark(
+                    "cancelled" if isinstance(exc, (JobCancelled, DeadlineExceeded)) else "failed",
+                    failure_reason=reason,
+                )
+        except Exception as journal_error:  # noqa: BLE001 - the job's own error is the one to raise
+            log.warning("could not journal the failure of job %s: %s", record.job_id, journal_error)
+            return
+        self._sink(record)
+
+    def _sink(self, record: JobRecord) -> None:
+        if self.settings.jsonl_path is not None:
+            append_jsonl(self.settings.jsonl_path, record)
+
+
+def _cancelled_all_the_same(job: JobContext) -> bool:
+    """Whether an owner that lost its claim was cancelled (by its caller, or through the journal): then the
+    cancel, not the lost claim, is what its caller is told."""
+    try:
+        return job.cancel_requested()
+    except (sqlite3.Error, LatentSyncError):  # the journal cannot say: only what this owner saw itself
+        return job.cancel_event.is_set()
+
+
+def reached_provider(record: JobRecord) -> bool:
+    """Whether the job ever got as far as a submit (so a new attempt would be a new paid provider job)."""
+    return record.provider_request_id is not None or record.provider_inputs is not None
+
+
+def must_submit(record: JobRecord, retry_failed: bool, force_resubmit: bool) -> bool:
+    """Whether carrying this job on may upload its inputs again (then they must still be there)."""
+    if record.state in TERMINAL_BAD:
+        return retry_failed or not reached_provider(record)
+    if record.state == "submitting":
+        return force_resubmit
+    return record.state in ("created", "uploaded")

@@ -1,0 +1,90 @@
+"""How the hosted template ends a submit it cannot be sure of, and a job it stopped: written once.
+
+* (an ambiguous submit is decided by time in :mod:`.hosted_lookup`);
+* :func:`billing`: what a job that ended badly was billed (the route's ``settle``), an unknown charge
+  counted at its worst case, never as $0;
+* :func:`cancel_and_follow`: one cancel request, then the provider job followed to its end, bounded.
+
+They use only the hooks a route declares (docs/new-route.md), so every hosted route gets them unchanged.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from .. import money
+from ..deadlines import deadline_scope
+from ..errors import DeadlinePassed, LatentSyncError
+from ..retry import StepFailure, record_attempt
+from ..types import utcnow
+from .hosted_status import CancelOutcome, Status
+
+if TYPE_CHECKING:
+    from .base import JobContext
+    from .hosted import HostedRoute
+
+
+def billing(
+    route: HostedRoute, job: JobContext, request_id: str, status: Status | None, *, follow_seconds: float
+) -> tuple[float, str]:
+    """What a job that ended badly was billed, for its attempt; an unknown charge is recorded at its
+    worst case (the estimate's high end) in ``cost.billed_unknown``, never as $0."""
+    with deadline_scope(time.monotonic() + follow_seconds):
+        try:
+            amount, basis = route.settle(job, request_id, status)
+        except (StepFailure, LatentSyncError, DeadlinePassed) as exc:
+            amount, basis = None, f"asking {route.name} what it billed failed ({type(exc).__name__})"
+    if amount is not None:
+        return amount, basis
+    try:
+        worst = route.estimate(job.request, job.video_info, job.audio_info).high
+    except Exception:  # noqa: BLE001 - the estimate ran before the job; this only guards a resume
+        worst = job.record.cost.estimated
+    note = (
+        f"{basis}; billing unknown, counted at its worst case ${worst:.4f} (the estimate's high end) "
+        "until the provider's usage page says otherwise"
+    )
+    cost = job.record.cost
+    job.mark(
+        cost=cost.model_copy(
+            update={"billed_unknown": money.total([cost.billed_unknown, worst]), "billed_unknown_basis": note}
+        )
+    )
+    return 0.0, note
+
+
+def cancel_and_follow(
+    route: HostedRoute, job: JobContext, request_id: str, *, follow_seconds: float
+) -> tuple[str, Status | None]:
+    """One cancel request, then polls until the provider job ends (at most ``follow_seconds``)."""
+    started = utcnow()
+    try:
+        answer = route.cancel(job, request_id)
+        record_attempt(job, "cancel", ok=answer.accepted, started_at=started, request_id=request_id)
+        outcome = answer.text
+    except StepFailure as failure:
+        record_attempt(
+            job,
+            "cancel",
+            ok=False,
+            started_at=started,
+            error=failure.error,
+            http_status=failure.http_status,
+            request_id=request_id,
+        )
+        answer = CancelOutcome(False, "")
+        outcome = f"the cancel failed ({failure.error.message}), so the job may still run and be billed"
+    give_up = time.monotonic() + follow_seconds
+    last: Status | None = None
+    while time.monotonic() < give_up:
+        try:
+            last = route.poll(job, request_id)
+        except (StepFailure, DeadlinePassed):  # a failed poll, or the follow-up's time is up
+            break
+        if last.state in ("succeeded", "failed", "cancelled"):
+            break
+        time.sleep(min(max(route.settings.poll_interval, 0.05), 1.0))
+    if last is not None and last.state == "succeeded" and not answer.accepted:
+        outcome += "; it finished (and is billed), but its output was not fetched"
+    return outcome, last

@@ -1,0 +1,110 @@
+"""The package's import graph: no circle, and the layers under the facade never import it.
+
+Read from the source (``ast``), so an import inside a function counts as much as one at the top; imports
+under ``if TYPE_CHECKING:`` are annotations only and are left out of the circle check, but not out of the
+layer check (a lower layer that needs the facade's type is still shaped by the facade).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import latentsync_routes
+
+PACKAGE = Path(latentsync_routes.__file__).parent
+ROOT = "latentsync_routes"
+#: The facade and what is built on it; everything else is a lower layer.
+ABOVE_THE_FACADE = (
+    "latentsync_routes.client",
+    "latentsync_routes.async_client",
+    "latentsync_routes.choice",
+    "latentsync_routes.doctor",
+    "latentsync_routes.batch",
+    "latentsync_routes.ui",
+    "latentsync_routes.cli",
+)
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        found[".".join(parts)] = path
+    return found
+
+
+def _type_only(tree: ast.Module) -> set[int]:
+    hidden: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for statement in node.body:
+                hidden.update(id(inner) for inner in ast.walk(statement))
+    return hidden
+
+
+def imports(*, with_type_only: bool) -> dict[str, set[str]]:
+    """Module -> the package's modules it imports (``from pkg import sub`` counts as importing ``pkg.sub``)."""
+    modules = _modules()
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text("utf-8"))
+        hidden = set() if with_type_only else _type_only(tree)
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        for node in ast.walk(tree):
+            if id(node) in hidden:
+                continue
+            if isinstance(node, ast.ImportFrom):
+                base = package[: len(package) - node.level + 1] if node.level else []
+                target = ".".join([*base, *([node.module] if node.module else [])]) if node.level else node.module
+                for alias in node.names:
+                    sub = f"{target}.{alias.name}"
+                    graph[name].add(sub if sub in modules else str(target))
+            elif isinstance(node, ast.Import):
+                graph[name].update(alias.name for alias in node.names)
+        graph[name] = {target for target in graph[name] if target in modules and target != name}
+    return graph
+
+
+def _circle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One circle of the graph, or None."""
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        state[node] = 2
+        path.pop()
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (found := visit(start)):
+            return found
+    return None
+
+
+def test_the_import_graph_has_no_circle() -> None:
+    graph = imports(with_type_only=False)
+    assert len(graph) > 50 and graph["latentsync_routes.client"]  # the graph was read, not empty
+    assert _circle(graph) is None, " -> ".join(_circle(graph) or [])
+
+
+def test_the_circle_check_finds_a_circle() -> None:
+    assert _circle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_lower_layers_never_import_the_facade() -> None:
+    graph = imports(with_type_only=True)
+    facade = "latentsync_routes.client"
+    for name, targets in graph.items():
+        if name == ROOT or name.startswith(ABOVE_THE_FACADE):
+            continue
+        assert facade not in targets, f"{name} imports the facade"
