@@ -675,3 +675,17 @@ def test_cancel_of_a_submitting_job_whose_request_is_listed_cancels_it(
     record = fal_client().cancel(str(journal(hosted_env)["job_id"]))
     assert record.state == "cancelled" and record.provider_request_id == job.request_id
     assert [c.request_id for c in fal.cancellations] == [job.request_id]
+
+
+def test_fact_platform_errors_are_read_from_the_error_object(fal: FakeFal) -> None:
+    """Fact ``platform-errors``: the Platform API answers {"error": {"type", "message"}}; the message is kept."""
+    import httpx
+
+    from latentsync_routes.routes.fal.platform import delete_payloads, fetch_unit_price
+
+    with httpx.Client(headers={"Authorization": f"Key {FAL_KEY}"}) as http:
+        deleted, kept = delete_payloads(http, fal.url, "no-such-request", timeout=10)
+        assert deleted == [] and "not_found: Request no-such-request not found" in kept[0]
+        with pytest.raises(Exception) as info:
+            fetch_unit_price(http, fal.url, "", timeout=10, credential_name="FAL_KEY")
+    assert "endpoint_id: provide 1-50 endpoint ids" in str(getattr(info.value, "error", info.value).message)

@@ -126,7 +126,7 @@ class FalPlatformAPI:
     def _pricing(self, request: Request, match: re.Match[str]) -> Response:
         wanted = [part for value in request.query.get("endpoint_id", []) for part in value.split(",") if part]
         if not 1 <= len(wanted) <= 50:
-            return Response.json(422, {"detail": "endpoint_id: provide 1-50 endpoint ids"})
+            return _platform_error(422, "validation_error", "endpoint_id: provide 1-50 endpoint ids")
         prices = [
             {"endpoint_id": e, "unit_price": self.prices[e][0], "unit": self.prices[e][1], "currency": "USD"}
             for e in wanted
@@ -141,7 +141,7 @@ class FalPlatformAPI:
             job = self._jobs.get(rid)
         if job is None:
             self.payload_deletions.append(PayloadDeletion(rid, 404, ()))
-            return Response.json(404, {"detail": f"Request {rid} not found"})
+            return _platform_error(404, "not_found", f"Request {rid} not found")
         results: list[dict[str, Any]] = []
         with self._lock:
             if job.output is not None and self.store.get(job.output.id) is not None:
@@ -150,6 +150,11 @@ class FalPlatformAPI:
             job.payloads_deleted = True
             self.payload_deletions.append(PayloadDeletion(rid, 200, tuple(r["link"] for r in results)))
         return Response.json(200, {"cdn_delete_results": results})
+
+
+def _platform_error(status: int, kind: str, message: str) -> Response:
+    """The Platform API's error shape, ``{"error": {"type", "message"}}`` (fact platform-errors)."""
+    return Response.json(status, {"error": {"type": kind, "message": message}})
 
 
 def _iso(epoch: float) -> str:

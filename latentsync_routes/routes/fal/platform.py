@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...retry import json_or_none
 from ..hosted_lookup import Listed
-from .errors import http_failure, transient
+from .errors import http_failure, platform_error, transient
 from .hosts import STORE_IO_HEADER
 
 if TYPE_CHECKING:
@@ -146,7 +146,9 @@ def delete_payloads(http: httpx.Client, base: str, request_id: str, *, timeout: 
         return [], [f"{target} (the delete request failed: {type(exc).__name__}; fal keeps them)"]
     data = json_or_none(response)
     if response.status_code >= 400:
-        detail = data.get("detail") if isinstance(data, dict) else None
+        kind, detail = platform_error(data)
+        detail = detail or (data.get("detail") if isinstance(data, dict) else None)
+        detail = f"{kind}: {detail}" if kind and detail else detail
         why = f"HTTP {response.status_code}" + (f": {str(detail)[:200]}" if detail else "")
         hint = " (the delete needs an admin key)" if response.status_code in (401, 403) else ""
         return [], [f"{target} (fal refused the delete, {why}{hint}; fal keeps them)"]

@@ -6,7 +6,8 @@ is Replicate's single tries of each step. ``prepare`` checks every parameter aga
 the submit is ``predictions.create(..., wait=False)`` (replicate never retries a POST); an ambiguous
 create is looked up among recent predictions by version and exact input; polls and cancels bypass the
 SDK's retry transport (it sleeps for any ``Retry-After``, uncapped). Cost = ``metrics.predict_time`` x
-the L40S rate, also for failed and cancelled predictions, each citing the price book's rule. Errors:
+the L40S rate, for cancelled predictions as documented and for failed ones as our reading (fact
+``failed-billing``), each citing the price book's rule. Errors:
 :mod:`.errors`; transport, timestamps and file deletion: :mod:`.api`.
 """
 
@@ -65,8 +66,8 @@ INFO = RouteInfo(
     commercial_use_allowed=True,
     max_input_bytes=100 * 1024 * 1024,
     max_audio_seconds=300.0,
-    failure_billing="billed for the predict time used, also for failed and canceled predictions; "
-    "aborted (never started) predictions are free",
+    failure_billing="a canceled prediction is billed for the time it ran and an aborted (never started) one is "
+    "free (documented); billing a failed one for its predict time is our reading (fact failed-billing)",
     failure_billing_source="https://replicate.com/docs/topics/predictions/lifecycle",
     support_path=[
         "https://replicate.com/docs",
