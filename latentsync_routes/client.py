@@ -33,6 +33,7 @@ from .errors import (
     DummyCredentialRefused,
     InvalidParameter,
     InvalidSettings,
+    RouteNotInstalled,
 )
 from .job_runner import JobInputs, JobRunner, PreparedJob, RunControls
 from .journal import TERMINAL_BAD, TERMINAL_OK, Journal
@@ -40,7 +41,7 @@ from .media import probe_inputs
 from .options import BatchOptions, JobOptions, MediaLike, RunOptions, request_of
 from .outputs import file_in, remove_staged_inputs, resolve_output
 from .policy import CheckResult, enforce
-from .preflight import marked_estimate, preflight
+from .preflight import marked_estimate, missing_install, preflight
 from .pricing import check_budget
 from .records import derive_idempotency_key
 from .routes.base import ProgressCallback, Route, RouteInfo, create_route, route_names
@@ -288,6 +289,13 @@ class LipSyncClient:
         output_path = resolve_output(output, route=info.name)
         video_info, audio_info = self._normalise(chosen, request)
         consent = checked_consent(options.get("consent"), where="consent") or self.default_consent
+        to_install = missing_install(chosen)  # first: what to install is the one line a person needs (exit 2)
+        if to_install:
+            raise RouteNotInstalled(
+                f"{to_install}; or choose another route (--route, route=, or "
+                "LATENTSYNC_ROUTES_ROUTE; `latentsync-routes routes` lists them)",
+                route=info.name,
+            )
         checks, estimate = preflight(
             chosen,
             self.settings.policy,

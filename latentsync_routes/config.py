@@ -88,6 +88,9 @@ class PolicySettings(BaseModel):
     #: Sample the video's frames for a face before uploading it (the checklist's ``face`` row); see
     #: :mod:`latentsync_routes.face_check`. Off only for media known to have no face (synthetic clips).
     face_check: bool = True
+    #: Stop a job on a route that uploads media when the face check cannot run (MediaPipe not installed,
+    #: the video a URL, the check turned off): a provider may bill a job in which it finds no face.
+    require_face_check: bool = False
     #: Stop a job whose expected time (the estimate's) is over its deadline (the checklist's ``deadline``
     #: row). Off only where the estimate does not describe the job, e.g. a loopback fake that answers in
     #: a second whatever the provider would take.
@@ -208,8 +211,24 @@ class KitEnvironment(PydanticBaseSettingsSource):
         return {"route_settings": found} if found else {}
 
 
+def known_names() -> set[str]:
+    """Every ``LATENTSYNC_ROUTES_*`` variable the package reads: the settings' and each route kit's."""
+    from .env_check import OTHER_NAMES
+
+    names = {ENV_PREFIX + field.upper() for field in Settings.model_fields}
+    names |= {f"{ENV_PREFIX}POLICY__{field.upper()}" for field in PolicySettings.model_fields}
+    for route, kit in REGISTRY.items():
+        names |= {name for name in (kit.settings.base_url_env, *kit.settings.extra.values()) if name}
+        keys = ["base_url", *kit.settings.extra]  # route_settings one key at a time, as pydantic-settings reads it
+        names |= {f"{ENV_PREFIX}ROUTE_SETTINGS__{route.upper()}__{key.upper()}" for key in keys}
+    return names | set(OTHER_NAMES)
+
+
 def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
     """Build settings from arguments, environment and an optional TOML file."""
+    from .env_check import warn_unknown
+
+    warn_unknown(known_names())  # a misspelt variable would otherwise be ignored in silence
     path = config_file or os.environ.get("LATENTSYNC_ROUTES_CONFIG")
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if not path:

@@ -12,7 +12,7 @@ carries the CLI exit code it maps to, so the CLI has no second table to keep in 
     │   ├── UnknownRoute
     │   ├── RouteNotInstalled            names the extra to install
     │   ├── MissingCredentials           names the env var / keyring entry, never a value
-    │   ├── DummyCredentialRefused       a fakes' dummy key bound for a real provider host
+    │   ├── DummyCredentialRefused       a fake's dummy key would go to a real provider host
     │   ├── InvalidSettings              a setting it cannot take (also a ValueError), named by its variable
     │   └── JournalError                 the journal file is damaged, not a database, or not writable
     ├── InputError                       exit 2   refused before any upload or payment
@@ -24,6 +24,7 @@ carries the CLI exit code it maps to, so the CLI has no second table to keep in 
     │   │   ├── UnsupportedCodec
     │   │   ├── UnsupportedSource        URL scheme, plain http to a non-loopback host
     │   │   └── MediaLimitExceeded       over a route's size or duration limit
+    │   ├── InvalidConsent               a consent text that is not one (no letters, or too long)
     │   ├── UnsupportedParameter         a route does not take this parameter (never dropped silently)
     │   ├── InvalidParameter             a value out of the route's range
     │   ├── InvalidConsent               a consent text that is not one (control characters only, too long)
@@ -95,19 +96,21 @@ class LatentSyncError(Exception):
 
 
 class ConfigurationError(LatentSyncError):
+    """Something to install or set before a run can start (exit 2); the message names what."""
+
     exit_code = 2
 
 
 class UnknownRoute(ConfigurationError):
-    pass
+    """A route name that no registered route answers to; the message lists the known names."""
 
 
 class RouteNotInstalled(ConfigurationError):
-    pass
+    """The route's optional packages are missing; the message holds the ``pip install`` line."""
 
 
 class MissingCredentials(ConfigurationError):
-    pass
+    """No key for a hosted route; names the variable or keyring entry to set, never a value."""
 
 
 class DummyCredentialRefused(ConfigurationError):
@@ -123,6 +126,8 @@ class JournalError(ConfigurationError):
 
 
 class InputError(LatentSyncError):
+    """Inputs refused before any upload or payment (exit 2): nothing was sent, nothing was paid."""
+
     exit_code = 2
 
 
@@ -131,38 +136,40 @@ class InvalidConsent(InputError):
 
 
 class MediaError(InputError):
-    pass
+    """A video or audio input that cannot be used as given."""
 
 
 class MediaNotFound(MediaError):
-    pass
+    """The path names no file (or names a folder)."""
 
 
 class NotAMediaFile(MediaError):
-    pass
+    """The file opened, but PyAV found no media in it."""
 
 
 class MissingStream(MediaError):
-    pass
+    """The video has no video stream, or the audio has no audio stream."""
 
 
 class ZeroDuration(MediaError):
-    pass
+    """A stream with no length: there is nothing to lip-sync."""
 
 
 class UnsupportedCodec(MediaError):
-    pass
+    """A codec the route cannot read; re-encode the file (e.g. to H.264 / AAC) and run again."""
 
 
 class UnsupportedSource(MediaError):
-    pass
+    """A source the package will not fetch: an unknown URL scheme, or plain http to a remote host."""
 
 
 class MediaLimitExceeded(MediaError):
-    pass
+    """Over a route's documented size or duration limit, refused here rather than billed there."""
 
 
 class UnsupportedParameter(InputError):
+    """A parameter this route does not take: refused, never dropped silently."""
+
     def __init__(self, parameter: str, *, route: str | None = None, hint: str = "") -> None:
         message = f"route {route!r} does not support parameter {parameter!r}"
         super().__init__(f"{message}; {hint}" if hint else message, route=route)
@@ -170,6 +177,8 @@ class UnsupportedParameter(InputError):
 
 
 class InvalidParameter(InputError):
+    """A parameter value outside the route's accepted range."""
+
     def __init__(self, parameter: str, message: str, *, route: str | None = None) -> None:
         super().__init__(f"{parameter}: {message}", route=route)
         self.parameter = parameter
@@ -201,6 +210,8 @@ class PolicyViolation(LatentSyncError):
 
 
 class BudgetExceeded(LatentSyncError):
+    """The estimate is over a per-call, per-client or period cap (exit 5); nothing was started."""
+
     exit_code = 5
 
     def __init__(self, message: str, *, route: str | None = None, amount: float = 0.0, cap: float = 0.0) -> None:
@@ -210,6 +221,8 @@ class BudgetExceeded(LatentSyncError):
 
 
 class RouteError(LatentSyncError):
+    """A failure once a job may have reached a provider (exit 4); names the request id when known."""
+
     exit_code = 4
 
     def __init__(
@@ -227,25 +240,27 @@ class RouteError(LatentSyncError):
 
 
 class AuthenticationError(RouteError):
-    pass
+    """The provider refused the key (401/403); names the variable that holds it."""
 
 
 class ProviderInputRejected(RouteError):
+    """The provider refused the inputs after upload (fal or Replicate 422); ``fields`` names them."""
+
     def __init__(self, message: str, *, fields: Sequence[str] = (), **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.fields = list(fields)
 
 
 class ProviderError(RouteError):
-    pass
+    """A 5xx, an unexpected response, or retries exhausted at the provider."""
 
 
 class AmbiguousSubmit(RouteError):
-    pass
+    """A submit may or may not have created a job: looked up, never sent again blindly."""
 
 
 class JobFailed(RouteError):
-    pass
+    """The model ran at the provider (or locally) and reported a failure."""
 
 
 class JobAlreadyFailed(JobFailed):
@@ -253,7 +268,7 @@ class JobAlreadyFailed(JobFailed):
 
 
 class JobCancelled(RouteError):
-    pass
+    """The job was cancelled (by ``jobs cancel``, Ctrl-C or the provider) before it finished."""
 
 
 class JournalBusy(RouteError):
@@ -278,7 +293,7 @@ class NotStarted(LatentSyncError):
 
 
 class DeadlineExceeded(RouteError):
-    pass
+    """The wait ran out; the job was cancelled at the provider, whose request id the error names."""
 
 
 class DeadlinePassed(DeadlineExceeded):
@@ -286,11 +301,11 @@ class DeadlinePassed(DeadlineExceeded):
 
 
 class DownloadError(RouteError):
-    pass
+    """The output could not be fetched, or what came back is not a playable video."""
 
 
 class LocalRouteError(RouteError):
-    pass
+    """The local pipeline failed (no face found, out of memory, ...)."""
 
 
 class WorkerLost(LocalRouteError):

@@ -6,10 +6,11 @@ a few frames spread over the video (PyAV, :data:`SAMPLE_FRAMES` of them, so it s
 second once MediaPipe is loaded) and runs MediaPipe's full-range face detector on each. Too few frames
 with a face (under :data:`MIN_FACE_FRACTION`) is a STOP row in the checklist.
 
-The check is honest about what it did not do: the row says it was *skipped* when MediaPipe is not
-installed (the ``faces`` extra), when the video is a URL (its frames are not downloaded before the
-job), when the policy turns it off (``policy.face_check = false``), and that it is not needed on a route
-that uploads nothing (the local route finds faces itself and no provider bills it).
+The check is honest about what it did not do: the row's outcome is ``skipped`` (never a pass) when
+MediaPipe is not installed (the ``faces`` extra), when the video is a URL (its frames are not downloaded
+before the job), when the policy turns it off (``policy.face_check = false``), and on a route that
+uploads nothing (the local route finds faces itself and no provider bills it). With
+``policy.require_face_check`` a check that could not run on a route that uploads is a STOP.
 
 MediaPipe is imported only here, only when a check runs, never by ``import latentsync_routes``.
 """
@@ -20,8 +21,11 @@ import hashlib
 import importlib.util
 import io
 import os
+import sys
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +48,7 @@ MIN_CONFIDENCE = 0.5
 FACES_EXTRA = "pip install 'latentsync-routes[faces]'"
 
 _import_lock = threading.Lock()
+_quiet_lock = threading.Lock()
 #: Detection results of the videos checked last (see :func:`faces_in`).
 _REMEMBERED = 256
 _found: OrderedDict[tuple[object, ...], tuple[int, int]] = OrderedDict()
@@ -70,29 +75,17 @@ def face_row(
         return CheckResult(
             check="face",
             passed=True,
-            reason="not needed: nothing is uploaded on this route, and "
-            "the route finds the face itself (a video without one fails before any charge)",
+            skipped=True,
+            reason="not needed: nothing is uploaded on this "
+            "route, and the route finds the face itself (a video without one fails before any charge)",
         )
     if not wanted:
         why = "face_check=False for this job" if enabled is False else "policy.face_check = false"
-        return CheckResult(
-            check="face",
-            passed=True,
-            reason=f"skipped ({why}): a provider may refuse, and bill, a video in which it finds no face",
-        )
+        return _not_run(policy, f"turned off ({why})")
     if not mediapipe_installed():
-        return CheckResult(
-            check="face",
-            passed=True,
-            reason=f"skipped: MediaPipe is not installed ({FACES_EXTRA}); "
-            "a provider may refuse, and bill, a video in which it finds no face",
-        )
+        return _not_run(policy, f"MediaPipe is not installed ({FACES_EXTRA})")
     if video.kind == "url":
-        return CheckResult(
-            check="face",
-            passed=True,
-            reason="skipped: the video is a URL and its frames are not downloaded before the job",
-        )
+        return _not_run(policy, "the video is a URL and its frames are not downloaded before the job")
     found, sampled = faces_in(video)
     if not sampled:
         return CheckResult(check="face", passed=False, reason="no frame of the video could be decoded")
@@ -106,6 +99,18 @@ def face_row(
             "would likely refuse the job (fal bills a 'face not detected' refusal)",
         )
     return CheckResult(check="face", passed=True, reason=summary)
+
+
+def _not_run(policy: PolicySettings, why: str) -> CheckResult:
+    """The row of a face check that did not look: ``skipped``, or a STOP where the policy requires the check."""
+    risk = "a provider may refuse, and bill, a video in which it finds no face"
+    if policy.require_face_check:
+        return CheckResult(
+            check="face",
+            passed=False,
+            reason=f"the face check did not run: {why}; the policy requires it (policy.require_face_check)",
+        )
+    return CheckResult(check="face", passed=True, skipped=True, reason=f"{why}: {risk}")
 
 
 def _content_key(video: MediaSource) -> tuple[object, ...] | None:
@@ -174,15 +179,39 @@ def sample_frames(video: MediaSource, count: int) -> list[np.ndarray]:
 def count_faces(frames: list[np.ndarray]) -> int:
     """How many frames MediaPipe's full-range detector finds at least one face in."""
     detection = _face_detection_module()
-    with detection.FaceDetection(model_selection=1, min_detection_confidence=MIN_CONFIDENCE) as detector:
+    with (
+        _quiet_native_stderr(),
+        detection.FaceDetection(model_selection=1, min_detection_confidence=MIN_CONFIDENCE) as detector,
+    ):
         return sum(1 for frame in frames if getattr(detector.process(frame), "detections", None))
+
+
+@contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Keep MediaPipe's native log lines (TensorFlow Lite's "Created ... delegate", absl's warnings) off the
+    user's terminal: they are written by C++ straight to file descriptor 2, past Python's logging, when a
+    detector is created and first run. Python's own ``sys.stderr`` is flushed first and restored after."""
+    with _quiet_lock:
+        sys.stderr.flush()
+        try:
+            saved = os.dup(2)
+        except OSError:  # no descriptor 2 (a service without one): nothing to keep quiet
+            yield
+            return
+        try:
+            with open(os.devnull, "wb") as devnull:
+                os.dup2(devnull.fileno(), 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _face_detection_module() -> Any:
     """MediaPipe's face detection, imported once, with its C++ start-up chatter kept off the terminal."""
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    with _import_lock:
+    with _import_lock, _quiet_native_stderr():
         from mediapipe.python.solutions import face_detection
 
     return face_detection

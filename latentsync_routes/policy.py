@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, computed_field
 
 from .config import PolicySettings
 from .consent import consent_problem, normalise_consent
@@ -24,6 +24,7 @@ from .routes.base import RouteInfo
 from .types import CostEstimate, MediaInfo
 
 CheckName = Literal[
+    "availability",
     "consent",
     "retention",
     "licence",
@@ -34,6 +35,9 @@ CheckName = Literal[
     "face",
     "budget",
 ]
+#: How a row is shown everywhere (CLI table and JSON, the record, the page): ``skipped`` is a check that
+#: did not look, never a pass.
+Outcome = Literal["pass", "skipped", "STOP"]
 
 #: Consent bases that declare no real person's face or voice is involved.
 SYNTHETIC_BASES = ("synthetic", "test")
@@ -45,6 +49,17 @@ class CheckResult(BaseModel):
     check: CheckName
     passed: bool
     reason: str
+    #: the check did not run (its tool is not installed, the policy turned it off, ...): not a pass, and
+    #: a STOP where the policy requires the check (``require_face_check``)
+    skipped: bool = False
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def outcome(self) -> Outcome:
+        """``pass``, ``skipped`` or ``STOP``: the row as a person should read it."""
+        if not self.passed:
+            return "STOP"
+        return "skipped" if self.skipped else "pass"
 
 
 def shown_days(days: float) -> str:
@@ -187,8 +202,8 @@ def deadline_row(estimate: CostEstimate | None, deadline_seconds: float | None, 
         return CheckResult(
             check="deadline",
             passed=True,
-            reason=f"skipped (policy.deadline_check = false): expected "
-            f"time {known}, deadline {shown_seconds(deadline_seconds)}",
+            skipped=True,
+            reason=f"policy.deadline_check = false: expected time {known}, deadline {shown_seconds(deadline_seconds)}",
         )
     if expected is None:
         return CheckResult(

@@ -300,58 +300,93 @@ class JobRecord(BaseModel):
     """The production record of one job: who ran what, on whose consent, where files went and for how long."""
 
     job_id: str
+    """The journal's id of this job (``jobs show`` takes it)."""
     idempotency_key: str
+    """Hash of the inputs, route and parameters: the same job asked twice is paid for once."""
     state: JobState = "created"
+    """Where the job stands: created, uploaded, submitting, submitted, completed, fetched, failed, cancelled."""
     route: str
+    """The route that ran the job (``local``, ``fal``, ``replicate``, ``wavespeed``)."""
     route_owner: str
+    """Who operates the route's endpoint (the provider, or you for ``local``)."""
     billing_owner: str
+    """Whose account is charged for the job."""
     model: str
+    """The model as the route names it (e.g. ``fal-ai/latentsync``)."""
     model_version: str
+    """The pinned model version or checkpoint that ran."""
     inputs: list[InputRecord] = Field(default_factory=list)
+    """The video and audio as probed: name, hash, size, duration; never the media itself."""
     parameters: dict[str, Any] = Field(default_factory=dict)
+    """The model parameters sent (seed, guidance scale, steps, ...)."""
     consent_basis: str | None = None
+    """The consent statement the caller gave for the person in the video."""
     upload_destination: str
+    """Where the inputs were uploaded (a provider's storage, or nowhere)."""
     retention_policy: str
+    """How long the provider keeps uploads and outputs, per the route's fact sheet."""
     deletion_policy: str
+    """What this package deletes after the job, and when."""
     code_licence: str = "Apache-2.0"
+    """The licence of the code that ran the model."""
     weights_licence: str | None = None
+    """The licence of the model weights, when known."""
     support_path: str | None = None
+    """Where to ask about this job at the provider (a support address or page)."""
     uploaded_uris: list[str] = Field(default_factory=list)
-    #: run against a base-URL override (a fake, a test gateway): its money is not counted as real spend
+    """The URLs the inputs were uploaded to."""
     sandbox: bool = False
+    """Run against a base-URL override (a fake, a test gateway): its money is not counted as real spend."""
     provider_request_id: str | None = None
-    #: the provider inputs of the last submit (written with ``submitting``): how an ambiguous submit is found
+    """The provider's id of the job (fal request id, Replicate prediction id, ...): name it to support."""
     provider_inputs: dict[str, Any] | None = None
-    #: provider jobs of earlier attempts of this job (a ``retry_failed`` or ``force_resubmit`` re-run)
+    """The provider inputs of the last submit (written with ``submitting``): how an ambiguous submit is found."""
     previous_request_ids: list[str] = Field(default_factory=list)
-    #: set while a job is stopped by a local failure after its provider job may exist: re-running resumes it
+    """Provider jobs of earlier attempts of this job (a ``retry_failed`` or ``force_resubmit`` re-run)."""
     interrupted: str | None = None
-    #: why this route was chosen when the caller asked for ``cheapest``
+    """Set while a job is stopped by a local failure after its provider job may exist: re-running resumes it."""
     route_choice: str | None = None
-    #: the earlier routes' jobs of a ``fallback=True`` run: route, job_id, state, cost, error
+    """Why this route was chosen when the caller asked for ``cheapest``."""
     fallback_from: list[dict[str, Any]] = Field(default_factory=list)
+    """The earlier routes' jobs of a ``fallback=True`` run: route, job_id, state, cost, error."""
     output_uri: str | None = None
+    """The provider's URL of the output, while it lasts."""
     output_path: str | None = None
+    """Where the output video was written on this machine."""
     failure_reason: str | None = None
+    """Why the job failed, in words, when it did."""
     retry_reasons: list[str] = Field(default_factory=list)
+    """Why each retry happened (status codes, timeouts), in order."""
     attempts: list[Attempt] = Field(default_factory=list)
+    """Every attempt at the provider, with its outcome and what it was billed."""
     cost: Cost
+    """Estimated and actual cost, and what failed attempts were billed."""
     policy_checks: list[dict[str, Any]] = Field(default_factory=list)
+    """The safety checklist as it stood when the job started: each row, its outcome, and why."""
     deleted: list[str] = Field(default_factory=list)
+    """Uploads deleted after the job."""
     not_deleted: list[str] = Field(default_factory=list)
-    #: the retention headers actually sent to the provider (name -> value), on the submit and each upload
+    """Uploads that could not be deleted (they expire by the provider's retention)."""
     retention_sent: dict[str, str] = Field(default_factory=dict)
+    """The retention headers actually sent to the provider (name -> value), on the submit and each upload."""
     created_at: datetime = Field(default_factory=utcnow)
+    """When the job was claimed in the journal (UTC)."""
     submitting_at: datetime | None = None
-    #: when the last submit's request could no longer reach the provider (its own timeout), and when any
-    #: request it created has surely ended and is listed (``None``: no such bound); written with
-    #: ``submitting``, they decide an ambiguous submit by time (routes/hosted_lookup.py)
+    """When the submit was about to be sent (UTC)."""
     submit_window_end: datetime | None = None
+    """When the last submit's request could no longer reach the provider (its own timeout); written with
+    ``submitting``, it bounds the window an ambiguous submit is decided in (routes/hosted_lookup.py)."""
     submit_settles_at: datetime | None = None
+    """When any request the last submit created has surely ended and is listed (``None``: no such bound,
+    so no listing miss proves that nothing was created)."""
     submitted_at: datetime | None = None
+    """When the provider accepted the job (UTC)."""
     completed_at: datetime | None = None
+    """When the job reached its final state (UTC)."""
     timings: dict[str, float] = Field(default_factory=dict)
+    """Seconds spent per stage (probe, upload, queue, run, download)."""
     library_version: str
+    """The version of this package that ran the job."""
 
     @field_validator("parameters")
     @classmethod

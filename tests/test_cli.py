@@ -115,7 +115,7 @@ def test_human_output(files: dict[str, Path], tmp_path: Path) -> None:
 
 
 def test_demo_runs_the_whole_data_path_offline(tmp_path: Path) -> None:
-    done = cli("demo", "--json", home=tmp_path)
+    done = cli("demo", "--keep", "--json", home=tmp_path)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     result = summary["result"]
@@ -180,7 +180,7 @@ def test_estimate_and_doctor_without_the_local_extra(files: dict[str, Path], tmp
     )
     assert checked.returncode == 0, checked.stderr
     face = next(row for row in json.loads(checked.stdout) if row["check"] == "face")
-    assert face["passed"] and face["reason"].startswith("skipped: MediaPipe is not installed")
+    assert face["outcome"] == "skipped" and face["skipped"] and face["reason"].startswith("MediaPipe is not installed")
     refused = without_local(
         "run", str(files["clip"]), str(files["voice30"]), "-o", str(tmp_path / "o.mp4"), "--route", "local"
     )
@@ -216,7 +216,13 @@ def test_a_route_limit_is_a_stop_row_and_estimate_check_run_agree(files: dict[st
     checked = cli("check", clip, voice, "--route", "replicate", "--consent", "test", "--json", home=tmp_path)
     assert checked.returncode == 3, checked.stderr
     rows = {row["check"]: row for row in json.loads(checked.stdout)}
-    assert rows["input_limits"] == {"check": "input_limits", "passed": False, "reason": refused}
+    assert rows["input_limits"] == {
+        "check": "input_limits",
+        "passed": False,
+        "reason": refused,
+        "skipped": False,
+        "outcome": "STOP",
+    }
     table = cli("check", clip, voice, "--route", "replicate", "--consent", "test", home=tmp_path)
     assert table.returncode == 3 and "STOP" in table.stdout and "input_limits" in table.stdout
     out = tmp_path / "out.mp4"

@@ -94,12 +94,12 @@ def test_no_face_is_a_stop_before_anything_is_uploaded(
 def test_turning_it_off_is_said_in_the_row(clips: dict[str, Path], tmp_path: Path, face_check_on: None) -> None:
     client = LipSyncClient(route="fal", consent="test", settings=load_settings(home=tmp_path))
     passed, reason = _face_row(client, clips["synthetic"], clips["voice"], face_check=False)
-    assert passed and reason.startswith("skipped (face_check=False for this job)")
+    assert passed and reason.startswith("turned off (face_check=False for this job)")
     off = LipSyncClient(
         route="fal", consent="test", settings=load_settings(home=tmp_path, policy={"face_check": False})
     )
     passed, reason = _face_row(off, clips["synthetic"], clips["voice"])
-    assert passed and reason.startswith("skipped (policy.face_check = false)")
+    assert passed and reason.startswith("turned off (policy.face_check = false)")
     passed, reason = _face_row(off, clips["synthetic"], clips["voice"], face_check=True)  # the job's word wins
     assert not passed
 

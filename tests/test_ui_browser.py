@@ -169,6 +169,8 @@ def test_the_safe_path_in_a_real_browser(server: Server, browser: Any, tmp_path:
     page.goto(server.url)
     expect(page.locator("#ls-run")).to_be_disabled()
     expect(page.locator("#ls-mode")).to_contain_text("nothing is paid")
+    expect(page.locator("#ls-cancel")).to_be_disabled()  # nothing runs: nothing to cancel
+    expect(page.locator("#ls-delete")).to_be_disabled()  # no job picked
     shot("empty")
 
     # 0. a server path typed in a URL box is refused on the page, never read
@@ -195,6 +197,10 @@ def test_the_safe_path_in_a_real_browser(server: Server, browser: Any, tmp_path:
     expect(page.locator("#ls-checklist-table")).to_have_attribute("data-route", "fal")
     expect(page.locator('#ls-checklist-table tr[data-check="consent"]')).to_have_attribute("data-outcome", "STOP")
     expect(page.locator("#ls-gate-reason")).to_contain_text("STOP on fal: consent")
+    consent_row = page.locator('#ls-checklist-table tr[data-check="consent"]')
+    expect(consent_row).to_contain_text("Do the people in this video agree")  # a question, not Python words
+    expect(consent_row).not_to_contain_text("--consent")
+    expect(page.locator("#ls-gate-reason")).not_to_contain_text("--consent")
     expect(page.locator("#ls-run")).to_be_disabled()
     shot("no-consent-run-disabled")
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from .. import money
 from ..choice import CHEAPEST, choose_cheapest
 from ..consent import checked_consent
-from ..errors import BudgetExceeded, LatentSyncError, ManifestError, PolicyViolation
+from ..errors import BudgetExceeded, InvalidParameter, LatentSyncError, ManifestError, PolicyViolation
 from ..journal import TERMINAL_OK
 from ..outputs import resolve_output
 from .executor import BatchItem
@@ -76,13 +76,13 @@ def _plan_one(
         name, choice = choose_cheapest(
             client, job.video, job.audio, consent=options.get("consent"), candidates=among, **parameters
         )
+    why_not = client.route(name).availability()
+    if why_not:
+        raise LatentSyncError(f"route {name} is not usable here: {why_not}", route=name)
     checks, estimate = client.assess(job.video, job.audio, route=name, consent=options.get("consent"), **parameters)
     stops = [c for c in checks if not c.passed]
     if stops:
         raise PolicyViolation(stops, route=name)
-    why_not = client.route(name).availability()
-    if why_not:
-        raise LatentSyncError(f"route {name} is not usable here: {why_not}", route=name)
     output = resolve_output(job.output, route=name)
     return BatchItem(
         index=index,
@@ -170,7 +170,13 @@ def parse_concurrency(values: Sequence[str]) -> dict[str, int]:
     for value in values:
         name, _, number = value.partition("=")
         try:
-            limits[name.strip()] = int(number)
+            limit = int(number)
         except ValueError:
-            raise ManifestError([(0, f"--concurrency {value!r}: expected ROUTE=N")]) from None
+            limit = 0
+        if not name.strip() or limit < 1:
+            raise InvalidParameter(
+                "--concurrency",
+                f"{value!r} is not ROUTE=N (N whole jobs at once, at least 1), e.g. --concurrency fal=4",
+            ) from None
+        limits[name.strip()] = limit
     return limits

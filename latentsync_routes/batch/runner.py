@@ -59,7 +59,13 @@ def make_executor(executor: str | Executor | None, *, address: str | None = None
     if executor is None or executor == "local":
         return ThreadExecutor()
     if executor == "ray":
+        from ..routes.base import module_available
         from .ray_executor import RayExecutor  # Ray is an optional extra, imported only when asked for
+
+        if not module_available("ray"):  # refused, never run on threads instead of the cluster asked for
+            from .ray_executor import import_ray
+
+            import_ray()
 
         ray_executor: Executor = RayExecutor(address=address)
         return ray_executor

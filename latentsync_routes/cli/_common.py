@@ -189,4 +189,20 @@ def _errors(as_json: bool) -> Iterator[None]:
 def _client(config: Path | None, route: str | None = None) -> Any:
     from ..client import LipSyncClient
 
-    return LipSyncClient(route=route, config_file=config)
+    client = LipSyncClient(route=route, config_file=config)
+    if route is None:
+        _known_default_route(client.settings.route)
+    return client
+
+
+def _known_default_route(name: str) -> None:
+    """Refuse a default route that no route answers to, naming where it came from (exit 2)."""
+    from ..errors import UnknownRoute
+    from ..routes.base import route_names
+
+    names = route_names()
+    if name != "cheapest" and name not in names:
+        raise UnknownRoute(
+            f"the default route {name!r} (LATENTSYNC_ROUTES_ROUTE or the config file's 'route') "
+            f"is not a route: use one of {', '.join(names)}, or cheapest"
+        )

@@ -55,8 +55,8 @@ def batch(
 ) -> None:
     """Run every job of MANIFEST; running the same command again resumes it (finished jobs are not paid again).
 
-    Exit 0 when every job is done, 4 when any failed or was not started, 2/3/5 when the manifest was refused
-    before anything ran.
+    Exit codes: 0 when every job is fetched, 4 when any failed, 130 after Ctrl-C (rows that never started
+    are reported as not_started), 2/3/5 when the manifest was refused before anything ran.
     """
     from ..batch import StopSignal, execute_plan, plan_batch, read_manifest
     from ..batch.plan import parse_concurrency
@@ -65,6 +65,14 @@ def batch(
     with _errors(as_json):
         if on_interrupt not in ("wait", "cancel"):
             raise ConfigurationError(f"--on-interrupt {on_interrupt!r}: use 'wait' or 'cancel'")
+        if executor not in ("local", "ray"):
+            raise ConfigurationError(f"--executor {executor!r}: use 'local' or 'ray'")
+        if executor == "ray":  # refused before the manifest is even read, with the line that installs it
+            from ..batch.ray_executor import import_ray
+            from ..routes.base import module_available
+
+            if not module_available("ray"):
+                import_ray()
         consent = checked_consent(consent, where="--consent")
         client = _client(config)
         limits = parse_concurrency(concurrency)

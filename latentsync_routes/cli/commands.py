@@ -30,6 +30,9 @@ from ._common import (
     out,
 )
 
+#: How ``check`` shows a row's outcome: a skipped check is never shown as a pass.
+_OUTCOME_STYLE = {"pass": "[green]pass[/]", "skipped": "[yellow]skipped[/]", "STOP": "[red]STOP[/]"}
+
 
 @app.command()
 def routes(as_json: bool = JsonOpt, config: Path | None = ConfigOpt) -> None:
@@ -108,9 +111,10 @@ def check(
     config: Path | None = ConfigOpt,
 ) -> None:
     """Show the checklist `run` enforces, without running anything (exit 3 if a check fails, 5 if only the
-    budget row does).
+    budget row does, 2 if the route is not installed here).
 
-    Rows: consent, retention, licence, input limits (the route's and the policy's), failure billing,
+    Rows: availability (when the route's extra is missing: what to install), consent, retention,
+    licence, input limits (the route's and the policy's), failure billing,
     support path, deadline (the estimate's expected time), face (a few sampled frames), and with a
     `budget_total` the budget (what the journal's jobs of the budget period are committed to).
     """
@@ -126,11 +130,13 @@ def check(
         def human() -> None:
             table = Table("check", "outcome", "reason")
             for r in results:
-                table.add_row(r.check, "[green]pass[/]" if r.passed else "[red]STOP[/]", Text(r.reason))
+                table.add_row(r.check, _OUTCOME_STYLE[r.outcome], Text(r.reason))
             out.print(table)
 
         _emit(as_json, results, human)
         failed = {r.check for r in results if not r.passed}
+        if "availability" in failed:
+            raise typer.Exit(2)  # the route is not installed here: configuration, like run's refusal
         if failed:
             raise typer.Exit(5 if failed == {"budget"} else 3)
 
@@ -244,28 +250,45 @@ def download(
         if version is None or version not in VERSIONS:
             choices = ", ".join(VERSIONS)
             raise InvalidParameter("--version", f"takes one of {choices}; got {version!r} (or pass --syncnet)")
+        from ..errors import RouteNotInstalled
+        from ..routes.base import module_available, not_installed_message
+
+        if not module_available("huggingface_hub"):  # the downloads go through it: say what to install (exit 2)
+            raise RouteNotInstalled(not_installed_message("local", "huggingface_hub", "local"), route="local")
         checkpoints = fetch(version, cache_dir=cache_dir)
         paths = {name: str(path) for name, path in checkpoints.paths.items()}
         _emit(as_json, {"version": version, "paths": paths}, lambda: out.print_json(json.dumps(paths)))
 
 
 @app.command()
-def demo(as_json: bool = JsonOpt) -> None:
+def demo(
+    keep: bool = typer.Option(False, "--keep", help="Keep the demo folder (media, output, journal); default: removed."),
+    as_json: bool = JsonOpt,
+) -> None:
     """Run the whole data path offline: synthetic media, the in-package fake fal server, one real job.
 
     Nothing leaves the machine and nothing is paid: the real fal-client talks to a loopback server that
     speaks fal's protocol. Its output is NOT lip-synced: the fake returns the input video looped or cut to
     the audio's length, carrying that audio, so its length, the estimate and the bill agree as they would
-    on fal. Everything lands in a fresh temporary folder, printed at the end.
+    on fal. Everything lands in a fresh temporary folder, removed at the end unless --keep is given.
     """
+    import shutil
     import tempfile
 
+    folder = Path(tempfile.mkdtemp(prefix="latentsync-demo-"))
+    try:
+        _demo(folder, keep, as_json)
+    finally:
+        if not keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _demo(folder: Path, keep: bool, as_json: bool) -> None:
     from ..client import LipSyncClient
     from ..config import load_settings
     from ..testing import FakeFal, write_test_audio, write_test_video
 
     with _errors(as_json):
-        folder = Path(tempfile.mkdtemp(prefix="latentsync-demo-"))
         video = write_test_video(folder / "clip.mp4", seconds=2.0)
         audio = write_test_audio(folder / "voice.wav", seconds=3.0)
         # The fake bills by the price book's rule on its output (which follows the audio), like fal's card.
@@ -290,6 +313,7 @@ def demo(as_json: bool = JsonOpt) -> None:
         )
         summary = {
             "folder": str(folder),
+            "kept": keep,
             "estimate": estimate,
             "checks": checks,
             "result": result,
@@ -298,9 +322,10 @@ def demo(as_json: bool = JsonOpt) -> None:
         }
 
         def human() -> None:
-            out.print(f"[bold]demo folder[/]: {escape(str(folder))}")
+            shown = escape(str(folder)) if keep else f"{escape(str(folder))} (removed at exit; --keep keeps it)"
+            out.print(f"[bold]demo folder[/]: {shown}")
             out.print(Text(f"estimate on fal: ${estimate.amount:.4f} ({estimate.basis})"))
-            out.print("checks: " + ", ".join(f"{c.check} {'pass' if c.passed else 'STOP'}" for c in checks))
+            out.print("checks: " + ", ".join(f"{c.check} {c.outcome}" for c in checks))
             out.print("face check: off for this synthetic clip, which shows no face (a real video is checked)")
             out.print(f"[green]output[/]: {escape(str(result.output_path))} (request {result.provider_request_id})")
             out.print(f"[yellow]note[/]: {note}")

@@ -129,8 +129,8 @@ def jobs_spend(
 ) -> None:
     """What the journalled jobs cost, per route and per day: estimated before, actual after, failure-billed.
 
-    "without actual" counts jobs with no actual cost recorded (not finished, failed, or a provider that
-    did not say what it billed); their cost is in "estimated" only.
+    "cost unknown" counts jobs with no actual cost recorded (not finished, failed, or a provider that did
+    not say what it billed); their cost is in "estimated" only (JSON: without_actual).
     """
     from datetime import date
 
@@ -147,7 +147,7 @@ def jobs_spend(
             if not rows:
                 out.print("no jobs")
                 return
-            table = Table("day", "route", "jobs", "estimated", "actual", "failure-billed", "without actual")
+            table = Table("day", "route", "jobs", "estimated", "actual", "failure-billed", "cost unknown")
             for r in rows:
                 route_name = f"{r.route} (sandbox)" if r.sandbox else r.route
                 table.add_row(

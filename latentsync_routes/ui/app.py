@@ -9,7 +9,7 @@ The page only wires events to :mod:`.state` (what may run), :mod:`.runner` (the 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -244,6 +244,17 @@ class Page:
         return "\n".join(lines) or "nothing to delete"
 
 
+def _enabled(on: bool) -> Callable[[], Any]:
+    """An event handler that turns a button on or off."""
+    return lambda: gr.update(interactive=on)
+
+
+def _picked(job_id: str | None) -> tuple[Any, Any, Any]:
+    """The history's job buttons act on the picked job: on with one, off without."""
+    update = gr.update(interactive=bool(job_id))
+    return update, update, update
+
+
 def _digests(folder: Path) -> set[str]:
     return {hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir() if p.is_file()}
 
@@ -288,7 +299,8 @@ def build(page: Page, *, fakes: bool) -> gr.Blocks:
         gate = gr.HTML(render.gate_html(state.gate(None, state.CHEAPEST, "")), elem_id="ls-gate")
         with gr.Row():
             run = gr.Button("Run", variant="primary", interactive=False, elem_id="ls-run")
-            cancel = gr.Button("Cancel", variant="stop", elem_id="ls-cancel")
+            # enabled only while a run of this page is under way: there is nothing to cancel otherwise
+            cancel = gr.Button("Cancel", variant="secondary", interactive=False, elem_id="ls-cancel")
         progress = gr.HTML(render.progress_html(None), elem_id="ls-progress")
         cancel_note = gr.Markdown("", elem_id="ls-cancel-note")
         with gr.Row():
@@ -301,9 +313,10 @@ def build(page: Page, *, fakes: bool) -> gr.Blocks:
         with gr.Row():
             job = gr.Dropdown(label="job", choices=[], elem_id="ls-job")
             refresh = gr.Button("refresh", elem_id="ls-refresh")
-            resume = gr.Button("resume", elem_id="ls-resume")
-            job_cancel = gr.Button("cancel job", elem_id="ls-job-cancel")
-            delete = gr.Button("delete job", elem_id="ls-delete")
+            # enabled once a job is picked: without one they have nothing to act on
+            resume = gr.Button("resume", interactive=False, elem_id="ls-resume")
+            job_cancel = gr.Button("cancel job", interactive=False, elem_id="ls-job-cancel")
+            delete = gr.Button("delete job", interactive=False, elem_id="ls-delete")
         job_note = gr.Textbox(label="history action", interactive=False, lines=3, elem_id="ls-job-note")
         chart = gr.HTML(elem_id="ls-spend")
 
@@ -319,10 +332,12 @@ def build(page: Page, *, fakes: bool) -> gr.Blocks:
         )
         route.change(page.on_route, [route, consent, assessment_state], panels)
         history_out = [table, job, chart]
+        run.click(_enabled(True), None, cancel, queue=False)
         run.click(page.on_run, [route, consent, assessment_state], [progress, output, input_side, record, run]).then(
-            page.on_history, None, history_out
-        )
+            _enabled(False), None, cancel
+        ).then(page.on_history, None, history_out)
         cancel.click(page.on_cancel, None, cancel_note)
+        job.change(_picked, job, [resume, job_cancel, delete])
         refresh.click(page.on_history, None, history_out)
         table.select(page.on_pick, None, job)
         for button, handler in ((resume, page.on_resume), (job_cancel, page.on_job_cancel), (delete, page.on_delete)):

@@ -35,8 +35,7 @@ def history_rows(records: Iterable[JobRecord]) -> list[list[str]]:
     for record in records:
         cost, known = job_cost(record)
         state = f"{record.state} (interrupted)" if record.interrupted else record.state
-        if record.deleted:
-            state += " · deleted"
+        state += _deleted_note(record.deleted)
         rows.append(
             [
                 record.job_id,
@@ -47,6 +46,15 @@ def history_rows(records: Iterable[JobRecord]) -> list[list[str]]:
             ]
         )
     return rows
+
+
+def _deleted_note(deleted: list[str]) -> str:
+    """What was deleted, in words: after a normal run only the uploads are (the job is not deleted)."""
+    if not deleted:
+        return ""
+    if any(item.startswith("local output ") for item in deleted):
+        return " · job deleted"
+    return " · uploads removed from the provider"
 
 
 def spend_by_day(records: Iterable[JobRecord]) -> dict[date, dict[str, float]]:

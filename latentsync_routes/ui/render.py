@@ -7,6 +7,7 @@ can find a route's row or a STOP without parsing prose.
 
 from __future__ import annotations
 
+import re
 from html import escape
 
 from .runner import Snapshot
@@ -50,8 +51,8 @@ def checklist_html(view: RouteView | None) -> str:
         return '<p id="ls-checklist-empty">The checklist appears once inputs are given.</p>'
     rows = "".join(
         f'<tr data-check="{escape(row.check)}" data-outcome="{escape(row.outcome)}" '
-        f'class="{"ls-stop" if row.stops else "ls-pass"}"><td>{escape(row.check)}</td>'
-        f"<td><b>{escape(row.outcome)}</b></td><td>{escape(row.reason)}</td></tr>"
+        f'class="{_row_class(row.outcome)}"><td>{escape(row.check)}</td>'
+        f"<td><b>{escape(row.outcome)}</b></td><td>{escape(for_people(row.check, row.reason))}</td></tr>"
         for row in view.checks
     )
     return (
@@ -61,9 +62,34 @@ def checklist_html(view: RouteView | None) -> str:
     )
 
 
+def _row_class(outcome: str) -> str:
+    return {"STOP": "ls-stop", "skipped": "ls-skipped"}.get(outcome, "ls-pass")
+
+
+_CONSENT_STOP = re.compile(
+    r"route '[^']*' uploads the face and voice to (?P<where>.+?); give a consent basis "
+    r"\(consent='\.\.\.', or --consent\), or declare [\w /]+ media"
+)
+
+
+def for_people(check: str, reason: str) -> str:
+    """A checklist reason (or the gate's line quoting it) as the page says it: no Python or command-line
+    words for a person who does not program. The consent STOP (``consent='...', or --consent``) becomes the
+    question it is; ``check`` names the row (``gate`` for the gate's line)."""
+    return _CONSENT_STOP.sub(
+        lambda found: (
+            f"Do the people in this video agree to their face and voice being sent to "
+            f"{found.group('where')}? Write what their consent rests on in the consent box (for example 'signed "
+            "release #42'), or 'synthetic' if no real person appears."
+        ),
+        reason,
+    )
+
+
 def gate_html(gate: Gate) -> str:
     kind = "ready" if gate.enabled else "blocked"
-    return f'<p id="ls-gate-reason" data-gate="{kind}" class="ls-gate-{kind}">{escape(gate.reason)}</p>'
+    said = escape(for_people("gate", gate.reason))
+    return f'<p id="ls-gate-reason" data-gate="{kind}" class="ls-gate-{kind}">{said}</p>'
 
 
 def progress_html(snap: Snapshot | None) -> str:

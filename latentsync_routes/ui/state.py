@@ -37,6 +37,14 @@ class Inputs:
     audio: str
     folder: str
     synthetic: bool = False
+    #: staged path -> the file name the person uploaded, so messages name their file, not our copy
+    names: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def in_words(self, message: str) -> str:
+        """``message`` with each staged path replaced by the name of the file the person uploaded."""
+        for staged, name in self.names.items():
+            message = message.replace(staged, name)
+        return message
 
     @property
     def output(self) -> Path:
@@ -107,6 +115,7 @@ def stage(home: Path, video: str, audio: str) -> Inputs:
     """Copy local files into a new folder under the home (URLs are passed on as given)."""
     folder = new_folder(home)
     staged = []
+    names: dict[str, str] = {}
     for role, given in (("video", video), ("audio", audio)):
         if _is_url(given):
             staged.append(given)
@@ -115,7 +124,8 @@ def stage(home: Path, video: str, audio: str) -> Inputs:
         target = folder / f"{role}{source.suffix.lower()}"
         shutil.copyfile(source, target)
         staged.append(str(target))
-    return Inputs(video=staged[0], audio=staged[1], folder=str(folder))
+        names[str(target)] = source.name
+    return Inputs(video=staged[0], audio=staged[1], folder=str(folder), names=names)
 
 
 def face_check_for(inputs: Inputs) -> bool | None:
@@ -200,7 +210,7 @@ def assess(
     try:
         estimates = {e.route: e for e in client.estimate_all(inputs.video, inputs.audio)}
     except Exception as exc:  # noqa: BLE001 - shown on the page as the reason nothing can run
-        shared_error = _problem(exc)
+        shared_error = inputs.in_words(_problem(exc))
     for name in names:
         route = client.route(name)
         info = route.info()
@@ -213,9 +223,9 @@ def assess(
                 client.check(inputs.video, inputs.audio, route=name, consent=consent, face_check=face_check_for(inputs))
             )
         except Exception as exc:  # noqa: BLE001 - an input over a limit, a bad file: a STOP with its reason
-            view.checks = [CheckRow("inputs", "STOP", _problem(exc))]
+            view.checks = [CheckRow("inputs", "STOP", inputs.in_words(_problem(exc)))]
         why_not = blocked.get(name) or route.availability()
-        if why_not:
+        if why_not and all(row.check != "availability" for row in view.checks):
             view.checks.append(CheckRow("availability", "STOP", why_not))
         views[name] = view
     return Assessment(inputs=inputs, consent=consent, routes=views)
@@ -265,8 +275,8 @@ def gate(assessment: Assessment | None, choice: str | None, consent: str | None)
         return Gate(
             False,
             name,
-            f"{name} uploads the face and voice to {view.uploads_to}: write the consent basis "
-            "first (or 'synthetic' for synthetic media).",
+            f"{name} sends the face and voice to {view.uploads_to}. Do the people in this video agree? Write "
+            "what their consent rests on in the consent box first (or 'synthetic' if no real person appears).",
         )
     price = view.estimate
     return Gate(True, name, f"Ready on {name}: expected ${price.amount:.4f} (${price.low:.4f}-${price.high:.4f}).")
