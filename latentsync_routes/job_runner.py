@@ -241,6 +241,7 @@ class JobRunner:
             force_resubmit=controls.force_resubmit,
             cancel_event=controls.cancel_event or threading.Event(),
             cancel_flag=claim.cancel_requested,
+            others=lambda: self.journal.list(limit=500, route=record.route),
         )
 
     def execute(self, route: Route, job: JobContext) -> LipSyncResult:

@@ -373,6 +373,12 @@ class JobRecord(BaseModel):
     """When the job was claimed in the journal (UTC)."""
     submitting_at: datetime | None = None
     """When the submit was about to be sent (UTC)."""
+    submit_window_end: datetime | None = None
+    """When the last submit's request could no longer reach the provider (its own timeout); written with
+    ``submitting``, it bounds the window an ambiguous submit is decided in (routes/hosted_lookup.py)."""
+    submit_settles_at: datetime | None = None
+    """When any request the last submit created has surely ended and is listed (``None``: no such bound,
+    so no listing miss proves that nothing was created)."""
     submitted_at: datetime | None = None
     """When the provider accepted the job (UTC)."""
     completed_at: datetime | None = None

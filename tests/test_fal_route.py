@@ -13,6 +13,8 @@ import struct
 import subprocess
 import sys
 import threading
+import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,7 @@ from latentsync_routes import (
     ProviderInputRejected,
 )
 from latentsync_routes.errors import JobAlreadyFailed, JobFailed
+from latentsync_routes.routes import hosted_lookup
 from latentsync_routes.routes.fal import hosts as fal_host_override
 from latentsync_routes.routes.fal import route as fal_route
 from latentsync_routes.testing import FakeFal, Fault
@@ -157,21 +160,38 @@ def test_ingress_5xx_on_polls_and_results_is_retried(fal: FakeFal, media: tuple[
     assert any("ingress" in (a.error_message or "") for a in result.attempts)
 
 
-def test_5xx_on_submit_is_ambiguous_and_never_blindly_resubmitted(
-    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
+@pytest.fixture
+def quick_decisions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shrink the bounds an ambiguous submit is decided by (the fact sheet's longest run, the clock skew)."""
+    monkeypatch.setattr(fal_route, "LONGEST_RUN_S", 0.0)
+    monkeypatch.setattr(hosted_lookup, "CLOCK_SKEW_S", 0.2)
+
+
+def test_5xx_on_submit_is_ambiguous_until_no_request_can_exist_then_submitted_once(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path, quick_decisions: None
 ) -> None:
     fal.faults.submit.append(Fault.nginx_503())  # nothing created, but a gateway 5xx cannot prove that
-    with pytest.raises(AmbiguousSubmit, match="a lookup found no job with these inputs"):
-        run(tmp_path, media)
+    with pytest.raises(
+        AmbiguousSubmit,
+        match=r"no request sent in the submit's window is listed yet.*run the same "
+        r"command again \(or `jobs resume`\) after",
+    ) as info:
+        run(tmp_path, media, deadline_seconds=1.5)
     assert len(fal.jobs) == 0 and len(fal.requests_for("submit")) == 1
-    assert len(fal.requests_for("list_requests")) == 1
+    assert len(fal.requests_for("list_requests")) >= 1
+    assert all("expand" not in r.query for r in fal.requests_for("list_requests"))  # no payloads to match
+    submit = fal.requests_for("submit")[0]
+    sent_bound = float(submit.headers.get("X-Fal-Request-Timeout") or 0)
+    assert 0 < sent_bound <= 2  # the time-to-start bound is the job's deadline
     record = journal(hosted_env)
     assert record["state"] == "submitting" and record["provider_request_id"] is None
-    with pytest.raises(AmbiguousSubmit):  # the same call looks again, and still does not submit
-        run(tmp_path, media)
-    assert len(fal.jobs) == 0
-    result = run(tmp_path, media, force_resubmit=True)  # the caller checked: submit anew
+    assert record["cost"]["billed_unknown"] == 0  # type: ignore[index]  # decidable by time: no worst case yet
+    decidable = datetime.fromisoformat(str(record["submit_settles_at"])) + timedelta(seconds=hosted_lookup.CLOCK_SKEW_S)
+    assert decidable.strftime("%H:%M:%S") in info.value.message
+    time.sleep(max(0.0, (decidable - datetime.now(timezone.utc)).total_seconds() + 0.2))
+    result = run(tmp_path, media)  # no flag: no request sent in the window can exist any more
     assert len(fal.jobs) == 1 and result.provider_request_id in fal.jobs
+    assert len(fal.requests_for("submit")) == 2 and result.record.state == "fetched"
 
 
 def test_one_500_on_the_result_is_retried_and_the_result_kept(
@@ -229,24 +249,26 @@ def test_422_detail_list_names_the_fields_and_records_billing(
     assert len(fal.jobs) == 1
 
 
-def test_ambiguous_submit_is_found_by_lookup_and_adopted(
+def test_ambiguous_submit_is_adopted_by_time_once_its_request_has_ended(
     fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
 ) -> None:
+    fal.run_seconds = 0.5  # the request runs on its own; the listing shows it once it has ended
     fal.faults.submit.append(Fault.drop_after_accept())
-    result = run(tmp_path, media)
+    result = run(tmp_path, media, deadline_seconds=30)
     (job,) = fal.jobs.values()
-    assert result.provider_request_id == job.request_id
+    assert not job.stores_payloads  # X-Fal-Store-IO: 0, so the listing has no payload to match
+    assert result.provider_request_id == job.request_id and result.record.state == "fetched"
     assert len(fal.requests_for("submit")) == 1  # fal-client's own POST retry is off
     assert ("submit", "error", "AmbiguousSubmit") in [(a.step, a.status, a.error_type) for a in result.attempts]
+    assert result.cost.billed_unknown == 0
 
 
 def test_ambiguous_submit_not_listed_yet_stops_then_a_rerun_finds_it(
     fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
 ) -> None:
-    fal.list_unfinished = False  # fal's list may show a request only once it has ended
     fal.faults.submit.append(Fault.drop_after_accept())
-    with pytest.raises(AmbiguousSubmit, match="found no job"):
-        run(tmp_path, media)
+    with pytest.raises(AmbiguousSubmit, match="listed yet"):
+        run(tmp_path, media, deadline_seconds=3.0)
     (job,) = fal.jobs.values()
     record = journal(hosted_env)
     assert record["provider_request_id"] is None and record["state"] == "submitting"
@@ -256,12 +278,51 @@ def test_ambiguous_submit_not_listed_yet_stops_then_a_rerun_finds_it(
     assert len(fal.requests_for("submit")) == 1
 
 
-def test_a_connection_dropped_after_sending_is_never_resubmitted(
+def test_two_requests_in_the_window_for_one_job_stay_ambiguous_at_the_worst_case(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
+) -> None:
+    import httpx
+
+    other = httpx.post(
+        f"{fal.url}/fal-ai/latentsync",
+        json={"video_url": "x", "audio_url": "y"},
+        headers={"Authorization": f"Key {FAL_KEY}"},
+    )  # someone else's request, same key and time
+    fal.complete(other.json()["request_id"])
+    fal.faults.submit.append(Fault.drop_after_accept())
+    fal.run_seconds = 0.0  # ours has ended too by the first look: two requests listed in the window
+    with pytest.raises(AmbiguousSubmit, match=r"2 request\(s\) of 1 ambiguous job\(s\)") as info:
+        run(tmp_path, media, deadline_seconds=20)
+    assert all(rid in info.value.message for rid in fal.jobs) and len(fal.jobs) == 2
+    record = journal(hosted_env)
+    assert record["state"] == "submitting"
+    assert record["cost"]["billed_unknown"] == pytest.approx(0.2)  # type: ignore[index]
+    assert str(record["cost"]["billed_unknown_basis"]).startswith("ambiguous submit")  # type: ignore[index]
+    with pytest.raises(AmbiguousSubmit):  # a re-run looks again, counts the worst case once
+        run(tmp_path, media, deadline_seconds=5)
+    assert journal(hosted_env)["cost"]["billed_unknown"] == pytest.approx(0.2)  # type: ignore[index]
+    assert len(fal.requests_for("submit")) == 2 and len(fal.jobs) == 2  # the other's and our one
+
+
+def test_a_request_another_job_holds_is_never_adopted(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
+) -> None:
+    first = fal_client().run(*media, tmp_path / "first.mp4")  # same inputs, another output: another job
+    fal.run_seconds = 0.3
+    fal.faults.submit.append(Fault.drop_after_accept())
+    second = fal_client().run(*media, tmp_path / "second.mp4", deadline_seconds=30)
+    # the first job's request was sent inside the second's window too, but the journal says whose it is
+    assert first.provider_request_id != second.provider_request_id and len(fal.jobs) == 2
+    assert {first.provider_request_id, second.provider_request_id} == set(fal.jobs)
+    assert len(fal.requests_for("submit")) == 2
+
+
+def test_a_connection_dropped_after_sending_is_never_resubmitted_while_undecided(
     fal: FakeFal, media: tuple[Path, Path], tmp_path: Path
 ) -> None:
     fal.faults.submit.append(Fault.drop())  # the fake read the request, then hung up: ambiguous to the client
     with pytest.raises(AmbiguousSubmit):
-        run(tmp_path, media)
+        run(tmp_path, media, deadline_seconds=3.0)
     assert len(fal.jobs) == 0 and len(fal.requests_for("submit")) == 1
 
 
@@ -532,3 +593,99 @@ def test_prices_refresh_writes_a_dated_sourced_override_that_pricing_reads(
     monkeypatch.delenv("FAL_KEY")
     refused = CliRunner().invoke(app, ["prices", "refresh", "--json"])
     assert refused.exit_code != 0 and "FAL_KEY" in refused.stdout
+
+
+def test_fake_follows_facts_listing_and_listing_no_payloads(fal: FakeFal) -> None:
+    """Facts ``listing`` and ``listing-no-payloads``: only ended requests are listed; none carries json_input
+    when it was sent with X-Fal-Store-IO: 0, even with expand=payloads."""
+    import httpx
+
+    auth = {"Authorization": f"Key {FAL_KEY}"}
+    quiet = httpx.post(
+        f"{fal.url}/fal-ai/latentsync",
+        json={"video_url": "v", "audio_url": "a"},
+        headers={**auth, "X-Fal-Store-IO": "0"},
+    ).json()["request_id"]
+    stored = httpx.post(
+        f"{fal.url}/fal-ai/latentsync", json={"video_url": "v2", "audio_url": "a2"}, headers=auth
+    ).json()["request_id"]
+    listing = f"{fal.url}/v1/models/requests/by-endpoint"
+    params = {"endpoint_id": "fal-ai/latentsync", "expand": "payloads"}
+    assert httpx.get(listing, params=params, headers=auth).json()["items"] == []  # neither has ended
+    fal.complete(quiet)
+    fal.complete(stored)
+    items = {i["request_id"]: i for i in httpx.get(listing, params=params, headers=auth).json()["items"]}
+    assert set(items) == {quiet, stored}
+    assert "json_input" not in items[quiet] and items[stored]["json_input"] == {"video_url": "v2", "audio_url": "a2"}
+    for item in items.values():
+        fields = {"request_id", "endpoint_id", "sent_at", "started_at", "ended_at", "status_code", "duration"}
+        assert fields <= set(item)
+        assert item["ended_at"] is not None and isinstance(item["status_code"], int)
+
+
+def test_fake_follows_fact_request_timeout_504(fal: FakeFal) -> None:
+    """Fact ``request-timeout-504``: a request not started within X-Fal-Request-Timeout ends with 504, never
+    started, and bills nothing."""
+    import httpx
+
+    auth = {"Authorization": f"Key {FAL_KEY}"}
+    fal.queue_polls = 10**6
+    rid = httpx.post(
+        f"{fal.url}/fal-ai/latentsync",
+        json={"video_url": "v", "audio_url": "a"},
+        headers={**auth, "X-Fal-Request-Timeout": "0.2"},
+    ).json()["request_id"]
+    time.sleep(0.3)
+    status = httpx.get(f"{fal.url}/fal-ai/latentsync/requests/{rid}/status", headers=auth).json()
+    assert status["status"] == "COMPLETED" and status["error_type"] == "request_timeout"
+    result = httpx.get(f"{fal.url}/fal-ai/latentsync/requests/{rid}", headers=auth)
+    assert result.status_code == 504 and result.headers.get("x-fal-billable-units") == "0"
+    (item,) = httpx.get(
+        f"{fal.url}/v1/models/requests/by-endpoint", params={"endpoint_id": "fal-ai/latentsync"}, headers=auth
+    ).json()["items"]
+    assert item["started_at"] is None and item["status_code"] == 504
+    assert result.headers.get("X-Fal-Request-Timeout-Type") == "user"
+
+
+def test_cancel_of_an_undecided_submitting_job_keeps_the_worst_case(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
+) -> None:
+    """A cancelled `submitting` job may have a paid request at fal: its worst case stays in billed_unknown, and
+    a failing lookup is a recorded, typed failure, not an escaping error."""
+    fal.faults.submit.append(Fault.drop_after_accept())  # a request exists, not listed while it runs
+    with pytest.raises(AmbiguousSubmit):
+        run(tmp_path, media, deadline_seconds=3.0)
+    fal.faults.list_requests.extend(Fault.status(500) for _ in range(10))
+    record = fal_client().cancel(str(journal(hosted_env)["job_id"]))
+    assert record.state == "cancelled" and record.provider_request_id is None
+    assert record.cost.billed_unknown == pytest.approx(0.2)
+    assert "looking it up failed" in record.cost.billed_unknown_basis
+    assert any(a.step == "submit" and a.status == "error" and a.http_status == 500 for a in record.attempts)
+    assert len(fal.jobs) == 1 and not fal.cancellations  # not found, so not cancelled there: the worst case says so
+
+
+def test_cancel_of_a_submitting_job_whose_request_is_listed_cancels_it(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
+) -> None:
+    fal.faults.submit.append(Fault.drop_after_accept())
+    with pytest.raises(AmbiguousSubmit):
+        run(tmp_path, media, deadline_seconds=3.0)
+    (job,) = fal.jobs.values()
+    fal.complete(job.request_id)  # ended, so listed
+    record = fal_client().cancel(str(journal(hosted_env)["job_id"]))
+    assert record.state == "cancelled" and record.provider_request_id == job.request_id
+    assert [c.request_id for c in fal.cancellations] == [job.request_id]
+
+
+def test_fact_platform_errors_are_read_from_the_error_object(fal: FakeFal) -> None:
+    """Fact ``platform-errors``: the Platform API answers {"error": {"type", "message"}}; the message is kept."""
+    import httpx
+
+    from latentsync_routes.routes.fal.platform import delete_payloads, fetch_unit_price
+
+    with httpx.Client(headers={"Authorization": f"Key {FAL_KEY}"}) as http:
+        deleted, kept = delete_payloads(http, fal.url, "no-such-request", timeout=10)
+        assert deleted == [] and "not_found: Request no-such-request not found" in kept[0]
+        with pytest.raises(Exception) as info:
+            fetch_unit_price(http, fal.url, "", timeout=10, credential_name="FAL_KEY")
+    assert "endpoint_id: provide 1-50 endpoint ids" in str(getattr(info.value, "error", info.value).message)

@@ -187,10 +187,11 @@ def test_ambiguous_create_not_found_raises_and_keeps_inputs(
     rep: FakeReplicate, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
 ) -> None:
     rep.faults.create.append(Fault.drop())  # request read, connection closed, nothing created
-    with pytest.raises(AmbiguousSubmit, match="found no job"):
+    with pytest.raises(AmbiguousSubmit, match="no request sent in the submit's window is listed"):
         run(tmp_path, media)
     assert rep.predictions == {} and len(rep.requests_for("create")) == 1
     record = journal(hosted_env)
+    assert record["cost"]["billed_unknown"] > 0  # type: ignore[index]  # no bound: undecided, worst case counted
     assert record["deleted"] == [] and len(record["not_deleted"]) == 2 and len(rep.uploads) == 2
 
 

@@ -127,6 +127,9 @@ class JobContext:
     #: set from another thread (an awaiting task was cancelled); the journal flag is checked beside it
     cancel_event: threading.Event = field(default_factory=threading.Event)
     cancel_flag: Callable[[], bool] = lambda: False
+    #: the journal's other jobs of this route (recent first): an ambiguous submit never adopts a request
+    #: one of them holds
+    others: Callable[[], list[JobRecord]] = lambda: []
     _attempt_no: int = field(default=0, init=False)
 
     @property

@@ -9,9 +9,10 @@ default. Everything that makes a job paid for once and never lost lives here:
 * uploads are journalled as they happen (appended, never overwritten);
 * ``submitting`` (with the provider inputs) is written *before* the submit leaves, and nothing is
   submitted once the deadline has passed;
-* a submit is retried only when the provider cannot have accepted it; an ambiguous one is looked up
-  (``lookup``, matched by the journalled inputs) and adopted, or the job stops with
-  :class:`AmbiguousSubmit` until the caller passes ``force_resubmit``;
+* a submit is retried only when the provider cannot have accepted it; an ambiguous one is decided by
+  time from the provider's listing (``lookup``, :mod:`.hosted_lookup`): adopted, submitted again once no
+  request can have been created, or the job stops with :class:`AmbiguousSubmit` (worst case counted)
+  until it can be decided or the caller passes ``force_resubmit``;
 * a job that already has a provider request id is never submitted again: it is polled and fetched;
 * the wait is bounded by the job's deadline, wakes at once on a cancel, and on either cancels the
   provider job, follows it to its end for a bounded time and records what it was billed;
@@ -31,7 +32,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from abc import ABC, abstractmethod
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
 
@@ -52,8 +53,11 @@ from ..errors import (
 from ..retry import record_attempt, run_step
 from ..types import CostEstimate, JobRecord, LipSyncRequest, MediaInfo, MediaSource, utcnow
 from .base import JobContext, RouteInfo, RouteOutput, map_parameters, module_available, not_installed_message
-from .hosted_endings import billing, cancel_and_follow, resolve_ambiguous
+from .hosted_endings import billing, cancel_and_follow
+from .hosted_lookup import DEFAULT_SUBMIT_WINDOW_S, Listed, cancel_undecided
+from .hosted_lookup import resolve as resolve_ambiguous
 from .hosted_progress import progress_from_logs, wait_message
+from .hosted_runs_on import fetched, outlive_deadline
 from .hosted_status import CancelOutcome as CancelOutcome
 from .hosted_status import Output as Output
 from .hosted_status import Status as Status
@@ -76,6 +80,8 @@ class HostedRoute(ABC):
     INFO: ClassVar[RouteInfo]
     #: the provider's input names for the uploaded video and audio
     INPUT_NAMES: ClassVar[tuple[str, str]] = ("video", "audio")
+    #: whether the provider can cancel a job (if not, a job past its deadline is left to finish and resume)
+    CAN_CANCEL: ClassVar[bool] = True
     #: whether ``result`` makes a request of its own (then its success is recorded as an attempt)
     RESULT_IS_A_REQUEST: ClassVar[bool] = True
     #: the hooks a route implements (abstract: required) or may override (with the defaults below); the one
@@ -89,6 +95,7 @@ class HostedRoute(ABC):
         "result",
         "prepare",
         "lookup",
+        "submit_bounds",
         "priced_after_download",
         "settle",
         "cleanup",
@@ -156,10 +163,16 @@ class HostedRoute(ABC):
         """Create the provider job; its request id. Retryable only if the provider cannot have accepted it;
         raise ``StepFailure(AmbiguousSubmit(...))`` when it may have."""
 
-    def lookup(self, job: JobContext, inputs: dict[str, Any], since: datetime) -> list[str] | None:
-        """Provider jobs created since ``since`` with exactly these inputs; ``None`` if the provider cannot
-        be searched (then an ambiguous submit stays ambiguous)."""
+    def lookup(self, job: JobContext, inputs: dict[str, Any], start: datetime, end: datetime) -> list[Listed] | None:
+        """The provider's requests of this endpoint sent between ``start`` and ``end`` (a route may also match
+        ``inputs`` where the provider keeps them); ``None`` if the provider has no listing (then an ambiguous
+        submit stays ambiguous, counted at its worst case, and the user decides)."""
         return None
+
+    def submit_bounds(self, job: JobContext) -> tuple[float, float | None]:
+        """Seconds the submit about to leave may be in flight, and seconds after that by which any request it
+        created has surely ended and is listed (``None``: no such bound, so no listing proves a miss)."""
+        return DEFAULT_SUBMIT_WINDOW_S, None
 
     @abstractmethod
     def poll(self, job: JobContext, request_id: str) -> Status: ...
@@ -258,6 +271,7 @@ class HostedRoute(ABC):
         finally:
             may_read = job.record.state in ("submitting", "submitted")
             self.cleanup(job, provider_may_read_inputs=may_read)
+        fetched(self, job)
         cost, basis = self.priced_after_download(job, output, path)
         job.report(f"{self.name}: done", 1.0)
         return RouteOutput(
@@ -287,7 +301,16 @@ class HostedRoute(ABC):
         if job.cancel_requested():
             raise JobCancelled(f"cancelled before the submit; nothing was submitted to {self.name}", route=self.name)
         started = utcnow()
-        job.mark("submitting", provider_inputs=inputs, submitting_at=started, interrupted=None)
+        in_flight, settles = self.submit_bounds(job)
+        window_end = started + timedelta(seconds=in_flight)
+        job.mark(
+            "submitting",
+            provider_inputs=inputs,
+            submitting_at=started,
+            interrupted=None,
+            submit_window_end=window_end,
+            submit_settles_at=None if settles is None else window_end + timedelta(seconds=settles),
+        )
         try:
             request_id = run_step(job, "submit", partial(self.submit, job, inputs), record_success=False)
         except AmbiguousSubmit as exc:
@@ -377,6 +400,8 @@ class HostedRoute(ABC):
 
     def _stop(self, job: JobContext, request_id: str, why: Literal["deadline", "cancel"]) -> NoReturn:
         """Cancel at the provider, follow the job to its end for a bounded time, record it, raise."""
+        if why == "deadline" and not self.CAN_CANCEL:  # it runs on there: left resumable, never unreachable
+            outlive_deadline(self, job, request_id, CANCEL_FOLLOW_SECONDS)
         try:
             job.mark()  # journalled before the cancel leaves: an owner whose claim was taken over stops here
         except ClaimLost:
@@ -412,11 +437,12 @@ class HostedRoute(ABC):
         """Cancel a job nobody is running now: its provider job if it has one, and mark it cancelled."""
         request_id = job.record.provider_request_id
         if request_id is None and job.record.state == "submitting":
-            found = self.lookup(job, job.record.provider_inputs or {}, job.record.submitting_at or utcnow())
-            request_id = found[0] if found and len(found) == 1 else None
+            request_id, said = cancel_undecided(self, job)
+            if request_id is None:
+                return said
         if request_id is None:
-            job.mark("cancelled", failure_reason="JobCancelled: cancelled before any provider job was found")
-            return "no provider job was created (or none could be found); nothing to cancel there"
+            job.mark("cancelled", failure_reason="JobCancelled: cancelled before anything was submitted")
+            return "nothing was submitted; nothing to cancel there"
         try:
             self._stop(job, request_id, "cancel")
         except JobCancelled as exc:

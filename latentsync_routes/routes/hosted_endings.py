@@ -1,7 +1,6 @@
 """How the hosted template ends a submit it cannot be sure of, and a job it stopped: written once.
 
-* :func:`resolve_ambiguous`: after an ambiguous submit, look the job up (the route's ``lookup``) and adopt
-  the one match, stop with :class:`AmbiguousSubmit` saying where to look, or (forced) give it up;
+* (an ambiguous submit is decided by time in :mod:`.hosted_lookup`);
 * :func:`billing`: what a job that ended badly was billed (the route's ``settle``), an unknown charge
   counted at its worst case, never as $0;
 * :func:`cancel_and_follow`: one cancel request, then the provider job followed to its end, bounded.
@@ -12,54 +11,18 @@ They use only the hooks a route declares (docs/new-route.md), so every hosted ro
 from __future__ import annotations
 
 import time
-from functools import partial
 from typing import TYPE_CHECKING
 
 from .. import money
 from ..deadlines import deadline_scope
-from ..errors import AmbiguousSubmit, DeadlinePassed, LatentSyncError
-from ..retry import StepFailure, record_attempt, run_step
+from ..errors import DeadlinePassed, LatentSyncError
+from ..retry import StepFailure, record_attempt
 from ..types import utcnow
 from .hosted_status import CancelOutcome, Status
 
 if TYPE_CHECKING:
     from .base import JobContext
     from .hosted import HostedRoute
-
-
-def resolve_ambiguous(route: HostedRoute, job: JobContext, cause: str) -> str | None:
-    """Find the provider job of an ambiguous submit; adopt it, or stop, or (forced) give it up."""
-    inputs = job.record.provider_inputs or {}
-    since = job.record.submitting_at or job.record.created_at
-    try:
-        found = run_step(job, "submit", partial(route.lookup, job, inputs, since), record_success=False)
-    except LatentSyncError as exc:
-        found, cause = None, f"{cause}; looking it up failed ({exc.message})"
-    if found is not None and len(found) == 1:
-        request_id = found[0]
-        job.mark("submitted", provider_request_id=request_id, submitted_at=utcnow())
-        record_attempt(job, "submit", ok=True, request_id=request_id)
-        job.report(f"{route.name}: the submit was ambiguous; found request {request_id} by lookup", None)
-        return request_id
-    if found is None:
-        seen = f"{route.name} cannot be searched for it"
-    elif found:
-        seen = f"a lookup found {len(found)} candidates ({', '.join(found)})"
-    else:
-        seen = "a lookup found no job with these inputs yet"
-    if job.force_resubmit:
-        job.report(f"{route.name}: ambiguous submit ({seen}); submitting again as forced", None)
-        job.mark("uploaded", provider_inputs=None)
-        return None
-    error = AmbiguousSubmit(
-        f"the submit to {route.name} may or may not have created a job ({cause}); {seen}. Nothing was submitted "
-        f"again. Check {route.ambiguity_hint()} for a job started at {since:%Y-%m-%d %H:%M:%S} UTC, then run the "
-        "same command again (it looks again) or pass force_resubmit=True / --force-resubmit to submit anew "
-        "(if the first job exists, both are billed)",
-        route=route.name,
-    )
-    record_attempt(job, "submit", ok=False, error=error)
-    raise error
 
 
 def billing(

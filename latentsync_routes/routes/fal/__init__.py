@@ -22,7 +22,8 @@ KIT = RouteKit(
             upload="cdn_upload", submit="submit", poll="status", download="file_download", cancel="cancel"
         ),
         # fal bills this endpoint in output seconds with a 40-unit minimum; the demo fake reports the same.
-        demo_options={"billable_units": 40, "queue_polls": 3, "progress_polls": 2},
-        contract_options={"queue_polls": 1, "progress_polls": 1},
+        demo_options={"billable_units": 40, "queue_polls": 3, "progress_polls": 2, "run_seconds": 5.0},
+        # a request also ends on its own, polled or not (as at fal), so the listing can show it
+        contract_options={"queue_polls": 1, "progress_polls": 1, "run_seconds": 0.5},
     ),
 )

@@ -40,8 +40,12 @@ def http_failure(
     request_id = response.headers.get("x-fal-request-id") or request_id
     body = json_or_none(response)
     detail = body.get("detail") if isinstance(body, dict) else None
-    error_type = (body.get("error_type") if isinstance(body, dict) else None) or response.headers.get(
-        "x-fal-error-type"
+    platform_type, platform_message = platform_error(body)
+    detail = detail if detail is not None else platform_message
+    error_type = (
+        (body.get("error_type") if isinstance(body, dict) else None)
+        or platform_type
+        or response.headers.get("x-fal-error-type")
     )
     if status == 499:
         return StepFailure(
@@ -70,6 +74,15 @@ def http_failure(
             status, text, request_id, retry_after_of(response), billing_note=billing, error_type=error_type
         )
     return classify_http(answer, route=ROUTE, provider="fal", step=step, credential_name=credential_name)
+
+
+def platform_error(body: Any) -> tuple[str | None, str | None]:
+    """(type, message) of a Platform API error, ``{"error": {"type", "message"}}`` (fact platform-errors)."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return None, None
+    kind, message = error.get("type"), error.get("message")
+    return (str(kind) if kind else None), (str(message) if message else None)
 
 
 def validation_details(detail: Any) -> tuple[list[str], str]:

@@ -15,7 +15,6 @@ CARD = "https://fal.ai/models/fal-ai/latentsync/llms.txt"
 PRICING = "https://docs.fal.ai/documentation/model-apis/pricing"
 FAQ = "https://docs.fal.ai/faq"
 PAYLOADS = "https://docs.fal.ai/model-apis/payloads"
-QUEUE = "https://docs.fal.ai/model-apis/model-endpoints/queue"
 CLIENT = "https://pypi.org/project/fal-client/1.0.3/"
 
 FACTS: tuple[Fact, ...] = (
@@ -79,10 +78,35 @@ FACTS: tuple[Fact, ...] = (
     ),
     Fact(
         "listing",
-        "GET /v1/models/requests/by-endpoint lists requests (request_id, sent_at, started_at, "
-        "ended_at, status_code); payloads only with expand=payloads. Whether unfinished requests are listed "
-        "is not documented: assume they are not.",
-        "https://docs.fal.ai/platform-apis/v1/models/requests",
+        "GET /v1/models/requests/by-endpoint (Authorization: Key) lists an endpoint's requests, "
+        "filtered by start/end (ISO 8601; start defaults to 24 h ago), status and request_id, sorted by end time; "
+        "each item has request_id, endpoint_id, sent_at, started_at, ended_at, status_code and duration; payloads "
+        "(json_input) only with expand=payloads. Whether unfinished requests are listed is not documented: "
+        "assume they are not, so a request is seen only once it has ended.",
+        "https://docs.fal.ai/platform-apis/v1/models/requests/by-endpoint",
+        CHECKED,
+        documented=False,
+    ),
+    Fact(
+        "listing-no-payloads",
+        "A request sent with X-Fal-Store-IO: 0 has no stored payloads, so the listing "
+        "has no json_input for it even with expand=payloads: an ambiguous submit is decided by sent_at, not input.",
+        PAYLOADS,
+        CHECKED,
+    ),
+    Fact(
+        "request-timeout-504",
+        "Past X-Fal-Request-Timeout before any runner starts, the request ends with 504 "
+        "and X-Fal-Request-Timeout-Type: user; it never ran, so it is not billed (queue time is never charged).",
+        "https://docs.fal.ai/documentation/model-apis/common-parameters",
+        CHECKED,
+    ),
+    Fact(
+        "longest-run",
+        "fal documents no limit on how long a started fal-ai/latentsync request runs; we take one "
+        "hour (LONGEST_RUN_S) as the bound after which a request sent in an ambiguous submit's window has surely "
+        "ended and been listed. Our reading: a longer bound only keeps a submit undecided longer.",
+        "https://docs.fal.ai/documentation/model-apis/common-parameters",
         CHECKED,
         documented=False,
     ),
@@ -101,9 +125,10 @@ FACTS: tuple[Fact, ...] = (
     ),
     Fact(
         "request-timeout",
-        "X-Fal-Request-Timeout bounds the time to start (queue, runner, retries); a started "
-        "request runs as long as it needs.",
-        QUEUE,
+        "X-Fal-Request-Timeout bounds the time to start (queue wait, runner acquisition, "
+        "retries; default: no timeout); a started request runs as long as it needs. The submit sends the job's "
+        "remaining deadline.",
+        "https://docs.fal.ai/documentation/model-apis/common-parameters",
         CHECKED,
     ),
     Fact(

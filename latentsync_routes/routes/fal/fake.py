@@ -25,6 +25,7 @@ lip-synced), and its billable units follow the price book's rule on that length.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -67,6 +68,12 @@ class FakeFal(FalPlatformAPI, FalStorageServer):
         inference_time: ``metrics.inference_time`` on COMPLETED statuses.
         validate_inputs: check ``fal-ai/latentsync`` arguments like the runner (422 on result).
         cdn_token_ttl: lifetime in seconds of the CDN tokens it issues.
+        run_seconds: if set, a job also ends on its own this many seconds after it was sent, polled or not
+            (as at fal, where a request runs whether or not anyone watches it); held jobs do not.
+
+    Facts it follows (``facts.py``): the request listing shows only *ended* requests and, for a request sent
+    with ``X-Fal-Store-IO: 0``, no payloads even with ``expand=payloads``; a request not started within its
+    ``X-Fal-Request-Timeout`` ends with 504 (``X-Fal-Request-Timeout-Type: user``), never runs, is not billed.
     """
 
     provider = "fal"
@@ -83,6 +90,7 @@ class FakeFal(FalPlatformAPI, FalStorageServer):
         inference_time: float = 2.5,
         validate_inputs: bool = True,
         cdn_token_ttl: float = 3600.0,
+        run_seconds: float | None = None,
         **server_options: Any,
     ) -> None:
         self.expected_key = expected_key
@@ -96,8 +104,10 @@ class FakeFal(FalPlatformAPI, FalStorageServer):
         self.payload_deletions: list[PayloadDeletion] = []
         self.inference_time = inference_time
         self.validate_inputs = validate_inputs
-        #: whether the request-listing API shows requests that have not ended (undocumented at fal)
-        self.list_unfinished = True
+        #: whether the request-listing API shows requests that have not ended: undocumented at fal, so not
+        #: (the cautious reading, fact ``listing``)
+        self.list_unfinished = False
+        self.run_seconds = run_seconds
         self.faults = FalFaults()
         self._jobs: dict[str, FalJob] = {}
         self._pending_failures: deque[FalFailure] = deque()
@@ -302,6 +312,7 @@ class FakeFal(FalPlatformAPI, FalStorageServer):
     def _status(self, request: Request, match: re.Match[str]) -> Response:
         job = self._job(match)
         with_logs = (request.param("logs") or "").lower() in ("1", "true")
+        self.tick()
         with self._lock:
             self._advance(job)
             body: dict[str, Any] = {"status": job.state, "request_id": job.request_id, **self._urls(job)}
@@ -325,6 +336,7 @@ class FakeFal(FalPlatformAPI, FalStorageServer):
         if job.polls <= job.queue_polls + job.progress_polls:
             if job.state == "IN_QUEUE":
                 job.state = "IN_PROGRESS"
+                job.started_at = time.time()
                 self._log(job, "Starting LatentSync inference")
             step = job.polls - job.queue_polls
             self._log(job, f"Inference step {step}/{job.progress_polls}")
@@ -343,7 +355,10 @@ class FakeFal(FalPlatformAPI, FalStorageServer):
 
     def _finish(self, job: FalJob) -> None:
         """Complete a job: validate like the runner, then produce and store the output video."""
+        if job.failure is None or job.failure.error_type != "request_timeout":  # only that one never started
+            job.started_at = job.started_at or time.time()
         job.state = "COMPLETED"
+        job.ended_at = time.time()
         job.inference_time = self.inference_time
         if job.failure is None and self.validate_inputs and job.app == "fal-ai/latentsync" and not job.path:
             errors = validate_fal_latentsync(job.arguments, self._can_fetch)
@@ -394,6 +409,8 @@ class FakeFal(FalPlatformAPI, FalStorageServer):
         if job.failure is not None:
             if job.failure.error_type:
                 headers.append(("X-Fal-Error-Type", job.failure.error_type))
+            if job.failure.error_type == "request_timeout":  # fact request-timeout-504
+                headers.append(("X-Fal-Request-Timeout-Type", "user"))
             return Response.json(job.failure.status_code, job.failure.body, headers)
         return Response.json(200, job.result, headers)
 
@@ -423,6 +440,7 @@ class FakeFal(FalPlatformAPI, FalStorageServer):
                     "Request was cancelled",
                 )
                 job.state = "COMPLETED"
+                job.ended_at = time.time()
                 self._log(job, "Request cancelled", "WARN")
                 self._changed.notify_all()
             self._cancellations.append(CancelRecord(rid, app, outcome))

@@ -83,7 +83,22 @@ class FalJob:
     billable_units: float | None = None
     inference_time: float = 0.0
     created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    ended_at: float | None = None
     payloads_deleted: bool = False
+
+    @property
+    def stores_payloads(self) -> bool:
+        """False when the submit carried ``X-Fal-Store-IO: 0`` (fal then stores no payloads)."""
+        return (self.headers.get("X-Fal-Store-IO") or "").strip() != "0"
+
+    @property
+    def start_timeout(self) -> float | None:
+        """The submit's ``X-Fal-Request-Timeout`` (time-to-start bound, seconds), if one was sent."""
+        try:
+            return float(self.headers.get("X-Fal-Request-Timeout") or "")
+        except ValueError:
+            return None
 
     def input_bytes(self, name: str) -> bytes | None:
         """Bytes of input ``name`` when it is a ``data:`` URI or a file uploaded to this fake."""

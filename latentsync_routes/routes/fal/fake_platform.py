@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ...testing._wire import Request, Response, Route, route
+from .fake_jobs import FalFailure
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,39 @@ class FalPlatformAPI:
     _lock: Any
     store: Any
     list_unfinished: bool
+
+    run_seconds: float | None
+    _held_queue_polls: int | None
+
+    def tick(self) -> None:
+        """Let time act on every job: one not started within its ``X-Fal-Request-Timeout`` ends unstarted
+        (504); with ``run_seconds``, one sent that long ago ends. Held jobs are left alone."""
+        now = time.time()
+        with self._lock:
+            if self._held_queue_polls is not None:
+                return
+            for job in self._jobs.values():
+                if job.state == "COMPLETED":
+                    continue
+                bound = job.start_timeout  # with run_seconds a job starts at once, so only poll-driven ones wait
+                if (
+                    self.run_seconds is None
+                    and job.state == "IN_QUEUE"
+                    and bound is not None
+                    and now - job.created_at > bound
+                ):
+                    job.failure = FalFailure(
+                        504,
+                        {"detail": "Request timed out before it started", "error_type": "request_timeout"},
+                        "request_timeout",
+                        "Request timed out before it started",
+                        billable_units=0,
+                    )
+                    self._finish(job)  # type: ignore[attr-defined]  # FakeFal's
+                elif self.run_seconds is not None and now - job.created_at >= self.run_seconds:
+                    job.started_at = job.started_at or job.created_at
+                    self._finish(job)  # type: ignore[attr-defined]
+
     #: endpoint id -> (unit price, unit) served by the pricing endpoint; unknown ids get no entry
     prices: dict[str, tuple[float, str]]
     payload_deletions: list[PayloadDeletion]
@@ -53,31 +87,38 @@ class FalPlatformAPI:
 
     def _list_requests(self, request: Request, match: re.Match[str]) -> Response:
         """``items`` of ``request_id``, ``endpoint_id``, ``sent_at``, ``started_at``, ``ended_at``,
-        ``status_code`` and, with ``expand=payloads``, ``json_input``; ``next_cursor``/``has_more``. Whether
-        unfinished requests are listed is not documented: listed (``ended_at`` null) unless ``list_unfinished``
-        is False (a guess either way)."""
+        ``status_code`` and ``duration``, filtered by ``start``/``end`` on ``sent_at`` (``start`` defaults to
+        24 h ago), sorted by end time; ``next_cursor``/``has_more``. Facts ``listing`` and ``store-io``: only
+        ended requests are listed (unless ``list_unfinished``), and ``json_input`` (with ``expand=payloads``)
+        only for a request whose payloads fal stored, i.e. not one sent with ``X-Fal-Store-IO: 0``."""
+        self.tick()
         endpoint = request.param("endpoint_id") or ""
-        start = request.param("start")
+        start, end = request.param("start"), request.param("end")
         payloads = "payloads" in ",".join(request.query.get("expand", []))
         since = _parse_iso(start) if start else time.time() - 86400
+        until = _parse_iso(end) if end else float("inf")
         with self._lock:
             jobs = [
                 j
                 for j in self._jobs.values()
-                if j.app == endpoint and j.created_at >= since and (self.list_unfinished or j.state == "COMPLETED")
+                if j.app == endpoint
+                and since <= j.created_at <= until
+                and (self.list_unfinished or j.state == "COMPLETED")
             ]
         items = []
-        for job in sorted(jobs, key=lambda j: j.created_at, reverse=True):
-            done = job.state == "COMPLETED"
+        for job in sorted(jobs, key=lambda j: j.ended_at or float("inf"), reverse=True):
+            ended = job.ended_at if job.state == "COMPLETED" else None
+            started = job.started_at
             item: dict[str, Any] = {
                 "request_id": job.request_id,
                 "endpoint_id": job.app,
                 "sent_at": _iso(job.created_at),
-                "started_at": _iso(job.created_at),
-                "ended_at": _iso(time.time()) if done else None,
-                "status_code": (job.failure.status_code if job.failure else 200) if done else None,
+                "started_at": _iso(started) if started is not None else None,
+                "ended_at": _iso(ended) if ended is not None else None,
+                "status_code": (job.failure.status_code if job.failure else 200) if ended is not None else None,
+                "duration": round(ended - started, 3) if ended is not None and started is not None else None,
             }
-            if payloads and not job.payloads_deleted:
+            if payloads and job.stores_payloads and not job.payloads_deleted:
                 item["json_input"] = job.arguments
             items.append(item)
         return Response.json(200, {"items": items, "next_cursor": None, "has_more": False})
@@ -85,7 +126,7 @@ class FalPlatformAPI:
     def _pricing(self, request: Request, match: re.Match[str]) -> Response:
         wanted = [part for value in request.query.get("endpoint_id", []) for part in value.split(",") if part]
         if not 1 <= len(wanted) <= 50:
-            return Response.json(422, {"detail": "endpoint_id: provide 1-50 endpoint ids"})
+            return _platform_error(422, "validation_error", "endpoint_id: provide 1-50 endpoint ids")
         prices = [
             {"endpoint_id": e, "unit_price": self.prices[e][0], "unit": self.prices[e][1], "currency": "USD"}
             for e in wanted
@@ -100,7 +141,7 @@ class FalPlatformAPI:
             job = self._jobs.get(rid)
         if job is None:
             self.payload_deletions.append(PayloadDeletion(rid, 404, ()))
-            return Response.json(404, {"detail": f"Request {rid} not found"})
+            return _platform_error(404, "not_found", f"Request {rid} not found")
         results: list[dict[str, Any]] = []
         with self._lock:
             if job.output is not None and self.store.get(job.output.id) is not None:
@@ -109,6 +150,11 @@ class FalPlatformAPI:
             job.payloads_deleted = True
             self.payload_deletions.append(PayloadDeletion(rid, 200, tuple(r["link"] for r in results)))
         return Response.json(200, {"cdn_delete_results": results})
+
+
+def _platform_error(status: int, kind: str, message: str) -> Response:
+    """The Platform API's error shape, ``{"error": {"type", "message"}}`` (fact platform-errors)."""
+    return Response.json(status, {"error": {"type": kind, "message": message}})
 
 
 def _iso(epoch: float) -> str:

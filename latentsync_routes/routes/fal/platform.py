@@ -4,8 +4,8 @@ Three Platform API calls, each one request (or a few pages) on an httpx client t
 ``Authorization: Key ...`` header; ``base`` is the configured origin (``LATENTSYNC_ROUTES_FAL_BASE_URL``) or
 :data:`PLATFORM_URL`, and the paths are fal's own (``/v1/...``):
 
-* ``GET /v1/models/requests/by-endpoint`` lists an endpoint's requests with their inputs (finding the job
-  of an ambiguous submit). Source: https://docs.fal.ai/platform-apis/v1/models/requests/by-endpoint
+* ``GET /v1/models/requests/by-endpoint`` lists an endpoint's ended requests with when each was sent (deciding
+  an ambiguous submit by time; no payloads, as the route stores none). Source: https://docs.fal.ai/platform-apis/v1/models/requests/by-endpoint
   (checked 2026-12-01).
 * ``DELETE /v1/models/requests/{request_id}/payloads`` deletes a request's stored payloads and the CDN files
   of its output (not its inputs), answering ``{"cdn_delete_results": [{"link", "exception"}]}`` (admin key).
@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ...retry import json_or_none
-from .errors import http_failure, transient
+from ..hosted_lookup import Listed
+from .errors import http_failure, platform_error, transient
 from .hosts import STORE_IO_HEADER
 
 if TYPE_CHECKING:
@@ -46,8 +47,7 @@ LIFECYCLE_HEADER = "X-Fal-Object-Lifecycle-Preference"
 FETCH_MARGIN_S = 600
 #: fal's lifecycle takes whole seconds; nothing is asked to expire sooner than this.
 MIN_LIFETIME_S = 60
-#: The lookup searches requests sent since the submit began, less this clock skew; at most this many pages.
-CLOCK_SKEW_S = 60.0
+#: The lookup reads at most this many pages of the request listing.
 LOOKUP_PAGES = 3
 
 
@@ -82,21 +82,14 @@ def _platform_get(
 
 
 def lookup_requests(
-    http: httpx.Client,
-    base: str,
-    endpoint: str,
-    inputs: dict[str, Any],
-    since: datetime,
-    *,
-    timeout: Any,
-    credential_name: str,
-) -> list[str]:
-    """Requests of ``endpoint`` sent since ``since`` whose input is exactly ``inputs`` (upload URLs are unique
-    to a job). The list is sorted by end time; whether a request still queued appears is not documented, so
-    a miss proves nothing (the template then stops rather than submitting again)."""
-    start = (since - timedelta(seconds=CLOCK_SKEW_S)).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    params: dict[str, str] = {"endpoint_id": endpoint, "start": start, "expand": "payloads", "limit": "100"}
-    found: list[str] = []
+    http: httpx.Client, base: str, endpoint: str, start: datetime, end: datetime, *, timeout: Any, credential_name: str
+) -> list[Listed]:
+    """Requests of ``endpoint`` listed between ``start`` and ``end`` (by ``sent_at``), without payloads: the
+    route sends ``X-Fal-Store-IO: 0``, so fal keeps none to match (https://docs.fal.ai/model-apis/payloads).
+    The listing shows a request once it has ended (an unfinished one is not assumed to be listed); the
+    template decides by time (:mod:`..hosted_lookup`)."""
+    params: dict[str, str] = {"endpoint_id": endpoint, "start": _iso(start), "end": _iso(end), "limit": "100"}
+    found: list[Listed] = []
     for _ in range(LOOKUP_PAGES):
         data = _platform_get(
             http,
@@ -109,16 +102,30 @@ def lookup_requests(
         items = data.get("items") if isinstance(data, dict) else None
         if not isinstance(items, list):
             raise transient("fal's request list is not readable", retryable=False)
-        found += [
-            str(item["request_id"])
-            for item in items
-            if isinstance(item, dict) and item.get("json_input") == inputs and item.get("request_id")
-        ]
+        for item in items:
+            sent = _parse(item.get("sent_at")) if isinstance(item, dict) else None
+            if sent is None or not item.get("request_id") or item.get("endpoint_id", endpoint) != endpoint:
+                continue
+            found.append(Listed(str(item["request_id"]), sent, started=item.get("started_at") is not None))
         cursor = data.get("next_cursor") if isinstance(data, dict) and data.get("has_more") else None
         if not cursor:
             break
         params["cursor"] = str(cursor)
     return found
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def delete_payloads(http: httpx.Client, base: str, request_id: str, *, timeout: Any) -> tuple[list[str], list[str]]:
@@ -139,7 +146,9 @@ def delete_payloads(http: httpx.Client, base: str, request_id: str, *, timeout: 
         return [], [f"{target} (the delete request failed: {type(exc).__name__}; fal keeps them)"]
     data = json_or_none(response)
     if response.status_code >= 400:
-        detail = data.get("detail") if isinstance(data, dict) else None
+        kind, detail = platform_error(data)
+        detail = detail or (data.get("detail") if isinstance(data, dict) else None)
+        detail = f"{kind}: {detail}" if kind and detail else detail
         why = f"HTTP {response.status_code}" + (f": {str(detail)[:200]}" if detail else "")
         hint = " (the delete needs an admin key)" if response.status_code in (401, 403) else ""
         return [], [f"{target} (fal refused the delete, {why}{hint}; fal keeps them)"]

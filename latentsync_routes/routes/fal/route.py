@@ -10,6 +10,7 @@ every upload carry fal's retention headers (:mod:`.platform`); costs: :mod:`.bil
 
 from __future__ import annotations
 
+import math
 import mimetypes
 import threading
 from datetime import datetime
@@ -22,6 +23,7 @@ from ...retry import StepFailure, json_or_none, request_never_sent, request_time
 from ...types import CostEstimate, JobRecord, LipSyncRequest, MediaInfo, MediaSource
 from ..base import JobContext, ParameterSpec, RouteInfo, RouteOutput
 from ..hosted import CancelOutcome, HostedRoute, Output, Status
+from ..hosted_lookup import Listed
 from . import NAME, SETTINGS
 from .billing import keep_units, price_output, settle_from_result
 from .errors import billable_units, http_failure, transient
@@ -91,6 +93,19 @@ INFO = RouteInfo(
 #: inputs above STREAM_ABOVE_BYTES go up as a streamed multipart upload (fal-client would hold them in memory).
 SUBMIT_TIMEOUT_S, POLL_TIMEOUT_S, CANCEL_TIMEOUT_S = 60.0, 30.0, 10.0
 STREAM_ABOVE_BYTES = 20 * 1024 * 1024
+#: fal's time-to-start bound, sent on the submit: a request not started by then never runs and is not billed
+REQUEST_TIMEOUT_HEADER = "X-Fal-Request-Timeout"
+#: The longest a started fal-ai/latentsync request runs (fact ``longest-run``, our reading: fal documents no
+#: limit for this endpoint, so a long one is assumed); bounds when an ambiguous submit can be decided.
+LONGEST_RUN_S = 3600.0
+
+
+def start_timeout(job: JobContext) -> int:
+    """The time-to-start bound a submit sends: what is left of the job's deadline (a request that has not
+    started by then is of no use to it), in whole seconds."""
+    return max(1, math.ceil(job.remaining()))
+
+
 _STATES: dict[str, Literal["queued", "running", "succeeded"]] = {
     "IN_QUEUE": "queued",
     "IN_PROGRESS": "running",
@@ -198,8 +213,9 @@ class FalRoute(HostedRoute):
 
         url = f"{fal_client.client.QUEUE_URL_FORMAT}{ENDPOINT}"
         try:
+            headers = {**self._retention(job)[1], REQUEST_TIMEOUT_HEADER: str(start_timeout(job))}
             response = self._http().post(
-                url, json=inputs, headers=self._retention(job)[1], timeout=request_timeout(job, SUBMIT_TIMEOUT_S)
+                url, json=inputs, headers=headers, timeout=request_timeout(job, SUBMIT_TIMEOUT_S)
             )
         except httpx.HTTPError as exc:
             if request_never_sent(exc):
@@ -215,18 +231,23 @@ class FalRoute(HostedRoute):
             raise self._ambiguous(f"HTTP {response.status_code} without a request id")
         return request_id
 
-    def lookup(self, job: JobContext, inputs: dict[str, Any], since: datetime) -> list[str] | None:
-        """fal's Platform API lists an endpoint's requests with their inputs; ours match them exactly."""
+    def lookup(self, job: JobContext, inputs: dict[str, Any], start: datetime, end: datetime) -> list[Listed]:
+        """fal's request listing (ended requests, by when they were sent); no payloads are stored to match."""
         name = self.credential.name if self.credential else "FAL_KEY"
         return lookup_requests(
             self._http(),
             self.base_url() or PLATFORM_URL,
             ENDPOINT,
-            inputs,
-            since,
+            start,
+            end,
             timeout=request_timeout(job, POLL_TIMEOUT_S),
             credential_name=name,
         )
+
+    def submit_bounds(self, job: JobContext) -> tuple[float, float | None]:
+        """The submit POST's own timeout; then the time-to-start bound it sends plus the longest a started
+        request runs (facts ``request-timeout`` and ``longest-run``): by then any request it made has ended."""
+        return min(SUBMIT_TIMEOUT_S, max(0.0, job.remaining())), start_timeout(job) + LONGEST_RUN_S
 
     def _ambiguous(self, cause: str) -> StepFailure:
         return StepFailure(

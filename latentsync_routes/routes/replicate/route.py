@@ -6,7 +6,8 @@ is Replicate's single tries of each step. ``prepare`` checks every parameter aga
 the submit is ``predictions.create(..., wait=False)`` (replicate never retries a POST); an ambiguous
 create is looked up among recent predictions by version and exact input; polls and cancels bypass the
 SDK's retry transport (it sleeps for any ``Retry-After``, uncapped). Cost = ``metrics.predict_time`` x
-the L40S rate, also for failed and cancelled predictions, each citing the price book's rule. Errors:
+the L40S rate, for cancelled predictions as documented and for failed ones as our reading (fact
+``failed-billing``), each citing the price book's rule. Errors:
 :mod:`.errors`; transport, timestamps and file deletion: :mod:`.api`.
 """
 
@@ -16,7 +17,7 @@ import io
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -26,6 +27,7 @@ from ...retry import StepFailure, json_or_none
 from ...types import CostEstimate, JobRecord, LipSyncRequest, MediaInfo, MediaSource
 from ..base import JobContext, ParameterSpec, RouteInfo
 from ..hosted import CancelOutcome, HostedRoute, Output, Status
+from ..hosted_lookup import Listed
 from . import NAME, SETTINGS, api
 from .api import bounded_transport, delete_files, output_url, parse_time, predict_time
 from .errors import replicate_failure
@@ -64,8 +66,8 @@ INFO = RouteInfo(
     commercial_use_allowed=True,
     max_input_bytes=100 * 1024 * 1024,
     max_audio_seconds=300.0,
-    failure_billing="billed for the predict time used, also for failed and canceled predictions; "
-    "aborted (never started) predictions are free",
+    failure_billing="a canceled prediction is billed for the time it ran and an aborted (never started) one is "
+    "free (documented); billing a failed one for its predict time is our reading (fact failed-billing)",
     failure_billing_source="https://replicate.com/docs/topics/predictions/lifecycle",
     support_path=[
         "https://replicate.com/docs",
@@ -211,10 +213,12 @@ class ReplicateRoute(HostedRoute):
             raise self._failure(exc, step="submit") from None
         return str(prediction.id)
 
-    def lookup(self, job: JobContext, inputs: dict[str, Any], since: datetime) -> list[str] | None:
-        """Predictions of this version with exactly these inputs, created since the submit began."""
-        earliest = since - timedelta(seconds=CLOCK_SKEW_S)
-        found: list[str] = []
+    def lookup(self, job: JobContext, inputs: dict[str, Any], start: datetime, end: datetime) -> list[Listed]:
+        """Predictions of this version with exactly these inputs, created in the submit's window (a
+        prediction's input is kept an hour after it ends, long enough for the window). Replicate lists a
+        prediction from its creation, but no bound is taken from that: a miss leaves the submit ambiguous."""
+        earliest = start
+        found: list[Listed] = []
         cursor: Any = ...
         for _ in range(LOOKUP_PAGES):  # newest first
             try:
@@ -227,9 +231,11 @@ class ReplicateRoute(HostedRoute):
                 raise self._failure(exc, step="wait") from None
             created = [(p, parse_time(p.get("created_at"))) for p in results]
             found += [
-                str(p["id"])
+                Listed(str(p["id"]), at or start)
                 for p, at in created
-                if p.get("version") == self.version and p.get("input") == inputs and (at is None or at >= earliest)
+                if p.get("version") == self.version
+                and p.get("input") == inputs
+                and (at is None or earliest <= at <= end)
             ]
             if not cursor or any(at is not None and at < earliest for _, at in created):
                 break

@@ -22,8 +22,7 @@ KIT = RouteKit(
         endpoints=FakeEndpoints(
             upload="upload_ticket", submit="submit", poll="result", download="file_download", cancel=None
         ),
-        # WaveSpeed lists predictions without their inputs: an ambiguous submit cannot be matched to a job.
-        searchable=False,
+        # WaveSpeed lists predictions without their inputs: an ambiguous submit is decided by creation time.
         demo_options={"processing_polls": 2},
     ),
 )

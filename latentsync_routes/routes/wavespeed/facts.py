@@ -63,10 +63,33 @@ FACTS: tuple[Fact, ...] = (
     ),
     Fact(
         "listing-no-inputs",
-        "POST /api/v3/predictions lists the last 7 days of predictions without their "
-        "inputs, so an ambiguous submit cannot be matched to a job by identity.",
+        "POST /api/v3/predictions lists the last 7 days of predictions (id, model, status, "
+        "created_at), filtered by created_after/created_before, without their inputs: an ambiguous submit is "
+        "decided by creation time, not identity.",
         "https://wavespeed.ai/docs/docs-common-api/predictions",
         CHECKED,
+    ),
+    Fact(
+        "listing-bound",
+        "Whether a prediction is listed from its creation is not documented, so no listing miss "
+        "proves that a submit created nothing: such a submit stays ambiguous until the user decides.",
+        "https://wavespeed.ai/docs/docs-common-api/predictions",
+        CHECKED,
+        documented=False,
+    ),
+    Fact(
+        "delete-code",
+        "The official clients judge a delete by the body's code == 200, not only the HTTP status.",
+        CLI,
+        date(2026, 12, 2),
+    ),
+    Fact(
+        "runs-on",
+        "With no cancel, a prediction stopped at our deadline or cancelled runs on and, if it "
+        "completes, is billed; the job is left resumable after a deadline so its paid output is fetched.",
+        REFUNDS,
+        date(2026, 12, 2),
+        documented=False,
     ),
     Fact(
         "no-cancel",
@@ -95,6 +118,14 @@ FACTS: tuple[Fact, ...] = (
         "automatically within 3 hours; invalid parameters (codes 1400-1402) are not.",
         REFUNDS,
         date(2026, 12, 2),
+    ),
+    Fact(
+        "refund-other-codes",
+        "Failures with other codes are not covered by the refund policy: the route records "
+        "them at their worst case (billed_unknown), and invalid-parameter failures at the job's price.",
+        REFUNDS,
+        date(2026, 12, 2),
+        documented=False,
     ),
     Fact(
         "no-retry-after",

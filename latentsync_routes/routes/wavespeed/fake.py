@@ -354,8 +354,9 @@ class FakeWaveSpeed(WaveSpeedAPIServer):
                 data = self._render(p)
             except Exception as exc:  # noqa: BLE001 - a raising callable is how tests make the model fail
                 failure = (str(exc), 5000)
-        if failure is not None:
-            p.status, (p.error, p.code), p.cost_usd = "failed", failure, 0.0
+        if failure is not None:  # fact refunds: invalid parameters (1400-1402) are not refunded, the rest are
+            p.status, (p.error, p.code) = "failed", failure
+            p.cost_usd = self.price(p.audio_seconds) if 1400 <= p.code <= 1402 else 0.0
         else:
             file_id = new_id(32).lower()
             p.output_file = self.store.save_bytes(

@@ -8,8 +8,9 @@ journal writes and ambiguity rules are the hosted template's; this module is Wav
   its own schedule and wrap every failure in ``RuntimeError``; a single request keeps the rules exact:
   no connection or a 4xx from WaveSpeed means nothing was created, anything else after sending is
   ambiguous.
-* ``lookup``: WaveSpeed lists predictions (``POST /api/v3/predictions``) but without their inputs, so a
-  prediction cannot be matched to this job by identity: an ambiguous submit stays ambiguous.
+* ``lookup``: WaveSpeed lists predictions (``POST /api/v3/predictions``) without their inputs; the
+  template decides an ambiguous submit by creation time (one prediction in the window, held by no other
+  job: adopted), with no bound (a miss stays ambiguous).
 * ``poll``: ``GET /api/v3/predictions/{id}/result``; a failed task still answers HTTP 200.
 * ``cancel``: WaveSpeed publishes no cancel; the template records that the job may still be billed.
 * cost: $0.15 per started 5 s of output (the price book's rule), on the downloaded output's length.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import io
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -36,6 +38,7 @@ from ...retry import (
 from ...types import CostEstimate, JobRecord, LipSyncRequest, MediaInfo, MediaSource
 from ..base import JobContext, RouteInfo
 from ..hosted import CancelOutcome, HostedRoute, Output, Status
+from ..hosted_lookup import Listed
 from . import NAME, SETTINGS
 
 if TYPE_CHECKING:
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
     from ...config import Credential, Settings
 
 MODEL = "bytedance/latentsync"
+REFUNDS = "https://wavespeed.ai/docs/refund-policy"
 
 INFO = RouteInfo(
     name=NAME,
@@ -61,7 +65,9 @@ INFO = RouteInfo(
     weights_licence="openrail++",
     weights_licence_source="https://huggingface.co/ByteDance/LatentSync-1.5",
     commercial_use_allowed=True,
-    failure_billing="failed requests, system errors and timeouts are refunded automatically within 3 hours",
+    failure_billing="failures caused by the system, system errors and timeouts are refunded automatically within "
+    "3 hours; invalid parameters (codes 1400-1402) are not; there is no cancel, so a job stopped at its deadline "
+    "or cancelled runs on and a completed one is billed",
     failure_billing_source="https://wavespeed.ai/docs/refund-policy",
     support_path=[
         "https://wavespeed.ai/docs",
@@ -101,6 +107,7 @@ _STATES: dict[str, Literal["queued", "running", "succeeded", "failed", "cancelle
 class WaveSpeedRoute(HostedRoute):
     name: ClassVar[str] = NAME
     INFO: ClassVar[RouteInfo] = INFO
+    CAN_CANCEL: ClassVar[bool] = False  # fact no-cancel
 
     def __init__(self, *, settings: Settings, credential: Credential | None) -> None:
         super().__init__(settings=settings, credential=credential)
@@ -176,6 +183,33 @@ class WaveSpeedRoute(HostedRoute):
             raise self._ambiguous(f"HTTP {response.status_code} without a prediction id")
         return prediction_id
 
+    def lookup(self, job: JobContext, inputs: dict[str, Any], start: datetime, end: datetime) -> list[Listed]:
+        """WaveSpeed's prediction listing (fact ``listing``): no inputs, so the template decides by creation time.
+        Whether a prediction is listed from its creation is not documented, so no bound is taken: a miss
+        leaves the submit ambiguous."""
+        import httpx
+
+        body = {"model": MODEL, "created_after": _iso(start), "created_before": _iso(end), "page": 1, "page_size": 100}
+        try:
+            response = self._http().post(
+                f"{self.api_url}/api/v3/predictions",
+                json=body,
+                headers=self._headers(),
+                timeout=request_timeout(job, POLL_TIMEOUT_S),
+            )
+        except httpx.HTTPError as exc:
+            raise self._failure(f"listing predictions failed: {type(exc).__name__}") from None
+        if response.status_code >= 400:
+            raise self._http_failure(response, step="submit")
+        data = _data(response)
+        items = data.get("items") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise StepFailure(
+                ProviderError("WaveSpeed's prediction list is not readable", route=self.name), retryable=False
+            )
+        found = [(item, _parse_time(item.get("created_at"))) for item in items if isinstance(item, dict)]
+        return [Listed(str(item["id"]), at) for item, at in found if at is not None and item.get("id")]
+
     def poll(self, job: JobContext, request_id: str) -> Status:
         import httpx
 
@@ -195,15 +229,29 @@ class WaveSpeedRoute(HostedRoute):
             raise self._failure(f"WaveSpeed answered an unknown status {status!r}", request_id)
         error = str(data.get("error") or "") or None
         code = data.get("code")
-        refunded = "refunded by WaveSpeed within 3 hours (its refund policy)"
+        state = _STATES[status]
+        billed, basis = self._failure_billing(job, status, code) if state != "succeeded" else (0.0, "")
         return Status(
-            state=_STATES[status],
+            state=state,
             message=str(status),
             data=data,
-            billed=0.0,
+            billed=billed,
             error=f"{error} (code {code})" if error and code else error,
-            billed_basis=refunded if _STATES[status] != "succeeded" else "",
+            billed_basis=basis,
         )
+
+    def _failure_billing(self, job: JobContext, status: str, code: Any) -> tuple[float | None, str]:
+        """WaveSpeed's refund policy (fact ``refunds``): invalid parameters (codes 1400-1402) are not refunded;
+        system failures and timeouts are. Any other end is not covered: unknown (the worst case is recorded)."""
+        if isinstance(code, int) and 1400 <= code <= 1402:
+            price = self.estimate(job.request, job.video_info, job.audio_info).high
+            return price, (
+                f"invalid parameters (code {code}) are not refunded: ${price:.4f}, the price of the job "
+                f"(our reading of the amount; {REFUNDS})"
+            )
+        if status == "timeout" or (isinstance(code, int) and (code >= 5000 or 500 <= code <= 599)):
+            return 0.0, f"a system failure or timeout is refunded by WaveSpeed within 3 hours ({REFUNDS})"
+        return None, f"WaveSpeed's refund policy does not say whether a {status} task (code {code}) is refunded"
 
     def cancel(self, job: JobContext, request_id: str) -> CancelOutcome:
         raise StepFailure(
@@ -215,6 +263,13 @@ class WaveSpeedRoute(HostedRoute):
             ),
             retryable=False,
         )
+
+    def settle(self, job: JobContext, request_id: str, status: Status | None) -> tuple[float | None, str]:
+        """A prediction that completed after a cancel (there is no cancel API) is billed: the job's price."""
+        if status is not None and status.state == "succeeded":
+            price = self.estimate(job.request, job.video_info, job.audio_info).high
+            return price, f"it completed (WaveSpeed has no cancel) and is billed: ${price:.4f}, the job's price"
+        return super().settle(job, request_id, status)
 
     def result(self, job: JobContext, request_id: str, status: Status) -> Output:
         outputs = status.data.get("outputs") if isinstance(status.data, dict) else None
@@ -249,7 +304,8 @@ class WaveSpeedRoute(HostedRoute):
                 json={"ids": [record.provider_request_id]},
                 timeout=POLL_TIMEOUT_S,
             )
-            done = response.status_code < 300
+            body = json_or_none(response)  # fact delete-code: the official clients judge the body's code too
+            done = response.status_code < 300 and isinstance(body, dict) and body.get("code") == 200
         except Exception:  # noqa: BLE001 - a failed delete is recorded, never fatal
             done = False
         kept = [f"{uri} (upload: expires at WaveSpeed after 7 days)" for uri in record.uploaded_uris]
@@ -281,6 +337,18 @@ class WaveSpeedRoute(HostedRoute):
         status = response.status_code
         answer = ErrorAnswer(status, detail, request_id, retry_after_of(response), input_rejected=status in (400, 413))
         return self._classified(answer, step)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_time(value: Any) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def _data(response: httpx.Response) -> Any:

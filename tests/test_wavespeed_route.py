@@ -1,0 +1,89 @@
+"""WaveSpeed's money and ambiguity rules through the public client, against FakeWaveSpeed over loopback HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from latentsync_routes import AmbiguousSubmit, DeadlineExceeded, LipSyncClient
+from latentsync_routes.errors import JobFailed
+from latentsync_routes.journal import Journal
+from latentsync_routes.testing import FakeWaveSpeed, Fault
+from tests import hosted_fixtures
+
+hosted_env = hosted_fixtures.hosted_env
+media = hosted_fixtures.media
+KEY = "ws-route-test-key"
+
+
+@pytest.fixture
+def ws(hosted_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeWaveSpeed]:
+    with FakeWaveSpeed(expected_key=KEY) as server:
+        monkeypatch.setenv("LATENTSYNC_ROUTES_WAVESPEED_BASE_URL", server.url)
+        yield server
+
+
+def run(tmp_path: Path, media: tuple[Path, Path], **kwargs: object):  # type: ignore[no-untyped-def]
+    client = LipSyncClient(route="wavespeed", credentials={"wavespeed": KEY}, consent="test")
+    return client.run(*media, tmp_path / "out.mp4", **kwargs)  # type: ignore[arg-type]
+
+
+def record(home: Path):  # type: ignore[no-untyped-def]
+    (only,) = Journal(home / "jobs.sqlite3").list(limit=5)
+    return only
+
+
+def test_fact_refunds_an_invalid_parameter_failure_is_billed(
+    ws: FakeWaveSpeed, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
+) -> None:
+    ws.fail_job(error="invalid audio", code=1401)
+    with pytest.raises(JobFailed, match="not refunded"):
+        run(tmp_path, media)
+    (prediction,) = ws.predictions.values()
+    assert record(hosted_env).cost.billed_failures == pytest.approx(prediction.cost_usd) == pytest.approx(0.15)
+
+
+def test_fact_refunds_a_system_failure_is_refunded(
+    ws: FakeWaveSpeed, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
+) -> None:
+    ws.fail_job(error="internal error", code=5000)
+    with pytest.raises(JobFailed, match="refunded"):
+        run(tmp_path, media)
+    job = record(hosted_env)
+    assert job.cost.billed_failures == 0 and job.cost.billed_unknown == 0
+
+
+def test_fact_runs_on_a_job_completing_after_its_deadline_is_billed_and_fetched_on_resume(
+    ws: FakeWaveSpeed, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
+) -> None:
+    ws.hold_jobs()
+    with pytest.raises(DeadlineExceeded, match="nothing is paid again"):
+        run(tmp_path, media, deadline_seconds=3)
+    job = record(hosted_env)
+    assert job.state in ("submitted", "completed") and job.interrupted  # resumable, not cancelled
+    assert job.cost.billed_unknown == pytest.approx(0.15)  # runs on, billed when it completes: worst case
+    ws.release_jobs()
+    result = run(tmp_path, media)  # the same command: the known prediction is fetched, nothing paid again
+    assert len(ws.predictions) == 1 and result.provider_request_id in ws.predictions
+    assert result.record.state == "fetched" and result.cost.billed_unknown == 0
+    assert result.cost.actual == pytest.approx(0.15)
+
+
+def test_fact_listing_a_dropped_accepted_submit_is_adopted_by_time(
+    ws: FakeWaveSpeed, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
+) -> None:
+    ws.faults.submit.append(Fault.drop_after_accept())
+    result = run(tmp_path, media)
+    assert len(ws.predictions) == 1 and result.provider_request_id in ws.predictions
+    assert result.record.state == "fetched"
+
+
+def test_fact_listing_bound_a_submit_that_created_nothing_stays_ambiguous_at_its_worst_case(
+    ws: FakeWaveSpeed, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
+) -> None:
+    ws.faults.submit.append(Fault.drop())
+    with pytest.raises(AmbiguousSubmit, match="force-resubmit"):
+        run(tmp_path, media)
+    assert len(ws.predictions) == 0 and record(hosted_env).cost.billed_unknown == pytest.approx(0.15)
