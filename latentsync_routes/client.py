@@ -18,20 +18,20 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
-from . import money
 from .config import Credential, Settings, check_route_settings, load_settings, route_credential
 from .errors import (
     ConfigurationError,
     InvalidParameter,
     InvalidSettings,
-    LatentSyncError,
 )
+from .handles import Job, find_job
+from .holds import BudgetHolds
 from .job_runner import JobInputs, JobRunner, PreparedJob, RunControls
 from .journal import TERMINAL_BAD, TERMINAL_OK, Journal
 from .media import probe_inputs
@@ -39,10 +39,10 @@ from .options import BatchOptions, JobOptions, MediaLike, RunOptions, request_of
 from .outputs import file_in, remove_staged_inputs, resolve_output
 from .policy import CheckResult, enforce
 from .preflight import marked_estimate, preflight
-from .pricing import check_budget
 from .records import derive_idempotency_key
 from .routes.base import ProgressCallback, Route, RouteInfo, create_route, route_names
 from .types import CostEstimate, JobRecord, LipSyncRequest, LipSyncResult, MediaInfo
+from .webhooks import SeenDeliveries, WebhookKeys
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -99,10 +99,10 @@ class LipSyncClient:
         self._credentials_only = credentials_only
         self._routes: dict[str, Route] = {}
         self._lock = threading.Lock()
-        self._reserved = 0  # worst-case estimates of jobs in flight, in micro-dollars (money.py)
-        self._spent = 0  # actual and failure-billed cost of the jobs this client ran, in micro-dollars
         self._journal: Journal | None = None
         self._runner: JobRunner | None = None
+        self._budget = BudgetHolds(lambda: self.settings, lambda: self.journal)  # worst cases held, costs spent
+        self._webhook_keys: WebhookKeys | None = None
 
     def __repr__(self) -> str:
         return f"LipSyncClient(route={self.settings.route!r}, home={str(self.settings.home)!r})"
@@ -270,26 +270,69 @@ class LipSyncClient:
                            deadline=deadline)
 
     def run_prepared(self, job: PreparedJob, controls: RunControls | None = None) -> LipSyncResult:
-        """Run a prepared job within this client's budget: its worst case is held while it runs."""
-        estimate = job.estimate
-        with self._lock:
-            remaining = None if self.settings.budget_total is None else money.from_micros(
-                money.micros(self.settings.budget_total) - self._spent - self._reserved)
-            check_budget(estimate, per_call=self.settings.budget_per_call, remaining=remaining)
-            self._reserved += money.micros(estimate.high)  # a job in flight holds its worst case until it settles
-        record: JobRecord | None = None
-        try:
+        """Run a prepared job within this client's budget (its worst case held while it runs): ``submit`` and
+        ``wait`` under one claim, so a cancel asked between the two is never lost, and one deadline."""
+        with self._budget.hold(job.estimate) as hold:
             result = self.runner.run(job, controls or RunControls())
-            record = result.record
+            hold.job_id = result.job_id
             return result
-        except LatentSyncError as exc:
-            record = self.journal.get(exc.job_id) if exc.job_id else None
-            raise
-        finally:
-            with self._lock:
-                self._reserved -= money.micros(estimate.high)
-                if record is not None:  # what the job actually cost, failed attempts included
-                    self._spent += money.micros(record.cost.worst_case())  # unknown charges at their worst case
+
+    def submit(
+        self, video: MediaLike, audio: MediaLike, output: str | os.PathLike[str], **options: Unpack[RunOptions]
+    ) -> Job:
+        """Everything ``run`` does until the provider holds the job (probe, checks, estimate, budget, claim,
+        upload, submit), then a :class:`Job` handle; hear back with ``Job.wait``, ``Job.status`` or a webhook
+        (``webhook_url``, then :meth:`handle_webhook`). The local route has no provider to hold the job: its
+        ``submit`` runs the job to the end. The job's worst case stays held against this client's budget until
+        a handle of this client sees it end."""
+        if (options.get("route") or self.settings.route) == "cheapest" or options.get("routes"):
+            raise InvalidParameter("route", "submit takes one route; route choice and fallback need run")
+        job = self.prepare(video, audio, output, **options)
+        controls = RunControls.from_options(options)
+        with self._budget.hold(job.estimate, keep=True) as hold:
+            handle = self._submitted(job, controls)
+            hold.job_id = handle.id
+        return handle
+
+    def job(self, id_or_prefix: str) -> Job:
+        """A handle on a journalled job, by its id or a unique prefix of it (at least 6 characters), in any
+        process that opens the same journal."""
+        return Job(self, find_job(self.journal, id_or_prefix).job_id)
+
+    def handle_webhook(self, route: str, headers: Mapping[str, str], body: bytes) -> Job:
+        """Verify a provider's delivery to the callback given as ``webhook_url`` (its signature, timestamp and
+        id, as the provider documents them; docs/webhooks.md) and carry its job on: the output fetched once,
+        the cost recorded as a poll records it. A forged, tampered, stale or replayed delivery raises
+        :class:`WebhookRejected` and records nothing. ``body`` is the raw request body, unparsed."""
+        from .webhook_receiver import receive
+
+        return receive(self, route, headers, body)
+
+    @property
+    def webhook_keys(self) -> WebhookKeys:
+        """Each provider's webhook keys or signing secret, fetched on first use and cached with their expiry;
+        ``client.webhook_keys.set(route, value)`` injects one."""
+        if self._webhook_keys is None:
+            self._webhook_keys = WebhookKeys(self._webhook_source)
+        return self._webhook_keys
+
+    def _webhook_source(self, route: str) -> tuple[str | None, str | None]:
+        credential = self.credential(route)
+        return self.settings.base_url_for(route), credential.value.get_secret_value() if credential else None
+
+    @property
+    def seen_deliveries(self) -> SeenDeliveries:
+        """The deliveries already handled (``webhooks.sqlite3`` beside the journal): a second one is a replay."""
+        return SeenDeliveries(self.settings.journal_path.with_name("webhooks.sqlite3"))
+
+    def _submitted(self, job: PreparedJob, controls: RunControls) -> Job:
+        record = self.runner.submit(job, controls)
+        return Job(self, record.job_id, inputs=job.inputs)
+
+    def settle(self, job_id: str) -> None:
+        """A job this client submitted ended (a handle or a webhook saw it): its held worst case gives way to
+        what it cost."""
+        self._budget.settle(job_id)
 
     def run_many(self, jobs: Any, **options: Unpack[BatchOptions]) -> BatchReport:
         """Run a batch: a manifest path (CSV or JSONL) or jobs given as dicts, checked and priced whole first.

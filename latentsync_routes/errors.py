@@ -285,3 +285,25 @@ class LocalRouteError(RouteError):
 
 class WorkerLost(LocalRouteError):
     """The Ray actor running this work died before it answered; the work is run again on another one."""
+
+
+class WaitTimeout(RouteError, TimeoutError):
+    """``Job.wait(timeout=...)`` ran out of the caller's patience; the job keeps running at the provider."""
+
+
+class WebhookRejected(LatentSyncError):
+    """A delivery to the provider callback was refused before anything was read from it or recorded."""
+
+    exit_code = 2
+
+
+class WebhookSignatureInvalid(WebhookRejected):
+    """No valid signature of the provider's (forged, tampered, wrong key or secret, missing headers)."""
+
+
+class WebhookStale(WebhookRejected):
+    """The delivery's signed timestamp is outside the provider's tolerance (a replay of an old delivery)."""
+
+
+class WebhookReplayed(WebhookRejected):
+    """A delivery already handled came again (its id seen): nothing is done twice."""

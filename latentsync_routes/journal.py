@@ -303,6 +303,20 @@ class Journal:
             row = db.execute("SELECT record FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         return JobRecord.model_validate_json(row[0]) if row else None
 
+    def with_prefix(self, prefix: str, *, limit: int = 4) -> builtins.list[str]:
+        """The ids of jobs whose id starts with ``prefix`` (a handful: enough to tell one from several)."""
+        with self._connect() as db:
+            rows = db.execute("SELECT job_id FROM jobs WHERE substr(job_id, 1, ?) = ? ORDER BY job_id LIMIT ?",
+                              (len(prefix), prefix, limit)).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def with_request(self, route: str, request_id: str) -> JobRecord | None:
+        """The newest job of ``route`` whose provider job is ``request_id`` (a webhook names only that)."""
+        with self._connect() as db:
+            row = db.execute("SELECT record FROM jobs WHERE route = ? AND provider_request_id = ? "
+                             "ORDER BY created_at DESC LIMIT 1", (route, request_id)).fetchone()
+        return JobRecord.model_validate_json(row[0]) if row else None
+
     def find_latest(self, idempotency_key: str) -> JobRecord | None:
         """The newest job with this key, whatever its state."""
         with self._connect() as db:

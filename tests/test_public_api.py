@@ -16,6 +16,7 @@ EXPECTED = {
     "RouteNotInstalled", "Settings", "UnknownRoute", "UnsupportedCodec", "UnsupportedParameter",
     "UnsupportedSource", "ZeroDuration", "load_settings", "output_duration", "output_frame_count", "probe",
     "BatchJob", "BatchReport", "ManifestError", "StopSignal",
+    "AsyncJob", "Job", "WaitTimeout", "WebhookRejected", "WebhookReplayed", "WebhookSignatureInvalid", "WebhookStale",
 }
 
 

@@ -108,6 +108,15 @@ class RouteOutput:
 ProgressCallback = Callable[[str, float | None], None]
 
 
+class Submitted(Exception):  # noqa: N818 - a signal, not an error: the job is at the provider
+    """Raised by a hosted route's ``execute`` with ``stop_after_submit``: the provider holds the job, whose
+    request id is journalled; the caller hears back later (``Job.wait``, a webhook)."""
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(request_id)
+        self.request_id = request_id
+
+
 @dataclass
 class JobContext:
     """One job as a route sees it; ``mark`` and ``add_attempt`` write through to the journal."""
@@ -128,6 +137,10 @@ class JobContext:
     #: set from another thread (an awaiting task was cancelled); the journal flag is checked beside it
     cancel_event: threading.Event = field(default_factory=threading.Event)
     cancel_flag: Callable[[], bool] = lambda: False
+    #: ``LipSyncClient.submit``: a hosted route stops once the provider holds the job (raising :class:`Submitted`)
+    stop_after_submit: bool = False
+    #: the provider's callback URL (``submit(..., webhook_url=...)``); each route passes its own field
+    webhook_url: str | None = None
     _attempt_no: int = field(default=0, init=False)
 
     @property

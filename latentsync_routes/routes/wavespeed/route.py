@@ -143,8 +143,9 @@ class WaveSpeedRoute(HostedRoute):
         import httpx
 
         try:
+            hook = {"webhook": job.webhook_url} if job.webhook_url else None  # facts.py: WEBHOOK
             response = self._http().post(f"{self.api_url}/api/v3/{MODEL}", json=inputs, headers=self._headers(),
-                                         timeout=request_timeout(job, SUBMIT_TIMEOUT_S))
+                                         params=hook, timeout=request_timeout(job, SUBMIT_TIMEOUT_S))
         except httpx.HTTPError as exc:
             if request_never_sent(exc):
                 raise self._failure(f"could not connect ({type(exc).__name__}); nothing was submitted") from None
