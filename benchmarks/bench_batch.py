@@ -119,9 +119,14 @@ def bench_local(jobs: int, cpus: int, audio_s: float) -> dict[str, Any]:
 
     logging.getLogger("latentsync_routes").setLevel(logging.ERROR)  # not the CPU warning of every job
     root_path = str(Path(__file__).resolve().parents[1])
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [root_path,
-                                                                                   os.environ.get("PYTHONPATH")]))}})
+    ray.init(
+        num_cpus=cpus,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={
+            "env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [root_path, os.environ.get("PYTHONPATH")]))}
+        },
+    )
     figures: dict[str, Any] = {"jobs": jobs, "audio_s": audio_s}
     try:
         with tempfile.TemporaryDirectory() as tmp:

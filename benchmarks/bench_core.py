@@ -68,17 +68,23 @@ def probe_time_ms(path: Path, runs: int = 21) -> tuple[float, float]:
 
 def main() -> None:
     import_ms, heavy = import_time_ms("import latentsync_routes")
-    print(f"import latentsync_routes: median {import_ms:.1f} ms (target {IMPORT_TARGET_MS:.0f} ms, "
-          f"ratio {import_ms / IMPORT_TARGET_MS:.2f}); heavy modules imported: {heavy or 'none'}")
+    print(
+        f"import latentsync_routes: median {import_ms:.1f} ms (target {IMPORT_TARGET_MS:.0f} ms, "
+        f"ratio {import_ms / IMPORT_TARGET_MS:.2f}); heavy modules imported: {heavy or 'none'}"
+    )
     client_ms, client_heavy = import_time_ms("from latentsync_routes import LipSyncClient")
     heavy = heavy + client_heavy
-    print(f"from latentsync_routes import LipSyncClient (pydantic, settings, client): median {client_ms:.1f} ms; "
-          f"heavy modules imported: {client_heavy or 'none'}")
+    print(
+        f"from latentsync_routes import LipSyncClient (pydantic, settings, client): median {client_ms:.1f} ms; "
+        f"heavy modules imported: {client_heavy or 'none'}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         path = one_hour_mp4(Path(tmp) / "hour.mp4")
         probe_ms, duration = probe_time_ms(path)
-    print(f"probe of a {duration / 60:.0f}-minute mp4: median {probe_ms:.2f} ms (target {PROBE_TARGET_MS:.0f} ms, "
-          f"ratio {probe_ms / PROBE_TARGET_MS:.2f})")
+    print(
+        f"probe of a {duration / 60:.0f}-minute mp4: median {probe_ms:.2f} ms (target {PROBE_TARGET_MS:.0f} ms, "
+        f"ratio {probe_ms / PROBE_TARGET_MS:.2f})"
+    )
     if heavy or import_ms > IMPORT_TARGET_MS or probe_ms > PROBE_TARGET_MS:
         sys.exit(1)
 

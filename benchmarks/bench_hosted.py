@@ -47,8 +47,9 @@ APP = "fal-ai/latentsync"
 def _serve(kind: str, options: dict[str, Any], conn: Any) -> None:
     from latentsync_routes.testing import FakeFal, FakeReplicate
 
-    server = FakeFal(expected_key=FAL_KEY, **options) if kind == "fal" else FakeReplicate(expected_token=TOKEN,
-                                                                                            **options)
+    server = (
+        FakeFal(expected_key=FAL_KEY, **options) if kind == "fal" else FakeReplicate(expected_token=TOKEN, **options)
+    )
     with server:
         conn.send(server.url)
         while True:
@@ -59,8 +60,12 @@ def _serve(kind: str, options: dict[str, Any], conn: Any) -> None:
                 server.clear_requests()
                 conn.send(None)
             elif command == "stats":
-                conn.send({"requests": [(r.endpoint, r.path, r.started_at) for r in server.requests],
-                           "jobs": len(server.jobs)})
+                conn.send(
+                    {
+                        "requests": [(r.endpoint, r.path, r.started_at) for r in server.requests],
+                        "jobs": len(server.jobs),
+                    }
+                )
 
 
 @contextmanager
@@ -96,11 +101,17 @@ def set_env(home: Path, **extra: str) -> None:
     for name in list(os.environ):
         if name.startswith(("LATENTSYNC_ROUTES_", "FAL_", "REPLICATE_")):
             del os.environ[name]
-    os.environ.update({"LATENTSYNC_ROUTES_HOME": str(home), "LATENTSYNC_ROUTES_POLL_INTERVAL": "0.01",
-                       "LATENTSYNC_ROUTES_POLICY__FACE_CHECK": "false",  # synthetic clips show no face
-                       "LATENTSYNC_ROUTES_POLICY__DEADLINE_CHECK": "false",  # fakes beat any estimate
-                       "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring", "REPLICATE_POLL_INTERVAL": "0.01",
-                       **extra})
+    os.environ.update(
+        {
+            "LATENTSYNC_ROUTES_HOME": str(home),
+            "LATENTSYNC_ROUTES_POLL_INTERVAL": "0.01",
+            "LATENTSYNC_ROUTES_POLICY__FACE_CHECK": "false",  # synthetic clips show no face
+            "LATENTSYNC_ROUTES_POLICY__DEADLINE_CHECK": "false",  # fakes beat any estimate
+            "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+            "REPLICATE_POLL_INTERVAL": "0.01",
+            **extra,
+        }
+    )
 
 
 def rss_bytes() -> int:
@@ -150,8 +161,9 @@ def raw_fal_job(client: Any, video: Path, audio: Path, out: Path) -> None:
 
 def raw_replicate_job(client: Any, version: str, video: Path, audio: Path, out: Path) -> None:
     files = [client.files.create(video), client.files.create(audio)]
-    prediction = client.predictions.create(version=version, input={"video": files[0].urls["get"],
-                                                                   "audio": files[1].urls["get"]}, wait=False)
+    prediction = client.predictions.create(
+        version=version, input={"video": files[0].urls["get"], "audio": files[1].urls["get"]}, wait=False
+    )
     prediction.wait()
     download(str(prediction.output), out)
     for file in files:
@@ -212,8 +224,11 @@ def bench_overhead(kind: str, jobs: int, work: Path) -> dict[str, Any]:
                 for name, value in saved.items():
                     setattr(module, name, value)
             stats = ask("stats")
-            figures[label] = {"mean_s": statistics.mean(times), "median_s": statistics.median(times),
-                              "requests_per_job": len(stats["requests"]) / jobs}
+            figures[label] = {
+                "mean_s": statistics.mean(times),
+                "median_s": statistics.median(times),
+                "requests_per_job": len(stats["requests"]) / jobs,
+            }
         # Medians: one job stalled by another process on a shared machine should not decide the ratio.
         figures["wall_ratio"] = figures["ours"]["median_s"] / figures["raw"]["median_s"]
         figures["request_ratio"] = figures["ours"]["requests_per_job"] / figures["raw"]["requests_per_job"]
@@ -252,9 +267,15 @@ def bench_upload(megabytes: int, work: Path) -> dict[str, Any]:
         growth = meter.stop()
         stats = ask("stats")
     parts = sum(1 for endpoint, _, _ in stats["requests"] if endpoint == "multipart_part")
-    return {"input_bytes": video.stat().st_size, "seconds": seconds,
-            "mb_per_s": video.stat().st_size / 1e6 / seconds, "peak_rss_growth_mb": growth / 1e6,
-            "target_mb": 100, "multipart_parts": parts, "state": result.record.state}
+    return {
+        "input_bytes": video.stat().st_size,
+        "seconds": seconds,
+        "mb_per_s": video.stat().st_size / 1e6 / seconds,
+        "peak_rss_growth_mb": growth / 1e6,
+        "target_mb": 100,
+        "multipart_parts": parts,
+        "state": result.record.state,
+    }
 
 
 # ------------------------------------------------------------------------------------------ 3. concurrency
@@ -263,10 +284,10 @@ def bench_concurrent(count: int, limit: int, work: Path) -> dict[str, Any]:
 
     video, audio = make_media(work)
     with fake("fal", queue_polls=2, progress_polls=2) as ask:
-        set_env(work / "home-conc", LATENTSYNC_ROUTES_FAL_BASE_URL=ask("url"),
-                LATENTSYNC_ROUTES_POLL_INTERVAL="0.05")
-        client = AsyncLipSyncClient(route="fal", concurrency={"fal": limit}, credentials={"fal": FAL_KEY},
-                                    consent="bench")
+        set_env(work / "home-conc", LATENTSYNC_ROUTES_FAL_BASE_URL=ask("url"), LATENTSYNC_ROUTES_POLL_INTERVAL="0.05")
+        client = AsyncLipSyncClient(
+            route="fal", concurrency={"fal": limit}, credentials={"fal": FAL_KEY}, consent="bench"
+        )
 
         async def main() -> list[Any]:
             jobs = [client.run(video, audio, work / f"c-{i}.mp4") for i in range(count)]
@@ -289,8 +310,15 @@ def bench_concurrent(count: int, limit: int, work: Path) -> dict[str, Any]:
     for _, delta in events:
         in_flight += delta
         peak = max(peak, in_flight)
-    return {"jobs": count, "limit": limit, "seconds": seconds, "jobs_per_s": count / seconds,
-            "server_jobs": stats["jobs"], "failures": len(failures), "peak_in_flight": peak}
+    return {
+        "jobs": count,
+        "limit": limit,
+        "seconds": seconds,
+        "jobs_per_s": count / seconds,
+        "server_jobs": stats["jobs"],
+        "failures": len(failures),
+        "peak_in_flight": peak,
+    }
 
 
 # ------------------------------------------------------------------------------------------ main
@@ -318,18 +346,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for kind in ("fal", "replicate"):
         o = report[f"overhead_{kind}"]
-        print(f"{kind:9s} overhead: ours {o['ours']['median_s'] * 1000:7.1f} ms/job vs raw SDK "
-              f"{o['raw']['median_s'] * 1000:7.1f} ms/job (medians) -> wall ratio {o['wall_ratio']:.2f}; requests/job "
-              f"{o['ours']['requests_per_job']:.1f} vs {o['raw']['requests_per_job']:.1f} -> ratio "
-              f"{o['request_ratio']:.2f}")
+        print(
+            f"{kind:9s} overhead: ours {o['ours']['median_s'] * 1000:7.1f} ms/job vs raw SDK "
+            f"{o['raw']['median_s'] * 1000:7.1f} ms/job (medians) -> wall ratio {o['wall_ratio']:.2f}; requests/job "
+            f"{o['ours']['requests_per_job']:.1f} vs {o['raw']['requests_per_job']:.1f} -> ratio "
+            f"{o['request_ratio']:.2f}"
+        )
     u = report["upload"]
-    print(f"upload    {u['input_bytes'] / 2**20:.0f} MiB via fal multipart ({u['multipart_parts']} parts): "
-          f"{u['seconds']:.1f} s, {u['mb_per_s']:.0f} MB/s, peak RSS growth {u['peak_rss_growth_mb']:.1f} MB "
-          f"(target < {u['target_mb']} MB): {'ok' if u['peak_rss_growth_mb'] < u['target_mb'] else 'OVER'}")
+    print(
+        f"upload    {u['input_bytes'] / 2**20:.0f} MiB via fal multipart ({u['multipart_parts']} parts): "
+        f"{u['seconds']:.1f} s, {u['mb_per_s']:.0f} MB/s, peak RSS growth {u['peak_rss_growth_mb']:.1f} MB "
+        f"(target < {u['target_mb']} MB): {'ok' if u['peak_rss_growth_mb'] < u['target_mb'] else 'OVER'}"
+    )
     c = report["concurrent"]
-    print(f"async     {c['jobs']} jobs, route limit {c['limit']}: {c['seconds']:.1f} s, {c['jobs_per_s']:.1f} jobs/s, "
-          f"peak in flight {c['peak_in_flight']} (limit {c['limit']}), server jobs {c['server_jobs']}, "
-          f"failures {c['failures']}")
+    print(
+        f"async     {c['jobs']} jobs, route limit {c['limit']}: {c['seconds']:.1f} s, {c['jobs_per_s']:.1f} jobs/s, "
+        f"peak in flight {c['peak_in_flight']} (limit {c['limit']}), server jobs {c['server_jobs']}, "
+        f"failures {c['failures']}"
+    )
     return 0
 
 

@@ -29,8 +29,12 @@ def main() -> None:
         print(f"policy stop (exit code {stop.exit_code}): {[f.check for f in stop.failures]}")
 
     # 2. A per-call budget below the estimate's worst case.
-    capped = LipSyncClient(route="replicate", credentials={"replicate": "not-used"}, budget_per_call=0.10,
-                           settings=load_settings(home=folder))
+    capped = LipSyncClient(
+        route="replicate",
+        credentials={"replicate": "not-used"},
+        budget_per_call=0.10,
+        settings=load_settings(home=folder),
+    )
     print("estimate:", capped.estimate(video, audio).basis)
     try:
         # face_check=False: this synthetic clip shows no face, which the face check would rightly stop.

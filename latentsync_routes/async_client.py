@@ -95,8 +95,15 @@ class AsyncLipSyncClient:
         face_check: bool | None = None,
     ) -> list[CheckResult]:
         """The checklist ``run`` enforces, without running anything (:meth:`LipSyncClient.check`)."""
-        return await self._in_thread(self.sync.check, video, audio, route=route, consent=consent,
-                                     deadline_seconds=deadline_seconds, face_check=face_check)
+        return await self._in_thread(
+            self.sync.check,
+            video,
+            audio,
+            route=route,
+            consent=consent,
+            deadline_seconds=deadline_seconds,
+            face_check=face_check,
+        )
 
     async def run(
         self, video: MediaLike, audio: MediaLike, output: str | os.PathLike[str], **options: Unpack[RunOptions]
@@ -107,7 +114,8 @@ class AsyncLipSyncClient:
         options["cancel_event"] = cancel
         async with self._semaphore(route):
             future = asyncio.get_running_loop().run_in_executor(
-                self._executor, partial(self.sync.run, video, audio, output, **options))
+                self._executor, partial(self.sync.run, video, audio, output, **options)
+            )
             try:
                 return await asyncio.shield(future)
             except asyncio.CancelledError:

@@ -71,9 +71,16 @@ def rank_routes(
             judged.append(RouteOption(name, None, f"does not take these inputs: {exc.message}"))
             continue
         # the rows ``run`` would stop on (limits, policy, deadline, face): a route that fails one is no candidate
-        checks, estimate = preflight(route, client.settings.policy, request, video_info, audio_info,
-                                     consent=consent or client.default_consent,
-                                     deadline=client.settings.deadline_seconds, face_check=None)
+        checks, estimate = preflight(
+            route,
+            client.settings.policy,
+            request,
+            video_info,
+            audio_info,
+            consent=consent or client.default_consent,
+            deadline=client.settings.deadline_seconds,
+            face_check=None,
+        )
         stops = [f"{c.check}: {c.reason}" for c in checks if not c.passed]
         if stops:
             judged.append(RouteOption(name, None, "safety check STOP: " + "; ".join(stops)))
@@ -91,17 +98,25 @@ def rank_routes(
 def explain(options: Sequence[RouteOption]) -> str:
     """Why the first usable option was chosen, in one line for the record."""
     usable = [o for o in options if o.usable]
-    parts = [f"{o.route} ${o.estimate.amount:.4f}" + (f" ~{o.estimate.expected_wall_seconds:.0f} s"
-                                                      if o.estimate.expected_wall_seconds else "")
-             for o in usable if o.estimate is not None]
+    parts = [
+        f"{o.route} ${o.estimate.amount:.4f}"
+        + (f" ~{o.estimate.expected_wall_seconds:.0f} s" if o.estimate.expected_wall_seconds else "")
+        for o in usable
+        if o.estimate is not None
+    ]
     refused = [f"{o.route} ({o.refused})" for o in options if not o.usable]
     text = f"cheapest of {len(usable)} usable route(s): " + ", ".join(parts)
     return text + ("; not usable: " + "; ".join(refused) if refused else "")
 
 
 def choose_cheapest(
-    client: LipSyncClient, video: MediaLike, audio: MediaLike, *, consent: str | None = None,
-    candidates: Sequence[str] | None = None, **job: Any,
+    client: LipSyncClient,
+    video: MediaLike,
+    audio: MediaLike,
+    *,
+    consent: str | None = None,
+    candidates: Sequence[str] | None = None,
+    **job: Any,
 ) -> tuple[str, str]:
     """``(route, why)`` for this job, or :class:`ConfigurationError` listing why no route can take it."""
     options = rank_routes(client, video, audio, consent=consent, candidates=candidates, **job)
@@ -119,8 +134,12 @@ def _ended(record: JobRecord | None) -> bool:
 def _summary(record: JobRecord | None, route: str, exc: LatentSyncError) -> dict[str, Any]:
     entry: dict[str, Any] = {"route": route, "error": exc.to_dict()}
     if record is not None:
-        entry.update(job_id=record.job_id, state=record.state, provider_request_id=record.provider_request_id,
-                     cost=record.cost.model_dump(mode="json"))
+        entry.update(
+            job_id=record.job_id,
+            state=record.state,
+            provider_request_id=record.provider_request_id,
+            cost=record.cost.model_dump(mode="json"),
+        )
     return entry
 
 
@@ -139,12 +158,19 @@ def run_chosen(
     job = {name: options[name] for name in JOB_PARAMETERS if options.get(name) is not None}
     why: str | None = None
     if wanted == CHEAPEST or CHEAPEST in routes:
-        ranked = rank_routes(client, video, audio, consent=options.get("consent"),
-                             candidates=[r for r in routes if r != CHEAPEST] or None, **job)
+        ranked = rank_routes(
+            client,
+            video,
+            audio,
+            consent=options.get("consent"),
+            candidates=[r for r in routes if r != CHEAPEST] or None,
+            **job,
+        )
         usable = [o.route for o in ranked if o.usable]
         if not usable:
-            raise ConfigurationError("no route can take this job: "
-                                     + "; ".join(f"{o.route}: {o.refused}" for o in ranked))
+            raise ConfigurationError(
+                "no route can take this job: " + "; ".join(f"{o.route}: {o.refused}" for o in ranked)
+            )
         why = explain(ranked)
         routes = usable if fallback else usable[:1]
     elif not routes:

@@ -24,14 +24,17 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
+from . import money
+from .budget import BudgetCap, period_words
 from .config import Credential, Settings, check_route_settings, load_settings, route_credential
+from .consent import checked_consent
 from .errors import (
     ConfigurationError,
+    DummyCredentialRefused,
     InvalidParameter,
     InvalidSettings,
 )
-from .handles import Job, find_job
-from .holds import BudgetHolds
+from .handles import Job
 from .job_runner import JobInputs, JobRunner, PreparedJob, RunControls
 from .journal import TERMINAL_BAD, TERMINAL_OK, Journal
 from .media import probe_inputs
@@ -39,10 +42,11 @@ from .options import BatchOptions, JobOptions, MediaLike, RunOptions, request_of
 from .outputs import file_in, remove_staged_inputs, resolve_output
 from .policy import CheckResult, enforce
 from .preflight import marked_estimate, preflight
+from .pricing import check_budget
 from .records import derive_idempotency_key
 from .routes.base import ProgressCallback, Route, RouteInfo, create_route, route_names
 from .types import CostEstimate, JobRecord, LipSyncRequest, LipSyncResult, MediaInfo
-from .webhooks import SeenDeliveries, WebhookKeys
+from .webhooks import WebhookKeys
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -83,8 +87,10 @@ class LipSyncClient:
         }
         if route_settings:
             given = settings.route_settings if settings is not None else {}
-            overrides["route_settings"] = {**given, **{name: {**given.get(name, {}), **values}
-                                                       for name, values in route_settings.items()}}
+            overrides["route_settings"] = {
+                **given,
+                **{name: {**given.get(name, {}), **values} for name, values in route_settings.items()},
+            }
         if settings is not None:
             if route_settings:  # model_copy does not validate: check the merged table as loading would
                 try:
@@ -94,14 +100,13 @@ class LipSyncClient:
             self.settings = settings.model_copy(update=overrides)
         else:
             self.settings = load_settings(config_file, **overrides)
-        self.default_consent = consent
+        self.default_consent = checked_consent(consent, where="LipSyncClient(consent=...)")
         self._explicit: dict[str, str | SecretStr] = dict(credentials or {})
         self._credentials_only = credentials_only
         self._routes: dict[str, Route] = {}
         self._lock = threading.Lock()
         self._journal: Journal | None = None
         self._runner: JobRunner | None = None
-        self._budget = BudgetHolds(lambda: self.settings, lambda: self.journal)  # worst cases held, costs spent
         self._webhook_keys: WebhookKeys | None = None
 
     def __repr__(self) -> str:
@@ -135,6 +140,26 @@ class LipSyncClient:
                     self._routes.pop(name, None)
                 else:
                     self._routes[name] = previous
+
+    def budget_cap(self, estimate: CostEstimate, *, sandbox: bool = False) -> BudgetCap | None:
+        """``budget_total`` over ``budget_period`` for a job of this estimate, or ``None`` without a cap."""
+        total = self.settings.budget_total
+        if total is None:
+            return None
+        return BudgetCap(total, self.settings.budget_period, estimate.high, estimate.route, sandbox=sandbox)
+
+    def budget_row(self, estimate: CostEstimate) -> CheckResult | None:
+        """The ``budget`` row ``check`` shows: whether this job fits under ``budget_total`` right now."""
+        cap = self.budget_cap(estimate, sandbox=self.route(estimate.route).sandbox())
+        if cap is None:
+            return None
+        committed = self.journal.committed(cap)
+        problem = cap.problem(committed)
+        reason = problem or (
+            f"up to ${estimate.high:.4f}; ${money.from_micros(committed):.4f} of "
+            f"${cap.total:.4f} committed {period_words(cap.period)}"
+        )
+        return CheckResult(check="budget", passed=problem is None, reason=reason)
 
     def routes(self) -> list[RouteInfo]:
         """Every registered route's declared facts."""
@@ -180,8 +205,9 @@ class LipSyncClient:
         deadline against the estimate's expected time, and a face in a sample of the video's frames.
         A failed row is a STOP (``run`` raises :class:`PolicyViolation`, exit 3); nothing is raised here.
         """
-        return self.assess(video, audio, route=route, consent=consent, deadline_seconds=deadline_seconds,
-                           face_check=face_check)[0]
+        return self.assess(
+            video, audio, route=route, consent=consent, deadline_seconds=deadline_seconds, face_check=face_check
+        )[0]
 
     def assess(
         self,
@@ -199,8 +225,16 @@ class LipSyncClient:
         request = request_of(video, audio, options)
         deadline = _deadline(deadline_seconds, self.settings.deadline_seconds)
         video_info, audio_info = self._normalise(chosen, request)
-        return preflight(chosen, self.settings.policy, request, video_info, audio_info,
-                         consent=consent or self.default_consent, deadline=deadline, face_check=face_check)
+        return preflight(
+            chosen,
+            self.settings.policy,
+            request,
+            video_info,
+            audio_info,
+            consent=consent or self.default_consent,
+            deadline=deadline,
+            face_check=face_check,
+        )
 
     def estimate(
         self, video: MediaLike, audio: MediaLike, *, route: str | None = None, **options: Unpack[JobOptions]
@@ -220,8 +254,10 @@ class LipSyncClient:
         :attr:`CostEstimate.refused` (pick among those where it is ``None``)."""
         request = request_of(video, audio, {})
         video_info, audio_info = probe_inputs(request.video, request.audio)
-        return [marked_estimate(self.route(name), self.settings.policy, request, video_info, audio_info)
-                for name in route_names()]
+        return [
+            marked_estimate(self.route(name), self.settings.policy, request, video_info, audio_info)
+            for name in route_names()
+        ]
 
     # -- steps 4-6 -------------------------------------------------------------------------------------
     def run(
@@ -254,85 +290,80 @@ class LipSyncClient:
         deadline = _deadline(options.get("deadline_seconds"), self.settings.deadline_seconds)
         output_path = resolve_output(output, route=info.name)
         video_info, audio_info = self._normalise(chosen, request)
-        consent = options.get("consent") or self.default_consent
-        checks, estimate = preflight(chosen, self.settings.policy, request, video_info, audio_info, consent=consent,
-                                     deadline=deadline, face_check=options.get("face_check"))
+        consent = checked_consent(options.get("consent"), where="consent") or self.default_consent
+        checks, estimate = preflight(
+            chosen,
+            self.settings.policy,
+            request,
+            video_info,
+            audio_info,
+            consent=consent,
+            deadline=deadline,
+            face_check=options.get("face_check"),
+        )
         enforce(checks, route=info.name)
         why_not = chosen.availability()
         if why_not:
-            raise ConfigurationError(why_not, route=info.name)
-        key = options.get("idempotency_key") or derive_idempotency_key(info.name, request, video_info, audio_info,
-                                                                       output_path)
+            refused = getattr(chosen, "credential_refused", None)  # a fakes' key bound for the real host
+            raise (DummyCredentialRefused if refused else ConfigurationError)(why_not, route=info.name)
+        key = options.get("idempotency_key") or derive_idempotency_key(
+            info.name, request, video_info, audio_info, output_path
+        )
         if output_path.is_dir():
             output_path = file_in(output_path, request.video.name or "output", key)
-        return PreparedJob(route=chosen, inputs=JobInputs(request, video_info, audio_info), checks=checks,
-                           estimate=estimate, idempotency_key=key, output_path=output_path, consent=consent,
-                           deadline=deadline)
+        return PreparedJob(
+            route=chosen,
+            inputs=JobInputs(request, video_info, audio_info),
+            checks=checks,
+            estimate=estimate,
+            idempotency_key=key,
+            output_path=output_path,
+            consent=consent,
+            deadline=deadline,
+            sandbox=chosen.sandbox(),
+        )
 
     def run_prepared(self, job: PreparedJob, controls: RunControls | None = None) -> LipSyncResult:
-        """Run a prepared job within this client's budget (its worst case held while it runs): ``submit`` and
-        ``wait`` under one claim, so a cancel asked between the two is never lost, and one deadline."""
-        with self._budget.hold(job.estimate) as hold:
-            result = self.runner.run(job, controls or RunControls())
-            hold.job_id = result.job_id
-            return result
+        """Run a prepared job: the per-call cap is checked here, ``budget_total`` as its record is created."""
+        check_budget(job.estimate, per_call=self.settings.budget_per_call)
+        budget = self.budget_cap(job.estimate, sandbox=job.sandbox)
+        return self.runner.run(job, controls or RunControls(), budget=budget)
 
     def submit(
         self, video: MediaLike, audio: MediaLike, output: str | os.PathLike[str], **options: Unpack[RunOptions]
     ) -> Job:
-        """Everything ``run`` does until the provider holds the job (probe, checks, estimate, budget, claim,
-        upload, submit), then a :class:`Job` handle; hear back with ``Job.wait``, ``Job.status`` or a webhook
-        (``webhook_url``, then :meth:`handle_webhook`). The local route has no provider to hold the job: its
-        ``submit`` runs the job to the end. The job's worst case stays held against this client's budget until
-        a handle of this client sees it end."""
+        """What ``run`` does until the provider holds the job (probe, checks, estimate, budget, claim, upload,
+        submit), then a :class:`Job`; hear back by ``Job.wait``, ``Job.status`` or ``webhook_url`` and
+        :meth:`handle_webhook`. The local route has no provider to hold it: there ``submit`` runs it to the end."""
         if (options.get("route") or self.settings.route) == "cheapest" or options.get("routes"):
             raise InvalidParameter("route", "submit takes one route; route choice and fallback need run")
         job = self.prepare(video, audio, output, **options)
         controls = RunControls.from_options(options)
-        with self._budget.hold(job.estimate, keep=True) as hold:
-            handle = self._submitted(job, controls)
-            hold.job_id = handle.id
-        return handle
+        check_budget(job.estimate, per_call=self.settings.budget_per_call)
+        budget = self.budget_cap(job.estimate, sandbox=job.sandbox)
+        job_id, result = self.runner.submit(job, controls, budget=budget)
+        return Job(self, job_id, inputs=job.inputs, result=result)
 
     def job(self, id_or_prefix: str) -> Job:
-        """A handle on a journalled job, by its id or a unique prefix of it (at least 6 characters), in any
-        process that opens the same journal."""
-        return Job(self, find_job(self.journal, id_or_prefix).job_id)
+        """A handle on a journalled job by its id or a unique prefix (6+ characters), in any process."""
+        return Job(self, self.journal.find(id_or_prefix).job_id)
 
     def handle_webhook(self, route: str, headers: Mapping[str, str], body: bytes) -> Job:
-        """Verify a provider's delivery to the callback given as ``webhook_url`` (its signature, timestamp and
-        id, as the provider documents them; docs/webhooks.md) and carry its job on: the output fetched once,
-        the cost recorded as a poll records it. A forged, tampered, stale or replayed delivery raises
-        :class:`WebhookRejected` and records nothing. ``body`` is the raw request body, unparsed."""
+        """Verify a provider's delivery to ``webhook_url`` as the provider documents it (docs/webhooks.md), then
+        carry its job on: output fetched once, cost recorded as a poll records it. A forged, tampered, stale or
+        replayed one raises :class:`WebhookRejected` and records nothing. ``body``: the raw request body."""
         from .webhook_receiver import receive
 
         return receive(self, route, headers, body)
 
     @property
     def webhook_keys(self) -> WebhookKeys:
-        """Each provider's webhook keys or signing secret, fetched on first use and cached with their expiry;
-        ``client.webhook_keys.set(route, value)`` injects one."""
+        """Each provider's webhook keys or secret, cached with their expiry (``.set(route, value)`` injects)."""
         if self._webhook_keys is None:
-            self._webhook_keys = WebhookKeys(self._webhook_source)
+            from .webhook_receiver import key_source
+
+            self._webhook_keys = WebhookKeys(key_source(self))
         return self._webhook_keys
-
-    def _webhook_source(self, route: str) -> tuple[str | None, str | None]:
-        credential = self.credential(route)
-        return self.settings.base_url_for(route), credential.value.get_secret_value() if credential else None
-
-    @property
-    def seen_deliveries(self) -> SeenDeliveries:
-        """The deliveries already handled (``webhooks.sqlite3`` beside the journal): a second one is a replay."""
-        return SeenDeliveries(self.settings.journal_path.with_name("webhooks.sqlite3"))
-
-    def _submitted(self, job: PreparedJob, controls: RunControls) -> Job:
-        record = self.runner.submit(job, controls)
-        return Job(self, record.job_id, inputs=job.inputs)
-
-    def settle(self, job_id: str) -> None:
-        """A job this client submitted ended (a handle or a webhook saw it): its held worst case gives way to
-        what it cost."""
-        self._budget.settle(job_id)
 
     def run_many(self, jobs: Any, **options: Unpack[BatchOptions]) -> BatchReport:
         """Run a batch: a manifest path (CSV or JSONL) or jobs given as dicts, checked and priced whole first.
@@ -356,28 +387,32 @@ class LipSyncClient:
     ) -> LipSyncResult:
         """Carry on a job from the journal: its own provider job if it has one, its recorded inputs if not."""
         deadline = _deadline(deadline_seconds, self.settings.deadline_seconds)
-        record = self.journal.get(job_id)
-        route = self.route(record.route if record is not None else None)
+        record = self.journal.find(job_id)
         controls = RunControls(progress=progress, retry_failed=retry_failed, force_resubmit=force_resubmit)
-        return self.runner.resume(route, job_id, deadline=deadline, controls=controls)
+        return self.runner.resume(self.route(record.route), record.job_id, deadline=deadline, controls=controls)
 
     def cancel(self, job_id: str, *, wait_seconds: float = 60.0) -> JobRecord:
         """Cancel a job: its running owner (any process) is asked to cancel its provider job, and this call
         waits for it to end; it takes the job over only from an owner whose process is gone, or whose claim
         stayed silent for a whole lease while it waited. When nobody runs the job, the provider job is
         cancelled from here. Returns the record as it ends."""
-        record = self.journal.get(job_id)
-        if record is None:
-            raise ConfigurationError(f"no job {job_id!r} in the journal at {self.settings.journal_path}")
+        record = self.journal.find(job_id)
+        job_id = record.job_id
         if record.state in (TERMINAL_OK, *TERMINAL_BAD):
             return record
         self.journal.request_cancel(record.idempotency_key)
         claim, record = self.journal.claim_job(job_id, wait_s=wait_seconds, for_cancel=True)
         try:
             if record.state not in (TERMINAL_OK, *TERMINAL_BAD):
-                job = self.runner.context(claim, record, JobInputs.from_record(record, need_inputs=False),
-                                          Path(record.output_path or "."), deadline=60.0, overwrite=False,
-                                          controls=RunControls())
+                job = self.runner.context(
+                    claim,
+                    record,
+                    JobInputs.from_record(record, need_inputs=False),
+                    Path(record.output_path or "."),
+                    deadline=60.0,
+                    overwrite=False,
+                    controls=RunControls(),
+                )
                 self.route(record.route).cancel_job(job)
             return self.journal.get(job_id) or record
         finally:
@@ -388,9 +423,7 @@ class LipSyncClient:
 
         The record is kept (it is the audit trail) and says what was deleted and what could not be.
         """
-        record = self.journal.get(job_id)
-        if record is None:
-            raise ConfigurationError(f"no job {job_id!r} in the journal at {self.settings.journal_path}")
+        record = self.journal.find(job_id)
         deleted: list[str] = []
         kept: list[str] = []
         if delete_output and record.output_path:
@@ -407,6 +440,7 @@ class LipSyncClient:
         record.not_deleted = kept
         self.journal.save(record)
         return record
+
 
 def _deadline(given: float | None, default: float) -> float:
     value = default if given is None else given

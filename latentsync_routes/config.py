@@ -14,15 +14,18 @@ traceback shows ``**********`` instead of the key.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import sys
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -68,6 +71,9 @@ def default_home() -> Path:
 
 class PolicySettings(BaseModel):
     """The safety checks' knobs; see ``docs/safety.md``."""
+
+    #: a misspelt key (``requires_consent``) would silently leave the check at its default: named instead
+    model_config = ConfigDict(extra="forbid")
 
     require_consent: bool = True
     allow_uploads: bool = True
@@ -123,6 +129,8 @@ class Settings(BaseSettings):
     # NaN would compare false against every price and silently disable a budget: numbers are finite.
     budget_per_call: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     budget_total: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    #: what ``budget_total`` caps: the journal's jobs of this UTC ``day``, this ``month`` or ``all`` (budget.py)
+    budget_period: Literal["day", "month", "all"] = "month"
     local_gpu_hour_usd: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     local_version: Literal["auto", "1.5", "1.6"] = "auto"
     local_device: str | None = None
@@ -144,6 +152,11 @@ class Settings(BaseSettings):
     def route_setting(self, route: str, key: str) -> Any:
         """One of ``route``'s own settings (``route_settings[route][key]``), or ``None``."""
         return self.route_settings.get(route, {}).get(key)
+
+    def base_url_override(self, route: str) -> str | None:
+        """The origin ``route`` is pointed at instead of the provider's (a gateway, a fake), if any."""
+        given = self.route_setting(route, "base_url")
+        return None if given is None else str(given)
 
     def base_url_for(self, route: str) -> str | None:
         """The origin configured for ``route`` (a gateway, a fake), else the default its kit names."""
@@ -211,6 +224,7 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
     toml_path = Path(path).expanduser()
     if not toml_path.is_file():
         raise ConfigurationError(f"config file not found: {toml_path}")
+    _check_toml_types(toml_path)
     bound = type(
         "Settings",
         (Settings,),
@@ -244,8 +258,38 @@ def check_route_settings(value: dict[str, dict[str, Any]]) -> dict[str, dict[str
     return checked
 
 
+def _check_toml_types(toml_path: Path) -> None:
+    """TOML values have types: a string where a number or a flag belongs (``require_consent = "no"``) is a
+    mistake to name, not a value to coerce; the environment, where everything is text, is parsed as before."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    try:
+        data = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeError, tomllib.TOMLDecodeError):
+        return  # the settings source reports an unreadable file in its own words
+    problems = []
+    for key, value in data.items():
+        field = Settings.model_fields.get(key)
+        if field is None or field.annotation is None:
+            continue  # an unknown key: ``extra="forbid"`` names it
+        try:
+            TypeAdapter(field.annotation).validate_json(json.dumps(value, default=str), strict=True)
+        except ValidationError as exc:
+            for problem in exc.errors(include_url=False):
+                where = ".".join([key, *(str(part) for part in problem["loc"])])
+                problems.append(f"config key {where!r}: {problem['msg']}; got {_shown_input(problem.get('input'))}")
+    if problems:
+        raise InvalidSettings(
+            f"invalid setting{'s' if len(problems) > 1 else ''} in {toml_path}: " + "; ".join(problems)
+        )
+
+
 def check_base_url(value: str) -> str:
     """A base URL must be https, or plain http to a loopback address (a fake, a local gateway)."""
+    if len(value) > 2048 or any(ch.isspace() or unicodedata.category(ch).startswith("C") for ch in value):
+        raise ValueError("base URLs must be a URL of at most 2048 characters, without spaces or control characters")
     parts = urlsplit(value)
     if parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname)):
         return value.rstrip("/")
@@ -264,9 +308,7 @@ class Credential:
         return f"Credential(name={self.name!r}, source={self.source!r}, value=SecretStr('**********'))"
 
 
-def route_credential(
-    route: str, explicit: str | SecretStr | None = None, *, stored: bool = True
-) -> Credential | None:
+def route_credential(route: str, explicit: str | SecretStr | None = None, *, stored: bool = True) -> Credential | None:
     """``route``'s credential as its kit names it (``None`` for a route that needs none).
 
     With ``stored=False`` only ``explicit`` is used: the environment and the keyring are never read (the

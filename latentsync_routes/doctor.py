@@ -52,8 +52,12 @@ def gpu_report() -> dict[str, Any]:
         for index in range(torch.cuda.device_count()):
             free, total = torch.cuda.mem_get_info(index)
             report["devices"].append(
-                {"index": index, "name": torch.cuda.get_device_name(index),
-                 "free_gb": round(free / 1e9, 2), "total_gb": round(total / 1e9, 2)}
+                {
+                    "index": index,
+                    "name": torch.cuda.get_device_name(index),
+                    "free_gb": round(free / 1e9, 2),
+                    "total_gb": round(total / 1e9, 2),
+                }
             )
     return report
 

@@ -70,15 +70,21 @@ def download_output(
     """Download ``url`` to the job's destination; returns the final path. Raises :class:`DownloadError`."""
     dest = destination_for(job, file_name or file_name_from_url(url))
     if dest.exists() and not job.overwrite:
-        raise DownloadError(f"{dest} already exists and overwrite is off; the output is still at {url}",
-                            route=route, request_id=request_id)
+        raise DownloadError(
+            f"{dest} already exists and overwrite is off; the output is still at {url}",
+            route=route,
+            request_id=request_id,
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     cap = job.settings.max_output_bytes
 
     if url.startswith("data:"):
-        return run_step(job, "fetch", lambda: _accept(_write_data_uri(url, dest, cap, route, request_id),
-                                                       dest, job, route, request_id, False),
-                        request_id=request_id)
+        return run_step(
+            job,
+            "fetch",
+            lambda: _accept(_write_data_uri(url, dest, cap, route, request_id), dest, job, route, request_id, False),
+            request_id=request_id,
+        )
 
     client = _shared_client()
 
@@ -208,10 +214,15 @@ def _stream_to_temp(
         with client.stream("GET", url, headers={"Accept-Encoding": "identity", **headers}) as response:
             status = response.status_code
             if status >= 400:
-                error = DownloadError(f"output {shown} answered HTTP {status}", route=route, request_id=request_id,
-                                      status_code=status)
-                raise StepFailure(error, retryable=status in TRANSIENT_STATUSES, http_status=status,
-                                  retry_after=retry_after_of(response))
+                error = DownloadError(
+                    f"output {shown} answered HTTP {status}", route=route, request_id=request_id, status_code=status
+                )
+                raise StepFailure(
+                    error,
+                    retryable=status in TRANSIENT_STATUSES,
+                    http_status=status,
+                    retry_after=retry_after_of(response),
+                )
             declared = response.headers.get("content-length")
             expected = int(declared) if declared and declared.isascii() and declared.isdigit() else None
             if status == 206:
@@ -219,25 +230,45 @@ def _stream_to_temp(
                 content_range = response.headers.get("content-range")
                 total = _whole_file_range(content_range)
                 if total is None:
-                    raise StepFailure(DownloadError(
-                        f"output {shown} answered 206 with Content-Range {(content_range or '')[:80]!r}, "
-                        "not the whole file", route=route, request_id=request_id), retryable=True)
+                    raise StepFailure(
+                        DownloadError(
+                            f"output {shown} answered 206 with Content-Range {(content_range or '')[:80]!r}, "
+                            "not the whole file",
+                            route=route,
+                            request_id=request_id,
+                        ),
+                        retryable=True,
+                    )
                 expected = total if expected is None else expected
             if expected is not None and expected > cap:
-                raise StepFailure(DownloadError(f"output {shown} is {expected} bytes, over max_output_bytes={cap}",
-                                                route=route, request_id=request_id), retryable=False)
+                raise StepFailure(
+                    DownloadError(
+                        f"output {shown} is {expected} bytes, over max_output_bytes={cap}",
+                        route=route,
+                        request_id=request_id,
+                    ),
+                    retryable=False,
+                )
             received = 0
             with tmp.open("wb") as out:
                 for chunk in response.iter_bytes(_CHUNK):
                     received += len(chunk)
                     if received > cap:
-                        raise StepFailure(DownloadError(f"output {shown} exceeded max_output_bytes={cap}",
-                                                        route=route, request_id=request_id), retryable=False)
+                        raise StepFailure(
+                            DownloadError(
+                                f"output {shown} exceeded max_output_bytes={cap}", route=route, request_id=request_id
+                            ),
+                            retryable=False,
+                        )
                     out.write(chunk)
             if expected is not None and response.num_bytes_downloaded != expected:
                 got = response.num_bytes_downloaded
-                raise StepFailure(DownloadError(f"output {shown} was truncated: {got} of {expected} bytes",
-                                                route=route, request_id=request_id), retryable=True)
+                raise StepFailure(
+                    DownloadError(
+                        f"output {shown} was truncated: {got} of {expected} bytes", route=route, request_id=request_id
+                    ),
+                    retryable=True,
+                )
             return tmp, expected is not None
     except StepFailure:
         _discard(tmp)
@@ -245,12 +276,16 @@ def _stream_to_temp(
     except httpx.HTTPError as exc:
         _discard(tmp)
         what = "could not connect" if request_never_sent(exc) else "broke off"
-        raise StepFailure(DownloadError(f"download of {shown} {what}: {type(exc).__name__}", route=route,
-                                        request_id=request_id), retryable=True) from None
+        raise StepFailure(
+            DownloadError(f"download of {shown} {what}: {type(exc).__name__}", route=route, request_id=request_id),
+            retryable=True,
+        ) from None
     except OSError as exc:
         _discard(tmp)
-        raise StepFailure(DownloadError(f"cannot write beside {dest}: {exc.strerror or exc}", route=route,
-                                        request_id=request_id), retryable=False) from None
+        raise StepFailure(
+            DownloadError(f"cannot write beside {dest}: {exc.strerror or exc}", route=route, request_id=request_id),
+            retryable=False,
+        ) from None
     except BaseException:
         _discard(tmp)
         raise
@@ -264,16 +299,23 @@ def _write_data_uri(url: str, dest: Path, cap: int, route: str, request_id: str 
     meta, _, payload = url[5:].partition(",")
     is_base64 = meta.lower().endswith(";base64")
     if (len(payload) * 3 // 4 if is_base64 else len(payload) // 3) > cap:  # refuse before decoding it all
-        raise StepFailure(DownloadError(f"output data: URI is over max_output_bytes={cap}", route=route,
-                                        request_id=request_id), retryable=False)
+        raise StepFailure(
+            DownloadError(f"output data: URI is over max_output_bytes={cap}", route=route, request_id=request_id),
+            retryable=False,
+        )
     try:
         data = base64.b64decode(payload) if is_base64 else unquote_to_bytes(payload)
     except (binascii.Error, ValueError):
-        raise StepFailure(DownloadError("output data: URI is not valid base64", route=route, request_id=request_id),
-                          retryable=False) from None
+        raise StepFailure(
+            DownloadError("output data: URI is not valid base64", route=route, request_id=request_id), retryable=False
+        ) from None
     if len(data) > cap:
-        raise StepFailure(DownloadError(f"output is {len(data)} bytes, over max_output_bytes={cap}", route=route,
-                                        request_id=request_id), retryable=False)
+        raise StepFailure(
+            DownloadError(
+                f"output is {len(data)} bytes, over max_output_bytes={cap}", route=route, request_id=request_id
+            ),
+            retryable=False,
+        )
     tmp = _temp_beside(dest)
     try:
         tmp.write_bytes(data)
@@ -291,8 +333,9 @@ def _accept(tmp: Path, dest: Path, job: JobContext, route: str, request_id: str 
         _discard(tmp, unlink=False)
 
 
-def _probe_and_move(tmp: Path, dest: Path, job: JobContext, route: str, request_id: str | None,
-                    retry_bad: bool) -> Path:
+def _probe_and_move(
+    tmp: Path, dest: Path, job: JobContext, route: str, request_id: str | None, retry_bad: bool
+) -> Path:
     """Probe the temp file and move it into place; a file that will not open is never accepted.
 
     When the transfer had no ``Content-Length`` a truncation is only visible to the probe, so an unreadable
@@ -307,19 +350,24 @@ def _probe_and_move(tmp: Path, dest: Path, job: JobContext, route: str, request_
             raise DownloadError(f"the output from {route} has no playable video", route=route, request_id=request_id)
     except LatentSyncError as exc:
         tmp.unlink(missing_ok=True)
-        error = exc if isinstance(exc, DownloadError) else DownloadError(
-            f"the output from {route} is not a playable video: {exc.message}", route=route, request_id=request_id)
+        error = (
+            exc
+            if isinstance(exc, DownloadError)
+            else DownloadError(
+                f"the output from {route} is not a playable video: {exc.message}", route=route, request_id=request_id
+            )
+        )
         raise StepFailure(error, retryable=retry_bad) from None
     try:
         _move_into_place(tmp, dest, job.overwrite)
     except FileExistsError:
         tmp.unlink(missing_ok=True)
-        raise DownloadError(f"{dest} appeared while downloading and overwrite is off", route=route,
-                            request_id=request_id) from None
+        raise DownloadError(
+            f"{dest} appeared while downloading and overwrite is off", route=route, request_id=request_id
+        ) from None
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise DownloadError(f"cannot write {dest}: {exc.strerror or exc}", route=route,
-                            request_id=request_id) from None
+        raise DownloadError(f"cannot write {dest}: {exc.strerror or exc}", route=route, request_id=request_id) from None
     return dest
 
 

@@ -12,6 +12,7 @@ carries the CLI exit code it maps to, so the CLI has no second table to keep in 
     │   ├── UnknownRoute
     │   ├── RouteNotInstalled            names the extra to install
     │   ├── MissingCredentials           names the env var / keyring entry, never a value
+    │   ├── DummyCredentialRefused       a fakes' dummy key bound for a real provider host
     │   ├── InvalidSettings              a setting it cannot take (also a ValueError), named by its variable
     │   └── JournalError                 the journal file is damaged, not a database, or not writable
     ├── InputError                       exit 2   refused before any upload or payment
@@ -25,6 +26,7 @@ carries the CLI exit code it maps to, so the CLI has no second table to keep in 
     │   │   └── MediaLimitExceeded       over a route's size or duration limit
     │   ├── UnsupportedParameter         a route does not take this parameter (never dropped silently)
     │   ├── InvalidParameter             a value out of the route's range
+    │   ├── InvalidConsent               a consent text that is not one (control characters only, too long)
     │   └── ManifestError                a batch manifest's bad rows, each named by its line (exit 2 or 3)
     ├── PolicyViolation                  exit 3   one or more safety checks failed; lists them all
     ├── BudgetExceeded                   exit 5   the estimate is over a per-call or per-client cap
@@ -108,6 +110,10 @@ class MissingCredentials(ConfigurationError):
     pass
 
 
+class DummyCredentialRefused(ConfigurationError):
+    """A dummy key of the built-in fakes would go to a real provider host: the base URL was not exported."""
+
+
 class InvalidSettings(ConfigurationError, ValueError):
     """A setting with a value it cannot take; also a ``ValueError``, which ``load_settings`` used to raise."""
 
@@ -118,6 +124,10 @@ class JournalError(ConfigurationError):
 
 class InputError(LatentSyncError):
     exit_code = 2
+
+
+class InvalidConsent(InputError):
+    """A consent text that is not one: no letters once control characters are removed, or too long."""
 
 
 class MediaError(InputError):

@@ -67,26 +67,44 @@ def face_row(
     """
     wanted = policy.face_check if enabled is None else enabled
     if not info.uploads_media:
-        return CheckResult(check="face", passed=True, reason="not needed: nothing is uploaded on this route, and "
-                           "the route finds the face itself (a video without one fails before any charge)")
+        return CheckResult(
+            check="face",
+            passed=True,
+            reason="not needed: nothing is uploaded on this route, and "
+            "the route finds the face itself (a video without one fails before any charge)",
+        )
     if not wanted:
         why = "face_check=False for this job" if enabled is False else "policy.face_check = false"
-        return CheckResult(check="face", passed=True, reason=f"skipped ({why}): a provider may refuse, and bill, "
-                           "a video in which it finds no face")
+        return CheckResult(
+            check="face",
+            passed=True,
+            reason=f"skipped ({why}): a provider may refuse, and bill, a video in which it finds no face",
+        )
     if not mediapipe_installed():
-        return CheckResult(check="face", passed=True, reason=f"skipped: MediaPipe is not installed ({FACES_EXTRA}); "
-                           "a provider may refuse, and bill, a video in which it finds no face")
+        return CheckResult(
+            check="face",
+            passed=True,
+            reason=f"skipped: MediaPipe is not installed ({FACES_EXTRA}); "
+            "a provider may refuse, and bill, a video in which it finds no face",
+        )
     if video.kind == "url":
-        return CheckResult(check="face", passed=True, reason="skipped: the video is a URL and its frames are not "
-                           "downloaded before the job")
+        return CheckResult(
+            check="face",
+            passed=True,
+            reason="skipped: the video is a URL and its frames are not downloaded before the job",
+        )
     found, sampled = faces_in(video)
     if not sampled:
         return CheckResult(check="face", passed=False, reason="no frame of the video could be decoded")
     needed = max(1, int(round(MIN_FACE_FRACTION * sampled)))
     summary = f"a face in {found} of {sampled} sampled frames (MediaPipe face detection)"
     if found < needed:
-        return CheckResult(check="face", passed=False, reason=f"{summary}; at least {needed} needed: a provider "
-                           "would likely refuse the job (fal bills a 'face not detected' refusal)")
+        return CheckResult(
+            check="face",
+            passed=False,
+            reason=f"{summary}; at least {needed} needed: a provider "
+            "would likely refuse the job (fal bills a 'face not detected' refusal)",
+        )
     return CheckResult(check="face", passed=True, reason=summary)
 
 
@@ -134,8 +152,11 @@ def sample_frames(video: MediaSource, count: int) -> list[np.ndarray]:
     with av.open(target) as container:
         stream = container.streams.video[0]
         base = stream.time_base or Fraction(1, 1_000_000)
-        duration = float(stream.duration * base) if stream.duration else (
-            container.duration / 1_000_000 if container.duration else 0.0)
+        duration = (
+            float(stream.duration * base)
+            if stream.duration
+            else (container.duration / 1_000_000 if container.duration else 0.0)
+        )
         start = float(stream.start_time * base) if stream.start_time else 0.0
         times = [start + duration * i / max(count - 1, 1) for i in range(count)]
         for moment in times:

@@ -19,25 +19,31 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ClaimTimeout, ConfigurationError, LatentSyncError, WaitTimeout
 from .job_runner import JobInputs, RunControls
-from .journal import TERMINAL_BAD, TERMINAL_OK, Claim, Journal
+from .journal import Claim, Journal
 from .types import JobRecord, LipSyncResult
 
 if TYPE_CHECKING:
     from .client import LipSyncClient
     from .routes.base import JobContext, Route
 
-#: The least number of characters of a job id that ``client.job`` takes as a prefix.
-MIN_PREFIX = 6
-
 
 class Job:
     """A handle on one journalled job. Cheap to make; holds no claim and no connection between calls."""
 
-    def __init__(self, client: LipSyncClient, job_id: str, *, inputs: JobInputs | None = None) -> None:
+    def __init__(
+        self,
+        client: LipSyncClient,
+        job_id: str,
+        *,
+        inputs: JobInputs | None = None,
+        result: LipSyncResult | None = None,
+    ) -> None:
         self._client = client
         self._id = job_id
         #: the probed inputs, when this handle was made by ``submit`` in this process (a re-upload needs them)
         self._inputs = inputs
+        #: the result of a ``submit`` that ran the job to its end (the local route), for the first ``wait``
+        self._result = result
 
     def __repr__(self) -> str:
         record = self._client.journal.get(self._id)
@@ -84,6 +90,9 @@ class Job:
 
     def wait(self, timeout: float | None = None, *, controls: RunControls | None = None) -> LipSyncResult:
         """The job's result, as ``run`` returns it, with the output fetched (once, whoever else waits)."""
+        if self._result is not None:  # submit ran the job to its end here: run's result, not a re-read
+            result, self._result = self._result, None
+            return result
         if timeout is not None:
             self._wait_for_provider(timeout)
         return self.finish(deadline=self._client.settings.deadline_seconds, controls=controls)
@@ -91,12 +100,9 @@ class Job:
     def finish(self, *, deadline: float, controls: RunControls | None = None) -> LipSyncResult:
         """Carry the job on to its end within ``deadline`` seconds (then it is cancelled at the provider)."""
         client = self._client
-        try:
-            return client.runner.carry_on(
-                client.route(self.route), self._id, self._inputs, deadline=deadline, controls=controls or RunControls()
-            )
-        finally:
-            client.settle(self._id)
+        return client.runner.carry_on(
+            client.route(self.route), self._id, self._inputs, deadline=deadline, controls=controls or RunControls()
+        )
 
     def _wait_for_provider(self, timeout: float) -> None:
         """Poll (through :meth:`status`) until the provider job ended or ``timeout`` passed."""
@@ -124,29 +130,6 @@ class Job:
     def delete(self, *, delete_output: bool = True) -> JobRecord:
         """Delete the job's output and its remote files where allowed (:meth:`LipSyncClient.delete_job`)."""
         return self._client.delete_job(self._id, delete_output=delete_output)
-
-
-def find_job(journal: Journal, id_or_prefix: str) -> JobRecord:
-    """The one job whose id is ``id_or_prefix`` or starts with it (at least :data:`MIN_PREFIX` characters)."""
-    given = id_or_prefix.strip()
-    record = journal.get(given)
-    if record is not None:
-        return record
-    if len(given) < MIN_PREFIX:
-        raise ConfigurationError(
-            f"no job {given!r} in the journal at {journal.path} (a prefix of a job id needs "
-            f"at least {MIN_PREFIX} characters)"
-        )
-    found = journal.with_prefix(given)
-    if not found:
-        raise ConfigurationError(f"no job {given!r} in the journal at {journal.path}")
-    if len(found) > 1:
-        raise ConfigurationError(
-            f"{given!r} starts more than one job id ({', '.join(found[:3])}); give more characters"
-        )
-    record = journal.get(found[0])
-    assert record is not None  # noqa: S101 - the journal never deletes jobs
-    return record
 
 
 def claim_now(journal: Journal, job_id: str) -> tuple[Claim, JobRecord] | None:
@@ -181,8 +164,3 @@ def poll_once(client: LipSyncClient, claim: Claim, record: JobRecord) -> str | N
         return str(check(context_of(client, claim, record)))
     except LatentSyncError:  # the provider job ended badly: journalled, and told by ``wait``
         return "ended"
-
-
-def settled(record: JobRecord) -> bool:
-    """Whether the job reached an end it keeps (fetched, or failed/cancelled)."""
-    return record.state == TERMINAL_OK or record.state in TERMINAL_BAD

@@ -31,6 +31,7 @@ from .routes.base import JobContext, ProgressCallback, Route, Submitted
 from .types import PROVIDER_STATES, CostEstimate, JobRecord, LipSyncRequest, LipSyncResult, MediaInfo, utcnow
 
 if TYPE_CHECKING:
+    from .budget import BudgetCap
     from .config import Credential, Settings
     from .policy import CheckResult
 
@@ -63,12 +64,24 @@ class PreparedJob:
     consent: str | None
     #: seconds the job may take from the moment it is driven
     deadline: float
+    #: the route is pointed away from the provider (a base-URL override): its money is kept apart
+    sandbox: bool = False
 
     def new_record(self) -> JobRecord:
         """The journal's first record of this job (written only when it is first claimed)."""
         inputs = self.inputs
-        return new_record(self.route.info(), inputs.request, self.idempotency_key, self.consent, self.checks,
-                          self.estimate, inputs.video, inputs.audio, self.output_path)
+        return new_record(
+            self.route.info(),
+            inputs.request,
+            self.idempotency_key,
+            self.consent,
+            self.checks,
+            self.estimate,
+            inputs.video,
+            inputs.audio,
+            self.output_path,
+            sandbox=self.sandbox,
+        )
 
 
 @dataclass(frozen=True)
@@ -91,17 +104,22 @@ class RunControls:
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> RunControls:
         """The controls among ``run``'s keyword options (``RunOptions``)."""
-        return cls(progress=options.get("progress"), retry_failed=bool(options.get("retry_failed", False)),
-                   force_resubmit=bool(options.get("force_resubmit", False)),
-                   overwrite=bool(options.get("overwrite", False)), cancel_event=options.get("cancel_event"),
-                   webhook_url=checked_webhook_url(options.get("webhook_url")))
+        return cls(
+            progress=options.get("progress"),
+            retry_failed=bool(options.get("retry_failed", False)),
+            force_resubmit=bool(options.get("force_resubmit", False)),
+            overwrite=bool(options.get("overwrite", False)),
+            cancel_event=options.get("cancel_event"),
+            webhook_url=checked_webhook_url(options.get("webhook_url")),
+        )
 
 
 class JobRunner:
     """Claim, drive, execute and finish jobs with one set of settings, one journal and one credential lookup."""
 
-    def __init__(self, settings: Settings, journal: Callable[[], Journal],
-                 credential: Callable[[str], Credential | None]) -> None:
+    def __init__(
+        self, settings: Settings, journal: Callable[[], Journal], credential: Callable[[str], Credential | None]
+    ) -> None:
         self.settings = settings
         self._journal = journal
         self._credential = credential
@@ -111,20 +129,27 @@ class JobRunner:
         return self._journal()
 
     # -- entry points ------------------------------------------------------------------------------------
-    def run(self, job: PreparedJob, controls: RunControls) -> LipSyncResult:
-        """Claim ``job`` (waiting for another caller running it) and drive it; the claim is always released."""
+    def run(self, job: PreparedJob, controls: RunControls, *, budget: BudgetCap | None = None) -> LipSyncResult:
+        """Claim ``job`` (waiting for another caller running it) and drive it; the claim is always released.
+
+        ``budget``: a new job's record is created only if its worst case fits under the cap (the journal
+        checks it in the claim's own transaction, so two processes cannot both pass it)."""
         key, output = job.idempotency_key, job.output_path
         # A file at the output is this job's own only if the job fetched it (or may have, part-way through a
         # fetch); otherwise it belongs to someone else, and the job is refused before its claim, so nothing is
         # journalled (docs/reliability.md, "What is journalled").
         known = self.journal.find_latest(key)
-        if not (known is not None and known.output_path == str(output)
-                and known.state in (TERMINAL_OK, *PROVIDER_STATES)):
+        if not (
+            known is not None and known.output_path == str(output) and known.state in (TERMINAL_OK, *PROVIDER_STATES)
+        ):
             check_free(output, overwrite=controls.overwrite, route=job.route.info().name)
         progress = controls.progress
         claim, record = self.journal.claim(
-            key, job.new_record,
-            on_wait=lambda _: progress("waiting for another caller running the same job", None) if progress else None)
+            key,
+            job.new_record,
+            on_wait=lambda _: progress("waiting for another caller running the same job", None) if progress else None,
+            budget=budget,
+        )
         try:
             return self.drive(job.route, claim, record, job.inputs, output, deadline=job.deadline, controls=controls)
         except LatentSyncError as exc:
@@ -134,28 +159,40 @@ class JobRunner:
         finally:
             claim.release()
 
-    def submit(self, job: PreparedJob, controls: RunControls) -> JobRecord:
-        """Claim ``job`` and drive it until the provider holds it (or to its end, on a route that cannot stop
-        there, or when it was already finished); its record as it stands then."""
+    def submit(
+        self, job: PreparedJob, controls: RunControls, *, budget: BudgetCap | None = None
+    ) -> tuple[str, LipSyncResult | None]:
+        """Claim ``job`` and drive it until the provider holds it: its job id. A route that cannot stop there
+        (local) runs it to the end, and a finished job is found finished: then its result too."""
         try:
-            return self.run(job, replace(controls, submit_only=True)).record
+            result = self.run(job, replace(controls, submit_only=True), budget=budget)
         except Submitted:
             record = self.journal.find_latest(job.idempotency_key)
             assert record is not None  # noqa: S101 - the claim wrote it before the submit
-            return record
+            return record.job_id, None
+        return result.job_id, result
 
-    def carry_on(self, route: Route, job_id: str, inputs: JobInputs | None, *, deadline: float,
-                 controls: RunControls) -> LipSyncResult:
+    def carry_on(
+        self, route: Route, job_id: str, inputs: JobInputs | None, *, deadline: float, controls: RunControls
+    ) -> LipSyncResult:
         """Carry on a journalled job to its end (``Job.wait``): its own provider job if it has one. A caller
         running it already is waited for; then its result is returned, never fetched twice."""
         claim, record = self.journal.claim_job(job_id)
         try:
             if inputs is None:
-                inputs = JobInputs.from_record(record, need_inputs=must_submit(record, controls.retry_failed,
-                                                                                controls.force_resubmit))
+                inputs = JobInputs.from_record(
+                    record, need_inputs=must_submit(record, controls.retry_failed, controls.force_resubmit)
+                )
             output = Path(record.output_path or f"{record.job_id}.mp4")
-            return self.drive(route, claim, record, inputs, output, deadline=deadline,
-                              controls=replace(controls, overwrite=True, submit_only=False))
+            return self.drive(
+                route,
+                claim,
+                record,
+                inputs,
+                output,
+                deadline=deadline,
+                controls=replace(controls, overwrite=True, submit_only=False),
+            )
         except LatentSyncError as exc:
             if exc.job_id is None:
                 exc.job_id = job_id
@@ -170,26 +207,42 @@ class JobRunner:
             needs = must_submit(record, controls.retry_failed, controls.force_resubmit)
             inputs = JobInputs.from_record(record, need_inputs=needs)
             output = Path(record.output_path or f"{record.job_id}.mp4")
-            resumed = RunControls(progress=controls.progress, retry_failed=controls.retry_failed,
-                                  force_resubmit=controls.force_resubmit, overwrite=True,
-                                  cancel_event=controls.cancel_event)
+            resumed = RunControls(
+                progress=controls.progress,
+                retry_failed=controls.retry_failed,
+                force_resubmit=controls.force_resubmit,
+                overwrite=True,
+                cancel_event=controls.cancel_event,
+            )
             return self.drive(route, claim, record, inputs, output, deadline=deadline, controls=resumed)
         finally:
             claim.release()
 
     # -- the claimed job ---------------------------------------------------------------------------------
-    def drive(self, route: Route, claim: Claim, record: JobRecord, inputs: JobInputs, output_path: Path, *,
-              deadline: float, controls: RunControls) -> LipSyncResult:
+    def drive(
+        self,
+        route: Route,
+        claim: Claim,
+        record: JobRecord,
+        inputs: JobInputs,
+        output_path: Path,
+        *,
+        deadline: float,
+        controls: RunControls,
+    ) -> LipSyncResult:
         """Decide what the claimed job needs (nothing, a re-run, a carry-on) and do it."""
         if record.state == TERMINAL_OK and record.output_path and Path(record.output_path).is_file():
             log.info("job %s already fetched; not running again", record.job_id)
-            return result_from_record(record)
+            return result_from_record(record).model_copy(update={"already_done": True})
         if record.state in TERMINAL_BAD:
             if reached_provider(record) and not controls.retry_failed:
                 raise JobAlreadyFailed(
                     f"job {record.job_id} already ended {record.state} ({record.failure_reason}); running it "
                     "again would pay for a new provider job: pass retry_failed=True (CLI: --retry-failed) to do "
-                    "that", route=record.route, request_id=record.provider_request_id)
+                    "that",
+                    route=record.route,
+                    request_id=record.provider_request_id,
+                )
             if record.provider_request_id:
                 record.previous_request_ids.append(record.provider_request_id)
             record.provider_request_id = None
@@ -200,22 +253,42 @@ class JobRunner:
             record.state = "completed"
         record.output_path = str(output_path)
         overwrite = controls.overwrite or record.state in PROVIDER_STATES
-        job = self.context(claim, record, inputs, output_path, deadline=deadline, overwrite=overwrite,
-                           controls=controls)
+        job = self.context(
+            claim, record, inputs, output_path, deadline=deadline, overwrite=overwrite, controls=controls
+        )
         return self.execute(route, job)
 
-    def context(self, claim: Claim, record: JobRecord, inputs: JobInputs, output_path: Path, *, deadline: float,
-                overwrite: bool, controls: RunControls) -> JobContext:
+    def context(
+        self,
+        claim: Claim,
+        record: JobRecord,
+        inputs: JobInputs,
+        output_path: Path,
+        *,
+        deadline: float,
+        overwrite: bool,
+        controls: RunControls,
+    ) -> JobContext:
         """The job as its route sees it, writing through to the journal as the claim's owner."""
         owner = claim.owner
         claim.start_heartbeat()
         return JobContext(
-            record=record, request=inputs.request, video_info=inputs.video, audio_info=inputs.audio,
-            output_path=output_path, settings=self.settings, credential=self._credential(record.route),
-            deadline=time.monotonic() + deadline, overwrite=overwrite, progress=controls.progress,
-            persist=lambda r: self.journal.save(r, owner=owner), force_resubmit=controls.force_resubmit,
-            cancel_event=controls.cancel_event or threading.Event(), cancel_flag=claim.cancel_requested,
-            stop_after_submit=controls.submit_only, webhook_url=controls.webhook_url,
+            record=record,
+            request=inputs.request,
+            video_info=inputs.video,
+            audio_info=inputs.audio,
+            output_path=output_path,
+            settings=self.settings,
+            credential=self._credential(record.route),
+            deadline=time.monotonic() + deadline,
+            overwrite=overwrite,
+            progress=controls.progress,
+            persist=lambda r: self.journal.save(r, owner=owner),
+            force_resubmit=controls.force_resubmit,
+            cancel_event=controls.cancel_event or threading.Event(),
+            cancel_flag=claim.cancel_requested,
+            stop_after_submit=controls.submit_only,
+            webhook_url=controls.webhook_url,
         )
 
     def execute(self, route: Route, job: JobContext) -> LipSyncResult:
@@ -228,25 +301,34 @@ class JobRunner:
             raise  # the provider holds the job; ``Job.wait`` or a webhook carries it on
         except ClaimLost as lost:  # another caller owns the job now; this one writes nothing more
             if _cancelled_all_the_same(job):
-                raise JobCancelled(f"job {record.job_id} was cancelled; the caller that took it over carries the "
-                                   f"cancel out ({lost.message})", route=record.route,
-                                   request_id=record.provider_request_id) from lost
+                raise JobCancelled(
+                    f"job {record.job_id} was cancelled; the caller that took it over carries the "
+                    f"cancel out ({lost.message})",
+                    route=record.route,
+                    request_id=record.provider_request_id,
+                ) from lost
             raise
         except LatentSyncError as exc:
             self.finish_failed(job, exc, started)
             raise
         except Exception as exc:
-            wrapped = RouteError(f"unexpected {type(exc).__name__}: {exc}", route=record.route,
-                                 request_id=record.provider_request_id)
+            wrapped = RouteError(
+                f"unexpected {type(exc).__name__}: {exc}", route=record.route, request_id=record.provider_request_id
+            )
             self.finish_failed(job, wrapped, started)
             raise wrapped from exc
         record.cost.actual = outcome.actual_cost
         if outcome.cost_basis:
             record.cost.basis = outcome.cost_basis
         record.timings["total_seconds"] = round(time.monotonic() - started, 3)
-        job.mark("fetched", output_path=str(outcome.output_path), output_uri=outcome.output_url,
-                 provider_request_id=outcome.provider_request_id or record.provider_request_id,
-                 completed_at=utcnow(), failure_reason=None)
+        job.mark(
+            "fetched",
+            output_path=str(outcome.output_path),
+            output_uri=outcome.output_url,
+            provider_request_id=outcome.provider_request_id or record.provider_request_id,
+            completed_at=utcnow(),
+            failure_reason=None,
+        )
         self._sink(record)
         return result_from_record(record)
 
@@ -261,8 +343,10 @@ class JobRunner:
             elif record.state in PROVIDER_STATES:
                 job.mark(interrupted=reason, failure_reason=reason)  # re-running carries on the same provider job
             else:
-                job.mark("cancelled" if isinstance(exc, (JobCancelled, DeadlineExceeded)) else "failed",
-                         failure_reason=reason)
+                job.mark(
+                    "cancelled" if isinstance(exc, (JobCancelled, DeadlineExceeded)) else "failed",
+                    failure_reason=reason,
+                )
         except Exception as journal_error:  # noqa: BLE001 - the job's own error is the one to raise
             log.warning("could not journal the failure of job %s: %s", record.job_id, journal_error)
             return
@@ -292,8 +376,9 @@ def checked_webhook_url(url: str | None) -> str | None:
     from .types import is_loopback_host
 
     parts = urlsplit(str(url))
-    if not parts.hostname or not (parts.scheme == "https" or (parts.scheme == "http"
-                                                              and is_loopback_host(parts.hostname))):
+    if not parts.hostname or not (
+        parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname))
+    ):
         raise InvalidParameter("webhook_url", "must be an https URL (plain http only to a loopback host)")
     return str(url)
 

@@ -12,7 +12,6 @@ owner whose claim was taken over can no longer write (it raises :class:`ClaimLos
 A cancel is handed over through the claim: ``request_cancel`` asks the owner, the owner takes the cancel on
 (a claim-checked write), and the caller cancelling waits for it. That caller judges the owner only by what
 it sees itself (see :class:`.owners.CancelWatch`), so it never takes over an owner that is carrying the cancel out.
-
 WAL mode and a busy timeout make it safe for several processes at once; each operation opens its own
 short-lived connection (:mod:`.journal_db` opens the file, once switches it to WAL and creates the schema).
 A lock held too long raises :class:`JournalBusy` (transient); a damaged file :class:`JournalError` (exit 2).
@@ -25,14 +24,16 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date
+from os.path import commonprefix
 from pathlib import Path
 
 from pydantic import BaseModel
 
+from .budget import BudgetCap
 from .errors import ClaimLost, ClaimTimeout, ConfigurationError, JournalBusy, JournalError
 from .journal_db import connect, initialise
 from .money import from_micros, total
@@ -46,7 +47,10 @@ _SPEND_SUMS = """SELECT route, substr(created_at, 1, 10) AS day,
     coalesce(sum(CAST(round(json_extract(record, '$.cost.estimated') * 1000000) AS INTEGER)), 0),
     coalesce(sum(CAST(round(json_extract(record, '$.cost.actual') * 1000000) AS INTEGER)), 0),
     coalesce(sum(CAST(round(json_extract(record, '$.cost.billed_failures') * 1000000) AS INTEGER)), 0),
-    sum(json_extract(record, '$.cost.actual') IS NULL) FROM jobs"""
+    sum(json_extract(record, '$.cost.actual') IS NULL),
+    coalesce(json_extract(record, '$.sandbox'), 0) AS sandbox FROM jobs"""
+#: The fewest characters of a job id accepted as a prefix of it.
+MIN_PREFIX = 6
 TERMINAL_OK = "fetched"
 TERMINAL_BAD = ("failed", "cancelled")
 #: Seconds without a heartbeat after which an owner on another host (or a hung one) counts as dead.
@@ -68,6 +72,8 @@ class SpendRow(BaseModel):
     actual: float
     billed_failures: float
     without_actual: int
+    #: jobs run against a base-URL override (the fakes, a gateway under test): not real money
+    sandbox: bool = False
 
     @property
     def spent(self) -> float:
@@ -143,12 +149,15 @@ class Journal:
         lease_s: float | None = None,
         on_wait: Callable[[str], None] | None = None,
         for_cancel: bool = False,
+        budget: BudgetCap | None = None,
     ) -> tuple[Claim, JobRecord]:
         """Own the job of ``key`` (creating its record if there is none), waiting while a live owner holds it.
 
         Returns the claim and the job's current record: new, finished, failed or part-way, for the caller to
         decide what to do with it. Raises :class:`ClaimTimeout` after ``wait_s`` of waiting. ``for_cancel``:
         the caller asked the owner to cancel (``request_cancel``) and judges it as :class:`.owners.CancelWatch` says.
+        ``budget``: a new job's record is created only if its worst case fits under the cap, checked in the
+        same transaction (:class:`.budget.BudgetCap`; raises :class:`BudgetExceeded`).
         """
         owner = owner or new_owner()
         lease = LEASE_S if lease_s is None else lease_s
@@ -159,7 +168,7 @@ class Journal:
             with self._connect() as db:
                 db.execute("BEGIN IMMEDIATE")
                 try:
-                    found = self._try_claim(db, key, owner, lease, make_record, watch)
+                    found = self._try_claim(db, key, owner, lease, make_record, watch, budget)
                     db.execute("COMMIT")
                 except BaseException:
                     db.execute("ROLLBACK")
@@ -172,10 +181,14 @@ class Journal:
                 told = True
             if time.monotonic() > give_up:
                 if for_cancel:
-                    raise ClaimTimeout(f"the caller running the job (key {key}) has not ended it within {wait_s:g} s "
-                                       "of the cancel request; the request stays recorded for it")
-                raise ClaimTimeout(f"another caller has been running the same job (key {key}) for longer than "
-                                   f"{wait_s:g} s; wait for it or resume it later")
+                    raise ClaimTimeout(
+                        f"the caller running the job (key {key}) has not ended it within {wait_s:g} s "
+                        "of the cancel request; the request stays recorded for it"
+                    )
+                raise ClaimTimeout(
+                    f"another caller has been running the same job (key {key}) for longer than "
+                    f"{wait_s:g} s; wait for it or resume it later"
+                )
             time.sleep(WAIT_POLL_S)
 
     def _try_claim(
@@ -186,9 +199,11 @@ class Journal:
         lease_s: float,
         make_record: Callable[[], JobRecord],
         watch: CancelWatch | None = None,
+        budget: BudgetCap | None = None,
     ) -> tuple[JobRecord, bool] | None:
-        row = db.execute("SELECT job_id, owner, heartbeat, cancel_requested FROM claims WHERE idempotency_key = ?",
-                         (key,)).fetchone()
+        row = db.execute(
+            "SELECT job_id, owner, heartbeat, cancel_requested FROM claims WHERE idempotency_key = ?", (key,)
+        ).fetchone()
         took_over, cancel = False, CANCEL_NONE
         if row is not None:
             owner_now, beat, asked = row[1], row[2], row[3]
@@ -204,10 +219,14 @@ class Journal:
         if latest is not None:
             record = JobRecord.model_validate_json(latest[0])
         else:
+            if budget is not None:
+                budget.admit(db)
             record = make_record()
             self._write(db, record)
-        db.execute("INSERT INTO claims (idempotency_key, job_id, owner, heartbeat, cancel_requested) "
-                   "VALUES (?, ?, ?, ?, ?)", (key, record.job_id, owner, time.time(), cancel))
+        db.execute(
+            "INSERT INTO claims (idempotency_key, job_id, owner, heartbeat, cancel_requested) VALUES (?, ?, ?, ?, ?)",
+            (key, record.job_id, owner, time.time(), cancel),
+        )
         return record, took_over
 
     def claim_job(self, job_id: str, **kwargs: object) -> tuple[Claim, JobRecord]:
@@ -219,8 +238,10 @@ class Journal:
 
     def _beat(self, claim: Claim) -> None:
         with self._connect() as db:
-            db.execute("UPDATE claims SET heartbeat = ? WHERE idempotency_key = ? AND owner = ?",
-                       (time.time(), claim.key, claim.owner))
+            db.execute(
+                "UPDATE claims SET heartbeat = ? WHERE idempotency_key = ? AND owner = ?",
+                (time.time(), claim.key, claim.owner),
+            )
 
     def _release(self, claim: Claim) -> None:
         with self._connect() as db:
@@ -229,26 +250,31 @@ class Journal:
     def request_cancel(self, key: str) -> bool:
         """Ask the live owner of ``key`` to cancel its job; False when nobody holds it."""
         with self._connect() as db:
-            changed = db.execute("UPDATE claims SET cancel_requested = max(cancel_requested, ?) "
-                                 "WHERE idempotency_key = ?", (CANCEL_ASKED, key)).rowcount
+            changed = db.execute(
+                "UPDATE claims SET cancel_requested = max(cancel_requested, ?) WHERE idempotency_key = ?",
+                (CANCEL_ASKED, key),
+            ).rowcount
         return bool(changed)
 
     def _take_cancel(self, claim: Claim) -> bool:
         """The owner's cancel check (:meth:`Claim.cancel_requested`): a cancel asked of it is taken on in one
         claim-checked write, which also renews the heartbeat."""
         with self._connect() as db:
-            row = db.execute("SELECT owner, cancel_requested FROM claims WHERE idempotency_key = ?",
-                             (claim.key,)).fetchone()
+            row = db.execute(
+                "SELECT owner, cancel_requested FROM claims WHERE idempotency_key = ?", (claim.key,)
+            ).fetchone()
             if row is not None and row[0] == claim.owner:
                 if row[1] != CANCEL_ASKED:
                     return bool(row[1])
                 taken = db.execute(
                     "UPDATE claims SET cancel_requested = ?, heartbeat = ? WHERE idempotency_key = ? AND owner = ?",
-                    (CANCEL_TAKEN, time.time(), claim.key, claim.owner)).rowcount
+                    (CANCEL_TAKEN, time.time(), claim.key, claim.owner),
+                ).rowcount
                 if taken:
                     return True
-                row = db.execute("SELECT owner, cancel_requested FROM claims WHERE idempotency_key = ?",
-                                 (claim.key,)).fetchone()  # taken over between the two statements
+                row = db.execute(
+                    "SELECT owner, cancel_requested FROM claims WHERE idempotency_key = ?", (claim.key,)
+                ).fetchone()  # taken over between the two statements
             # this owner lost its claim: is the job being cancelled all the same?
             state = db.execute("SELECT state FROM jobs WHERE job_id = ?", (claim.job_id,)).fetchone()
         return bool(row and row[1]) or bool(state and state[0] == "cancelled")
@@ -265,6 +291,11 @@ class Journal:
             row = db.execute("SELECT owner FROM claims WHERE idempotency_key = ?", (key,)).fetchone()
         return str(row[0]) if row else None
 
+    def committed(self, budget: BudgetCap) -> int:
+        """Micro-dollars the jobs of ``budget``'s period are committed to (the ``budget_total`` row of ``check``)."""
+        with self._connect() as db:
+            return budget.committed(db)
+
     # -- records -------------------------------------------------------------------------------------
     @staticmethod
     def _write(db: sqlite3.Connection, record: JobRecord) -> int:
@@ -273,8 +304,15 @@ class Journal:
             "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(job_id) DO UPDATE SET state=excluded.state, "
             "provider_request_id=excluded.provider_request_id, record=excluded.record, "
             "updated_at=CURRENT_TIMESTAMP",
-            (record.job_id, record.idempotency_key, record.route, record.state, record.provider_request_id,
-             record.model_dump_json(), record.created_at.isoformat()),
+            (
+                record.job_id,
+                record.idempotency_key,
+                record.route,
+                record.state,
+                record.provider_request_id,
+                record.model_dump_json(),
+                record.created_at.isoformat(),
+            ),
         )
         return cursor.rowcount
 
@@ -286,11 +324,15 @@ class Journal:
                 return
             db.execute("BEGIN IMMEDIATE")
             try:
-                held = db.execute("SELECT 1 FROM claims WHERE idempotency_key = ? AND owner = ?",
-                                  (record.idempotency_key, owner)).fetchone()
+                held = db.execute(
+                    "SELECT 1 FROM claims WHERE idempotency_key = ? AND owner = ?", (record.idempotency_key, owner)
+                ).fetchone()
                 if held is None:
-                    raise ClaimLost(f"job {record.job_id} was taken over by another caller; this one stops",
-                                    route=record.route, request_id=record.provider_request_id)
+                    raise ClaimLost(
+                        f"job {record.job_id} was taken over by another caller; this one stops",
+                        route=record.route,
+                        request_id=record.provider_request_id,
+                    )
                 self._write(db, record)
                 db.execute("COMMIT")
             except BaseException:
@@ -303,19 +345,46 @@ class Journal:
             row = db.execute("SELECT record FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         return JobRecord.model_validate_json(row[0]) if row else None
 
-    def with_prefix(self, prefix: str, *, limit: int = 4) -> builtins.list[str]:
-        """The ids of jobs whose id starts with ``prefix`` (a handful: enough to tell one from several)."""
+    def resolve(self, id_or_prefix: str) -> str:
+        """The full id of the one job whose id is ``id_or_prefix`` or starts with it (at least
+        :data:`MIN_PREFIX` characters, as git takes commit ids); a typed error names what is wrong."""
+        given = id_or_prefix.strip()
         with self._connect() as db:
-            rows = db.execute("SELECT job_id FROM jobs WHERE substr(job_id, 1, ?) = ? ORDER BY job_id LIMIT ?",
-                              (len(prefix), prefix, limit)).fetchall()
-        return [str(r[0]) for r in rows]
+            if db.execute("SELECT 1 FROM jobs WHERE job_id = ?", (given,)).fetchone():
+                return given
+            if len(given) < MIN_PREFIX:
+                raise ConfigurationError(
+                    f"no job {given!r} in the journal at {self.path} (a prefix of a job id "
+                    f"needs at least {MIN_PREFIX} characters)"
+                )
+            rows = db.execute(
+                "SELECT job_id FROM jobs WHERE substr(job_id, 1, ?) = ? ORDER BY job_id LIMIT 4", (len(given), given)
+            ).fetchall()
+        if not rows:
+            raise ConfigurationError(f"no job {given!r} in the journal at {self.path}")
+        if len(rows) > 1:
+            shown = ", ".join(str(r[0]) for r in rows[:3]) + (", ..." if len(rows) > 3 else "")
+            raise ConfigurationError(f"{given!r} starts more than one job id ({shown}); give more characters")
+        return str(rows[0][0])
 
-    def with_request(self, route: str, request_id: str) -> JobRecord | None:
-        """The newest job of ``route`` whose provider job is ``request_id`` (a webhook names only that)."""
+    def find(self, id_or_prefix: str) -> JobRecord:
+        """One job's record by its id or a unique prefix of it; a typed error when there is no such one job."""
+        job_id = self.resolve(id_or_prefix)
+        record = self.get(job_id)
+        if record is None:  # removed between the two reads: only by hand, the journal never deletes jobs
+            raise ConfigurationError(f"no job {job_id!r} in the journal at {self.path}")
+        return record
+
+    def prefix_length(self, job_ids: Iterable[str]) -> int:
+        """The fewest characters (at least 8) that tell each of ``job_ids`` apart from every job in the journal."""
         with self._connect() as db:
-            row = db.execute("SELECT record FROM jobs WHERE route = ? AND provider_request_id = ? "
-                             "ORDER BY created_at DESC LIMIT 1", (route, request_id)).fetchone()
-        return JobRecord.model_validate_json(row[0]) if row else None
+            every = sorted(str(r[0]) for r in db.execute("SELECT job_id FROM jobs"))
+        wanted, length = set(job_ids), 8
+        for before, after in zip(every, every[1:], strict=False):
+            if before in wanted or after in wanted:
+                shared = len(commonprefix([before, after]))
+                length = max(length, shared + 1)
+        return length
 
     def find_latest(self, idempotency_key: str) -> JobRecord | None:
         """The newest job with this key, whatever its state."""
@@ -337,8 +406,10 @@ class Journal:
             args.append(route)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._connect() as db:
-            rows = db.execute(f"SELECT record FROM jobs{where} ORDER BY created_at DESC LIMIT ?",  # noqa: S608
-                              (*args, limit)).fetchall()
+            rows = db.execute(
+                f"SELECT record FROM jobs{where} ORDER BY created_at DESC LIMIT ?",  # noqa: S608
+                (*args, limit),
+            ).fetchall()
         return [JobRecord.model_validate_json(r[0]) for r in rows]
 
     def spend(self, *, route: str | None = None, since: date | None = None) -> builtins.list[SpendRow]:
@@ -352,12 +423,21 @@ class Journal:
             clauses.append("substr(created_at, 1, 10) >= ?")
             args.append(since.isoformat())
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        query = f"{_SPEND_SUMS}{where} GROUP BY route, day, currency ORDER BY day, route"  # noqa: S608 - values are bound
+        query = f"{_SPEND_SUMS}{where} GROUP BY route, day, currency, sandbox ORDER BY day, route, sandbox"  # noqa: S608 - values are bound
         with self._connect() as db:
             rows = db.execute(query, args).fetchall()
         return [
-            SpendRow(route=r[0], day=date.fromisoformat(r[1]), currency=r[2], jobs=r[3], estimated=from_micros(r[4]),
-                     actual=from_micros(r[5]), billed_failures=from_micros(r[6]), without_actual=r[7])
+            SpendRow(
+                route=r[0],
+                day=date.fromisoformat(r[1]),
+                currency=r[2],
+                jobs=r[3],
+                estimated=from_micros(r[4]),
+                actual=from_micros(r[5]),
+                billed_failures=from_micros(r[6]),
+                without_actual=r[7],
+                sandbox=bool(r[8]),
+            )
             for r in rows
         ]
 

@@ -92,8 +92,15 @@ def _regular_file_size(path: Path) -> int:
     if stat.S_ISDIR(status.st_mode):
         raise MediaNotFound(f"{path} is a directory, not a media file")
     if not stat.S_ISREG(status.st_mode):
-        kind = ("a FIFO" if stat.S_ISFIFO(status.st_mode) else "a socket" if stat.S_ISSOCK(status.st_mode)
-                else "a device" if stat.S_ISCHR(status.st_mode) or stat.S_ISBLK(status.st_mode) else "not a file")
+        kind = (
+            "a FIFO"
+            if stat.S_ISFIFO(status.st_mode)
+            else "a socket"
+            if stat.S_ISSOCK(status.st_mode)
+            else "a device"
+            if stat.S_ISCHR(status.st_mode) or stat.S_ISBLK(status.st_mode)
+            else "not a file"
+        )
         raise UnsupportedSource(f"{path} is {kind}, not a regular media file")
     return status.st_size
 
@@ -195,6 +202,7 @@ def _refuse_short(shown: str, what: str, got: float | None, expected: float) -> 
 def probe(source: MediaSource, *, cap: int = DEFAULT_PROBE_CAP, with_hash: bool = True) -> MediaInfo:
     """Read the headers of one input and describe it; raises a typed :class:`MediaError` if unusable."""
     import av  # imported here: PyAV costs ~40 ms and ``import latentsync_routes`` must stay light
+
     with open_media(source, cap=cap) as (target, size):
         try:
             container = av.open(target, mode="r")
@@ -207,9 +215,7 @@ def probe(source: MediaSource, *, cap: int = DEFAULT_PROBE_CAP, with_hash: bool 
             audio = container.streams.audio[0] if container.streams.audio else None
             duration = float(container.duration) / 1_000_000 if container.duration else 0.0
             if not duration:
-                duration = max(_stream_seconds(s) for s in (video, audio) if s is not None) if (
-                    video or audio
-                ) else 0.0
+                duration = max(_stream_seconds(s) for s in (video, audio) if s is not None) if (video or audio) else 0.0
             info = MediaInfo(
                 container=container.format.name,
                 duration=duration,

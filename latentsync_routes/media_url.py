@@ -66,7 +66,8 @@ def _check_hop(origin: str, target: str) -> None:
         MediaSource(kind="url", url=target)
     except UnsupportedSource as exc:
         raise UnsupportedSource(
-            f"{shown_url(origin)} redirects to {shown_url(target)}, refused: {exc.message}") from None
+            f"{shown_url(origin)} redirects to {shown_url(target)}, refused: {exc.message}"
+        ) from None
     except ValueError:
         raise UnsupportedSource(f"{shown_url(origin)} redirects to an invalid URL") from None
 

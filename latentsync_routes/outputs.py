@@ -37,8 +37,9 @@ def resolve_output(output: str | os.PathLike[str], *, route: str) -> Path:
         _check_folder(path, route)
         return path
     if path.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise InputError(f"{path.name}: the output is written as MP4; give a path ending in .mp4 (or a folder)",
-                         route=route)
+        raise InputError(
+            f"{path.name}: the output is written as MP4; give a path ending in .mp4 (or a folder)", route=route
+        )
     parent = path.parent
     existing = parent
     while not existing.exists():

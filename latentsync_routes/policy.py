@@ -18,12 +18,21 @@ from typing import Literal
 from pydantic import BaseModel
 
 from .config import PolicySettings
+from .consent import consent_problem, normalise_consent
 from .errors import PolicyViolation
 from .routes.base import RouteInfo
 from .types import CostEstimate, MediaInfo
 
 CheckName = Literal[
-    "consent", "retention", "licence", "input_limits", "failure_billing", "support_path", "deadline", "face"
+    "consent",
+    "retention",
+    "licence",
+    "input_limits",
+    "failure_billing",
+    "support_path",
+    "deadline",
+    "face",
+    "budget",
 ]
 
 #: Consent bases that declare no real person's face or voice is involved.
@@ -56,15 +65,8 @@ def shown_seconds(seconds: float) -> str:
 
 
 def meaningful_consent(consent: str | None) -> str | None:
-    """The consent text with control and invisible characters removed; ``None`` if nothing readable is left.
-
-    ``"\\x00\\x01\\n\\t "`` or a zero-width space is not a consent basis, and must not pass as one just
-    because ``str.strip`` keeps control characters.
-    """
-    if consent is None:
-        return None
-    shown = " ".join("".join(ch if ch.isprintable() else " " for ch in consent).split())
-    return shown or None
+    """The consent basis as checked and stored (:func:`latentsync_routes.consent.normalise_consent`)."""
+    return normalise_consent(consent)
 
 
 def _consent(info: RouteInfo, policy: PolicySettings, consent: str | None) -> CheckResult:
@@ -76,7 +78,14 @@ def _consent(info: RouteInfo, policy: PolicySettings, consent: str | None) -> Ch
         )
     if not policy.require_consent:
         return CheckResult(check="consent", passed=True, reason="the policy does not require a consent basis")
-    basis = meaningful_consent(consent)
+    problem = consent_problem(consent)
+    if problem is not None:
+        return CheckResult(
+            check="consent",
+            passed=False,
+            reason=f"route {info.name!r} uploads the face and voice to {info.upload_destination}; {problem}",
+        )
+    basis = normalise_consent(consent)
     if basis:
         return CheckResult(check="consent", passed=True, reason=f"consent basis given: {basis!r}")
     return CheckResult(
@@ -101,8 +110,7 @@ def _retention(info: RouteInfo, policy: PolicySettings) -> CheckResult:
         return CheckResult(
             check="retention",
             passed=False,
-            reason=f"route keeps files {shown_days(info.retention_days)}{how}; "
-            f"the policy allows {shown_days(cap)}",
+            reason=f"route keeps files {shown_days(info.retention_days)}{how}; the policy allows {shown_days(cap)}",
         )
     kept = shown_days(info.retention_days)
     return CheckResult(check="retention", passed=True, reason=f"route keeps files {kept}{how}")
@@ -140,8 +148,11 @@ def limit_problems(
     problems: list[str] = []
 
     def over(what: str, value: float | None, unit: str, route_cap: float | None, policy_cap: float | None) -> None:
-        caps = [(cap, whose) for cap, whose in ((route_cap, f"route {info.name!r}"), (policy_cap, "the policy"))
-                if cap is not None]
+        caps = [
+            (cap, whose)
+            for cap, whose in ((route_cap, f"route {info.name!r}"), (policy_cap, "the policy"))
+            if cap is not None
+        ]
         if value is None or not caps:
             return
         cap, whose = min(caps, key=lambda pair: pair[0])
@@ -173,20 +184,32 @@ def deadline_row(estimate: CostEstimate | None, deadline_seconds: float | None, 
     expected = None if estimate is None else estimate.expected_wall_seconds
     if not enabled:
         known = "unknown" if expected is None else shown_seconds(expected)
-        return CheckResult(check="deadline", passed=True, reason=f"skipped (policy.deadline_check = false): expected "
-                           f"time {known}, deadline {shown_seconds(deadline_seconds)}")
+        return CheckResult(
+            check="deadline",
+            passed=True,
+            reason=f"skipped (policy.deadline_check = false): expected "
+            f"time {known}, deadline {shown_seconds(deadline_seconds)}",
+        )
     if expected is None:
-        return CheckResult(check="deadline", passed=True, reason=f"no expected time is known for this route; the "
-                           f"job is cancelled after {shown_seconds(deadline_seconds)}")
+        return CheckResult(
+            check="deadline",
+            passed=True,
+            reason=f"no expected time is known for this route; the "
+            f"job is cancelled after {shown_seconds(deadline_seconds)}",
+        )
     if expected > deadline_seconds:
         return CheckResult(
-            check="deadline", passed=False,
+            check="deadline",
+            passed=False,
             reason=f"expected time {shown_seconds(expected)} (the estimate's) is over the deadline of "
             f"{shown_seconds(deadline_seconds)}: the job would be cancelled part-way; raise the deadline "
             "(deadline_seconds=, --deadline, LATENTSYNC_ROUTES_DEADLINE_SECONDS) or pick a faster route or device",
         )
-    return CheckResult(check="deadline", passed=True, reason=f"expected time {shown_seconds(expected)}, within the "
-                       f"deadline of {shown_seconds(deadline_seconds)}")
+    return CheckResult(
+        check="deadline",
+        passed=True,
+        reason=f"expected time {shown_seconds(expected)}, within the deadline of {shown_seconds(deadline_seconds)}",
+    )
 
 
 def evaluate(
@@ -216,9 +239,7 @@ def evaluate(
             CheckResult(check="failure_billing", passed=False, reason="the route does not document failure billing")
         )
     else:
-        results.append(
-            CheckResult(check="failure_billing", passed=True, reason=info.failure_billing or "not required")
-        )
+        results.append(CheckResult(check="failure_billing", passed=True, reason=info.failure_billing or "not required"))
     if policy.require_support_path and not info.support_path:
         results.append(CheckResult(check="support_path", passed=False, reason="the route names no support path"))
     else:

@@ -44,6 +44,7 @@ def preflight(
     info = route.info()
     estimate = marked_estimate(route, policy, request, video, audio)
     face = face_row(info, policy, request.video, enabled=face_check)
-    checks = evaluate(info, policy, consent=consent, video=video, audio=audio, estimate=estimate,
-                      deadline_seconds=deadline, face=face)
+    checks = evaluate(
+        info, policy, consent=consent, video=video, audio=audio, estimate=estimate, deadline_seconds=deadline, face=face
+    )
     return checks, estimate

@@ -152,8 +152,10 @@ def compare_with_rule(rule_cost: float, units_cost: float) -> str | None:
     gap = abs(rule_cost - units_cost)
     if gap <= 0.01 or gap <= 0.01 * max(rule_cost, units_cost):
         return None
-    return (f"the provider's billable units come to ${units_cost:.4f} but the price book's rule gives "
-            f"${rule_cost:.4f}: check the provider's usage page (the record's actual is the rule's)")
+    return (
+        f"the provider's billable units come to ${units_cost:.4f} but the price book's rule gives "
+        f"${rule_cost:.4f}: check the provider's usage page (the record's actual is the rule's)"
+    )
 
 
 def replicate_cost_for_predict_time(predict_seconds: float) -> float:
@@ -239,8 +241,10 @@ def estimate_by_rule(route: str, audio_seconds: float) -> CostEstimate:
     seconds = output_duration(audio_seconds)
     amount = cost_by_rule(route, seconds)
     per = entry["block_seconds"]
-    basis = (f"{entry['block_price']} {entry['currency']} per started {per:g} s of output x "
-             f"ceil({seconds:.2f} s / {per:g} s) = ${amount:.4f} ({entry['quote']})")
+    basis = (
+        f"{entry['block_price']} {entry['currency']} per started {per:g} s of output x "
+        f"ceil({seconds:.2f} s / {per:g} s) = ${amount:.4f} ({entry['quote']})"
+    )
     wall = entry.get("typical_wall_seconds_per_output_second")
     return CostEstimate(
         route=route,
@@ -257,19 +261,15 @@ def estimate_by_rule(route: str, audio_seconds: float) -> CostEstimate:
     )
 
 
-def check_budget(estimate: CostEstimate, *, per_call: float | None, remaining: float | None) -> None:
-    """Refuse a call whose worst case (``high``) is over a cap, before anything is uploaded."""
+def check_budget(estimate: CostEstimate, *, per_call: float | None) -> None:
+    """Refuse a call whose worst case (``high``) is over the per-call cap, before anything is uploaded.
+
+    ``budget_total`` is checked where the job's record is created, against the journal (:mod:`.budget`).
+    """
     if per_call is not None and exceeds(estimate.high, per_call):
         raise BudgetExceeded(
             f"estimated cost up to ${estimate.high:.4f} exceeds the per-call budget of ${per_call:.4f}",
             route=estimate.route,
             amount=estimate.high,
             cap=per_call,
-        )
-    if remaining is not None and exceeds(estimate.high, remaining):
-        raise BudgetExceeded(
-            f"estimated cost up to ${estimate.high:.4f} exceeds the client's remaining budget of ${remaining:.4f}",
-            route=estimate.route,
-            amount=estimate.high,
-            cap=remaining,
         )

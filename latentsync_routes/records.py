@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .consent import normalise_consent
 from .errors import ConfigurationError
 from .options import JOB_PARAMETERS
 from .policy import CheckResult
@@ -70,6 +71,8 @@ def new_record(
     video_info: MediaInfo,
     audio_info: MediaInfo,
     output: Path,
+    *,
+    sandbox: bool = False,
 ) -> JobRecord:
     return JobRecord(
         job_id=uuid.uuid4().hex,
@@ -81,14 +84,17 @@ def new_record(
         model_version=info.model_version,
         inputs=[input_record("video", request.video, video_info), input_record("audio", request.audio, audio_info)],
         parameters=request.given_parameters(),
-        consent_basis=consent,
+        consent_basis=normalise_consent(consent),  # never a terminal escape, whatever was typed
         upload_destination=info.upload_destination,
         retention_policy=info.retention,
         deletion_policy=info.deletion,
         code_licence=info.code_licence,
         weights_licence=info.weights_licence,
         support_path=", ".join(info.support_path),
-        cost=Cost(currency=estimate.currency, estimated=estimate.amount, basis=estimate.basis),
+        cost=Cost(
+            currency=estimate.currency, estimated=estimate.amount, estimated_high=estimate.high, basis=estimate.basis
+        ),
+        sandbox=sandbox,
         policy_checks=[c.model_dump() for c in checks],
         output_path=str(output),
         library_version=__version__,
@@ -101,8 +107,9 @@ def request_from_record(record: JobRecord, *, need_inputs: bool) -> tuple[LipSyn
     sources: list[MediaSource] = []
     infos: list[MediaInfo] = []
     for entry in record.inputs[:2]:
-        infos.append(MediaInfo(container="recorded", duration=entry.duration or 0.0, size=entry.size,
-                               sha256=entry.sha256))
+        infos.append(
+            MediaInfo(container="recorded", duration=entry.duration or 0.0, size=entry.size, sha256=entry.sha256)
+        )
         if entry.kind == "path":
             source = MediaSource(kind="path", path=Path(entry.source))
             if need_inputs:
@@ -113,7 +120,9 @@ def request_from_record(record: JobRecord, *, need_inputs: bool) -> tuple[LipSyn
             raise ConfigurationError(
                 f"job {record.job_id} must upload its {entry.role} again, but it was given as "
                 f"{'bytes' if entry.kind == 'bytes' else 'a URL whose query was not journalled'}, which the journal "
-                "does not keep; run the job again with the same inputs instead", route=record.route)
+                "does not keep; run the job again with the same inputs instead",
+                route=record.route,
+            )
         else:  # not needed: the provider already has it; a placeholder keeps the request well-formed
             source = MediaSource(kind="bytes", data=b"", name=f"{entry.role}.journalled")
         sources.append(source)
@@ -130,8 +139,9 @@ def _same_file(source: MediaSource, entry: InputRecord, job_id: str) -> None:
     if not source.path.is_file():
         raise ConfigurationError(f"job {job_id} must upload its {entry.role} again, but {source.path} is gone")
     if entry.sha256 and sha256_of(source) != entry.sha256:
-        raise ConfigurationError(f"job {job_id} must upload its {entry.role} again, but {source.path} has changed "
-                                 "since the job was made")
+        raise ConfigurationError(
+            f"job {job_id} must upload its {entry.role} again, but {source.path} has changed since the job was made"
+        )
 
 
 def result_from_record(record: JobRecord) -> LipSyncResult:

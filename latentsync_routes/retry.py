@@ -54,8 +54,14 @@ BASE_DELAY_S = 0.2
 #: HTTP statuses worth another try of an idempotent request (the provider said "not now").
 TRANSIENT_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 #: How a step is named in messages ("HTTP 429 to the status poll").
-STEP_NOUN = {"wait": "status poll", "fetch": "result fetch", "probe": "version lookup", "submit": "submit",
-             "upload": "upload", "cancel": "cancel"}
+STEP_NOUN = {
+    "wait": "status poll",
+    "fetch": "result fetch",
+    "probe": "version lookup",
+    "submit": "submit",
+    "upload": "upload",
+    "cancel": "cancel",
+}
 
 
 class StepFailure(Exception):
@@ -95,8 +101,11 @@ class RetryPolicy:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetryPolicy:
-        return cls(max_attempts=max(1, settings.max_attempts), max_seconds=max(0.0, settings.retry_max_seconds),
-                   base_delay=BASE_DELAY_S)
+        return cls(
+            max_attempts=max(1, settings.max_attempts),
+            max_seconds=max(0.0, settings.retry_max_seconds),
+            base_delay=BASE_DELAY_S,
+        )
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -150,26 +159,41 @@ def classify_http(answer: ErrorAnswer, *, route: str, provider: str, step: str, 
     status, rid = answer.status, answer.request_id
     what = STEP_NOUN.get(step, step)
     if status in (401, 403):
-        return StepFailure(AuthenticationError(
-            f"{provider} refused the credential in {credential_name} (HTTP {status}); check that the key is valid "
-            f"and not revoked", route=route, request_id=rid, status_code=status), retryable=False)
+        text = f"{provider} refused the credential in {credential_name} (HTTP {status}); check that the key is valid"
+        error: LatentSyncError = AuthenticationError(
+            f"{text} and not revoked", route=route, request_id=rid, status_code=status
+        )
+        return StepFailure(error, retryable=False)
     if status == 422 or answer.input_rejected:
-        return StepFailure(ProviderInputRejected(
-            f"{provider} rejected the {'inputs' if step == 'submit' or status == 422 else what} (HTTP {status}): "
-            f"{answer.detail}{answer.billing_note}", fields=answer.fields, route=route, request_id=rid,
-            status_code=status), retryable=False, billed_amount=answer.billed_amount, error_type=answer.error_type)
+        text = f"{'inputs' if step == 'submit' or status == 422 else what} (HTTP {status}): {answer.detail}"
+        error = ProviderInputRejected(
+            f"{provider} rejected the {text}{answer.billing_note}",
+            fields=answer.fields,
+            route=route,
+            request_id=rid,
+            status_code=status,
+        )
+        return StepFailure(error, retryable=False, billed_amount=answer.billed_amount, error_type=answer.error_type)
     if step == "submit" and status >= 500:
-        return StepFailure(AmbiguousSubmit(
-            f"the submit to {provider} may or may not have created a job: HTTP {status}, which a gateway may send "
-            f"after {provider} accepted it ({answer.detail})", route=route, request_id=rid, status_code=status),
-            retryable=False)
+        text = f"HTTP {status}, which a gateway may send after {provider} accepted it ({answer.detail})"
+        error = AmbiguousSubmit(
+            f"the submit to {provider} may or may not have created a job: {text}",
+            route=route,
+            request_id=rid,
+            status_code=status,
+        )
+        return StepFailure(error, retryable=False)
     retryable = status in TRANSIENT_STATUSES
     kind = f" ({answer.error_type})" if answer.error_type else ""
-    error = ProviderError(f"{provider} answered HTTP {status} to the {what}{kind}: {answer.detail}"
-                          f"{answer.billing_note}", route=route, request_id=rid, status_code=status,
-                          retryable=retryable)
-    return StepFailure(error, retryable=retryable, retry_after=answer.retry_after, billed_amount=answer.billed_amount,
-                       error_type=answer.error_type)
+    text = f"{provider} answered HTTP {status} to the {what}{kind}: {answer.detail}{answer.billing_note}"
+    error = ProviderError(text, route=route, request_id=rid, status_code=status, retryable=retryable)
+    return StepFailure(
+        error,
+        retryable=retryable,
+        retry_after=answer.retry_after,
+        billed_amount=answer.billed_amount,
+        error_type=answer.error_type,
+    )
 
 
 def retry_after_of(response: httpx.Response | None) -> float | None:
@@ -285,8 +309,12 @@ def run_step(
         if record_success:
             job.add_attempt(
                 Attempt(
-                    number=job.next_attempt_number(), step=step, status="ok", started_at=started,
-                    ended_at=utcnow(), provider_request_id=request_id,
+                    number=job.next_attempt_number(),
+                    step=step,
+                    status="ok",
+                    started_at=started,
+                    ended_at=utcnow(),
+                    provider_request_id=request_id,
                 )
             )
         return value

@@ -24,9 +24,7 @@ from .errors import UnsupportedSource
 LoopMode = Literal["pingpong", "loop"]
 #: created -> uploaded -> submitting -> submitted -> completed -> fetched; or failed / cancelled. ``submitting``
 #: is written before the submit request leaves, so a job found there may or may not exist at the provider.
-JobState = Literal[
-    "created", "uploaded", "submitting", "submitted", "completed", "fetched", "failed", "cancelled"
-]
+JobState = Literal["created", "uploaded", "submitting", "submitted", "completed", "fetched", "failed", "cancelled"]
 #: The states in which a provider job may exist (and may be billing).
 PROVIDER_STATES = ("submitting", "submitted", "completed")
 
@@ -264,6 +262,8 @@ class Cost(BaseModel):
 
     currency: str = "USD"
     estimated: float
+    #: the estimate's high end: what a job in flight holds of ``budget_total`` until it settles
+    estimated_high: float | None = None
     actual: float | None = None
     billed_failures: float = 0.0
     basis: str = ""
@@ -317,6 +317,8 @@ class JobRecord(BaseModel):
     weights_licence: str | None = None
     support_path: str | None = None
     uploaded_uris: list[str] = Field(default_factory=list)
+    #: run against a base-URL override (a fake, a test gateway): its money is not counted as real spend
+    sandbox: bool = False
     provider_request_id: str | None = None
     #: the provider inputs of the last submit (written with ``submitting``): how an ambiguous submit is found
     provider_inputs: dict[str, Any] | None = None
@@ -368,3 +370,5 @@ class LipSyncResult(BaseModel):
     cost: Cost
     timings: dict[str, float]
     record: JobRecord
+    #: the job had finished before this call, which returned its result and charged nothing
+    already_done: bool = False

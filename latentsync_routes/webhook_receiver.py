@@ -19,9 +19,14 @@ from typing import TYPE_CHECKING
 from .errors import WebhookRejected, WebhookReplayed
 from .handles import Job, poll_once
 from .job_runner import JobInputs, RunControls
-from .webhooks import scheme_of
+from .journal import Journal
+from .journal_db import connect
+from .types import JobRecord
+from .webhooks import SeenDeliveries, scheme_of
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .client import LipSyncClient
 
 #: How long a delivery waits for another caller holding its job (a submit finishing, a wait fetching);
@@ -32,14 +37,14 @@ CLAIM_WAIT_S = 30.0
 def receive(client: LipSyncClient, route: str, headers: Mapping[str, str], body: bytes) -> Job:
     scheme = scheme_of(route)
     delivery = scheme.verify(headers, body, client.webhook_keys(route), time.time())
-    seen = client.seen_deliveries
+    seen = SeenDeliveries(client.settings.journal_path.with_name("webhooks.sqlite3"))  # shared by every process
     if seen.seen(route, delivery.delivery_id):
         raise WebhookReplayed(
             f"{route} delivery {delivery.delivery_id[:24]} was handled already; nothing done again",
             route=route,
             request_id=delivery.request_id,
         )
-    record = client.journal.with_request(route, delivery.request_id)
+    record = job_with_request(client.journal, route, delivery.request_id)
     if record is None:
         raise WebhookRejected(
             f"no job in the journal has {route} request {delivery.request_id!r}; nothing recorded",
@@ -49,8 +54,17 @@ def receive(client: LipSyncClient, route: str, headers: Mapping[str, str], body:
     if delivery.state != "running":
         carry_on(client, record.job_id)
     seen.remember(route, delivery.delivery_id)
-    client.settle(record.job_id)
     return Job(client, record.job_id)
+
+
+def job_with_request(journal: Journal, route: str, request_id: str) -> JobRecord | None:
+    """The newest job of ``route`` whose provider job is ``request_id`` (a delivery names only that)."""
+    with connect(journal.path) as db:
+        row = db.execute(
+            "SELECT record FROM jobs WHERE route = ? AND provider_request_id = ? ORDER BY created_at DESC LIMIT 1",
+            (route, request_id),
+        ).fetchone()
+    return JobRecord.model_validate_json(row[0]) if row else None
 
 
 def carry_on(client: LipSyncClient, job_id: str) -> None:
@@ -74,3 +88,13 @@ def carry_on(client: LipSyncClient, job_id: str) -> None:
             )
     finally:
         claim.release()
+
+
+def key_source(client: LipSyncClient) -> Callable[[str], tuple[str | None, str | None]]:
+    """Where a route's webhook keys are fetched from: its base URL override and its credential."""
+
+    def source(route: str) -> tuple[str | None, str | None]:
+        credential = client.credential(route)
+        return client.settings.base_url_for(route), credential.value.get_secret_value() if credential else None
+
+    return source

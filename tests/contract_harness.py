@@ -75,9 +75,17 @@ def harness(kit: RouteKit) -> Iterator[Harness]:
     with kit.start_fake(credential=contract_secret(kit.name), **spec.contract_options) as server:
         env = {kit.settings.base_url_env: server.url, kit.settings.credential_env: contract_secret(kit.name)}
         ends = spec.endpoints
-        yield Harness(route=kit.name, server=server, env={k: v for k, v in env.items() if k},
-                      upload=ends.upload, submit=ends.submit, poll=ends.poll, download=ends.download,
-                      cancel=ends.cancel, searchable=spec.searchable)
+        yield Harness(
+            route=kit.name,
+            server=server,
+            env={k: v for k, v in env.items() if k},
+            upload=ends.upload,
+            submit=ends.submit,
+            poll=ends.poll,
+            download=ends.download,
+            cancel=ends.cancel,
+            searchable=spec.searchable,
+        )
 
 
 def harnesses() -> dict[str, Callable[[], Any]]:

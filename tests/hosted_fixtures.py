@@ -93,14 +93,29 @@ def make_job(tmp_path: Path, *, deadline_s: float = 30.0, overwrite: bool = Fals
     """A JobContext outside the client, for unit tests of retry and download."""
     cfg = load_settings(home=tmp_path / "home", **settings)
     record = JobRecord(
-        job_id="job1", idempotency_key="k", route="test", route_owner="o", billing_owner="b", model="m",
-        model_version="v", upload_destination="d", retention_policy="r", deletion_policy="d",
-        cost=Cost(estimated=0.0), library_version="0",
+        job_id="job1",
+        idempotency_key="k",
+        route="test",
+        route_owner="o",
+        billing_owner="b",
+        model="m",
+        model_version="v",
+        upload_destination="d",
+        retention_policy="r",
+        deletion_policy="d",
+        cost=Cost(estimated=0.0),
+        library_version="0",
     )
     source = MediaSource(kind="url", url="https://example.invalid/x.mp4")
     info = MediaInfo(container="mp4", duration=1.0)
     return JobContext(
-        record=record, request=LipSyncRequest(video=source, audio=source), video_info=info, audio_info=info,
-        output_path=tmp_path / "out.mp4", settings=cfg, credential=None, deadline=time.monotonic() + deadline_s,
+        record=record,
+        request=LipSyncRequest(video=source, audio=source),
+        video_info=info,
+        audio_info=info,
+        output_path=tmp_path / "out.mp4",
+        settings=cfg,
+        credential=None,
+        deadline=time.monotonic() + deadline_s,
         overwrite=overwrite,
     )

@@ -14,8 +14,9 @@ async def test_concurrent_jobs_respect_the_route_limit(tmp_path: Path) -> None:
     audios = [write_test_audio(tmp_path / f"voice{i}.wav", 1.0, hz=200 + 10 * i) for i in range(10)]
     with FakeFal(expected_key="k", queue_polls=2) as fal:
         settings = load_settings(home=tmp_path, route_settings={"fal": {"base_url": fal.url}}, poll_interval=0.01)
-        async with AsyncLipSyncClient(route="fal", concurrency={"fal": 3}, credentials={"fal": "k"}, consent="test",
-                                      settings=settings) as client:
+        async with AsyncLipSyncClient(
+            route="fal", concurrency={"fal": 3}, credentials={"fal": "k"}, consent="test", settings=settings
+        ) as client:
             route = client.sync.route("fal")
             original = route.execute
             lock, running, peak = threading.Lock(), [0], [0]

@@ -21,13 +21,16 @@ ALL_ENDPOINTS = ("cdn_upload", "submit", "status", "result", "file_download", "c
 
 
 def _client(**kwargs: Any) -> LipSyncClient:
-    return LipSyncClient(route="fal", credentials={"fal": FAL_KEY, "replicate": REPLICATE_TOKEN}, consent="test",
-                         **kwargs)
+    return LipSyncClient(
+        route="fal", credentials={"fal": FAL_KEY, "replicate": REPLICATE_TOKEN}, consent="test", **kwargs
+    )
 
 
 def _csv(path: Path, rows: list[dict[str, Any]]) -> Path:
-    columns = sorted({key for row in rows for key in row}, key=lambda c: ("video", "audio", "output").index(c)
-                     if c in ("video", "audio", "output") else 10)
+    columns = sorted(
+        {key for row in rows for key in row},
+        key=lambda c: ("video", "audio", "output").index(c) if c in ("video", "audio", "output") else 10,
+    )
     lines = [",".join(columns)] + [",".join(str(row.get(c, "")) for c in columns) for row in rows]
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -38,8 +41,12 @@ def test_csv_and_jsonl_manifests_resolve_paths_against_their_folder(tmp_path: Pa
     folder = tmp_path / "cat"
     folder.mkdir()
     _csv(folder / "m.csv", [{"video": "a.mp4", "audio": "a.wav", "output": "out/a.mp4", "seed": "7"}])
-    (folder / "m.jsonl").write_text(json.dumps({"video": "https://example.com/v.mp4", "audio": "/abs/a.wav",
-                                                "output": "b.mp4", "guidance_scale": 2.0}) + "\n")
+    (folder / "m.jsonl").write_text(
+        json.dumps(
+            {"video": "https://example.com/v.mp4", "audio": "/abs/a.wav", "output": "b.mp4", "guidance_scale": 2.0}
+        )
+        + "\n"
+    )
     (csv_job,) = read_manifest(folder / "m.csv")
     (jsonl_job,) = read_manifest(folder / "m.jsonl")
     assert csv_job.video == str(folder / "a.mp4") and csv_job.output == str(folder / "out/a.mp4")
@@ -50,11 +57,13 @@ def test_csv_and_jsonl_manifests_resolve_paths_against_their_folder(tmp_path: Pa
 
 def test_a_manifest_with_bad_rows_is_refused_whole_naming_each_line(tmp_path: Path) -> None:
     path = tmp_path / "m.csv"
-    path.write_text("video,audio,output,seed,colour\n"
-                    "a.mp4,a.wav,a.mp4,1,\n"
-                    "b.mp4,b.wav,,2,\n"
-                    "c.mp4,c.wav,c.mp4,x,\n"
-                    "d.mp4,d.wav,d.mp4,4,red\n")
+    path.write_text(
+        "video,audio,output,seed,colour\n"
+        "a.mp4,a.wav,a.mp4,1,\n"
+        "b.mp4,b.wav,,2,\n"
+        "c.mp4,c.wav,c.mp4,x,\n"
+        "d.mp4,d.wav,d.mp4,4,red\n"
+    )
     with pytest.raises(ManifestError) as caught:
         read_manifest(path)
     lines = [line for line, _ in caught.value.problems]
@@ -83,8 +92,7 @@ class _SlowClient:
         self.lock = threading.Lock()
         self.cancelled: list[str] = []
 
-    def run(self, video: str, audio: str, output: Path, *, route: str, cancel_event: threading.Event,
-            **_: Any) -> Any:
+    def run(self, video: str, audio: str, output: Path, *, route: str, cancel_event: threading.Event, **_: Any) -> Any:
         with self.lock:
             self.running[route] = self.running.get(route, 0) + 1
             self.peak[route] = max(self.peak.get(route, 0), self.running[route])
@@ -113,17 +121,26 @@ class _Events:
 
 
 def _items(count: int, route: str = "fal") -> list[BatchItem]:
-    return [BatchItem(index=i, line=i + 2, video=f"v{i}", audio="a", output=Path(f"o{i}.mp4"), route=route)
-            for i in range(count)]
+    return [
+        BatchItem(index=i, line=i + 2, video=f"v{i}", audio="a", output=Path(f"o{i}.mp4"), route=route)
+        for i in range(count)
+    ]
 
 
 def test_thread_executor_keeps_each_route_under_its_limit() -> None:
     client = _SlowClient(0.05)
-    items = _items(8, "fal") + [BatchItem(index=8 + i, line=0, video=f"r{i}", audio="a", output=Path(f"r{i}"),
-                                          route="replicate") for i in range(6)]
+    items = _items(8, "fal") + [
+        BatchItem(index=8 + i, line=0, video=f"r{i}", audio="a", output=Path(f"r{i}"), route="replicate")
+        for i in range(6)
+    ]
     events = _Events()
-    outcomes = ThreadExecutor().run(client, items, limits={"fal": 3, "replicate": 2},  # type: ignore[arg-type]
-                                    events=events, stop=StopSignal())
+    outcomes = ThreadExecutor().run(
+        client,
+        items,
+        limits={"fal": 3, "replicate": 2},  # type: ignore[arg-type]
+        events=events,
+        stop=StopSignal(),
+    )
     assert sorted(outcomes) == list(range(14))
     assert client.peak == {"fal": 3, "replicate": 2}
     assert sorted(events.begun) == sorted(events.ended) == list(range(14))
@@ -134,8 +151,13 @@ def test_stop_with_cancel_cancels_running_jobs_and_starts_no_new_one() -> None:
     stop = StopSignal()
     threading.Timer(0.3, lambda: stop.stop(cancel_running=True)).start()
     began = time.monotonic()
-    outcomes = ThreadExecutor().run(client, _items(5), limits={"fal": 2},  # type: ignore[arg-type]
-                                    events=_Events(), stop=stop)
+    outcomes = ThreadExecutor().run(
+        client,
+        _items(5),
+        limits={"fal": 2},  # type: ignore[arg-type]
+        events=_Events(),
+        stop=stop,
+    )
     assert time.monotonic() - began < 5
     assert sorted(client.cancelled) == ["v0", "v1"]
     assert [type(outcomes[i]).__name__ for i in range(5)] == ["LatentSyncError"] * 2 + ["NotStarted"] * 3
@@ -144,14 +166,18 @@ def test_stop_with_cancel_cancels_running_jobs_and_starts_no_new_one() -> None:
 # -- batches on the fakes ----------------------------------------------------------------------------------
 def _manifest(tmp_path: Path, media: tuple[Path, Path], count: int, route_of: Any) -> Path:
     video, audio = media
-    rows = [{"video": str(video), "audio": str(audio), "output": f"out/{i}.mp4", "route": route_of(i)}
-            for i in range(count)]
+    rows = [
+        {"video": str(video), "audio": str(audio), "output": f"out/{i}.mp4", "route": route_of(i)} for i in range(count)
+    ]
     return _csv(tmp_path / "manifest.csv", rows)
 
 
 @pytest.mark.slow
 def test_fifty_jobs_with_faults_end_once_each_and_a_rerun_asks_nothing_more(
-    tmp_path: Path, media: tuple[Path, Path], fal: Any, rep: Any  # noqa: F811
+    tmp_path: Path,
+    media: tuple[Path, Path],
+    fal: Any,
+    rep: Any,  # noqa: F811
 ) -> None:
     manifest = _manifest(tmp_path, media, 50, lambda i: "fal" if i % 2 else "replicate")
     fal.faults.status.extend([Fault.status(503)] * 3)
@@ -178,7 +204,10 @@ def test_fifty_jobs_with_faults_end_once_each_and_a_rerun_asks_nothing_more(
 
 
 def test_a_batch_over_budget_is_refused_before_any_request(
-    tmp_path: Path, media: tuple[Path, Path], fal: Any, rep: Any  # noqa: F811
+    tmp_path: Path,
+    media: tuple[Path, Path],
+    fal: Any,
+    rep: Any,  # noqa: F811
 ) -> None:
     manifest = _manifest(tmp_path, media, 4, lambda i: "fal")
     with pytest.raises(BudgetExceeded) as caught:
@@ -188,11 +217,15 @@ def test_a_batch_over_budget_is_refused_before_any_request(
 
 
 def test_a_policy_stop_or_an_output_clash_refuses_the_whole_batch(
-    tmp_path: Path, media: tuple[Path, Path], fal: Any  # noqa: F811
+    tmp_path: Path,
+    media: tuple[Path, Path],
+    fal: Any,  # noqa: F811
 ) -> None:
     video, audio = media
-    rows = [{"video": str(video), "audio": str(audio), "output": "a.mp4"},
-            {"video": str(video), "audio": str(audio), "output": "a.mp4", "seed": 3}]
+    rows = [
+        {"video": str(video), "audio": str(audio), "output": "a.mp4"},
+        {"video": str(video), "audio": str(audio), "output": "a.mp4", "seed": 3},
+    ]
     with pytest.raises(ManifestError) as clash:
         _client().run_many(_csv(tmp_path / "clash.csv", rows))
     assert [line for line, _ in clash.value.problems] == [2, 3] and clash.value.exit_code == 2
@@ -204,7 +237,10 @@ def test_a_policy_stop_or_an_output_clash_refuses_the_whole_batch(
 
 
 def test_cheapest_chooses_per_job_and_says_why(
-    tmp_path: Path, media: tuple[Path, Path], fal: Any, rep: Any  # noqa: F811
+    tmp_path: Path,
+    media: tuple[Path, Path],
+    fal: Any,
+    rep: Any,  # noqa: F811
 ) -> None:
     client = _client()
     expected = {e.route: e.amount for e in client.estimate_all(*media) if e.route in ("fal", "replicate")}
@@ -217,7 +253,10 @@ def test_cheapest_chooses_per_job_and_says_why(
 
 
 def test_fallback_moves_on_after_a_failed_provider_job_and_keeps_both_in_one_record(
-    tmp_path: Path, media: tuple[Path, Path], fal: Any, rep: Any  # noqa: F811
+    tmp_path: Path,
+    media: tuple[Path, Path],
+    fal: Any,
+    rep: Any,  # noqa: F811
 ) -> None:
     fal.fail_job(status_code=500)
     result = _client().run(*media, tmp_path / "out.mp4", routes=["fal", "replicate"], fallback=True)
@@ -228,7 +267,10 @@ def test_fallback_moves_on_after_a_failed_provider_job_and_keeps_both_in_one_rec
 
 
 def test_without_fallback_a_failure_is_raised(
-    tmp_path: Path, media: tuple[Path, Path], fal: Any, rep: Any  # noqa: F811
+    tmp_path: Path,
+    media: tuple[Path, Path],
+    fal: Any,
+    rep: Any,  # noqa: F811
 ) -> None:
     fal.fail_job(status_code=500)
     with pytest.raises(JobFailed) as caught:
@@ -237,7 +279,10 @@ def test_without_fallback_a_failure_is_raised(
 
 
 def test_fallback_never_follows_an_ambiguous_submit(
-    tmp_path: Path, media: tuple[Path, Path], fal: Any, rep: Any  # noqa: F811
+    tmp_path: Path,
+    media: tuple[Path, Path],
+    fal: Any,
+    rep: Any,  # noqa: F811
 ) -> None:
     fal.faults.submit.append(Fault.drop_after_accept())
     fal.faults.list_requests.extend([Fault.status(500)] * 20)  # the lookup cannot tell whether the job exists
@@ -258,8 +303,12 @@ async def test_async_map_runs_a_batch(tmp_path: Path, media: tuple[Path, Path], 
     assert [j.line for j in report.jobs] == [1, 2, 3]
 
 
-def test_cli_batch_json_and_exit_codes(tmp_path: Path, media: tuple[Path, Path], fal: Any,  # noqa: F811
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_batch_json_and_exit_codes(
+    tmp_path: Path,
+    media: tuple[Path, Path],
+    fal: Any,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from typer.testing import CliRunner
 
     from latentsync_routes.cli import app
@@ -270,8 +319,20 @@ def test_cli_batch_json_and_exit_codes(tmp_path: Path, media: tuple[Path, Path],
     over = runner.invoke(app, ["batch", str(manifest), "--consent", "test", "--budget", "0.01", "--json"])
     assert over.exit_code == 5 and json.loads(over.stdout)["error"]["type"] == "BudgetExceeded"
     assert fal.requests == []
-    ok = runner.invoke(app, ["batch", str(manifest), "--consent", "test", "--concurrency", "fal=2", "--json",
-                             "--report", str(tmp_path / "r.json")])
+    ok = runner.invoke(
+        app,
+        [
+            "batch",
+            str(manifest),
+            "--consent",
+            "test",
+            "--concurrency",
+            "fal=2",
+            "--json",
+            "--report",
+            str(tmp_path / "r.json"),
+        ],
+    )
     assert ok.exit_code == 0, ok.output
     document = json.loads(ok.stdout)
     assert [j["state"] for j in document["jobs"]] == ["fetched"] * 3
@@ -283,7 +344,9 @@ def test_cli_batch_json_and_exit_codes(tmp_path: Path, media: tuple[Path, Path],
 
 @pytest.mark.slow
 def test_ctrl_c_waits_for_the_running_job_and_a_rerun_finishes_the_rest(
-    tmp_path: Path, media: tuple[Path, Path], fal: Any  # noqa: F811
+    tmp_path: Path,
+    media: tuple[Path, Path],
+    fal: Any,  # noqa: F811
 ) -> None:
     import os
     import signal
@@ -292,8 +355,18 @@ def test_ctrl_c_waits_for_the_running_job_and_a_rerun_finishes_the_rest(
 
     manifest = _manifest(tmp_path, media, 3, lambda i: "fal")
     env = {**os.environ, "FAL_KEY": FAL_KEY}
-    command = [sys.executable, "-m", "latentsync_routes.cli", "batch", str(manifest), "--consent", "test",
-               "--concurrency", "fal=1", "--json"]
+    command = [
+        sys.executable,
+        "-m",
+        "latentsync_routes.cli",
+        "batch",
+        str(manifest),
+        "--consent",
+        "test",
+        "--concurrency",
+        "fal=1",
+        "--json",
+    ]
     fal.queue_polls = 10**9  # the first job stays queued until released
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60

@@ -69,8 +69,19 @@ def test_bad_inputs_exit_2_with_typed_error(
 def test_unsupported_parameter_is_refused_by_name(files: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "out.mp4"
     done = cli(
-        "run", str(files["clip"]), str(files["voice30"]), "-o", str(out), "--route", "fal",
-        "--inference-steps", "30", "--consent", "test", "--json", home=tmp_path,
+        "run",
+        str(files["clip"]),
+        str(files["voice30"]),
+        "-o",
+        str(out),
+        "--route",
+        "fal",
+        "--inference-steps",
+        "30",
+        "--consent",
+        "test",
+        "--json",
+        home=tmp_path,
     )
     assert done.returncode == 2
     error = json.loads(done.stdout)["error"]
@@ -138,8 +149,13 @@ def test_estimate_and_doctor_without_the_local_extra(files: dict[str, Path], tmp
     from tests.cli_helpers import clean_env
 
     def without_local(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-c", BLOCK_LOCAL_EXTRA, *args], capture_output=True, text=True,
-                              env=clean_env(tmp_path), timeout=120)
+        return subprocess.run(
+            [sys.executable, "-c", BLOCK_LOCAL_EXTRA, *args],
+            capture_output=True,
+            text=True,
+            env=clean_env(tmp_path),
+            timeout=120,
+        )
 
     done = without_local("estimate", str(files["clip"]), str(files["voice30"]), "--json")
     assert done.returncode == 0, done.stderr
@@ -151,21 +167,39 @@ def test_estimate_and_doctor_without_the_local_extra(files: dict[str, Path], tmp
     assert doctor.returncode == 0, doctor.stderr
     report = json.loads(doctor.stdout)["routes"]["local"]
     assert report["usable"] is False and "latentsync-routes[local]" in report["reason"]
-    checked = without_local("check", str(files["clip"]), str(files["voice30"]), "--route", "fal", "--consent", "test",
-                            "--face-check", "--json")
+    checked = without_local(
+        "check",
+        str(files["clip"]),
+        str(files["voice30"]),
+        "--route",
+        "fal",
+        "--consent",
+        "test",
+        "--face-check",
+        "--json",
+    )
     assert checked.returncode == 0, checked.stderr
     face = next(row for row in json.loads(checked.stdout) if row["check"] == "face")
     assert face["passed"] and face["reason"].startswith("skipped: MediaPipe is not installed")
-    refused = without_local("run", str(files["clip"]), str(files["voice30"]), "-o", str(tmp_path / "o.mp4"),
-                            "--route", "local")
+    refused = without_local(
+        "run", str(files["clip"]), str(files["voice30"]), "-o", str(tmp_path / "o.mp4"), "--route", "local"
+    )
     assert refused.returncode == 2
     assert "pip install 'latentsync-routes[local]'" in " ".join(refused.stderr.split())  # rich wraps lines
 
 
 def test_human_output_shows_brackets_as_written(files: dict[str, Path], tmp_path: Path) -> None:
     """Rich markup must not eat '[...]' from messages, paths or consent texts."""
-    done = cli("check", str(files["clip"]), str(files["voice30"]), "--route", "fal", "--consent", "release [signed]",
-               home=tmp_path)
+    done = cli(
+        "check",
+        str(files["clip"]),
+        str(files["voice30"]),
+        "--route",
+        "fal",
+        "--consent",
+        "release [signed]",
+        home=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     assert "[signed]" in done.stdout
 
@@ -186,9 +220,20 @@ def test_a_route_limit_is_a_stop_row_and_estimate_check_run_agree(files: dict[st
     table = cli("check", clip, voice, "--route", "replicate", "--consent", "test", home=tmp_path)
     assert table.returncode == 3 and "STOP" in table.stdout and "input_limits" in table.stdout
     out = tmp_path / "out.mp4"
-    run = cli("run", clip, voice, "-o", str(out), "--route", "replicate", "--consent", "test", "--json",
-              home=tmp_path, env={"REPLICATE_API_TOKEN": "r8_x", "LATENTSYNC_ROUTES_REPLICATE_BASE_URL":
-                                  "http://127.0.0.1:9"})  # nothing listens there: an upload would fail, not stop
+    run = cli(
+        "run",
+        clip,
+        voice,
+        "-o",
+        str(out),
+        "--route",
+        "replicate",
+        "--consent",
+        "test",
+        "--json",
+        home=tmp_path,
+        env={"REPLICATE_API_TOKEN": "r8_x", "LATENTSYNC_ROUTES_REPLICATE_BASE_URL": "http://127.0.0.1:9"},
+    )  # nothing listens there: an upload would fail, not stop
     assert run.returncode == 3, run.stderr
     error = json.loads(run.stdout)["error"]
     assert error["type"] == "PolicyViolation" and refused in error["message"]
@@ -196,8 +241,20 @@ def test_a_route_limit_is_a_stop_row_and_estimate_check_run_agree(files: dict[st
 
 
 def test_check_shows_the_deadline_row(files: dict[str, Path], tmp_path: Path) -> None:
-    done = cli("check", str(files["clip"]), str(files["voice30"]), "--route", "replicate", "--consent", "test",
-               "--deadline", "5", "--json", home=tmp_path, env={"LATENTSYNC_ROUTES_POLICY__DEADLINE_CHECK": "true"})
+    done = cli(
+        "check",
+        str(files["clip"]),
+        str(files["voice30"]),
+        "--route",
+        "replicate",
+        "--consent",
+        "test",
+        "--deadline",
+        "5",
+        "--json",
+        home=tmp_path,
+        env={"LATENTSYNC_ROUTES_POLICY__DEADLINE_CHECK": "true"},
+    )
     assert done.returncode == 3
     row = next(row for row in json.loads(done.stdout) if row["check"] == "deadline")
     assert row["passed"] is False and "over the deadline of 5 s" in row["reason"]
@@ -205,25 +262,52 @@ def test_check_shows_the_deadline_row(files: dict[str, Path], tmp_path: Path) ->
 
 def test_an_output_it_would_not_write_is_refused_before_upload(files: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "out.avi"
-    done = cli("run", str(files["clip"]), str(files["voice30"]), "-o", str(out), "--route", "fal", "--consent",
-               "test", "--json", home=tmp_path, env={"FAL_KEY": "k", "LATENTSYNC_ROUTES_FAL_BASE_URL":
-                                                     "http://127.0.0.1:9"})
+    done = cli(
+        "run",
+        str(files["clip"]),
+        str(files["voice30"]),
+        "-o",
+        str(out),
+        "--route",
+        "fal",
+        "--consent",
+        "test",
+        "--json",
+        home=tmp_path,
+        env={"FAL_KEY": "k", "LATENTSYNC_ROUTES_FAL_BASE_URL": "http://127.0.0.1:9"},
+    )
     assert done.returncode == 2
     error = json.loads(done.stdout)["error"]
     assert error["type"] == "InputError" and "ending in .mp4" in error["message"]
     assert not out.exists() and not out.with_suffix(".mp4").exists()
 
 
-@pytest.mark.parametrize(("args", "env", "variable", "takes"), [
-    (("routes",), {"LATENTSYNC_ROUTES_BUDGET_PER_CALL": "abc"}, "LATENTSYNC_ROUTES_BUDGET_PER_CALL", "valid number"),
-    (("routes",), {"LATENTSYNC_ROUTES_POLICY__MAX_RETENTION_DAYS": "abc"},
-     "LATENTSYNC_ROUTES_POLICY__MAX_RETENTION_DAYS", "valid number"),
-    (("jobs", "list"), {"LATENTSYNC_ROUTES_POLICY": "{"}, "LATENTSYNC_ROUTES_POLICY", "JSON object"),
-    (("doctor",), {"LATENTSYNC_ROUTES_WAVESPEED_BASE_URL": "http://example.com"},
-     "LATENTSYNC_ROUTES_WAVESPEED_BASE_URL", "https"),
-    (("download", "--version", "1.7"), {}, "--version", "takes one of 1.5, 1.6; got '1.7'"),
-    (("jobs", "spend", "--since", "yesterday"), {}, "--since", "YYYY-MM-DD"),
-])
+@pytest.mark.parametrize(
+    ("args", "env", "variable", "takes"),
+    [
+        (
+            ("routes",),
+            {"LATENTSYNC_ROUTES_BUDGET_PER_CALL": "abc"},
+            "LATENTSYNC_ROUTES_BUDGET_PER_CALL",
+            "valid number",
+        ),
+        (
+            ("routes",),
+            {"LATENTSYNC_ROUTES_POLICY__MAX_RETENTION_DAYS": "abc"},
+            "LATENTSYNC_ROUTES_POLICY__MAX_RETENTION_DAYS",
+            "valid number",
+        ),
+        (("jobs", "list"), {"LATENTSYNC_ROUTES_POLICY": "{"}, "LATENTSYNC_ROUTES_POLICY", "JSON object"),
+        (
+            ("doctor",),
+            {"LATENTSYNC_ROUTES_WAVESPEED_BASE_URL": "http://example.com"},
+            "LATENTSYNC_ROUTES_WAVESPEED_BASE_URL",
+            "https",
+        ),
+        (("download", "--version", "1.7"), {}, "--version", "takes one of 1.5, 1.6; got '1.7'"),
+        (("jobs", "spend", "--since", "yesterday"), {}, "--since", "YYYY-MM-DD"),
+    ],
+)
 def test_bad_configuration_is_a_typed_error_not_a_traceback(
     tmp_path: Path, args: tuple[str, ...], env: dict[str, str], variable: str, takes: str
 ) -> None:
@@ -261,8 +345,19 @@ def test_version_help_and_doctor_read_as_a_person_would(tmp_path: Path) -> None:
 def test_retention_under_a_day_is_shown_in_hours(files: dict[str, Path], tmp_path: Path) -> None:
     config = tmp_path / "cfg.toml"
     config.write_text("[policy]\nmax_retention_days = 0.5\n")
-    done = cli("check", str(files["clip"]), str(files["voice30"]), "--route", "replicate", "--consent", "test",
-               "--config", str(config), "--json", home=tmp_path)
+    done = cli(
+        "check",
+        str(files["clip"]),
+        str(files["voice30"]),
+        "--route",
+        "replicate",
+        "--consent",
+        "test",
+        "--config",
+        str(config),
+        "--json",
+        home=tmp_path,
+    )
     reason = next(row for row in json.loads(done.stdout) if row["check"] == "retention")["reason"]
     assert "hour" in reason and "0.0417" not in reason and "0.5 days" not in reason, reason
 
@@ -280,8 +375,14 @@ def test_jobs_spend(tmp_path: Path) -> None:
     done = cli("jobs", "spend", "--json", home=tmp_path)
     assert done.returncode == 0, done.stderr
     (row,) = json.loads(done.stdout)
-    assert (row["route"], row["jobs"], row["estimated"], row["actual"], row["billed_failures"],
-            row["without_actual"]) == ("fal", 2, 0.4, 0.2, 0.05, 1)
+    assert (
+        row["route"],
+        row["jobs"],
+        row["estimated"],
+        row["actual"],
+        row["billed_failures"],
+        row["without_actual"],
+    ) == ("fal", 2, 0.4, 0.2, 0.05, 1)
     human = cli("jobs", "spend", home=tmp_path)
     assert "$0.2500" in human.stdout  # known spend: actual + failure-billed
 
@@ -293,8 +394,13 @@ def test_fakes_serve_every_hosted_route_until_interrupted(files: dict[str, Path]
 
     from tests.cli_helpers import clean_env, console_script
 
-    server = subprocess.Popen([console_script(), "fakes", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=clean_env(tmp_path))
+    server = subprocess.Popen(
+        [console_script(), "fakes", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(tmp_path),
+    )
     try:
         assert server.stdout is not None
         lines = []
@@ -308,8 +414,20 @@ def test_fakes_serve_every_hosted_route_until_interrupted(files: dict[str, Path]
         assert exports["LATENTSYNC_ROUTES_FAL_BASE_URL"].startswith("http://127.0.0.1:")
         assert {"FAL_KEY", "REPLICATE_API_TOKEN", "WAVESPEED_API_KEY"} <= set(exports)
         out = tmp_path / "out.mp4"
-        done = cli("run", str(files["clip"]), str(files["voice30"]), "-o", str(out), "--route", "replicate",
-                   "--consent", "test", "--json", home=tmp_path, env=exports)
+        done = cli(
+            "run",
+            str(files["clip"]),
+            str(files["voice30"]),
+            "-o",
+            str(out),
+            "--route",
+            "replicate",
+            "--consent",
+            "test",
+            "--json",
+            home=tmp_path,
+            env=exports,
+        )
         assert done.returncode == 0, done.stderr
         assert out.stat().st_size > 0 and json.loads(done.stdout)["record"]["state"] == "fetched"
     finally:

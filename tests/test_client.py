@@ -53,11 +53,12 @@ def test_out_of_range_values(tmp_path: Path, media: tuple[Path, Path]) -> None:
 
 
 def test_budget_total_is_checked_before_any_job(tmp_path: Path, media: tuple[Path, Path]) -> None:
-    client = LipSyncClient(route="fal", credentials={"fal": "k"}, budget_total=0.25,
-                           settings=load_settings(home=tmp_path))
-    with pytest.raises(BudgetExceeded, match="remaining budget"):
+    client = LipSyncClient(
+        route="fal", credentials={"fal": "k"}, budget_total=0.25, settings=load_settings(home=tmp_path)
+    )
+    with pytest.raises(BudgetExceeded, match=r"budget_total of \$0\.2500") as caught:
         client.run(*media, tmp_path / "out.mp4", consent="test", seed=1)
-    assert not (tmp_path / "jobs.sqlite3").exists()
+    assert caught.value.exit_code == 5 and client.journal.list() == []  # refused before the job was recorded
 
 
 def test_route_errors(tmp_path: Path, media: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -92,25 +93,36 @@ def test_budget_total_counts_what_finished_jobs_cost(tmp_path: Path) -> None:
     audios = [write_test_audio(tmp_path / f"voice{i}.wav", 2.0, hz=300 + 50 * i) for i in range(3)]
     with FakeFal(expected_key="k", billable_units=40) as fal:
         settings = load_settings(home=tmp_path, route_settings={"fal": {"base_url": fal.url}}, poll_interval=0.01)
-        client = LipSyncClient(route="fal", credentials={"fal": "k"}, consent="test", budget_total=0.45,
-                               settings=settings)
+        client = LipSyncClient(
+            route="fal", credentials={"fal": "k"}, consent="test", budget_total=0.45, settings=settings
+        )
         for i in range(2):
             assert client.run(video, audios[i], tmp_path / f"out{i}.mp4").cost.actual == pytest.approx(0.20)
-        with pytest.raises(BudgetExceeded, match=r"remaining budget of \$0\.0500"):
+        with pytest.raises(BudgetExceeded, match=r"committed to \$0\.4000 of the budget_total of \$0\.4500"):
             client.run(video, audios[2], tmp_path / "out2.mp4")
         assert len(fal.jobs) == 2
 
 
-@pytest.mark.parametrize("cls_path", ["latentsync_routes.client.LipSyncClient",
-                                      "latentsync_routes.async_client.AsyncLipSyncClient",
-                                      "latentsync_routes.journal.Journal", "latentsync_routes.journal.Claim"])
+@pytest.mark.parametrize(
+    "cls_path",
+    [
+        "latentsync_routes.client.LipSyncClient",
+        "latentsync_routes.async_client.AsyncLipSyncClient",
+        "latentsync_routes.journal.Journal",
+        "latentsync_routes.journal.Claim",
+    ],
+)
 def test_every_public_method_says_what_it_does(cls_path: str) -> None:
     import importlib
     import inspect
 
     module, _, name = cls_path.rpartition(".")
     cls = getattr(importlib.import_module(module), name)
-    missing = [attr for attr, value in vars(cls).items()
-               if not attr.startswith("_") and (inspect.isfunction(value) or isinstance(value, property))
-               and not (value.__doc__ or "").strip()]
+    missing = [
+        attr
+        for attr, value in vars(cls).items()
+        if not attr.startswith("_")
+        and (inspect.isfunction(value) or isinstance(value, property))
+        and not (value.__doc__ or "").strip()
+    ]
     assert missing == []

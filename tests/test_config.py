@@ -34,7 +34,8 @@ def test_bad_config_is_a_configuration_error(tmp_path: Path) -> None:
 
 def test_base_url_rules() -> None:
     assert load_settings(route_settings={"fal": {"base_url": "http://127.0.0.1:8765/"}}).base_url_for("fal") == (
-        "http://127.0.0.1:8765")
+        "http://127.0.0.1:8765"
+    )
     proxy = load_settings(route_settings={"replicate": {"base_url": "https://proxy.example"}})
     assert proxy.base_url_for("replicate") == "https://proxy.example"
     with pytest.raises(ValueError, match="loopback"):
@@ -54,8 +55,10 @@ def test_route_settings_from_the_kits_variables_code_and_toml(tmp_path: Path, mo
     assert settings.route_setting("replicate", "version") == "from-env"
     assert settings.base_url_for("replicate") == "https://toml.example"  # the env sets only the version
     assert settings.base_url_for("wavespeed") == "http://127.0.0.1:9"
-    assert load_settings(toml, route_settings={"replicate": {"version": "arg"}}).route_setting("replicate",
-                                                                                               "version") == "arg"
+    assert (
+        load_settings(toml, route_settings={"replicate": {"version": "arg"}}).route_setting("replicate", "version")
+        == "arg"
+    )
     assert load_settings().base_url_for("replicate") == "https://api.replicate.com"  # the kit's default
 
 

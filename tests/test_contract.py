@@ -75,8 +75,11 @@ def only_record(home: Path) -> Any:
 
 
 # -- concurrency ---------------------------------------------------------------------------------------
-def test_identical_runs_in_threads_make_one_provider_job(h: Harness, media: tuple[Path, Path],  # noqa: F811
-                                                         tmp_path: Path) -> None:
+def test_identical_runs_in_threads_make_one_provider_job(
+    h: Harness,
+    media: tuple[Path, Path],  # noqa: F811
+    tmp_path: Path,
+) -> None:
     out = tmp_path / "out.mp4"
     results: list[Any] = []
     errors: list[BaseException] = []
@@ -100,14 +103,29 @@ def test_identical_runs_in_threads_make_one_provider_job(h: Harness, media: tupl
 
 
 def test_identical_runs_in_two_processes_make_one_provider_job(
-    h: Harness, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path  # noqa: F811
+    h: Harness,
+    media: tuple[Path, Path],
+    tmp_path: Path,
+    hosted_env: Path,  # noqa: F811
 ) -> None:
     out = tmp_path / "out.mp4"
-    command = [console_script(), "run", str(media[0]), str(media[1]), "-o", str(out), "--route", h.route,
-               "--consent", "test", "--json"]
+    command = [
+        console_script(),
+        "run",
+        str(media[0]),
+        str(media[1]),
+        "-o",
+        str(out),
+        "--route",
+        h.route,
+        "--consent",
+        "test",
+        "--json",
+    ]
     env = clean_env(hosted_env, {**h.env, "LATENTSYNC_ROUTES_POLL_INTERVAL": "0.05"})
-    procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     docs = [json.loads(stdout) for stdout, _ in outputs]
@@ -117,10 +135,16 @@ def test_identical_runs_in_two_processes_make_one_provider_job(
 
 
 # -- ambiguous submits ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("fault", [Fault.drop_after_accept(), Fault.gateway_error_after_accept(502),
-                                   Fault.gateway_error_after_accept(504)], ids=["drop", "502", "504"])
+@pytest.mark.parametrize(
+    "fault",
+    [Fault.drop_after_accept(), Fault.gateway_error_after_accept(502), Fault.gateway_error_after_accept(504)],
+    ids=["drop", "502", "504"],
+)
 def test_a_submit_accepted_but_answered_badly_is_found_not_repeated(
-    h: Harness, media: tuple[Path, Path], tmp_path: Path, fault: Fault  # noqa: F811
+    h: Harness,
+    media: tuple[Path, Path],
+    tmp_path: Path,
+    fault: Fault,  # noqa: F811
 ) -> None:
     h.fault(h.submit, fault)
     if not h.searchable:  # its job list cannot be matched to inputs: stop, never resubmit unasked
@@ -137,7 +161,10 @@ def test_a_submit_accepted_but_answered_badly_is_found_not_repeated(
 
 
 def test_a_submit_that_created_nothing_stops_until_forced(
-    h: Harness, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path  # noqa: F811
+    h: Harness,
+    media: tuple[Path, Path],
+    tmp_path: Path,
+    hosted_env: Path,  # noqa: F811
 ) -> None:
     h.fault(h.submit, Fault.nginx_503())
     with pytest.raises(AmbiguousSubmit, match="force-resubmit"):
@@ -160,20 +187,31 @@ def _carry_on(h: Harness, inputs: tuple[Path, Path], out: Path, home: Path, expe
     assert only_record(home).state == "fetched"
 
 
-def test_failing_polls_then_a_rerun_carries_on(h: Harness, media: tuple[Path, Path], tmp_path: Path,  # noqa: F811
-                                               hosted_env: Path) -> None:
+def test_failing_polls_then_a_rerun_carries_on(
+    h: Harness,
+    media: tuple[Path, Path],
+    tmp_path: Path,  # noqa: F811
+    hosted_env: Path,
+) -> None:
     h.fault(h.poll, *(Fault.status(503) for _ in range(8)))
     _carry_on(h, media, tmp_path / "out.mp4", hosted_env, ProviderError)
 
 
-def test_truncated_downloads_then_a_rerun_carries_on(h: Harness, media: tuple[Path, Path],  # noqa: F811
-                                                     tmp_path: Path, hosted_env: Path) -> None:
+def test_truncated_downloads_then_a_rerun_carries_on(
+    h: Harness,
+    media: tuple[Path, Path],  # noqa: F811
+    tmp_path: Path,
+    hosted_env: Path,
+) -> None:
     h.fault(h.download, *(Fault.truncate(100) for _ in range(8)))
     _carry_on(h, media, tmp_path / "out.mp4", hosted_env, DownloadError)
 
 
 def test_a_full_disk_at_the_output_then_a_rerun_carries_on(
-    h: Harness, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path,  # noqa: F811
+    h: Harness,
+    media: tuple[Path, Path],
+    tmp_path: Path,
+    hosted_env: Path,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import latentsync_routes.download as download
@@ -192,7 +230,10 @@ def test_a_full_disk_at_the_output_then_a_rerun_carries_on(
 
 
 def test_a_locked_journal_then_a_rerun_carries_on(
-    h: Harness, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path,  # noqa: F811
+    h: Harness,
+    media: tuple[Path, Path],
+    tmp_path: Path,
+    hosted_env: Path,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr("latentsync_routes.journal_db.BUSY_TIMEOUT_S", 0.3)
@@ -215,7 +256,10 @@ def test_a_locked_journal_then_a_rerun_carries_on(
 
 # -- provider failures ----------------------------------------------------------------------------------
 def test_a_failed_provider_job_is_paid_again_only_when_asked(
-    h: Harness, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path  # noqa: F811
+    h: Harness,
+    media: tuple[Path, Path],
+    tmp_path: Path,
+    hosted_env: Path,  # noqa: F811
 ) -> None:
     h.fail_next()
     out = tmp_path / "out.mp4"
@@ -233,7 +277,10 @@ def test_a_failed_provider_job_is_paid_again_only_when_asked(
 
 # -- cancel and deadlines -------------------------------------------------------------------------------
 def test_cancelling_an_awaiting_async_run_cancels_the_provider_job(
-    h: Harness, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path  # noqa: F811
+    h: Harness,
+    media: tuple[Path, Path],
+    tmp_path: Path,
+    hosted_env: Path,  # noqa: F811
 ) -> None:
     h.hold()
 
@@ -256,7 +303,10 @@ def test_cancelling_an_awaiting_async_run_cancels_the_provider_job(
 
 
 def test_cancel_by_job_id_reaches_the_running_owner(
-    h: Harness, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path  # noqa: F811
+    h: Harness,
+    media: tuple[Path, Path],
+    tmp_path: Path,
+    hosted_env: Path,  # noqa: F811
 ) -> None:
     with held_owner(h, media, tmp_path / "o.mp4") as (runner, failure):
         _wait_until(lambda: len(h.jobs()) == 1)
@@ -268,8 +318,12 @@ def test_cancel_by_job_id_reaches_the_running_owner(
 
 @pytest.mark.parametrize("late", ["before the owner sees the cancel", "while the owner cancels"])
 def test_cancel_waits_for_a_running_owner_whose_heartbeat_is_late(
-    h: Harness, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch, late: str,
+    h: Harness,
+    media: tuple[Path, Path],
+    tmp_path: Path,
+    hosted_env: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    late: str,
 ) -> None:
     """A heartbeat an hour late (a stalled process, a clock step) does not make the canceller take the job
     from a live owner: the owner cancels, once, and ends JobCancelled (it once ended ClaimLost, on a loaded
@@ -309,7 +363,10 @@ def test_cancel_waits_for_a_running_owner_whose_heartbeat_is_late(
 
 
 def test_an_owner_that_lost_its_claim_to_a_cancel_reports_the_cancel(
-    h: Harness, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path,  # noqa: F811
+    h: Harness,
+    media: tuple[Path, Path],
+    tmp_path: Path,
+    hosted_env: Path,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """An owner whose claim was taken over while a cancel is recorded ends JobCancelled, not ClaimLost, and
@@ -332,7 +389,10 @@ def test_an_owner_that_lost_its_claim_to_a_cancel_reports_the_cancel(
 
 
 def test_a_cancel_slower_than_its_follow_up_still_ends_cancelled(
-    h: Harness, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path,  # noqa: F811
+    h: Harness,
+    media: tuple[Path, Path],
+    tmp_path: Path,
+    hosted_env: Path,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The follow-up after a cancel ends when its time is up, even in a poll the deadline refuses to send:
@@ -357,7 +417,9 @@ def test_a_cancel_slower_than_its_follow_up_still_ends_cancelled(
 
 
 def test_a_deadline_passed_before_the_submit_submits_nothing(
-    h: Harness, media: tuple[Path, Path], tmp_path: Path  # noqa: F811
+    h: Harness,
+    media: tuple[Path, Path],
+    tmp_path: Path,  # noqa: F811
 ) -> None:
     h.fault(h.upload, Fault.delay(40))  # an upload that stalls far past the deadline
     started = time.monotonic()
@@ -367,10 +429,22 @@ def test_a_deadline_passed_before_the_submit_submits_nothing(
     assert h.jobs() == [] and h.requests(h.submit) == []
 
 
-@pytest.mark.parametrize("bad", [{"guidance_scale": math.nan}, {"guidance_scale": math.inf}, {"seed": True},
-                                 {"seed": 2**70}, {"deadline_seconds": -1.0}, {"deadline_seconds": math.nan}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"guidance_scale": math.nan},
+        {"guidance_scale": math.inf},
+        {"seed": True},
+        {"seed": 2**70},
+        {"deadline_seconds": -1.0},
+        {"deadline_seconds": math.nan},
+    ],
+)
 def test_bad_parameters_are_refused_before_any_request(
-    h: Harness, media: tuple[Path, Path], tmp_path: Path, bad: dict[str, Any]  # noqa: F811
+    h: Harness,
+    media: tuple[Path, Path],
+    tmp_path: Path,
+    bad: dict[str, Any],  # noqa: F811
 ) -> None:
     with pytest.raises(InvalidParameter) as info:
         client(h).run(*media, tmp_path / "out.mp4", **bad)
@@ -379,7 +453,10 @@ def test_bad_parameters_are_refused_before_any_request(
 
 @pytest.mark.parametrize("where", ["parent-is-a-file", "not-mp4"])
 def test_a_bad_output_destination_is_refused_before_any_request(
-    h: Harness, media: tuple[Path, Path], tmp_path: Path, where: str  # noqa: F811
+    h: Harness,
+    media: tuple[Path, Path],
+    tmp_path: Path,
+    where: str,  # noqa: F811
 ) -> None:
     (tmp_path / "FILE").write_text("x")
     target = tmp_path / "FILE" / "sub" / "out.mp4" if where == "parent-is-a-file" else tmp_path / "out.avi"
@@ -388,8 +465,11 @@ def test_a_bad_output_destination_is_refused_before_any_request(
     assert h.server.requests == []
 
 
-def test_two_jobs_into_one_folder_never_collide(h: Harness, media: tuple[Path, Path], tmp_path: Path,  # noqa: F811
-                                                ) -> None:
+def test_two_jobs_into_one_folder_never_collide(
+    h: Harness,
+    media: tuple[Path, Path],
+    tmp_path: Path,  # noqa: F811
+) -> None:
     folder = tmp_path / "outs"
     folder.mkdir()
     first = client(h).run(*media, folder, idempotency_key="job-a")
@@ -403,11 +483,27 @@ def test_two_jobs_into_one_folder_never_collide(h: Harness, media: tuple[Path, P
 @pytest.mark.parametrize("step", ["upload", "submit", "wait", "download"])
 @pytest.mark.parametrize("how", ["run-again", "jobs-resume"])
 def test_kill_9_at_each_step_then_carry_on(
-    h: Harness, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path, step: str, how: str  # noqa: F811
+    h: Harness,
+    media: tuple[Path, Path],
+    tmp_path: Path,
+    hosted_env: Path,
+    step: str,
+    how: str,  # noqa: F811
 ) -> None:
     out = tmp_path / "out.mp4"
-    command = [console_script(), "run", str(media[0]), str(media[1]), "-o", str(out), "--route", h.route,
-               "--consent", "test", "--json"]
+    command = [
+        console_script(),
+        "run",
+        str(media[0]),
+        str(media[1]),
+        "-o",
+        str(out),
+        "--route",
+        h.route,
+        "--consent",
+        "test",
+        "--json",
+    ]
     env = clean_env(hosted_env, {**h.env, "LATENTSYNC_ROUTES_POLL_INTERVAL": "0.05"})
     reached = {
         "upload": lambda: len(h.requests(h.upload)) >= 1,
@@ -436,8 +532,9 @@ def test_kill_9_at_each_step_then_carry_on(
         second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     else:
         job_id = only_record(hosted_env).job_id
-        second = subprocess.run([console_script(), "jobs", "resume", job_id, "--json"], env=env,
-                                capture_output=True, text=True, timeout=120)
+        second = subprocess.run(
+            [console_script(), "jobs", "resume", job_id, "--json"], env=env, capture_output=True, text=True, timeout=120
+        )
     assert len(h.jobs()) == 1, f"a kill during {step} made a second provider job"
     if step == "submit" and not h.searchable:  # the job exists but cannot be found: stop, exit 4
         assert second.returncode == 4 and "AmbiguousSubmit" in second.stdout, second.stdout + second.stderr
@@ -450,8 +547,9 @@ def test_kill_9_at_each_step_then_carry_on(
 
 
 @contextlib.contextmanager
-def held_owner(h: Harness, media: tuple[Path, Path], out: Path) -> Iterator[tuple[threading.Thread,
-                                                                                 list[BaseException]]]:
+def held_owner(
+    h: Harness, media: tuple[Path, Path], out: Path
+) -> Iterator[tuple[threading.Thread, list[BaseException]]]:
     """A run of the job in a thread (its owner), held at the provider until the block ends; then the
     provider is released and the thread joined. Yields the thread and the exceptions it ended with."""
     h.hold()
@@ -492,7 +590,10 @@ def _wait_until(condition: Any, timeout: float = 60.0) -> None:
 
 # -- inputs given as URLs, and where credentials go -------------------------------------------------------
 def test_a_resumed_job_sends_the_url_inputs_it_was_given(
-    h: Harness, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path  # noqa: F811
+    h: Harness,
+    media: tuple[Path, Path],
+    tmp_path: Path,
+    hosted_env: Path,  # noqa: F811
 ) -> None:
     import functools
     import http.server
@@ -518,7 +619,9 @@ def test_a_resumed_job_sends_the_url_inputs_it_was_given(
 
 
 def test_status_urls_named_by_the_submit_answer_are_never_called(
-    h: Harness, media: tuple[Path, Path], tmp_path: Path  # noqa: F811
+    h: Harness,
+    media: tuple[Path, Path],
+    tmp_path: Path,  # noqa: F811
 ) -> None:
     if h.route != "fal":
         pytest.skip("only fal's submit answer names status and result URLs")
@@ -529,8 +632,13 @@ def test_status_urls_named_by_the_submit_answer_are_never_called(
     thief.listen()
     thief.settimeout(0.2)
     elsewhere = f"http://127.0.0.1:{thief.getsockname()[1]}/steal"
-    h.fault(h.submit, Fault.status(200, json={"request_id": "req-1", "status_url": elsewhere,
-                                              "response_url": elsewhere, "cancel_url": elsewhere}))
+    h.fault(
+        h.submit,
+        Fault.status(
+            200,
+            json={"request_id": "req-1", "status_url": elsewhere, "response_url": elsewhere, "cancel_url": elsewhere},
+        ),
+    )
     with pytest.raises(LatentSyncError):
         client(h).run(*media, tmp_path / "out.mp4")
     with pytest.raises(TimeoutError):
@@ -541,7 +649,9 @@ def test_status_urls_named_by_the_submit_answer_are_never_called(
 
 # -- what the fakes return -------------------------------------------------------------------------------
 def test_the_fake_output_follows_the_audio_and_estimate_and_bill_agree(
-    h: Harness, tmp_path: Path, hosted_env: Path  # noqa: F811
+    h: Harness,
+    tmp_path: Path,
+    hosted_env: Path,  # noqa: F811
 ) -> None:
     import av
 

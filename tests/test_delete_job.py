@@ -30,9 +30,11 @@ def test_fal_delete_calls_delete_request_payloads_once_and_reports_only_what_was
     assert call.request_id == result.provider_request_id and call.links == (result.output_url,)
     assert fal.requests_for("delete_payloads")[0].method == "DELETE"
     assert fal.store.get(output.id) is None  # fal's output file is gone
-    assert record.deleted == [f"local output {tmp_path / 'out.mp4'}",
-                              f"fal request {result.provider_request_id} payloads (fal answered HTTP 200)",
-                              f"{result.output_url} (fal output file, deleted by fal)"]
+    assert record.deleted == [
+        f"local output {tmp_path / 'out.mp4'}",
+        f"fal request {result.provider_request_id} payloads (fal answered HTTP 200)",
+        f"{result.output_url} (fal output file, deleted by fal)",
+    ]
     assert len(record.not_deleted) == 2 and all("expiry set at upload" not in i for i in record.not_deleted)
     assert all("X-Fal-Object-Lifecycle-Preference" in item for item in record.not_deleted)  # what was sent
     journalled = client.journal.get(result.job_id)
@@ -46,8 +48,9 @@ def test_fal_delete_records_a_refusal(fal: FakeFal, media: tuple[Path, Path], tm
     result = client.run(*media, tmp_path / "out.mp4")
     fal.faults.delete_payloads.append(Fault.status(403))
     record = client.delete_job(result.job_id, delete_output=False)
-    assert record.deleted == [] and any("refused the delete, HTTP 403" in i and "admin key" in i
-                                        for i in record.not_deleted)
+    assert record.deleted == [] and any(
+        "refused the delete, HTTP 403" in i and "admin key" in i for i in record.not_deleted
+    )
     record = client.delete_job(result.job_id, delete_output=False)  # not done before, so tried again
     assert any(line.startswith(f"fal request {result.provider_request_id} payloads") for line in record.deleted)
 
@@ -62,8 +65,15 @@ def test_replicate_delete_finishes_what_the_run_could_not(
     assert sum("delete failed" in item for item in result.record.not_deleted) == 2
     assert len(rep.uploads) == 2
 
-    done = run_cli("jobs", "delete", result.job_id, "--keep-output", "--json", home=hosted_env,
-                   env={"REPLICATE_API_TOKEN": REPLICATE_TOKEN, "LATENTSYNC_ROUTES_REPLICATE_BASE_URL": rep.url})
+    done = run_cli(
+        "jobs",
+        "delete",
+        result.job_id,
+        "--keep-output",
+        "--json",
+        home=hosted_env,
+        env={"REPLICATE_API_TOKEN": REPLICATE_TOKEN, "LATENTSYNC_ROUTES_REPLICATE_BASE_URL": rep.url},
+    )
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)
     assert set(record["deleted"]) == set(result.record.uploaded_uris)
@@ -87,4 +97,4 @@ def test_delete_removes_staged_input_copies_under_home_but_never_the_users_files
     assert media[1].exists()  # the user's own audio file is untouched
     assert f"staged video {video.resolve()}" in record.deleted
     kept = client.delete_job(result.job_id, delete_output=False)
-    assert not any(item.startswith("staged") for item in kept.deleted[len(record.deleted):])
+    assert not any(item.startswith("staged") for item in kept.deleted[len(record.deleted) :])

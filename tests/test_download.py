@@ -29,8 +29,9 @@ def cdn() -> Iterator[FakeFal]:
 
 def serve(cdn: FakeFal, data: bytes, name: str = "output.mp4") -> str:
     url = f"{cdn.cdn_url}/files/test/{len(cdn.store.all())}_{name}"
-    cdn.store.save_bytes(data, file_id=str(len(cdn.store.all())), name=name, content_type="video/mp4", url=url,
-                         origin="output")
+    cdn.store.save_bytes(
+        data, file_id=str(len(cdn.store.all())), name=name, content_type="video/mp4", url=url, origin="output"
+    )
     return url
 
 
@@ -55,7 +56,9 @@ def test_truncated_download_is_retried_as_a_download(tmp_path: Path, cdn: FakeFa
     assert path.read_bytes() == media[0].read_bytes()
     assert len(cdn.requests_for("file_download")) == 2
     assert [(a.step, a.status, a.retryable) for a in job.record.attempts] == [
-        ("fetch", "error", True), ("fetch", "ok", False)]
+        ("fetch", "error", True),
+        ("fetch", "ok", False),
+    ]
     assert leftovers(tmp_path) == []
 
 

@@ -26,8 +26,11 @@ def drawn_tree() -> dict[str, str | None]:
 
 
 def test_the_docstring_tree_is_the_class_tree() -> None:
-    real = {name: cls for name, cls in vars(errors).items()
-            if inspect.isclass(cls) and issubclass(cls, errors.LatentSyncError) and cls.__module__ == errors.__name__}
+    real = {
+        name: cls
+        for name, cls in vars(errors).items()
+        if inspect.isclass(cls) and issubclass(cls, errors.LatentSyncError) and cls.__module__ == errors.__name__
+    }
     drawn = drawn_tree()
     assert set(drawn) == set(real)
     for name, parent in drawn.items():
@@ -42,8 +45,13 @@ def test_every_error_of_the_package_is_declared_in_errors_py() -> None:
     import latentsync_routes
 
     # Modules that need an optional extra (torch, Gradio, Ray) or run a program when imported.
-    skip = ("latentsync_routes.local", "latentsync_routes.testing.tiny_local", "latentsync_routes.ui",
-            "latentsync_routes.batch._ray", "latentsync_routes.quality")
+    skip = (
+        "latentsync_routes.local",
+        "latentsync_routes.testing.tiny_local",
+        "latentsync_routes.ui",
+        "latentsync_routes.batch._ray",
+        "latentsync_routes.quality",
+    )
     for info in pkgutil.walk_packages(latentsync_routes.__path__, "latentsync_routes."):
         if info.name.startswith(skip) or info.name.endswith("__main__"):
             continue

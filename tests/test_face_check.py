@@ -39,8 +39,11 @@ def _face_clip(path: Path, seconds: float = 1.0) -> Path:
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("faces")
-    return {"face": _face_clip(root / "face.mp4"), "synthetic": write_test_video(root / "synthetic.mp4", 1.0),
-            "voice": write_test_audio(root / "voice.wav", 1.0)}
+    return {
+        "face": _face_clip(root / "face.mp4"),
+        "synthetic": write_test_video(root / "synthetic.mp4", 1.0),
+        "voice": write_test_audio(root / "voice.wav", 1.0),
+    }
 
 
 @pytest.fixture
@@ -92,8 +95,9 @@ def test_turning_it_off_is_said_in_the_row(clips: dict[str, Path], tmp_path: Pat
     client = LipSyncClient(route="fal", consent="test", settings=load_settings(home=tmp_path))
     passed, reason = _face_row(client, clips["synthetic"], clips["voice"], face_check=False)
     assert passed and reason.startswith("skipped (face_check=False for this job)")
-    off = LipSyncClient(route="fal", consent="test",
-                        settings=load_settings(home=tmp_path, policy={"face_check": False}))
+    off = LipSyncClient(
+        route="fal", consent="test", settings=load_settings(home=tmp_path, policy={"face_check": False})
+    )
     passed, reason = _face_row(off, clips["synthetic"], clips["voice"])
     assert passed and reason.startswith("skipped (policy.face_check = false)")
     passed, reason = _face_row(off, clips["synthetic"], clips["voice"], face_check=True)  # the job's word wins

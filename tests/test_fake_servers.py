@@ -417,10 +417,14 @@ def test_replicate_validation_auth_and_ambiguous_create(rep: FakeReplicate, rcli
 
 def test_fal_pricing_and_delete_payloads_follow_fals_platform_api(fal: FakeFal, client: SyncClient) -> None:
     headers = {"Authorization": "Key test-key"}
-    prices = httpx.get(f"{fal.url}/v1/models/pricing", params={"endpoint_id": f"{APP},fal-ai/other"},
-                       headers=headers).json()
-    assert prices == {"prices": [{"endpoint_id": APP, "unit_price": 0.005, "unit": "second", "currency": "USD"}],
-                      "next_cursor": None, "has_more": False}
+    prices = httpx.get(
+        f"{fal.url}/v1/models/pricing", params={"endpoint_id": f"{APP},fal-ai/other"}, headers=headers
+    ).json()
+    assert prices == {
+        "prices": [{"endpoint_id": APP, "unit_price": 0.005, "unit": "second", "currency": "USD"}],
+        "next_cursor": None,
+        "has_more": False,
+    }
     assert httpx.get(f"{fal.url}/v1/models/pricing", headers=headers).status_code == 422
     assert httpx.get(f"{fal.url}/v1/models/pricing", params={"endpoint_id": APP}).status_code == 401
     handle = client.submit(APP, {"video_url": "data:video/mp4;base64,AAAA", "audio_url": "data:audio/wav;base64,AA"})
@@ -434,11 +438,15 @@ def test_fal_pricing_and_delete_payloads_follow_fals_platform_api(fal: FakeFal, 
     assert again.json() == {"cdn_delete_results": []}
     assert httpx.delete(f"{fal.url}/v1/models/requests/nope/payloads", headers=headers).status_code == 404
     assert [(d.request_id, d.status_code) for d in fal.payload_deletions] == [
-        (handle.request_id, 200), (handle.request_id, 200), ("nope", 404)]
+        (handle.request_id, 200),
+        (handle.request_id, 200),
+        ("nope", 404),
+    ]
 
 
-def test_the_demo_says_its_output_is_not_lip_synced_and_it_follows_the_audio(tmp_path: Path,
-                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_demo_says_its_output_is_not_lip_synced_and_it_follows_the_audio(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import json
 
     from typer.testing import CliRunner

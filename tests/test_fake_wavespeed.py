@@ -54,7 +54,14 @@ def test_sdk_upload_submit_poll_result_download(ws: FakeWaveSpeed, media: tuple[
     (prediction,) = ws.jobs.values()
     assert prediction.status == "completed" and output == {"outputs": prediction.outputs}
     assert [r.endpoint for r in ws.requests] == [
-        "upload_ticket", "upload_put", "upload_ticket", "upload_put", "submit", "result", "result", "result",
+        "upload_ticket",
+        "upload_put",
+        "upload_ticket",
+        "upload_put",
+        "submit",
+        "result",
+        "result",
+        "result",
     ]
     puts = ws.requests_for("upload_put")
     assert all("Authorization" not in r.headers and r.headers["Content-Type"] for r in puts)
@@ -98,7 +105,9 @@ def test_auth_validation_and_unknown_model_create_nothing(ws: FakeWaveSpeed) -> 
         ws.client(api_key="wrong").run(MODEL, {"video": "https://x/v.mp4", "audio": "https://x/a.wav"})
     refused = httpx.post(f"{ws.url}/api/v3/{MODEL}", json={})
     assert refused.status_code == 401 and refused.json() == {
-        "code": 401, "message": "Unauthorized: invalid or missing API key", "data": None,
+        "code": 401,
+        "message": "Unauthorized: invalid or missing API key",
+        "data": None,
     }
     with pytest.raises(RuntimeError, match="HTTP 400.*audio is required"):
         ws.client().run(MODEL, {"video": "https://x/v.mp4"})
@@ -164,8 +173,9 @@ def test_upload_ticket_rules_sync_mode_pricing_and_ranges(ws: FakeWaveSpeed, med
 
     client = ws.client()
     audio_url = client.upload(str(audio))
-    quote = httpx.post(f"{ws.url}/api/v3/model/pricing", json={"model_id": MODEL, "inputs": {"audio": audio_url}},
-                       headers=AUTH)
+    quote = httpx.post(
+        f"{ws.url}/api/v3/model/pricing", json={"model_id": MODEL, "inputs": {"audio": audio_url}}, headers=AUTH
+    )
     assert quote.json()["data"] == {"model_id": MODEL, "unit_price": 0.3, "price": 0.3, "currency": "USD"}
 
     output = client.run(MODEL, {"video": client.upload(str(video)), "audio": audio_url}, enable_sync_mode=True)

@@ -37,8 +37,15 @@ fal = hosted_fixtures.fal
 hosted_env = hosted_fixtures.hosted_env
 media = hosted_fixtures.media
 
-GS_422 = [{"loc": ["body", "guidance_scale"], "msg": "Input should be less than or equal to 2",
-           "type": "less_than_equal", "url": "https://docs.fal.ai/errors/#less_than_equal", "ctx": {"le": 2}}]
+GS_422 = [
+    {
+        "loc": ["body", "guidance_scale"],
+        "msg": "Input should be less than or equal to 2",
+        "type": "less_than_equal",
+        "url": "https://docs.fal.ai/errors/#less_than_equal",
+        "ctx": {"le": 2},
+    }
+]
 
 
 def run(tmp_path: Path, media: tuple[Path, Path], **kwargs: object):  # type: ignore[no-untyped-def]
@@ -65,8 +72,13 @@ def test_success_uploads_submits_and_bills_from_the_result_headers(
     assert job.arguments["video_url"].startswith(fal.cdn_url) and job.input_bytes("video_url") == media[0].read_bytes()
     assert [u.name for u in fal.uploads] == ["clip.mp4", "voice.wav"]
     assert result.record.uploaded_uris == [job.arguments["video_url"], job.arguments["audio_url"]]
-    assert steps(result) == [("upload", "ok", None), ("upload", "ok", None), ("submit", "ok", None),
-                             ("fetch", "ok", None), ("fetch", "ok", None)]
+    assert steps(result) == [
+        ("upload", "ok", None),
+        ("upload", "ok", None),
+        ("submit", "ok", None),
+        ("fetch", "ok", None),
+        ("fetch", "ok", None),
+    ]
     # the fake bills like the price book's rule (a 1 s output: 40 units); the actual is the rule's
     assert result.cost.actual == pytest.approx(0.20) and "x-fal-billable-units 40" in result.cost.basis
     assert result.cost.billable_units == 40 and result.cost.units_cost == pytest.approx(0.20)
@@ -77,8 +89,14 @@ def test_success_uploads_submits_and_bills_from_the_result_headers(
     assert len(fal.requests_for("submit")) == 1
     client = fal_client()
     route = client.route()
-    assert_no_secrets(result.model_dump_json(), caplog.text, repr(client), repr(route), repr(route._sdk()),  # type: ignore[attr-defined]
-                      home=hosted_env)
+    assert_no_secrets(
+        result.model_dump_json(),
+        caplog.text,
+        repr(client),
+        repr(route),
+        repr(route._sdk()),  # type: ignore[attr-defined]
+        home=hosted_env,
+    )
 
 
 def _lifetime(record: object) -> int:
@@ -96,10 +114,12 @@ def test_a_default_run_sends_lifecycle_and_store_io_on_the_submit_and_every_uplo
         assert 600 < _lifetime(request) <= 300 + 600  # the job's deadline plus the fetch margin, no more
     (job,) = fal.jobs.values()
     assert job.output is not None and job.output.lifecycle_preference == json.loads(
-        job.headers["X-Fal-Object-Lifecycle-Preference"])  # the output follows the submit's lifecycle
+        job.headers["X-Fal-Object-Lifecycle-Preference"]
+    )  # the output follows the submit's lifecycle
     assert result.record.retention_sent["X-Fal-Store-IO"] == "0"
     assert json.loads(result.record.retention_sent["X-Fal-Object-Lifecycle-Preference"]) == json.loads(
-        fal.requests_for("submit")[0].headers["X-Fal-Object-Lifecycle-Preference"])
+        fal.requests_for("submit")[0].headers["X-Fal-Object-Lifecycle-Preference"]
+    )
     info = fal_client().route().info()
     assert info.retention_days == pytest.approx((1800 + 600) / 86400) and "X-Fal-Store-IO: 0" in info.retention
     assert fal_route.INFO.retention_days == pytest.approx(info.retention_days)  # the static facts match the default
@@ -252,8 +272,7 @@ def test_connection_refused_on_submit_is_retried_because_nothing_was_sent(
         sock.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
     real = fal_host_override.host_urls
-    monkeypatch.setattr(fal_host_override, "host_urls",
-                        lambda base: {**real(base), "QUEUE_URL_FORMAT": f"{dead}/"})
+    monkeypatch.setattr(fal_host_override, "host_urls", lambda base: {**real(base), "QUEUE_URL_FORMAT": f"{dead}/"})
     with pytest.raises(ProviderError, match="nothing was submitted; gave up after 5 tries") as info:
         run(tmp_path, media)
     assert info.value.retryable and len(fal.jobs) == 0
@@ -373,8 +392,9 @@ def test_401_on_submit_with_url_inputs(fal: FakeFal, media: tuple[Path, Path], t
     urls = []
     for path in media:
         url = f"{fal.cdn_url}/files/in/{path.name}"
-        fal.store.save_bytes(path.read_bytes(), file_id=path.stem, name=path.name, content_type="video/mp4",
-                             url=url, origin="output")
+        fal.store.save_bytes(
+            path.read_bytes(), file_id=path.stem, name=path.name, content_type="video/mp4", url=url, origin="output"
+        )
         urls.append(url)
     with pytest.raises(AuthenticationError, match="HTTP 401") as info:
         fal_client(key="nope").run(urls[0], urls[1], tmp_path / "out.mp4")
@@ -421,8 +441,9 @@ def test_cli_run_json(fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, mo
 
     monkeypatch.setenv("FAL_KEY", FAL_KEY)
     out = tmp_path / "out.mp4"
-    done = CliRunner().invoke(app, ["run", str(media[0]), str(media[1]), "-o", str(out), "--route", "fal", "--json",
-                                    "--consent", "test"])
+    done = CliRunner().invoke(
+        app, ["run", str(media[0]), str(media[1]), "-o", str(out), "--route", "fal", "--json", "--consent", "test"]
+    )
     assert done.exit_code == 0, done.output
     payload = json.loads(done.stdout)
     assert payload["route"] == "fal" and payload["output_path"] == str(out) and out.exists()
@@ -446,19 +467,27 @@ def test_large_inputs_stream_as_multipart_and_a_failed_part_retries_the_upload(
     (job,) = fal.jobs.values()
     assert job.input_bytes("video_url") == big.read_bytes()
     video = fal.store.by_url(job.arguments["video_url"])
-    assert video is not None and video.origin == "multipart" and video.lifecycle == {
-        "expiration_duration_seconds": 1800 + 600}  # the job's deadline + margin, under the 2-day cap
+    assert (
+        video is not None
+        and video.origin == "multipart"
+        and video.lifecycle == {"expiration_duration_seconds": 1800 + 600}
+    )  # the job's deadline + margin, under the 2-day cap
     assert all(r.headers["X-Fal-Store-IO"] == "0" for r in fal.requests_for("multipart_create", "multipart_part"))
     assert len(fal.requests_for("multipart_create")) == 2  # the failed part failed the try; the retry restarts
     assert max(r.body_size for r in fal.requests_for("multipart_part")) == 10 * 2**20
     assert [(a.step, a.status, a.http_status) for a in result.attempts][:3] == [
-        ("upload", "error", 500), ("upload", "ok", None), ("upload", "ok", None)]
+        ("upload", "error", 500),
+        ("upload", "ok", None),
+        ("upload", "ok", None),
+    ]
 
 
 def test_importing_the_package_and_routes_loads_no_provider_sdk() -> None:
-    code = ("import sys, latentsync_routes, latentsync_routes.client, latentsync_routes.routes.fal.route, "
-            "latentsync_routes.routes.replicate.route, latentsync_routes.retry, latentsync_routes.download; "
-            "print('fal_client' in sys.modules, 'replicate' in sys.modules)")
+    code = (
+        "import sys, latentsync_routes, latentsync_routes.client, latentsync_routes.routes.fal.route, "
+        "latentsync_routes.routes.replicate.route, latentsync_routes.retry, latentsync_routes.download; "
+        "print('fal_client' in sys.modules, 'replicate' in sys.modules)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "False"]
 
@@ -483,20 +512,23 @@ def test_prices_refresh_writes_a_dated_sourced_override_that_pricing_reads(
 
     from latentsync_routes.cli import app
     from latentsync_routes.pricing import fal_units_cost, override_path
+    from latentsync_routes.routes.fal.platform import refresh_price_book
+    from latentsync_routes.routes.fal.route import ENDPOINT
 
     monkeypatch.setenv("FAL_KEY", FAL_KEY)
     fal.prices["fal-ai/latentsync"] = (0.0075, "second")
-    done = CliRunner().invoke(app, ["prices", "refresh", "--json"])
-    assert done.exit_code == 0, done.output
-    (written,) = json.loads(done.stdout)["refreshed"]
+    sandboxed = CliRunner().invoke(app, ["prices", "refresh", "--json"])  # the fake's price is not the real one
+    assert sandboxed.exit_code == 2 and "LATENTSYNC_ROUTES_FAL_BASE_URL" in sandboxed.stdout
+    assert not override_path().exists() and not fal.requests_for("pricing")
+    route = fal_client().route("fal")  # what the command does once no override is set
+    written = refresh_price_book(route._http(), fal.url, ENDPOINT, credential_name="FAL_KEY")
     assert written["billable_unit_price"] == 0.0075 and written["billable_unit"] == "second"
     assert written["source"].startswith(f"{fal.url}/v1/models/pricing?endpoint_id=fal-ai/latentsync")
     assert written["checked"] and override_path() == hosted_env / "prices.json" and override_path().is_file()
     (request,) = fal.requests_for("pricing")
     assert request.param("endpoint_id") == "fal-ai/latentsync" and request.headers["authorization"] == f"Key {FAL_KEY}"
     assert fal_units_cost(40) == pytest.approx(0.30)  # pricing reads the override from now on
-    human = CliRunner().invoke(app, ["prices", "refresh"])
-    assert human.exit_code == 0 and "0.0075 USD per second" in human.stdout and FAL_KEY not in human.stdout
+    monkeypatch.delenv("LATENTSYNC_ROUTES_FAL_BASE_URL")
     monkeypatch.delenv("FAL_KEY")
     refused = CliRunner().invoke(app, ["prices", "refresh", "--json"])
     assert refused.exit_code != 0 and "FAL_KEY" in refused.stdout

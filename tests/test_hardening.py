@@ -66,8 +66,12 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     data = clip.read_bytes()
     (root / "third.mp4").write_bytes(data[: len(data) // 3])
     (root / "most.mp4").write_bytes(data[: len(data) * 9 // 10])
-    return {"clip": clip, "third": root / "third.mp4", "most": root / "most.mp4",
-            "voice": make_wav(root / "voice.wav", 1.0)}
+    return {
+        "clip": clip,
+        "third": root / "third.mp4",
+        "most": root / "most.mp4",
+        "voice": make_wav(root / "voice.wav", 1.0),
+    }
 
 
 # -- 1. request parameters ----------------------------------------------------------------------------
@@ -106,10 +110,21 @@ def test_bad_parameters_are_refused_first_with_exit_2(
 
 def test_sane_parameters_at_the_bounds_are_kept() -> None:
     source = MediaSource.of("clip.mp4")
-    request = LipSyncRequest(video=source, audio=source, guidance_scale=0, seed=2**32 - 1, inference_steps=1000,
-                             extras={"strength": 0.5, "flag": True})
-    assert request.given_parameters() == {"guidance_scale": 0.0, "seed": 2**32 - 1, "inference_steps": 1000,
-                                          "strength": 0.5, "flag": True}
+    request = LipSyncRequest(
+        video=source,
+        audio=source,
+        guidance_scale=0,
+        seed=2**32 - 1,
+        inference_steps=1000,
+        extras={"strength": 0.5, "flag": True},
+    )
+    assert request.given_parameters() == {
+        "guidance_scale": 0.0,
+        "seed": 2**32 - 1,
+        "inference_steps": 1000,
+        "strength": 0.5,
+        "flag": True,
+    }
     assert isinstance(request.given_parameters()["flag"], bool)
     assert LipSyncRequest(video=source, audio=source, seed=0, inference_steps=1).seed == 0
 
@@ -541,5 +556,7 @@ def test_a_partial_206_download_is_never_accepted(
         assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
     job = hosted_fixtures.make_job(tmp_path)
     ranged = {"Range": f"bytes=0-{len(data) - 1}"}
-    assert download_output(job, f"{server.url}/whole.mp4", route="test", request_id=None,
-                           headers=ranged).read_bytes() == data
+    assert (
+        download_output(job, f"{server.url}/whole.mp4", route="test", request_id=None, headers=ranged).read_bytes()
+        == data
+    )

@@ -16,14 +16,17 @@ hosted_env = hosted_fixtures.hosted_env
 media = hosted_fixtures.media
 
 
-@pytest.mark.parametrize(("lines", "fraction"), [
-    (["Starting", "Inference step 3/20"], 0.15),
-    ([" 45%|####      | 9/20 [00:05<00:06]"], 0.45),
-    (["loading", "progress 80%"], 0.80),
-    (["Inference step 5/4"], None),  # a count past its total is not progress
-    (["no numbers here"], None),
-    ([], None),
-])
+@pytest.mark.parametrize(
+    ("lines", "fraction"),
+    [
+        (["Starting", "Inference step 3/20"], 0.15),
+        ([" 45%|####      | 9/20 [00:05<00:06]"], 0.45),
+        (["loading", "progress 80%"], 0.80),
+        (["Inference step 5/4"], None),  # a count past its total is not progress
+        (["no numbers here"], None),
+        ([], None),
+    ],
+)
 def test_progress_is_read_from_the_latest_log_line_that_has_one(lines: list[str], fraction: float | None) -> None:
     assert progress_from_logs(lines) == (pytest.approx(fraction) if fraction is not None else None)
 

@@ -15,9 +15,15 @@ import latentsync_routes
 PACKAGE = Path(latentsync_routes.__file__).parent
 ROOT = "latentsync_routes"
 #: The facade and what is built on it; everything else is a lower layer.
-ABOVE_THE_FACADE = ("latentsync_routes.client", "latentsync_routes.async_client", "latentsync_routes.choice",
-                    "latentsync_routes.doctor", "latentsync_routes.batch", "latentsync_routes.ui",
-                    "latentsync_routes.cli")
+ABOVE_THE_FACADE = (
+    "latentsync_routes.client",
+    "latentsync_routes.async_client",
+    "latentsync_routes.choice",
+    "latentsync_routes.doctor",
+    "latentsync_routes.batch",
+    "latentsync_routes.ui",
+    "latentsync_routes.cli",
+)
 
 
 def _modules() -> dict[str, Path]:
@@ -72,7 +78,7 @@ def _circle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                return [*path[path.index(nxt):], nxt]
+                return [*path[path.index(nxt) :], nxt]
             if nxt not in state and (found := visit(nxt)):
                 return found
         state[node] = 2

@@ -20,9 +20,19 @@ from latentsync_routes.types import Cost, JobRecord
 
 def record(job_id: str, key: str = "k", state: str = "created") -> JobRecord:
     return JobRecord(
-        job_id=job_id, idempotency_key=key, state=state, route="fal", route_owner="fal", billing_owner="me",  # type: ignore[arg-type]
-        model="fal-ai/latentsync", model_version="v", upload_destination="cdn", retention_policy="7d",
-        deletion_policy="expiry", cost=Cost(estimated=0.2), library_version=__version__,
+        job_id=job_id,
+        idempotency_key=key,
+        state=state,
+        route="fal",
+        route_owner="fal",
+        billing_owner="me",  # type: ignore[arg-type]
+        model="fal-ai/latentsync",
+        model_version="v",
+        upload_destination="cdn",
+        retention_policy="7d",
+        deletion_policy="expiry",
+        cost=Cost(estimated=0.2),
+        library_version=__version__,
     )
 
 
@@ -234,8 +244,10 @@ def test_spend_sums_estimated_actual_and_failure_billed_per_route_and_day(tmp_pa
         journal.save(r)
     rows = journal.spend()
     assert all(isinstance(row, SpendRow) for row in rows)
-    got = {(row.day.isoformat(), row.route): (row.jobs, row.estimated, row.actual, row.billed_failures,
-                                              row.without_actual) for row in rows}
+    got = {
+        (row.day.isoformat(), row.route): (row.jobs, row.estimated, row.actual, row.billed_failures, row.without_actual)
+        for row in rows
+    }
     assert got == {
         ("2026-11-30", "fal"): (2, 0.40, 0.20, 0.05, 1),
         ("2026-12-01", "fal"): (1, 0.30, 0.25, 0.0, 0),

@@ -21,8 +21,11 @@ KEY = "journal-rule-key"
 
 @pytest.fixture
 def media(tmp_path: Path) -> tuple[Path, Path, Path]:
-    return (write_test_video(tmp_path / "clip.mp4", 1.0), write_test_audio(tmp_path / "one.wav", 1.0),
-            write_test_audio(tmp_path / "two.wav", 1.0, hz=523))
+    return (
+        write_test_video(tmp_path / "clip.mp4", 1.0),
+        write_test_audio(tmp_path / "one.wav", 1.0),
+        write_test_audio(tmp_path / "two.wav", 1.0, hz=523),
+    )
 
 
 def _client(tmp_path: Path, fal: FakeFal) -> LipSyncClient:
@@ -64,8 +67,9 @@ def test_a_failed_job_rerun_onto_someone_else_s_file_is_refused_and_its_row_kept
     assert after.model_dump() == failed.model_dump() and out.read_bytes() == b"someone else's file"
 
 
-def test_input_paths_are_recorded_absolute(tmp_path: Path, media: tuple[Path, Path, Path],
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_input_paths_are_recorded_absolute(
+    tmp_path: Path, media: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     with FakeFal(expected_key=KEY, billable_units=40) as fal:
         result = _client(tmp_path, fal).run("clip.mp4", "one.wav", "out.mp4")
@@ -75,8 +79,7 @@ def test_input_paths_are_recorded_absolute(tmp_path: Path, media: tuple[Path, Pa
 
 
 @pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
-def test_hosted_outputs_honour_the_umask(tmp_path: Path, media: tuple[Path, Path, Path], umask: int,
-                                         mode: int) -> None:
+def test_hosted_outputs_honour_the_umask(tmp_path: Path, media: tuple[Path, Path, Path], umask: int, mode: int) -> None:
     video, one, _ = media
     previous = os.umask(umask)
     try:

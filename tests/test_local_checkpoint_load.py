@@ -37,8 +37,14 @@ def official_format_files(tmp_path: Path) -> tuple[dict[str, bytes], torch.nn.Mo
     buffer = io.BytesIO()
     torch.save({"state_dict": unet.state_dict(), "global_step": 1}, buffer)
     whisper = tiny_whisper()
-    dims = {**asdict(whisper.dims), "n_vocab": 51865, "n_text_ctx": 448, "n_text_state": 64, "n_text_head": 2,
-            "n_text_layer": 1}
+    dims = {
+        **asdict(whisper.dims),
+        "n_vocab": 51865,
+        "n_text_ctx": 448,
+        "n_text_state": 64,
+        "n_text_head": 2,
+        "n_text_layer": 1,
+    }
     encoder = {f"encoder.{k}": v for k, v in whisper.state_dict().items()}
     decoder = {"decoder.token_embedding.weight": torch.zeros(4, 64)}  # ignored on load, as in the real file
     whisper_buffer = io.BytesIO()
@@ -66,8 +72,9 @@ def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str
     def tiny_manifest(version: str) -> tuple[CheckpointFile, ...]:
         if version not in specs:
             specs[version] = tuple(
-                dataclasses.replace(spec, sha256=hashlib.sha256(files[spec.role]).hexdigest(),
-                                    size=len(files[spec.role]))
+                dataclasses.replace(
+                    spec, sha256=hashlib.sha256(files[spec.role]).hexdigest(), size=len(files[spec.role])
+                )
                 for spec in REAL_MANIFEST(version)
             )
         return specs[version]
@@ -103,16 +110,16 @@ def test_load_models_reads_the_pinned_files_strictly(installed: tuple[dict[str, 
     assert models.weights_licence is not None and models.weights_licence.startswith("openrail++")
 
 
-def test_a_tampered_cache_file_is_refused(installed: tuple[dict[str, bytes], torch.nn.Module],
-                                          tmp_path: Path) -> None:
+def test_a_tampered_cache_file_is_refused(installed: tuple[dict[str, bytes], torch.nn.Module], tmp_path: Path) -> None:
     mask = next((tmp_path / "home" / "models" / "assets").rglob("mask.png"))
     mask.write_bytes(mask.read_bytes()[:-1] + b"\x00")
     with pytest.raises(ChecksumMismatch, match="latentsync-routes download --version 1.5"):
         runtime.load_models("1.5", "cpu")
 
 
-def test_the_route_runs_on_loaded_checkpoints(installed: tuple[dict[str, bytes], torch.nn.Module],
-                                              tmp_path: Path) -> None:
+def test_the_route_runs_on_loaded_checkpoints(
+    installed: tuple[dict[str, bytes], torch.nn.Module], tmp_path: Path
+) -> None:
     video = write_h264(tmp_path / "face.mp4", astronaut_frames(13))
     audio = make_wav(tmp_path / "voice.wav", seconds=0.5)
     result = LipSyncClient(route="local").run(video, audio, tmp_path / "out.mp4", inference_steps=1, seed=1)
@@ -125,8 +132,9 @@ def test_the_route_runs_on_loaded_checkpoints(installed: tuple[dict[str, bytes],
     assert result.record.weights_licence is not None and "openrail++" in result.record.weights_licence
 
 
-def test_cli_run_local_on_the_downloaded_checkpoints(installed: tuple[dict[str, bytes], torch.nn.Module],
-                                                     tmp_path: Path) -> None:
+def test_cli_run_local_on_the_downloaded_checkpoints(
+    installed: tuple[dict[str, bytes], torch.nn.Module], tmp_path: Path
+) -> None:
     import json
 
     from typer.testing import CliRunner
@@ -136,8 +144,9 @@ def test_cli_run_local_on_the_downloaded_checkpoints(installed: tuple[dict[str, 
     video = write_h264(tmp_path / "face.mp4", astronaut_frames(13))
     audio = make_wav(tmp_path / "voice.wav", seconds=0.5)
     out = tmp_path / "cli-out.mp4"
-    done = CliRunner().invoke(app, ["run", str(video), str(audio), "-o", str(out), "--route", "local",
-                                    "--inference-steps", "1", "--json"])
+    done = CliRunner().invoke(
+        app, ["run", str(video), str(audio), "-o", str(out), "--route", "local", "--inference-steps", "1", "--json"]
+    )
     assert done.exit_code == 0, done.output
     result = json.loads(done.stdout)
     assert result["route"] == "local" and result["output_path"] == str(out) and out.stat().st_size > 0

@@ -18,8 +18,16 @@ from tests.test_journal import record
 
 @pytest.mark.parametrize(
     ("amount", "expected"),
-    [(0.2, 200_000), ("0.6", 600_000), (Decimal("0.0000005"), 0), (Decimal("0.0000015"), 2), (None, 0), (3, 3_000_000),
-     (0.1 + 0.2, 300_000), (0.000975 * 133, 129_675)],
+    [
+        (0.2, 200_000),
+        ("0.6", 600_000),
+        (Decimal("0.0000005"), 0),
+        (Decimal("0.0000015"), 2),
+        (None, 0),
+        (3, 3_000_000),
+        (0.1 + 0.2, 300_000),
+        (0.000975 * 133, 129_675),
+    ],
 )
 def test_amounts_become_exact_micro_dollars(amount: Any, expected: int) -> None:
     assert micros(amount) == expected
@@ -35,7 +43,9 @@ def test_sums_and_caps_are_exact() -> None:
 
 
 def test_a_budget_of_three_jobs_exact_cost_lets_all_three_run(
-    tmp_path: Path, media: tuple[Path, Path], fal: Any  # noqa: F811
+    tmp_path: Path,
+    media: tuple[Path, Path],
+    fal: Any,  # noqa: F811
 ) -> None:
     manifest = _manifest(tmp_path, media, 3, lambda i: "fal")  # $0.20 each on fal (its minimum charge)
     report = LipSyncClient(route="fal", credentials={"fal": FAL_KEY}, consent="test").run_many(manifest, budget=0.6)
@@ -44,7 +54,9 @@ def test_a_budget_of_three_jobs_exact_cost_lets_all_three_run(
 
 
 def test_a_client_budget_total_of_three_jobs_exact_cost_lets_all_three_run(
-    tmp_path: Path, media: tuple[Path, Path], fal: Any  # noqa: F811
+    tmp_path: Path,
+    media: tuple[Path, Path],
+    fal: Any,  # noqa: F811
 ) -> None:
     client = LipSyncClient(route="fal", credentials={"fal": FAL_KEY}, consent="test", budget_total=0.6)
     for seed in range(3):

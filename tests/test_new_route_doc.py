@@ -35,6 +35,7 @@ def test_no_hosted_route_adds_a_public_method_the_template_does_not_declare() ->
         cls = kit.route_class()
         if not issubclass(cls, HostedRoute):
             continue
-        extra = {name for name, value in vars(cls).items()
-                 if not name.startswith("_") and inspect.isfunction(value)} - declared
+        extra = {
+            name for name, value in vars(cls).items() if not name.startswith("_") and inspect.isfunction(value)
+        } - declared
         assert not extra, f"{kit.name}: {sorted(extra)} are not declared on HostedRoute"

@@ -158,9 +158,7 @@ def test_vae_encoder_in_isolation(golden: dict[str, Any]) -> None:
     # README "isolation tests": the official aligned face 0 with its noise gives the frame-0 latents.
     sampler = P.ChunkSampler(unet=golden["unet"], vae=golden["vae"], mask=golden["mask"], num_inference_steps=3)
     noise, expected = golden["noise"], golden["expected"]
-    _, masked, ref = sampler.encode(
-        expected["faces"], noise["chunk0.masked_noise"][:1], noise["chunk0.ref_noise"][:1]
-    )
+    _, masked, ref = sampler.encode(expected["faces"], noise["chunk0.masked_noise"][:1], noise["chunk0.ref_noise"][:1])
     assert (masked[0] - expected["chunk0.masked_latents_frame0"]).abs().max() <= 1e-4
     assert (ref[0] - expected["chunk0.ref_latents_frame0"]).abs().max() <= 1e-4
 
@@ -217,8 +215,17 @@ def test_restored_frames(golden: dict[str, Any], run: dict[str, Any], tier: str)
 
 def small_run(small: dict[str, Any], frames: np.ndarray, points: np.ndarray, samples: np.ndarray, **kw: Any) -> Any:
     options = {"num_inference_steps": 2, "guidance_scale": 1.5, **kw}
-    return P.sync_frames(frames, points, samples, unet=small["unet"], vae=small["vae"], whisper=small["whisper"],
-                         mask=small["mask"], resolution=small["resolution"], **options)
+    return P.sync_frames(
+        frames,
+        points,
+        samples,
+        unet=small["unet"],
+        vae=small["vae"],
+        whisper=small["whisper"],
+        mask=small["mask"],
+        resolution=small["resolution"],
+        **options,
+    )
 
 
 @pytest.fixture(scope="module")

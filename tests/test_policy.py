@@ -24,7 +24,12 @@ def outcome(info: object, policy: PolicySettings, consent: str | None = "signed 
 def test_all_six_checks_reported_and_pass_by_default() -> None:
     results = evaluate(fal.INFO, PolicySettings(), consent="signed release", video=VIDEO, audio=AUDIO)
     assert [r.check for r in results] == [
-        "consent", "retention", "licence", "input_limits", "failure_billing", "support_path"
+        "consent",
+        "retention",
+        "licence",
+        "input_limits",
+        "failure_billing",
+        "support_path",
     ]
     assert all(r.passed for r in results)
     assert all(r.reason for r in results)

@@ -112,14 +112,16 @@ def test_deadline_row_stops_a_job_expected_to_outlast_it(
     with pytest.raises(PolicyViolation, match="deadline: expected time"):
         client.run(*media, tmp_path / "out.mp4", deadline_seconds=expected / 2)
     assert client.journal.list() == []
-    off = LipSyncClient(route="replicate", consent="test",
-                        settings=load_settings(home=tmp_path, policy={"deadline_check": False}))
+    off = LipSyncClient(
+        route="replicate", consent="test", settings=load_settings(home=tmp_path, policy={"deadline_check": False})
+    )
     row = {r.check: r for r in off.check(*media, deadline_seconds=expected / 2)}["deadline"]
     assert row.passed and row.reason.startswith("skipped (policy.deadline_check = false)")
 
 
-def test_deadline_row_when_no_expected_time_is_known(media: tuple[Path, Path], tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch, deadline_check_on: None) -> None:
+def test_deadline_row_when_no_expected_time_is_known(
+    media: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deadline_check_on: None
+) -> None:
     from latentsync_routes.routes.fal.route import FalRoute
 
     original = FalRoute.estimate

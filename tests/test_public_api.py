@@ -6,17 +6,67 @@ import sys
 import latentsync_routes
 
 EXPECTED = {
-    "AmbiguousSubmit", "AsyncLipSyncClient", "Attempt", "AuthenticationError", "BudgetExceeded", "CheckResult",
-    "ConfigurationError", "Cost", "CostEstimate", "DeadlineExceeded", "DownloadError", "InputError",
-    "InvalidParameter", "JobAlreadyFailed", "JobCancelled", "JobFailed", "JobRecord", "LatentSyncError",
+    "AmbiguousSubmit",
+    "AsyncLipSyncClient",
+    "Attempt",
+    "AuthenticationError",
+    "BudgetExceeded",
+    "CheckResult",
+    "ConfigurationError",
+    "Cost",
+    "CostEstimate",
+    "DeadlineExceeded",
+    "DownloadError",
+    "InputError",
+    "InvalidParameter",
+    "JobAlreadyFailed",
+    "JobCancelled",
+    "JobFailed",
+    "JobRecord",
+    "LatentSyncError",
     "LipSyncClient",
-    "LipSyncRequest", "LipSyncResult", "LocalRouteError", "MediaError", "MediaInfo", "MediaLimitExceeded",
-    "MediaNotFound", "MediaSource", "MissingCredentials", "MissingStream", "NotAMediaFile", "PolicySettings",
-    "PolicyViolation", "ProviderError", "ProviderInputRejected", "Route", "RouteError", "RouteInfo",
-    "RouteNotInstalled", "Settings", "UnknownRoute", "UnsupportedCodec", "UnsupportedParameter",
-    "UnsupportedSource", "ZeroDuration", "load_settings", "output_duration", "output_frame_count", "probe",
-    "BatchJob", "BatchReport", "ManifestError", "StopSignal",
-    "AsyncJob", "Job", "WaitTimeout", "WebhookRejected", "WebhookReplayed", "WebhookSignatureInvalid", "WebhookStale",
+    "LipSyncRequest",
+    "LipSyncResult",
+    "LocalRouteError",
+    "MediaError",
+    "MediaInfo",
+    "MediaLimitExceeded",
+    "MediaNotFound",
+    "MediaSource",
+    "MissingCredentials",
+    "MissingStream",
+    "NotAMediaFile",
+    "PolicySettings",
+    "PolicyViolation",
+    "ProviderError",
+    "ProviderInputRejected",
+    "Route",
+    "RouteError",
+    "RouteInfo",
+    "RouteNotInstalled",
+    "Settings",
+    "UnknownRoute",
+    "UnsupportedCodec",
+    "UnsupportedParameter",
+    "UnsupportedSource",
+    "ZeroDuration",
+    "load_settings",
+    "output_duration",
+    "output_frame_count",
+    "probe",
+    "BatchJob",
+    "BatchReport",
+    "ManifestError",
+    "StopSignal",
+    "DummyCredentialRefused",
+    "InvalidConsent",
+    "AsyncJob",
+    "Job",
+    "WaitTimeout",
+    "WebhookRejected",
+    "WebhookReplayed",
+    "WebhookSignatureInvalid",
+    "WebhookStale",
 }
 
 
@@ -31,8 +81,14 @@ def test_the_type_checking_imports_match_the_export_table() -> None:
     import inspect
 
     tree = ast.parse(inspect.getsource(latentsync_routes))
-    guarded = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.If)
-               for stmt in node.body if isinstance(stmt, ast.ImportFrom) for alias in stmt.names}
+    guarded = {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If)
+        for stmt in node.body
+        if isinstance(stmt, ast.ImportFrom)
+        for alias in stmt.names
+    }
     assert guarded == set(latentsync_routes.__all__)
 
 

@@ -90,8 +90,9 @@ def decode(path: str | Path) -> np.ndarray:
 
 
 def item(index: int, video: Path, audio: Path, output: Path, route: str, **options: Any) -> BatchItem:
-    return BatchItem(index=index, line=index + 2, video=str(video), audio=str(audio), output=output, route=route,
-                     options=options)
+    return BatchItem(
+        index=index, line=index + 2, video=str(video), audio=str(audio), output=output, route=route, options=options
+    )
 
 
 def run_batch(executor: RayExecutor, client: LipSyncClient, items: list[BatchItem], events: Events,
@@ -126,8 +127,9 @@ def test_a_killed_actor_reruns_its_job_and_hosted_jobs_run_once(
     fal.faults.submit.append(Fault.status(429, retry_after=0.01))
     fal.faults.status.append(Fault.status(503))
     rep.faults.create.append(Fault.drop_after_accept())
-    local = [item(k, face, voice, tmp_path / f"local-{k}.mp4", "local", seed=3, inference_steps=1)
-             for k in range(4)]  # same inputs and seed, four outputs: four jobs, identical frames
+    local = [
+        item(k, face, voice, tmp_path / f"local-{k}.mp4", "local", seed=3, inference_steps=1) for k in range(4)
+    ]  # same inputs and seed, four outputs: four jobs, identical frames
     hosted = [item(4 + k, video, audio, tmp_path / f"{route}-{k}.mp4", route, seed=k)
               for k, route in enumerate(["fal", "replicate", "fal", "replicate"])]  # fmt: skip
     client = LipSyncClient(credentials={"fal": FAL_KEY, "replicate": REPLICATE_TOKEN}, consent="test")
@@ -150,7 +152,9 @@ def test_a_killed_actor_reruns_its_job_and_hosted_jobs_run_once(
         records = {k: o.record for k, o in outcomes.items() if isinstance(o, LipSyncResult)}
         assert all(r.state == "fetched" for r in records.values())
         assert [(a.step, a.status, a.error_type) for a in records[0].attempts] == [
-            ("run", "error", "WorkerLost"), ("run", "ok", None)]  # the lost try is on the record
+            ("run", "error", "WorkerLost"),
+            ("run", "ok", None),
+        ]  # the lost try is on the record
         assert all([(a.step, a.status) for a in records[k].attempts] == [("run", "ok")] for k in (1, 2, 3))
         assert all(records[k].model_version == "tiny ray test models" for k in range(4))
         frames = [decode(tmp_path / f"local-{k}.mp4") for k in range(4)]
@@ -168,7 +172,8 @@ def test_a_killed_actor_reruns_its_job_and_hosted_jobs_run_once(
         second = run_batch(executor, client, local + hosted, again)
         assert all(isinstance(o, LipSyncResult) for o in second.values())
         assert {o.record.job_id for o in second.values() if isinstance(o, LipSyncResult)} == {
-            r.job_id for r in records.values()}
+            r.job_id for r in records.values()
+        }
         assert (len(fal.requests), len(rep.requests)) == (fal_requests, rep_requests)
         assert not any("Ray worker" in m for _, m in again.messages)
     finally:
@@ -195,14 +200,19 @@ DRIVER = textwrap.dedent("""
 
 
 def test_a_killed_driver_resumes_its_hosted_jobs_without_a_new_submit(
-    tmp_path: Path, fal: Any, media: tuple[Path, Path]  # noqa: F811
+    tmp_path: Path,
+    fal: Any,
+    media: tuple[Path, Path],  # noqa: F811
 ) -> None:
     # The only process that runs a hosted job is the driver: kill it with the provider jobs running, and the
     # next run of the batch carries on those same jobs.
     video, audio = media
     fal.queue_polls = 10**9  # every job stays queued until released
-    env = {**os.environ, "FAL_KEY": FAL_KEY, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT),
-                                                                                   os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "FAL_KEY": FAL_KEY,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
     driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(video), str(audio), str(tmp_path)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     try:

@@ -43,7 +43,6 @@ media = hosted_fixtures.media
 rep = hosted_fixtures.rep
 
 
-
 def cost(seconds: float) -> float:
     return replicate_cost_for_predict_time(seconds)
 
@@ -78,8 +77,12 @@ def test_success_bills_predict_time_and_deletes_uploads(
     assert result.cost.actual == pytest.approx(cost(RULE_SECONDS))
     assert f"predict_time {RULE_SECONDS:.2f} s" in result.cost.basis
     assert result.cost.actual == pytest.approx(result.cost.estimated)  # the fake bills what the estimate says
-    assert steps(result) == [("upload", "ok", None), ("upload", "ok", None), ("submit", "ok", None),
-                             ("fetch", "ok", None)]
+    assert steps(result) == [
+        ("upload", "ok", None),
+        ("upload", "ok", None),
+        ("submit", "ok", None),
+        ("fetch", "ok", None),
+    ]
     assert sorted(result.record.deleted) == sorted(result.record.uploaded_uris) and len(result.record.deleted) == 2
     assert rep.uploads == [] and len(rep.requests_for("file_delete")) == 2
     assert any(f is not None and 0 < f < 1 for _, f in events)  # progress parsed from the model's tqdm logs
@@ -129,8 +132,9 @@ def test_the_pinned_version_refuses_inference_steps_by_name(
         run(tmp_path, media, inference_steps=30)
 
 
-def test_schema_refuses_unknown_parameters_before_any_upload(media: tuple[Path, Path], tmp_path: Path,
-                                                            hosted_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_schema_refuses_unknown_parameters_before_any_upload(
+    media: tuple[Path, Path], tmp_path: Path, hosted_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     schema = json.loads(json.dumps(LATENTSYNC_INPUT_SCHEMA_2025_01))
     del schema["properties"]["seed"]
     version = ReplicateVersion("f" * 64, "bytedance/latentsync", schema)
@@ -157,16 +161,16 @@ def test_429_with_retry_after_on_create_and_on_poll(
     assert gets[1].started_at - gets[0].started_at >= 0.2  # our loop honoured Retry-After (the SDK's is off)
 
 
-def test_ambiguous_create_is_found_by_lookup(
-    rep: FakeReplicate, media: tuple[Path, Path], tmp_path: Path
-) -> None:
+def test_ambiguous_create_is_found_by_lookup(rep: FakeReplicate, media: tuple[Path, Path], tmp_path: Path) -> None:
     rep.faults.create.append(Fault.drop_after_accept())
     result = run(tmp_path, media)
     (prediction,) = rep.predictions.values()
     assert result.provider_request_id == prediction.id and len(rep.requests_for("create")) == 1
     assert len(rep.requests_for("list_predictions")) == 1
     assert [(a.step, a.status, a.error_type) for a in result.attempts][2:4] == [
-        ("submit", "error", "AmbiguousSubmit"), ("submit", "ok", None)]
+        ("submit", "error", "AmbiguousSubmit"),
+        ("submit", "ok", None),
+    ]
 
 
 def test_5xx_on_create_after_accepting_is_found_by_lookup(
@@ -194,8 +198,11 @@ def test_reset_during_upload_is_retried(rep: FakeReplicate, media: tuple[Path, P
     rep.faults.file_create.append(Fault.reset_during_upload())
     result = run(tmp_path, media)
     assert len(rep.predictions) == 1 and len(rep.requests_for("file_create")) == 3
-    assert [(a.step, a.status) for a in result.attempts][:3] == [("upload", "error"), ("upload", "ok"),
-                                                                  ("upload", "ok")]
+    assert [(a.step, a.status) for a in result.attempts][:3] == [
+        ("upload", "error"),
+        ("upload", "ok"),
+        ("upload", "ok"),
+    ]
 
 
 def test_poll_timeouts_are_retried(
@@ -205,7 +212,8 @@ def test_poll_timeouts_are_retried(
     rep.faults.get.append(Fault.delay(1.0))
     result = run(tmp_path, media)
     assert [(a.step, a.error_message) for a in result.attempts if a.status == "error"] == [
-        ("wait", "Replicate status poll failed: ReadTimeout")]
+        ("wait", "Replicate status poll failed: ReadTimeout")
+    ]
     assert len(rep.predictions) == 1
 
 
@@ -243,10 +251,20 @@ def test_canceled_prediction_is_billed_for_what_it_ran(
     assert billed == pytest.approx(cost(prediction.predict_time or 0)) and billed > 0
 
 
-def test_aborted_prediction_is_cancelled_and_free(rep: FakeReplicate, media: tuple[Path, Path], tmp_path: Path,
-                                                 hosted_env: Path) -> None:
-    aborted = {"id": "p1", "model": "bytedance/latentsync", "version": "v", "status": "aborted", "input": {},
-               "output": None, "error": None, "logs": "", "metrics": {}}
+def test_aborted_prediction_is_cancelled_and_free(
+    rep: FakeReplicate, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
+) -> None:
+    aborted = {
+        "id": "p1",
+        "model": "bytedance/latentsync",
+        "version": "v",
+        "status": "aborted",
+        "input": {},
+        "output": None,
+        "error": None,
+        "logs": "",
+        "metrics": {},
+    }
     rep.faults.get.append(Fault.status(200, json=aborted))
     with pytest.raises(JobCancelled, match="ended aborted at the provider; not billed"):
         run(tmp_path, media)
@@ -288,8 +306,12 @@ def test_truncated_download_is_retried_never_resubmitted(
 
 
 def test_422_on_create_names_the_fields(rep: FakeReplicate, media: tuple[Path, Path], tmp_path: Path) -> None:
-    problem = {"title": "Input validation failed", "status": 422, "detail": "- input.video: bad\n",
-               "invalid_fields": [{"type": "format", "field": "input.video", "description": "bad"}]}
+    problem = {
+        "title": "Input validation failed",
+        "status": 422,
+        "detail": "- input.video: bad\n",
+        "invalid_fields": [{"type": "format", "field": "input.video", "description": "bad"}],
+    }
     rep.faults.create.append(Fault.status(422, json=problem, content_type="application/problem+json"))
     with pytest.raises(ProviderInputRejected, match="input.video: bad") as info:
         run(tmp_path, media)
@@ -324,16 +346,19 @@ def test_resume_polls_and_downloads_without_creating_again(
     assert [e.split(" ", 1)[1][:8] for e in result.record.not_deleted] == ["(output:"]
 
 
-def test_cli_run_json(rep: FakeReplicate, media: tuple[Path, Path], tmp_path: Path,
-                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_run_json(
+    rep: FakeReplicate, media: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from typer.testing import CliRunner
 
     from latentsync_routes.cli import app
 
     monkeypatch.setenv("REPLICATE_API_TOKEN", REPLICATE_TOKEN)
     out = tmp_path / "out.mp4"
-    done = CliRunner().invoke(app, ["run", str(media[0]), str(media[1]), "-o", str(out), "--route", "replicate",
-                                    "--json", "--consent", "test"])
+    done = CliRunner().invoke(
+        app,
+        ["run", str(media[0]), str(media[1]), "-o", str(out), "--route", "replicate", "--json", "--consent", "test"],
+    )
     assert done.exit_code == 0, done.output
     payload = json.loads(done.stdout)
     assert payload["route"] == "replicate" and out.exists() and payload["provider_request_id"] in rep.predictions

@@ -18,8 +18,9 @@ KEY = "resume-test-key-9f8e7d"
 
 
 def _env(home: Path, fal_url: str) -> dict[str, str]:
-    return clean_env(home, {"LATENTSYNC_ROUTES_FAL_BASE_URL": fal_url, "LATENTSYNC_ROUTES_POLL_INTERVAL": "0.05",
-                            "FAL_KEY": KEY})
+    return clean_env(
+        home, {"LATENTSYNC_ROUTES_FAL_BASE_URL": fal_url, "LATENTSYNC_ROUTES_POLL_INTERVAL": "0.05", "FAL_KEY": KEY}
+    )
 
 
 def _wait_for_submitted(journal_path: Path, timeout: float = 60.0) -> str:
@@ -58,8 +59,9 @@ def test_sigkill_while_waiting_then_resume(tmp_path: Path, how: str) -> None:
             second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
         else:
             (record,) = Journal(home / "jobs.sqlite3").list()
-            second = subprocess.run([exe, "jobs", "resume", record.job_id, "--json"], env=env,
-                                    capture_output=True, text=True, timeout=120)
+            second = subprocess.run(
+                [exe, "jobs", "resume", record.job_id, "--json"], env=env, capture_output=True, text=True, timeout=120
+            )
         assert second.returncode == 0, second.stderr
         result = json.loads(second.stdout)
         assert result["provider_request_id"] == request_id

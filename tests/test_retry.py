@@ -48,7 +48,9 @@ def test_retries_transient_failures_and_records_every_try(tmp_path: Path) -> Non
     assert run_step(job, "wait", attempt, policy=RetryPolicy(max_attempts=5, base_delay=0.001)) == "ok"
     assert len(calls) == 3
     assert [(a.step, a.status, a.http_status, a.retryable) for a in job.record.attempts] == [
-        ("wait", "error", 429, True), ("wait", "error", 503, True), ("wait", "ok", None, False),
+        ("wait", "error", 429, True),
+        ("wait", "error", 503, True),
+        ("wait", "ok", None, False),
     ]
     assert [a.number for a in job.record.attempts] == [1, 2, 3]
     assert job.record.retry_reasons[0].startswith("wait: ProviderError: HTTP 429")

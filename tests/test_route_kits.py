@@ -34,7 +34,10 @@ def test_each_kit_lives_in_its_routes_folder_and_its_route_reads_its_settings(na
     assert info.name == name and kit.route_class().name == name
     # The RouteInfo shows the kit's settings, never a second copy of them.
     assert (info.credential_env, info.base_url_env, info.default_base_url) == (
-        kit.settings.credential_env, kit.settings.base_url_env, kit.settings.default_base_url)
+        kit.settings.credential_env,
+        kit.settings.base_url_env,
+        kit.settings.default_base_url,
+    )
     assert (kit.fake is None) == (kit.kind == "local")
 
 
@@ -88,8 +91,12 @@ def test_the_pages_fakes_mode_never_reads_a_real_credential(tmp_path: Path, monk
         if kit.settings.credential_env:
             monkeypatch.setenv(kit.settings.credential_env, "real-key-from-env")
     # A hosted route with no fake (its kit otherwise a copy of WaveSpeed's), registered for this test only.
-    bare = RouteKit(name="bare", package="latentsync_routes.routes.wavespeed", route="route:WaveSpeedRoute",
-                    settings=RouteSettings(credential_env="BARE_API_KEY", default_base_url="https://bare.example"))
+    bare = RouteKit(
+        name="bare",
+        package="latentsync_routes.routes.wavespeed",
+        route="route:WaveSpeedRoute",
+        settings=RouteSettings(credential_env="BARE_API_KEY", default_base_url="https://bare.example"),
+    )
     monkeypatch.setitem(REGISTRY, "bare", bare)
     monkeypatch.setenv("BARE_API_KEY", "real-key-from-env")
     with fake_providers(load_settings(home=tmp_path / "home"), fast=True, poll_interval=0.05) as setup:
@@ -125,16 +132,22 @@ def _copy_wavespeed_as(root: Path, name: str) -> None:
     shutil.copytree(routes / "wavespeed", routes / name, ignore=shutil.ignore_patterns("__pycache__"))
     upper, title = name.upper(), name.title()
     kit = routes / name / "__init__.py"
-    kit.write_text(kit.read_text("utf-8").replace('NAME = "wavespeed"', f'NAME = "{name}"')
-                   .replace("WAVESPEED", upper).replace("WaveSpeedRoute", f"{title}Route"), "utf-8")
+    kit.write_text(
+        kit.read_text("utf-8")
+        .replace('NAME = "wavespeed"', f'NAME = "{name}"')
+        .replace("WAVESPEED", upper)
+        .replace("WaveSpeedRoute", f"{title}Route"),
+        "utf-8",
+    )
     route = routes / name / "route.py"
     route.write_text(route.read_text("utf-8").replace("class WaveSpeedRoute", f"class {title}Route"), "utf-8")
     registry = routes / "__init__.py"
     text = registry.read_text("utf-8")
     line = '    "wavespeed": kit_of("latentsync_routes.routes.wavespeed"),\n'
     assert line in text
-    registry.write_text(text.replace(line, line + f'    "{name}": kit_of("latentsync_routes.routes.{name}"),\n'),
-                        "utf-8")
+    registry.write_text(
+        text.replace(line, line + f'    "{name}": kit_of("latentsync_routes.routes.{name}"),\n'), "utf-8"
+    )
 
 
 @pytest.mark.slow
@@ -147,14 +160,24 @@ def test_a_copied_route_folder_and_one_registry_line_make_a_whole_route(tmp_path
     _copy_wavespeed_as(root, "wavecopy")
     video = write_test_video(tmp_path / "clip.mp4", seconds=1.0)
     audio = write_test_audio(tmp_path / "voice.wav", seconds=1.0)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LATENTSYNC_ROUTES_", "FAL_", "REPLICATE_",
-                                                                     "WAVE"))}
-    env.update(PYTHONPATH=str(root), LATENTSYNC_ROUTES_HOME=str(tmp_path / "home"),
-               PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring")
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("LATENTSYNC_ROUTES_", "FAL_", "REPLICATE_", "WAVE"))
+    }
+    env.update(
+        PYTHONPATH=str(root),
+        LATENTSYNC_ROUTES_HOME=str(tmp_path / "home"),
+        PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring",
+    )
 
     def cli(*args: str) -> Any:
-        done = subprocess.run([sys.executable, "-m", "latentsync_routes.cli", *args, "--json"], cwd=root, env=env,
-                              capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-m", "latentsync_routes.cli", *args, "--json"],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
 
@@ -163,8 +186,14 @@ def test_a_copied_route_folder_and_one_registry_line_make_a_whole_route(tmp_path
     assert priced["wavecopy"]["amount"] == priced["wavespeed"]["amount"] > 0
     doctor = cli("doctor")
     assert "wavecopy" in doctor["routes"] and doctor["credentials"]["wavecopy"]["present"] is False
-    fakes = subprocess.Popen([sys.executable, "-m", "latentsync_routes.cli", "fakes", "--json"], cwd=root, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    fakes = subprocess.Popen(
+        [sys.executable, "-m", "latentsync_routes.cli", "fakes", "--json"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         assert fakes.stdout is not None
         served = _read_json(fakes.stdout)
@@ -172,29 +201,49 @@ def test_a_copied_route_folder_and_one_registry_line_make_a_whole_route(tmp_path
         fakes.terminate()
         fakes.wait(30)
     assert set(served["fakes"]["wavecopy"]["env"]) == {"LATENTSYNC_ROUTES_WAVECOPY_BASE_URL", "WAVECOPY_API_KEY"}
-    page = ("import json, sys\n"
-            "from latentsync_routes.config import load_settings\n"
-            "from latentsync_routes.ui.fakes import fake_providers\n"
-            "with fake_providers(load_settings(), fast=True, poll_interval=0.05) as setup:\n"
-            "    result = setup.client.run(sys.argv[1], sys.argv[2], sys.argv[3], route='wavecopy', consent='t',\n"
-            "                              face_check=False)\n"
-            "    print(json.dumps({'urls': setup.urls, 'route': result.route, 'state': result.record.state}))\n")
-    done = subprocess.run([sys.executable, "-c", page, str(video), str(audio), str(tmp_path / "out.mp4")], cwd=root,
-                          env={**env, "LATENTSYNC_ROUTES_POLICY__DEADLINE_CHECK": "false"}, capture_output=True,
-                          text=True, timeout=300)
+    page = (
+        "import json, sys\n"
+        "from latentsync_routes.config import load_settings\n"
+        "from latentsync_routes.ui.fakes import fake_providers\n"
+        "with fake_providers(load_settings(), fast=True, poll_interval=0.05) as setup:\n"
+        "    result = setup.client.run(sys.argv[1], sys.argv[2], sys.argv[3], route='wavecopy', consent='t',\n"
+        "                              face_check=False)\n"
+        "    print(json.dumps({'urls': setup.urls, 'route': result.route, 'state': result.record.state}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", page, str(video), str(audio), str(tmp_path / "out.mp4")],
+        cwd=root,
+        env={**env, "LATENTSYNC_ROUTES_POLICY__DEADLINE_CHECK": "false"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     ran = json.loads(done.stdout.strip().splitlines()[-1])
     assert "wavecopy" in ran["urls"] and (ran["route"], ran["state"]) == ("wavecopy", "fetched")
-    collected = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-                                "tests/test_contract.py"], cwd=root, env=env, capture_output=True, text=True,
-                               timeout=300)
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "tests/test_contract.py"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     ids = collected.stdout.splitlines()
     copies = [i for i in ids if "[wavecopy" in i]
     assert copies and len(copies) == len([i for i in ids if "[wavespeed" in i])
-    suite = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_contract.py",
-                            "-k", "wavecopy"], cwd=root, env=env, capture_output=True, text=True, timeout=1200)
+    suite = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_contract.py", "-k", "wavecopy"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert suite.returncode == 0, suite.stdout[-3000:]
-    assert re.search(rf"\b{len(copies)} passed\b", suite.stdout), suite.stdout[-2000:]
+    counts = {kind: int(n) for n, kind in re.findall(r"(\d+) (passed|skipped|failed)", suite.stdout)}
+    # every contract test ran on the copy: passed, or skipped as for WaveSpeed (a provider without a cancel)
+    assert counts.get("passed", 0) + counts.get("skipped", 0) == len(copies) and "failed" not in counts, counts
 
 
 def test_a_kit_without_a_fake_refuses_to_start_one() -> None:

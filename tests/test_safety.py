@@ -28,13 +28,18 @@ def test_fal_run_without_consent_sends_nothing(tmp_path: Path, media: tuple[Path
 
 def test_replicate_upload_ban_and_budget_send_nothing(tmp_path: Path, media: tuple[Path, Path]) -> None:
     with FakeReplicate(expected_token="r8_test") as rep:
-        banned = load_settings(home=tmp_path, route_settings={"replicate": {"base_url": rep.url}},
-                               policy=PolicySettings(allow_uploads=False))
+        banned = load_settings(
+            home=tmp_path,
+            route_settings={"replicate": {"base_url": rep.url}},
+            policy=PolicySettings(allow_uploads=False),
+        )
         client = LipSyncClient(route="replicate", credentials={"replicate": "r8_test"}, settings=banned)
         with pytest.raises(PolicyViolation, match="forbids uploads"):
             client.run(*media, tmp_path / "out.mp4", consent="signed release")
         capped = LipSyncClient(
-            route="replicate", credentials={"replicate": "r8_test"}, budget_per_call=0.01,
+            route="replicate",
+            credentials={"replicate": "r8_test"},
+            budget_per_call=0.01,
             settings=load_settings(home=tmp_path, route_settings={"replicate": {"base_url": rep.url}}),
         )
         with pytest.raises(BudgetExceeded):
@@ -45,8 +50,9 @@ def test_replicate_upload_ban_and_budget_send_nothing(tmp_path: Path, media: tup
 def test_record_in_journal_and_jsonl_holds_every_field(tmp_path: Path, media: tuple[Path, Path]) -> None:
     sink = tmp_path / "records.jsonl"
     with FakeFal(expected_key="test-key", billable_units=40) as fal:
-        settings = load_settings(home=tmp_path, route_settings={"fal": {"base_url": fal.url}}, poll_interval=0.01,
-                                 jsonl_path=sink)
+        settings = load_settings(
+            home=tmp_path, route_settings={"fal": {"base_url": fal.url}}, poll_interval=0.01, jsonl_path=sink
+        )
         client = LipSyncClient(route="fal", credentials={"fal": "test-key"}, settings=settings)
         result = client.run(*media, tmp_path / "out.mp4", consent="signed release #7", seed=3)
     import json

@@ -85,10 +85,17 @@ def test_joined_segments_equal_the_one_worker_output(
     common = dict(unet=models.unet, vae=models.vae, whisper=models.whisper, mask=models.mask,
                   resolution=RESOLUTION, num_inference_steps=1, guidance_scale=1.5,
                   on_missing_face="passthrough")  # fmt: skip
-    whole = sync_video(video, audio, tmp_path / "whole.mp4", detector=MediaPipeDetector(),
-                       generator=torch.Generator().manual_seed(7), **common)  # type: ignore[arg-type]
-    split = sync_video_segmented(video, audio, tmp_path / "split.mp4", detector=MediaPipeDetector(), segments=2,
-                                 seed=7, **common)  # type: ignore[arg-type]
+    whole = sync_video(
+        video,
+        audio,
+        tmp_path / "whole.mp4",
+        detector=MediaPipeDetector(),
+        generator=torch.Generator().manual_seed(7),
+        **common,
+    )  # type: ignore[arg-type]
+    split = sync_video_segmented(
+        video, audio, tmp_path / "split.mp4", detector=MediaPipeDetector(), segments=2, seed=7, **common
+    )  # type: ignore[arg-type]
     assert whole.frames_written == 39 and whole.missing_faces == [5, 6]  # 1.5 s of audio, 12 video frames
     one, joined = np.stack(encoded["whole.mp4"]), np.stack(encoded["split.mp4"])
     assert joined.shape == one.shape == (39, 192, 160, 3)

@@ -22,8 +22,17 @@ from latentsync_routes.ui.fakes import FAKES_BLOCKED, fake_providers
 
 
 def _estimate(route: str, amount: float) -> CostEstimate:
-    return CostEstimate(route=route, amount=amount, low=amount / 2, high=amount * 2, is_exact=False, basis="b",
-                        price_source="s", price_checked=date(2026, 1, 1), expected_wall_seconds=10.0)
+    return CostEstimate(
+        route=route,
+        amount=amount,
+        low=amount / 2,
+        high=amount * 2,
+        is_exact=False,
+        basis="b",
+        price_source="s",
+        price_checked=date(2026, 1, 1),
+        expected_wall_seconds=10.0,
+    )
 
 
 def _view(name: str, amount: float, *, stops: tuple[str, ...] = (), uploads: bool = True) -> state.RouteView:
@@ -70,8 +79,10 @@ def test_a_consent_text_not_yet_checked_does_not_enable_the_run() -> None:
 
 
 def test_cheapest_picks_the_lowest_price_among_routes_that_pass() -> None:
-    assessment = _assessment(_view("a", 0.01, stops=("licence",)), _view("b", 0.3), _view("c", 0.05), consent="x")
-    decided = state.gate(assessment, state.CHEAPEST, "x")
+    assessment = _assessment(
+        _view("a", 0.01, stops=("licence",)), _view("b", 0.3), _view("c", 0.05), consent="release #7"
+    )
+    decided = state.gate(assessment, state.CHEAPEST, "release #7")
     assert decided.enabled and decided.route == "c"
 
 
@@ -84,13 +95,18 @@ def test_cheapest_with_nothing_runnable_explains_a_route_the_user_can_fix() -> N
 
 def test_check_rows_show_whatever_check_returns() -> None:
     """Rows added later (another check, an outcome other than pass/STOP) are shown as they come."""
-    rows = state.check_rows([
-        SimpleNamespace(check="consent", passed=False, reason="no basis"),
-        SimpleNamespace(check="deadline", passed=True, reason="fits"),
-        SimpleNamespace(check="face", passed=True, reason="one face, small", outcome="WARN"),
-    ])
+    rows = state.check_rows(
+        [
+            SimpleNamespace(check="consent", passed=False, reason="no basis"),
+            SimpleNamespace(check="deadline", passed=True, reason="fits"),
+            SimpleNamespace(check="face", passed=True, reason="one face, small", outcome="WARN"),
+        ]
+    )
     assert [(r.check, r.outcome, r.stops) for r in rows] == [
-        ("consent", "STOP", True), ("deadline", "pass", False), ("face", "WARN", False)]
+        ("consent", "STOP", True),
+        ("deadline", "pass", False),
+        ("face", "WARN", False),
+    ]
     warned = _assessment(state.RouteView("fal", None, _estimate("fal", 0.2), None, rows[1:]))
     assert state.gate(warned, "fal", "").enabled
 
@@ -136,8 +152,11 @@ def test_the_pages_synthetic_media_skip_the_face_check_but_an_upload_of_the_same
         ours = state.assess(setup.client, made, "synthetic", FAKES_BLOCKED, ["fal"])
         face = [r for r in ours.routes["fal"].checks if r.check == "face"]
         assert face and face[0].outcome != "STOP" and state.gate(ours, "fal", "synthetic").enabled
-        uploaded = state.Inputs(video=str(shutil.copy(made.video, tmp_path / "v.mp4")),
-                                audio=str(shutil.copy(made.audio, tmp_path / "a.wav")), folder=made.folder)
+        uploaded = state.Inputs(
+            video=str(shutil.copy(made.video, tmp_path / "v.mp4")),
+            audio=str(shutil.copy(made.audio, tmp_path / "a.wav")),
+            folder=made.folder,
+        )
         theirs = state.assess(setup.client, uploaded, "synthetic", FAKES_BLOCKED, ["fal"])
         assert [r.check for r in theirs.routes["fal"].stop_rows] == ["face"]
         assert not state.gate(theirs, "fal", "synthetic").enabled
@@ -145,8 +164,9 @@ def test_the_pages_synthetic_media_skip_the_face_check_but_an_upload_of_the_same
 
 def test_inputs_over_a_limit_become_a_stop_row_not_an_exception(tmp_path: Path, fakes: Any) -> None:
     client = fakes.client
-    client.settings = client.settings.model_copy(update={"policy": client.settings.policy.model_copy(
-        update={"max_video_seconds": 0.5})})
+    client.settings = client.settings.model_copy(
+        update={"policy": client.settings.policy.model_copy(update={"max_video_seconds": 0.5})}
+    )
     inputs = state.synthetic(Path(client.settings.home), seconds=1.0)
     assessment = state.assess(client, inputs, "synthetic", FAKES_BLOCKED, ["fal"])
     assert assessment.routes["fal"].stop_rows
@@ -170,19 +190,35 @@ def test_staged_inputs_live_under_the_home_and_only_they_can_be_removed(tmp_path
 
 
 # -- history and spend ------------------------------------------------------------------------------------
-def _record(job: str, route: str, day: int, *, state_: str = "fetched", actual: float | None = 0.2,
-            failures: float = 0.0) -> JobRecord:
+def _record(
+    job: str, route: str, day: int, *, state_: str = "fetched", actual: float | None = 0.2, failures: float = 0.0
+) -> JobRecord:
     return JobRecord(
-        job_id=job, idempotency_key=job, state=state_, route=route, route_owner="o", billing_owner="b", model="m",
-        model_version="v", upload_destination="d", retention_policy="r", deletion_policy="d",
-        cost=Cost(estimated=0.3, actual=actual, billed_failures=failures), library_version="0",
-        created_at=datetime(2026, 12, day, 10, 0, tzinfo=timezone.utc))
+        job_id=job,
+        idempotency_key=job,
+        state=state_,
+        route=route,
+        route_owner="o",
+        billing_owner="b",
+        model="m",
+        model_version="v",
+        upload_destination="d",
+        retention_policy="r",
+        deletion_policy="d",
+        cost=Cost(estimated=0.3, actual=actual, billed_failures=failures),
+        library_version="0",
+        created_at=datetime(2026, 12, day, 10, 0, tzinfo=timezone.utc),
+    )
 
 
 def test_history_rows_and_spend_per_route_per_day() -> None:
-    records = [_record("j1", "fal", 1), _record("j2", "fal", 1, actual=0.1, failures=0.05),
-               _record("j3", "wavespeed", 2, actual=None), _record("j4", "replicate", 2, state_="failed", actual=None),
-               _record("j5", "replicate", 2, state_="failed", actual=None, failures=0.02)]
+    records = [
+        _record("j1", "fal", 1),
+        _record("j2", "fal", 1, actual=0.1, failures=0.05),
+        _record("j3", "wavespeed", 2, actual=None),
+        _record("j4", "replicate", 2, state_="failed", actual=None),
+        _record("j5", "replicate", 2, state_="failed", actual=None, failures=0.02),
+    ]
     rows = history.history_rows(records)
     assert rows[0] == ["j1", "fal", "fetched", "$0.2000", "2026-12-01 10:00"]
     assert rows[2][3] == "$0.3000 (est.)"  # finished without a billed figure: the estimate stands in
@@ -201,10 +237,18 @@ def test_the_spend_chart_escapes_names_and_says_when_empty() -> None:
 
 def test_panels_escape_what_the_user_typed() -> None:
     typed = "<img src=x onerror=alert(1)>"
-    view = state.RouteView("fal", "cdn", _estimate("fal", 0.2), None,
-                           [state.CheckRow("consent", "pass", f"consent basis given: {typed!r}")])
-    for html in (render.checklist_html(view), render.gate_html(state.Gate(False, "fal", typed)),
-                 render.estimates_html(_assessment(view))):
+    view = state.RouteView(
+        "fal",
+        "cdn",
+        _estimate("fal", 0.2),
+        None,
+        [state.CheckRow("consent", "pass", f"consent basis given: {typed!r}")],
+    )
+    for html in (
+        render.checklist_html(view),
+        render.gate_html(state.Gate(False, "fal", typed)),
+        render.estimates_html(_assessment(view)),
+    ):
         assert "<img" not in html
     assert "&lt;img" in render.checklist_html(view)
 
@@ -234,7 +278,7 @@ def test_a_run_reports_progress_and_lands_in_the_journal(fakes: Any) -> None:
 def test_cancel_from_the_page_stops_the_provider_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
     with fake_providers(load_settings(home=tmp_path / "home"), fast=True, poll_interval=0.05) as setup:
-        setup.fakes["fal"].hold_jobs()
+        setup.servers["fal"].hold_jobs()
         page = _page(setup.client)
         inputs = state.synthetic(page.home)
         estimate = state.assess(setup.client, inputs, "synthetic", FAKES_BLOCKED, ["fal"]).routes["fal"].estimate
@@ -251,14 +295,12 @@ def test_cancel_from_the_page_stops_the_provider_job(tmp_path: Path, monkeypatch
 
 
 def test_delete_removes_output_staged_inputs_and_the_pages_copies(fakes: Any) -> None:
-    from latentsync_routes.ui.app import cache_dir
-
     page = _page(fakes.client)
     inputs = state.synthetic(page.home)
     estimate = state.assess(fakes.client, inputs, "synthetic", FAKES_BLOCKED, ["fal"]).routes["fal"].estimate
     handle = page.runs.start("s1", "fal", inputs, estimate, "synthetic")
     assert handle.done.wait(60) and handle.result is not None
-    copy = Path(cache_dir(page.home)) / "abc123" / "output.mp4"  # what Gradio keeps of what it served
+    copy = page.served / "abc123" / "output.mp4"  # what Gradio keeps of what it served
     copy.parent.mkdir(parents=True)
     copy.write_bytes(Path(inputs.output).read_bytes())
     unrelated = copy.parent.parent / "other" / "keep.bin"
@@ -290,7 +332,9 @@ def test_the_command_binds_to_loopback_and_warns_before_share(tmp_path: Path, mo
     monkeypatch.setattr("latentsync_routes.ui.serve", serve)
     monkeypatch.setenv("LATENTSYNC_ROUTES_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
-    done = CliRunner().invoke(app, ["ui", "--fakes", "--share"])
+    for name in ("FAL_KEY", "REPLICATE_API_TOKEN", "WAVESPEED_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    done = CliRunner().invoke(app, ["ui", "--fakes", "--share", "--auth", "ann:secret"])
     assert "--share makes this page reachable by anyone" in done.output
     assert seen["host"] == "127.0.0.1" and seen["share"] is True and seen["fakes"] is True
     assert seen["blocked"] == FAKES_BLOCKED
@@ -299,8 +343,9 @@ def test_the_command_binds_to_loopback_and_warns_before_share(tmp_path: Path, mo
     quiet = CliRunner().invoke(app, ["ui"])
     assert "--share makes" not in quiet.output and seen["host"] == "127.0.0.1" and seen["fakes"] is False
     assert "other machines on the network" not in quiet.output
-    wide = CliRunner().invoke(app, ["ui", "--host", "0.0.0.0"])
+    wide = CliRunner().invoke(app, ["ui", "--host", "0.0.0.0", "--auth", "ann:secret"])
     assert "other machines on the network" in wide.output and seen["host"] == "0.0.0.0"
+    assert seen["auth"] == ("ann", "secret")
 
 
 def test_the_command_without_gradio_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -318,12 +363,14 @@ def test_the_page_handlers_gate_the_button_as_the_inputs_and_consent_change(tmp_
     from latentsync_routes.testing import write_test_audio, write_test_video
 
     page = _page(fakes.client)
-    video = write_test_video(tmp_path / "clip.mp4", seconds=1.0)
-    audio = write_test_audio(tmp_path / "voice.wav", seconds=1.0)
+    (page.served / "up").mkdir()  # where Gradio puts what the browser uploaded
+    video = write_test_video(page.served / "up" / "clip.mp4", seconds=1.0)
+    audio = write_test_audio(page.served / "up" / "voice.wav", seconds=1.0)
     half = page.on_inputs(str(video), None, "", "", "", "fal", None)
     assert half[0] is None and half[-1]["interactive"] is False  # one input is not enough
-    inputs, assessment, estimates, checklist, gate, button = page.on_inputs(str(video), str(audio), "", "", "",
-                                                                            "fal", None)
+    inputs, assessment, estimates, checklist, gate, button = page.on_inputs(
+        str(video), str(audio), "", "", "", "fal", None
+    )
     assert Path(inputs.video).parent.parent == state.uploads_root(page.home) and Path(inputs.video).is_file()
     assert 'data-route="wavespeed"' in estimates and 'data-outcome="STOP"' in checklist
     assert button["interactive"] is False and 'data-gate="blocked"' in gate
@@ -377,5 +424,6 @@ def test_the_command_says_where_it_serves_in_json_and_closes_on_ctrl_c(
 
 def test_an_upload_that_vanished_enables_nothing(fakes: Any, tmp_path: Path) -> None:
     page = _page(fakes.client)
-    *_, gate, button = page.on_inputs(str(tmp_path / "gone.mp4"), str(tmp_path / "gone.wav"), "", "", "x", "fal", None)
+    gone = page.served / "gone"
+    *_, gate, button = page.on_inputs(str(gone / "v.mp4"), str(gone / "a.wav"), "", "", "x", "fal", None)
     assert "FileNotFoundError" in gate and button["interactive"] is False

@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,11 +28,12 @@ from typing import Any
 import httpx
 import pytest
 
+from latentsync_routes.dummy_keys import DUMMY_KEYS
 from latentsync_routes.testing import write_test_audio, write_test_video
 
 CHROMIUM = Path("/usr/bin/chromium")
 START_BUDGET_S = 10.0
-FAKE_SECRETS = ("fake-fal-key", "r8_fake_token", "fake-wavespeed-key")
+FAKE_SECRETS = tuple(DUMMY_KEYS.values())
 
 pytestmark = pytest.mark.slow
 
@@ -41,8 +43,10 @@ def _browser_or_fail() -> Path:
         return CHROMIUM
     if os.environ.get("LATENTSYNC_UI_BROWSERS") == "unavailable":
         pytest.skip("LATENTSYNC_UI_BROWSERS=unavailable: no chromium on this machine, the browser test is not run")
-    pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium), as .ci/run does; "
-                "set LATENTSYNC_UI_BROWSERS=unavailable to skip on purpose")
+    pytest.fail(
+        f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium), as .ci/run does; "
+        "set LATENTSYNC_UI_BROWSERS=unavailable to skip on purpose"
+    )
 
 
 def _free_port() -> int:
@@ -66,8 +70,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``latentsync-routes ui --fakes`` on a free port, with a private home and no real credentials."""
     root = tmp_path_factory.mktemp("ui-server")
     home = root / "home"
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("LATENTSYNC_ROUTES_", "FAL_", "REPLICATE_", "WAVESPEED_", "GRADIO_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LATENTSYNC_ROUTES_", "FAL_", "REPLICATE_", "WAVESPEED_", "GRADIO_"))
+    }
     env.update(LATENTSYNC_ROUTES_HOME=str(home), PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring")
     # the uploaded clip is synthetic (no face) and the fakes answer at once: the face and deadline rows are
     # off for this server as for the whole suite (tests/conftest.py); tests/test_face_check.py covers them
@@ -75,9 +82,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     port = _free_port()
     log = (root / "server.log").open("w")
     started = time.monotonic()
-    process = subprocess.Popen([sys.executable, "-m", "latentsync_routes.cli", "ui", "--fakes", "--port", str(port)],
-                               stdout=log, stderr=subprocess.STDOUT, text=True, env=env,
-                               cwd=Path(__file__).resolve().parent.parent)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "latentsync_routes.cli", "ui", "--fakes", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     url = f"http://127.0.0.1:{port}/"
     cpu = 0.0
     try:
@@ -110,11 +122,12 @@ def test_ui_fakes_starts_in_under_10_s_on_loopback(server: Server) -> None:
         assert server.wall_s < START_BUDGET_S
     page = httpx.get(server.url, timeout=5.0).text
     assert "LatentSync" in page
-    # the page serves its own staged media and copies, never other files: not the journal, not the cwd
+    # the page serves its own folder only, never other files: not the home, not the cwd, not the environment
     repo = Path(__file__).resolve().parent.parent
-    beside_journal = server.home / "ui-fakes" / "notes.txt"  # under the home, outside the page's two folders
+    beside_journal = server.home / "ui-fakes" / "notes.txt"  # under the home: the page serves none of it
+    beside_journal.parent.mkdir(parents=True, exist_ok=True)
     beside_journal.write_text("not for the page")
-    for private in (beside_journal, repo / "pyproject.toml"):
+    for private in (beside_journal, repo / "pyproject.toml", Path("/proc/self/environ")):
         assert httpx.get(f"{server.url}gradio_api/file={private}", timeout=5.0).status_code == 403
     listening = subprocess.run(["ss", "-ltnp"], capture_output=True, text=True).stdout if shutil.which("ss") else ""
     port = server.url.rsplit(":", 1)[1].strip("/")
@@ -158,6 +171,15 @@ def test_the_safe_path_in_a_real_browser(server: Server, browser: Any, tmp_path:
     expect(page.locator("#ls-mode")).to_contain_text("nothing is paid")
     shot("empty")
 
+    # 0. a server path typed in a URL box is refused on the page, never read
+    for box in ("#ls-video-url", "#ls-audio-url"):
+        typed = page.locator(f"{box} textarea, {box} input").first
+        typed.fill("/proc/self/environ")
+        typed.press("Enter")
+        expect(page.locator("#ls-gate-reason")).to_contain_text("takes an http(s):// URL only")
+        typed.fill("")
+    expect(page.locator("#ls-run")).to_be_disabled()
+
     # 1. upload: every route priced, the chosen route's checklist shown, the run still disabled
     page.locator("#ls-video input[type=file]").set_input_files(str(video))
     page.locator("#ls-audio input[type=file]").set_input_files(str(audio))
@@ -191,12 +213,18 @@ def test_the_safe_path_in_a_real_browser(server: Server, browser: Any, tmp_path:
     expect(page.locator("#ls-progress-box")).to_have_attribute("data-state", "fetched")
     duration = page.wait_for_function(
         "() => { const v = document.querySelector('#ls-output video');"
-        " return v && v.readyState >= 1 && v.duration > 0 ? v.duration : false }").json_value()
+        " return v && v.readyState >= 1 && v.duration > 0 ? v.duration : false }"
+    ).json_value()
     assert duration > 0
-    page.wait_for_function("() => { const v = document.querySelector('#ls-input-side video');"
-                           " return v && v.readyState >= 1 }")
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#ls-input-side video'); return v && v.readyState >= 1 }"
+    )
     page.evaluate("() => { document.querySelector('#ls-output video').currentTime = 0.2 }")
     page.wait_for_function("() => Math.abs(document.querySelector('#ls-input-side video').currentTime - 0.2) < 0.06")
+    source = page.evaluate("() => document.querySelector('#ls-output video').currentSrc")
+    played = Path(re.sub(r"^.*/file=", "", urllib.parse.unquote(source)))
+    served = next(p for p in played.parents if p.name.startswith("latentsync-ui-"))  # the page's own folder
+    assert str(server.home) not in source and str(Path.cwd()) not in str(served)
     page.locator("#ls-record-box").get_by_text("production record").click()
     expect(page.locator("#ls-record")).to_contain_text("consent_basis")
     shot("output-plays")
@@ -225,8 +253,7 @@ def test_the_safe_path_in_a_real_browser(server: Server, browser: Any, tmp_path:
     expect(page.locator("#ls-history tbody tr").first).to_contain_text("deleted")
     shot("deleted")
     assert not outputs[0].parent.exists()
-    cache = server.home / "ui-fakes" / "ui" / "cache"
-    assert not [p for p in cache.rglob("*.mp4")], "the page kept a copy of the deleted job's media"
+    assert not [p for p in served.rglob("*.mp4")], "the page kept a copy of the deleted job's media"
 
     elsewhere = [url for url in requested if not url.startswith((server.url, "data:", "blob:"))]
     assert not elsewhere, f"the page reached beyond its own server: {elsewhere[:5]}"

@@ -15,6 +15,18 @@ from .report import BatchJobReport, BatchReport
 from .runner import execute_plan, run_batch
 
 __all__ = [
-    "BatchItem", "BatchJob", "BatchJobReport", "BatchPlan", "BatchReport", "Executor", "ManifestError",
-    "NotStarted", "StopSignal", "ThreadExecutor", "execute_plan", "plan_batch", "read_manifest", "run_batch",
+    "BatchItem",
+    "BatchJob",
+    "BatchJobReport",
+    "BatchPlan",
+    "BatchReport",
+    "Executor",
+    "ManifestError",
+    "NotStarted",
+    "StopSignal",
+    "ThreadExecutor",
+    "execute_plan",
+    "plan_batch",
+    "read_manifest",
+    "run_batch",
 ]

@@ -80,7 +80,8 @@ class ActorPool:
             raise ConfigurationError(
                 f"a Ray worker for the local route did not start within {self.start_timeout_s:g} s: the cluster "
                 f"may lack the resources each one asks for ({self._options}); lower local_actors or add nodes",
-                route="local") from None
+                route="local",
+            ) from None
         if facts["why_not"]:
             raise LocalRouteError(f"a Ray worker cannot run the local route: {facts['why_not']}", route="local")
         if self.choice is None:
@@ -181,4 +182,3 @@ class ActorPool:
                 self.ray.kill(member.handle, no_restart=True)
             except Exception:  # noqa: BLE001 - shutting down; a member already gone is fine
                 log.debug("could not kill %s", member.name)
-

@@ -195,8 +195,13 @@ class LocalWorker:
                 close = getattr(detector, "close", None)
                 if callable(close):
                     close()
-            return WorkerResult(ok=True, worker=self.name, model_version=models.model_version,
-                                weights_licence=models.weights_licence, extra={"plan": plan})
+            return WorkerResult(
+                ok=True,
+                worker=self.name,
+                model_version=models.model_version,
+                weights_licence=models.weights_licence,
+                extra={"plan": plan},
+            )
 
         return self._guarded("", work)
 
@@ -217,8 +222,11 @@ class LocalWorker:
             if time.monotonic() > deadline[0]:
                 with self._lock:
                     cancelled = token in self._cancelled
-                raise (JobCancelled("cancelled by the caller", route="local") if cancelled
-                       else DeadlineExceeded("the segment passed the job's deadline", route="local"))
+                raise (
+                    JobCancelled("cancelled by the caller", route="local")
+                    if cancelled
+                    else DeadlineExceeded("the segment passed the job's deadline", route="local")
+                )
 
         with self._lock:
             self._stops[token] = lambda: deadline.__setitem__(0, float("-inf"))
@@ -232,8 +240,13 @@ class LocalWorker:
                                  num_inference_steps=int(params["inference_steps"]),
                                  guidance_scale=float(params["guidance_scale"]), deepcache=bool(params["deepcache"]),
                                  exclusive=models.lock, should_stop=should_stop)  # fmt: skip
-            return WorkerResult(ok=True, worker=self.name, model_version=models.model_version,
-                                weights_licence=models.weights_licence, extra={"frames": frames})
+            return WorkerResult(
+                ok=True,
+                worker=self.name,
+                model_version=models.model_version,
+                weights_licence=models.weights_licence,
+                extra={"frames": frames},
+            )
 
         return self._guarded(token, work)
 
@@ -259,8 +272,9 @@ class LocalWorker:
             return self._messages.pop(token, [])
 
     def _failed(self, token: str, name: str, message: str) -> WorkerResult:
-        return WorkerResult(ok=False, error_type=name, error_message=message, messages=self._take(token),
-                            worker=self.name)
+        return WorkerResult(
+            ok=False, error_type=name, error_message=message, messages=self._take(token), worker=self.name
+        )
 
 
 def _dtype(params: Mapping[str, Any]) -> str | None:

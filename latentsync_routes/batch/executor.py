@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import LatentSyncError, NotStarted, RouteError
-from ..job_runner import RunControls
 from ..types import CostEstimate, LipSyncResult
 
 if TYPE_CHECKING:
@@ -88,14 +87,19 @@ class Executor(Protocol):
 
 
 def run_item(client: LipSyncClient, item: BatchItem, events: BatchEvents, cancel: threading.Event) -> Outcome:
-    """Run one item as a prepared job through the client's runner (claim, route, record) and catch what stops it
-    as its outcome."""
+    """Run one item through the client (claim, route, record) and catch what stops it as its outcome."""
     events.started(item)
     try:
-        options = {**item.options, "cancel_event": cancel,
-                   "progress": lambda message, fraction: events.progress(item, message, fraction)}
-        job = client.prepare(item.video, item.audio, item.output, route=item.route, **dict(item.options))
-        outcome: Outcome = client.run_prepared(job, RunControls.from_options(options))
+        # ``run`` is ``run_prepared(prepare(...))``: the batch's jobs are prepared jobs run by the client's runner
+        outcome: Outcome = client.run(
+            item.video,
+            item.audio,
+            item.output,
+            route=item.route,
+            cancel_event=cancel,
+            progress=lambda message, fraction: events.progress(item, message, fraction),
+            **dict(item.options),
+        )
     except LatentSyncError as exc:
         outcome = exc
     except Exception as exc:  # noqa: BLE001 - one job's crash must not end the batch; it is reported as its outcome

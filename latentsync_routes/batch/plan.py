@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from .. import money
 from ..choice import CHEAPEST, choose_cheapest
+from ..consent import checked_consent
 from ..errors import BudgetExceeded, LatentSyncError, ManifestError, PolicyViolation
 from ..journal import TERMINAL_OK
 from ..outputs import resolve_output
@@ -57,8 +58,14 @@ def _finished_outputs(client: LipSyncClient) -> set[str]:
     return {r.output_path for r in client.journal.list(limit=1_000_000, state=TERMINAL_OK) if r.output_path}
 
 
-def _plan_one(client: LipSyncClient, job: BatchJob, index: int, route: str | None,
-              consent: str | None, among: Sequence[str] | None) -> BatchItem:
+def _plan_one(
+    client: LipSyncClient,
+    job: BatchJob,
+    index: int,
+    route: str | None,
+    consent: str | None,
+    among: Sequence[str] | None,
+) -> BatchItem:
     name = job.route or route or client.settings.route
     options = {**job.run_options()}
     if consent and "consent" not in options:
@@ -66,10 +73,10 @@ def _plan_one(client: LipSyncClient, job: BatchJob, index: int, route: str | Non
     parameters = {k: v for k, v in options.items() if k != "consent"}
     choice = None
     if name == CHEAPEST:
-        name, choice = choose_cheapest(client, job.video, job.audio, consent=options.get("consent"),
-                                       candidates=among, **parameters)
-    checks, estimate = client.assess(job.video, job.audio, route=name, consent=options.get("consent"),
-                                     **parameters)
+        name, choice = choose_cheapest(
+            client, job.video, job.audio, consent=options.get("consent"), candidates=among, **parameters
+        )
+    checks, estimate = client.assess(job.video, job.audio, route=name, consent=options.get("consent"), **parameters)
     stops = [c for c in checks if not c.passed]
     if stops:
         raise PolicyViolation(stops, route=name)
@@ -77,8 +84,17 @@ def _plan_one(client: LipSyncClient, job: BatchJob, index: int, route: str | Non
     if why_not:
         raise LatentSyncError(f"route {name} is not usable here: {why_not}", route=name)
     output = resolve_output(job.output, route=name)
-    return BatchItem(index=index, line=job.line, video=job.video, audio=job.audio, output=output, route=name,
-                     options=options, estimate=estimate, choice=choice)
+    return BatchItem(
+        index=index,
+        line=job.line,
+        video=job.video,
+        audio=job.audio,
+        output=output,
+        route=name,
+        options=options,
+        estimate=estimate,
+        choice=choice,
+    )
 
 
 def plan_batch(
@@ -93,6 +109,7 @@ def plan_batch(
     """Check and price every job; :class:`ManifestError` names every bad row, :class:`BudgetExceeded` a plan
     whose worst case is over ``budget``. Both before anything leaves the machine. ``among`` limits the
     routes ``cheapest`` may choose from."""
+    consent = checked_consent(consent, where="consent")
     items: list[BatchItem] = []
     problems: list[tuple[int, str]] = []
     policy_only = True
@@ -128,7 +145,9 @@ def plan_batch(
     if budget is not None and money.exceeds(plan.high, budget):
         raise BudgetExceeded(
             f"the batch may cost up to ${plan.high:.4f} (expected ${plan.expected:.4f}, {len(items)} jobs), "
-            f"over the budget of ${budget:.4f}; nothing was run", amount=plan.high, cap=budget,
+            f"over the budget of ${budget:.4f}; nothing was run",
+            amount=plan.high,
+            cap=budget,
         )
     return plan
 
@@ -155,4 +174,3 @@ def parse_concurrency(values: Sequence[str]) -> dict[str, int]:
         except ValueError:
             raise ManifestError([(0, f"--concurrency {value!r}: expected ROUTE=N")]) from None
     return limits
-

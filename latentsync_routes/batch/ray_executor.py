@@ -53,8 +53,9 @@ def import_ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise ConfigurationError("the Ray executor needs the 'ray' package: pip install 'latentsync-routes[ray]'",
-                                 route="local") from None
+        raise ConfigurationError(
+            "the Ray executor needs the 'ray' package: pip install 'latentsync-routes[ray]'", route="local"
+        ) from None
     return ray
 
 
@@ -125,8 +126,9 @@ class RayExecutor:
                     options = {"num_cpus": self.cpus_per_actor}
                 size = self.local_actors or (gpus if on_gpu else 1)
                 fields = {"local_version": settings.local_version, "local_device": settings.local_device}
-                self._pool = ActorPool(ray, size, options, fields, self.actor_setup,
-                                       start_timeout_s=self.start_timeout_s)
+                self._pool = ActorPool(
+                    ray, size, options, fields, self.actor_setup, start_timeout_s=self.start_timeout_s
+                )
             return self._pool
 
     def workers(self) -> dict[str, Any]:
@@ -204,8 +206,9 @@ class RayLocalRoute(LocalRoute):
                 return (path.read_bytes() if self.ship_inputs else str(path.resolve())), path.name
             from ..errors import InputError
 
-            raise InputError(f"the local route reads local files or bytes; download {source.describe()} first",
-                             route="local")
+            raise InputError(
+                f"the local route reads local files or bytes; download {source.describe()} first", route="local"
+            )
 
         (video, video_name), (audio, audio_name) = one(job.request.video, "video"), one(job.request.audio, "audio")
         return Inputs(video=video, audio=audio, video_name=video_name, audio_name=audio_name)
@@ -224,8 +227,9 @@ class RayLocalRoute(LocalRoute):
             except WorkerLost as exc:
                 record_attempt(job, "run", ok=False, error=exc)
                 if attempt == self.max_attempts:
-                    raise LocalRouteError(f"{exc.message}; gave up after {attempt} workers died on this job",
-                                          route="local") from None
+                    raise LocalRouteError(
+                        f"{exc.message}; gave up after {attempt} workers died on this job", route="local"
+                    ) from None
                 job.report(f"{exc.message}: running it again on another worker", None)
                 continue
             self.pool.release(member)

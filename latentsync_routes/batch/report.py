@@ -43,8 +43,12 @@ class BatchJobReport(BaseModel):
 
     @property
     def cost(self) -> dict[str, Any]:
-        return {"estimated": self.estimated, "actual": self.actual, "billed_failures": self.failure_billed,
-                "currency": self.currency}
+        return {
+            "estimated": self.estimated,
+            "actual": self.actual,
+            "billed_failures": self.failure_billed,
+            "currency": self.currency,
+        }
 
     def model_dump_row(self) -> dict[str, Any]:
         row = self.model_dump(mode="json")
@@ -64,8 +68,11 @@ class BatchReport(BaseModel):
         for job in self.jobs:
             route = by_route.setdefault(job.route, {"jobs": 0, "estimated": 0.0, "actual": 0.0, "failure_billed": 0.0})
             route["jobs"] += 1
-            for name, value in (("estimated", job.estimated), ("actual", job.actual), ("failure_billed",
-                                                                                       job.failure_billed)):
+            for name, value in (
+                ("estimated", job.estimated),
+                ("actual", job.actual),
+                ("failure_billed", job.failure_billed),
+            ):
                 route[name] = money.total([route[name], value])
         states: dict[str, int] = {}
         for job in self.jobs:
@@ -110,22 +117,39 @@ def job_report(item: BatchItem, outcome: Outcome, journal: Journal) -> BatchJobR
     what state it is in and what it cost."""
     estimated = item.estimate.amount if item.estimate is not None else 0.0
     if isinstance(outcome, LipSyncResult):
-        return BatchJobReport(line=item.line, job_id=outcome.job_id, route=outcome.route, state=outcome.record.state,
-                              estimated=outcome.cost.estimated, actual=outcome.cost.actual,
-                              failure_billed=outcome.cost.billed_failures,
-                              output_path=str(outcome.output_path) if outcome.output_path else None,
-                              route_choice=outcome.record.route_choice or item.choice, result=outcome)
+        return BatchJobReport(
+            line=item.line,
+            job_id=outcome.job_id,
+            route=outcome.route,
+            state=outcome.record.state,
+            estimated=outcome.cost.estimated,
+            actual=outcome.cost.actual,
+            failure_billed=outcome.cost.billed_failures,
+            output_path=str(outcome.output_path) if outcome.output_path else None,
+            route_choice=outcome.record.route_choice or item.choice,
+            result=outcome,
+        )
     record = journal.get(outcome.job_id) if outcome.job_id else None
-    state = "not_started" if isinstance(outcome, NotStarted) else "cancelled" if isinstance(outcome, JobCancelled) \
+    state = (
+        "not_started"
+        if isinstance(outcome, NotStarted)
+        else "cancelled"
+        if isinstance(outcome, JobCancelled)
         else "failed"
+    )
     if record is not None:
         state = f"{record.state} (interrupted)" if record.interrupted else record.state
     return BatchJobReport(
-        line=item.line, job_id=outcome.job_id, route=item.route, state=state,
+        line=item.line,
+        job_id=outcome.job_id,
+        route=item.route,
+        state=state,
         estimated=record.cost.estimated if record else estimated,
         actual=record.cost.actual if record else None,
         failure_billed=record.cost.billed_failures if record else 0.0,
-        output_path=None, route_choice=item.choice, error=outcome.to_dict(),
+        output_path=None,
+        route_choice=item.choice,
+        error=outcome.to_dict(),
     )
 
 
@@ -175,10 +199,23 @@ class Tracker:
                 if item.index in self.finished:
                     continue
                 took = self._took.get(item.route)
-                guess = (sum(took) / len(took)) if took else (
-                    item.estimate.expected_wall_seconds if item.estimate and item.estimate.expected_wall_seconds
-                    else 60.0)
+                guess = (
+                    (sum(took) / len(took))
+                    if took
+                    else (
+                        item.estimate.expected_wall_seconds
+                        if item.estimate and item.estimate.expected_wall_seconds
+                        else 60.0
+                    )
+                )
                 left[item.route] = left.get(item.route, 0.0) + guess
             eta = max((seconds / max(1, self.limits.get(route, 1)) for route, seconds in left.items()), default=0.0)
-            return {"total": len(self.items), "done": done, "failed": failed, "running": len(self.running),
-                    "spent": self.spent, "elapsed": time.monotonic() - self.started_at, "eta": eta}
+            return {
+                "total": len(self.items),
+                "done": done,
+                "failed": failed,
+                "running": len(self.running),
+                "spent": self.spent,
+                "elapsed": time.monotonic() - self.started_at,
+                "eta": eta,
+            }

@@ -94,7 +94,8 @@ def execute_plan(
     tracker = Tracker(plan.items, limits)
     signal = stop or StopSignal()
     outcomes = make_executor(executor, address=address).run(
-        client, plan.items, limits=limits, events=_Events(tracker, on_update), stop=signal)
+        client, plan.items, limits=limits, events=_Events(tracker, on_update), stop=signal
+    )
     rows = [job_report(item, outcomes[item.index], client.journal) for item in plan.items]
     return BatchReport(jobs=rows, interrupted=signal.requested.is_set())
 
@@ -116,8 +117,9 @@ def run_batch(
 ) -> BatchReport:
     """Plan (refusing bad rows and an over-budget total before anything runs), run, and report."""
     plan = plan_batch(client, load_jobs(jobs), route=route, consent=consent, budget=budget, among=among)
-    result = execute_plan(client, plan, concurrency=concurrency, executor=executor, address=address,
-                          on_update=on_update, stop=stop)
+    result = execute_plan(
+        client, plan, concurrency=concurrency, executor=executor, address=address, on_update=on_update, stop=stop
+    )
     if report is not None:
         result.write(report)
     return result

@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from ..errors import LatentSyncError
-from . import batch, commands, fakes, jobs, prices  # noqa: F401 - importing registers the commands
+from . import batch, commands, fakes, jobs, prices, quality  # noqa: F401 - importing registers the commands
 from . import ui as _ui  # noqa: F401 - the `ui` command (Gradio is imported only when it runs)
 from ._common import _fail, _reported_by_click, _typed, app, err
 
@@ -38,4 +38,3 @@ def main() -> None:
         else:  # an Abort, or something that escaped outside a command's error handling
             code = _fail(True, _typed(KeyboardInterrupt() if isinstance(exc, typer.Abort) else exc)).exit_code
     sys.exit(code if isinstance(code, int) else 0)
-

@@ -40,8 +40,9 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _app_options(
-    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
-                                 help="Print the library version and exit."),
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="Print the library version and exit."
+    ),
 ) -> None:
     """Run LatentSync lip-sync on any route."""
 
@@ -70,14 +71,20 @@ _flags_without_type()
 JsonOpt = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 ConfigOpt = typer.Option(None, "--config", help="TOML config file.")
 RouteOpt = typer.Option(None, "--route", "-r", help="Route name (default: LATENTSYNC_ROUTES_ROUTE or config).")
-FaceCheckOpt = typer.Option(None, "--face-check/--no-face-check",
-                            help="Sample the video for a face before uploading it (default: policy.face_check, on).")
-DeadlineOpt = typer.Option(None, "--deadline", help="Seconds before the job is cancelled "
-                           "(default: LATENTSYNC_ROUTES_DEADLINE_SECONDS, 1800).")
-RetryFailedOpt = typer.Option(False, "--retry-failed",
-                              help="If the job's provider job failed, pay for a new one (otherwise: exit 4).")
-ForceResubmitOpt = typer.Option(False, "--force-resubmit",
-                                help="After an ambiguous submit that no lookup finds, submit again (may bill twice).")
+FaceCheckOpt = typer.Option(
+    None,
+    "--face-check/--no-face-check",
+    help="Sample the video for a face before uploading it (default: policy.face_check, on).",
+)
+DeadlineOpt = typer.Option(
+    None, "--deadline", help="Seconds before the job is cancelled (default: LATENTSYNC_ROUTES_DEADLINE_SECONDS, 1800)."
+)
+RetryFailedOpt = typer.Option(
+    False, "--retry-failed", help="If the job's provider job failed, pay for a new one (otherwise: exit 4)."
+)
+ForceResubmitOpt = typer.Option(
+    False, "--force-resubmit", help="After an ambiguous submit that no lookup finds, submit again (may bill twice)."
+)
 
 
 def _plain(*values: object) -> list[Text]:
@@ -131,10 +138,14 @@ def _typed(exc: BaseException) -> LatentSyncError:
         return ConfigurationError(f"invalid value: {problems}")
     if isinstance(exc, sqlite3.Error):
         if is_busy(exc):
-            return JournalBusy(f"the job journal (jobs.sqlite3 in LATENTSYNC_ROUTES_HOME) is busy: {text}; nothing "
-                               "was lost: run the same command again")
-        return JournalError(f"the job journal (jobs.sqlite3 in LATENTSYNC_ROUTES_HOME) cannot be used: {name}: "
-                            f"{text}; keep the file (it holds every job's record) and see `latentsync-routes doctor`")
+            return JournalBusy(
+                f"the job journal (jobs.sqlite3 in LATENTSYNC_ROUTES_HOME) is busy: {text}; nothing "
+                "was lost: run the same command again"
+            )
+        return JournalError(
+            f"the job journal (jobs.sqlite3 in LATENTSYNC_ROUTES_HOME) cannot be used: {name}: "
+            f"{text}; keep the file (it holds every job's record) and see `latentsync-routes doctor`"
+        )
     if isinstance(exc, OSError) and exc.filename is not None:
         return ConfigurationError(f"{exc.strerror or text}: {exc.filename}")
     return RouteError(f"unexpected {name}: {text}")
@@ -179,4 +190,3 @@ def _client(config: Path | None, route: str | None = None) -> Any:
     from ..client import LipSyncClient
 
     return LipSyncClient(route=route, config_file=config)
-

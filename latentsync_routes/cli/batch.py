@@ -11,6 +11,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from ..consent import checked_consent
 from ._common import ConfigOpt, JsonOpt, _client, _emit, _errors, _plain, app, err, out
 
 
@@ -23,16 +24,22 @@ def _plan_table(plan: Any) -> Table:
 
 
 def _status(snapshot: dict[str, Any]) -> str:
-    return (f"{snapshot['done']}/{snapshot['total']} done, {snapshot['failed']} failed, {snapshot['running']} running"
-            f"  ${snapshot['spent']:.4f} so far  elapsed {snapshot['elapsed']:.0f} s  ETA ~{snapshot['eta']:.0f} s")
+    return (
+        f"{snapshot['done']}/{snapshot['total']} done, {snapshot['failed']} failed, {snapshot['running']} running"
+        f"  ${snapshot['spent']:.4f} so far  elapsed {snapshot['elapsed']:.0f} s  ETA ~{snapshot['eta']:.0f} s"
+    )
 
 
 @app.command()
 def batch(
-    manifest: Path = typer.Argument(..., help="CSV (header row) or JSONL: video, audio, output[, route, consent, "
-                                              "seed, guidance_scale, loop_mode, inference_steps]."),
-    route: str | None = typer.Option(None, "--route", "-r",
-                                     help="Route of rows that name none: a route name, or 'cheapest' per job."),
+    manifest: Path = typer.Argument(
+        ...,
+        help="CSV (header row) or JSONL: video, audio, output[, route, consent, "
+        "seed, guidance_scale, loop_mode, inference_steps].",
+    ),
+    route: str | None = typer.Option(
+        None, "--route", "-r", help="Route of rows that name none: a route name, or 'cheapest' per job."
+    ),
     among: str | None = typer.Option(None, "--among", help="Routes 'cheapest' may choose from, e.g. fal,replicate."),
     consent: str | None = typer.Option(None, "--consent", help="Consent basis of rows that give none."),
     budget: float | None = typer.Option(None, "--budget", help="Refuse the batch (exit 5) if it may cost more (USD)."),
@@ -40,8 +47,9 @@ def batch(
     report: Path | None = typer.Option(None, "--report", help="Write the report here as .json and .csv."),
     executor: str = typer.Option("local", "--executor", help="local (threads here) or ray."),
     address: str | None = typer.Option(None, "--address", help="Ray cluster: auto or ray://HOST:PORT."),
-    on_interrupt: str = typer.Option("wait", "--on-interrupt",
-                                     help="On Ctrl-C stop submitting, then 'wait' for or 'cancel' running jobs."),
+    on_interrupt: str = typer.Option(
+        "wait", "--on-interrupt", help="On Ctrl-C stop submitting, then 'wait' for or 'cancel' running jobs."
+    ),
     as_json: bool = JsonOpt,
     config: Path | None = ConfigOpt,
 ) -> None:
@@ -57,11 +65,13 @@ def batch(
     with _errors(as_json):
         if on_interrupt not in ("wait", "cancel"):
             raise ConfigurationError(f"--on-interrupt {on_interrupt!r}: use 'wait' or 'cancel'")
+        consent = checked_consent(consent, where="--consent")
         client = _client(config)
         limits = parse_concurrency(concurrency)
         candidates = [name.strip() for name in among.split(",") if name.strip()] if among else None
-        plan = plan_batch(client, read_manifest(manifest), route=route, consent=consent, budget=budget,
-                          among=candidates)
+        plan = plan_batch(
+            client, read_manifest(manifest), route=route, consent=consent, budget=budget, among=candidates
+        )
         if not as_json:
             err.print(_plan_table(plan))
         stop = StopSignal()
@@ -70,8 +80,15 @@ def batch(
 
         def work() -> None:
             try:
-                done["report"] = execute_plan(client, plan, concurrency=limits, executor=executor, address=address,
-                                              on_update=lambda s: done.__setitem__("snapshot", s), stop=stop)
+                done["report"] = execute_plan(
+                    client,
+                    plan,
+                    concurrency=limits,
+                    executor=executor,
+                    address=address,
+                    on_update=lambda s: done.__setitem__("snapshot", s),
+                    stop=stop,
+                )
             except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which reports it
                 done["error"] = exc
             finally:
@@ -92,8 +109,10 @@ def batch(
                     if stop.requested.is_set():
                         raise  # a second Ctrl-C: leave now; the journal has every job, re-run to resume
                     stop.stop(cancel_running=on_interrupt == "cancel")
-                    err.print(f"stopping: no new jobs; {'cancelling' if on_interrupt == 'cancel' else 'waiting for'}"
-                              " the running ones (Ctrl-C again to leave them running)")
+                    err.print(
+                        f"stopping: no new jobs; {'cancelling' if on_interrupt == 'cancel' else 'waiting for'}"
+                        " the running ones (Ctrl-C again to leave them running)"
+                    )
         finally:
             if live is not None:
                 live.stop()
@@ -112,8 +131,10 @@ def batch(
                 table.add_row(*_plain(job.line, job.route, job.state, f"${job.estimated:.4f}", actual, shown))
             out.print(table)
             totals = result.totals
-            out.print(f"{totals['states']}  estimated ${totals['estimated']:.4f}, actual ${totals['actual']:.4f}, "
-                      f"failure-billed ${totals['failure_billed']:.4f}")
+            out.print(
+                f"{totals['states']}  estimated ${totals['estimated']:.4f}, actual ${totals['actual']:.4f}, "
+                f"failure-billed ${totals['failure_billed']:.4f}"
+            )
 
         _emit(as_json, result.to_json(), human)
         if not result.ok:

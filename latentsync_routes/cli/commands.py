@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import __version__
+from ..consent import checked_consent
 from ._common import (
     ConfigOpt,
     DeadlineOpt,
@@ -40,8 +41,9 @@ def routes(as_json: bool = JsonOpt, config: Path | None = ConfigOpt) -> None:
         def human() -> None:
             table = Table("route", "owner", "uploads to", "retention", "weights licence", "failure billing")
             for i in infos:
-                table.add_row(*_plain(i.name, i.owner, i.upload_destination, i.retention, i.weights_licence,
-                                      i.failure_billing))
+                table.add_row(
+                    *_plain(i.name, i.owner, i.upload_destination, i.retention, i.weights_licence, i.failure_billing)
+                )
             out.print(table)
 
         _emit(as_json, infos, human)
@@ -51,9 +53,9 @@ def routes(as_json: bool = JsonOpt, config: Path | None = ConfigOpt) -> None:
 def estimate(
     video: str = typer.Argument(..., help="Video path or https URL."),
     audio: str = typer.Argument(..., help="Audio path or https URL."),
-    route: str | None = typer.Option(None, "--route", "-r",
-                                     help="Price on this route only (default: every route, whatever the default "
-                                          "route is)."),
+    route: str | None = typer.Option(
+        None, "--route", "-r", help="Price on this route only (default: every route, whatever the default route is)."
+    ),
     as_json: bool = JsonOpt,
     config: Path | None = ConfigOpt,
 ) -> None:
@@ -70,11 +72,25 @@ def estimate(
             table = Table("route", "amount", "range", "basis", "source (checked)")
             for e in estimates:
                 if e.refused:
-                    table.add_row(*_plain(e.route, "refused", "-", f"the route would refuse these inputs: {e.refused}",
-                                          f"{e.price_source} ({e.price_checked})"))
+                    table.add_row(
+                        *_plain(
+                            e.route,
+                            "refused",
+                            "-",
+                            f"the route would refuse these inputs: {e.refused}",
+                            f"{e.price_source} ({e.price_checked})",
+                        )
+                    )
                     continue
-                table.add_row(*_plain(e.route, f"${e.amount:.4f}", f"${e.low:.4f}-${e.high:.4f}", e.basis,
-                                      f"{e.price_source} ({e.price_checked})"))
+                table.add_row(
+                    *_plain(
+                        e.route,
+                        f"${e.amount:.4f}",
+                        f"${e.low:.4f}-${e.high:.4f}",
+                        e.basis,
+                        f"{e.price_source} ({e.price_checked})",
+                    )
+                )
             out.print(table)
 
         _emit(as_json, estimates, human)
@@ -91,15 +107,21 @@ def check(
     as_json: bool = JsonOpt,
     config: Path | None = ConfigOpt,
 ) -> None:
-    """Show the checklist `run` enforces, without running anything (exit 3 if any check fails).
+    """Show the checklist `run` enforces, without running anything (exit 3 if a check fails, 5 if only the
+    budget row does).
 
     Rows: consent, retention, licence, input limits (the route's and the policy's), failure billing,
-    support path, deadline (the estimate's expected time) and face (a few sampled frames).
+    support path, deadline (the estimate's expected time), face (a few sampled frames), and with a
+    `budget_total` the budget (what the journal's jobs of the budget period are committed to).
     """
     with _errors(as_json):
+        consent = checked_consent(consent, where="--consent")
         client = _client(config)
-        results = client.check(video, audio, route=route, consent=consent, deadline_seconds=deadline,
-                               face_check=face_check)
+        results, estimate = client.assess(
+            video, audio, route=route, consent=consent, deadline_seconds=deadline, face_check=face_check
+        )
+        budget = client.budget_row(estimate)
+        results = [*results, *([budget] if budget is not None else [])]
 
         def human() -> None:
             table = Table("check", "outcome", "reason")
@@ -108,16 +130,18 @@ def check(
             out.print(table)
 
         _emit(as_json, results, human)
-        if not all(r.passed for r in results):
-            raise typer.Exit(3)
+        failed = {r.check for r in results if not r.passed}
+        if failed:
+            raise typer.Exit(5 if failed == {"budget"} else 3)
 
 
 @app.command()
 def run(
     video: str = typer.Argument(...),
     audio: str = typer.Argument(...),
-    output: Path = typer.Option(..., "--output", "-o",
-                                help="Where to write the lip-synced video: a path ending in .mp4, or a folder."),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="Where to write the lip-synced video: a path ending in .mp4, or a folder."
+    ),
     route: str | None = RouteOpt,
     consent: str | None = typer.Option(None, "--consent", help="Consent basis (required to upload media)."),
     seed: int | None = typer.Option(None, "--seed"),
@@ -136,11 +160,20 @@ def run(
     from rich.progress import Progress
 
     with _errors(as_json):
+        consent = checked_consent(consent, where="--consent")
         client = _client(config, route)
         kwargs: dict[str, Any] = dict(
-            route=route, consent=consent, seed=seed, guidance_scale=guidance_scale,
-            inference_steps=inference_steps, loop_mode=loop_mode, overwrite=overwrite, deadline_seconds=deadline,
-            retry_failed=retry_failed, force_resubmit=force_resubmit, face_check=face_check,
+            route=route,
+            consent=consent,
+            seed=seed,
+            guidance_scale=guidance_scale,
+            inference_steps=inference_steps,
+            loop_mode=loop_mode,
+            overwrite=overwrite,
+            deadline_seconds=deadline,
+            retry_failed=retry_failed,
+            force_resubmit=force_resubmit,
+            face_check=face_check,
         )
         if as_json or not err.is_terminal:
             result = client.run(video, audio, output, **kwargs)
@@ -156,10 +189,17 @@ def run(
         def human() -> None:
             out.print(f"[green]done[/]: {escape(str(result.output_path))}  route={result.route}  job={result.job_id}")
             actual = "unknown" if result.cost.actual is None else f"${result.cost.actual:.4f}"
-            out.print(f"cost: estimated ${result.cost.estimated:.4f}, actual {actual}")
+            sandbox = " (sandbox: a base-URL override, not real money)" if result.record.sandbox else ""
+            if result.already_done:
+                paid = result.cost.worst_case()
+                out.print(
+                    f"already paid: nothing charged now (job {result.job_id}, ${paid:.4f} on "
+                    f"{result.record.created_at.date().isoformat()}){sandbox}"
+                )
+            else:
+                out.print(f"cost: estimated ${result.cost.estimated:.4f}, actual {actual}{sandbox}")
 
         _emit(as_json, result, human)
-
 
 
 @app.command()
@@ -181,19 +221,29 @@ def doctor(as_json: bool = JsonOpt, config: Path | None = ConfigOpt) -> None:
 
 @app.command()
 def download(
-    version: str = typer.Option(..., "--version", help="LatentSync version: 1.5 (256 px) or 1.6 (512 px)."),
+    version: str | None = typer.Option(None, "--version", help="LatentSync version: 1.5 (256 px) or 1.6 (512 px)."),
+    syncnet: bool = typer.Option(False, "--syncnet", help="Fetch the official SyncNet weights (for `evaluate`)."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Default: $LATENTSYNC_ROUTES_HOME/models."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Fetch the local route's checkpoints at pinned revisions and verify them."""
+    """Fetch the local route's checkpoints (--version) or the SyncNet weights (--syncnet), pinned and verified."""
     from ..routes.local.route import download_checkpoints as fetch
 
     with _errors(as_json):
         from ..errors import InvalidParameter
         from ..local.checkpoint_manifest import VERSIONS
 
-        if version not in VERSIONS:
-            raise InvalidParameter("--version", f"takes one of {', '.join(VERSIONS)}; got {version!r}")
+        if syncnet:
+            from .quality import download_syncnet_weights
+
+            if version is not None:
+                raise InvalidParameter("--version", "fetch one thing at a time: --version or --syncnet")
+            report = download_syncnet_weights(cache_dir)
+            _emit(as_json, {"syncnet": report}, lambda: out.print_json(json.dumps(report)))
+            return
+        if version is None or version not in VERSIONS:
+            choices = ", ".join(VERSIONS)
+            raise InvalidParameter("--version", f"takes one of {choices}; got {version!r} (or pass --syncnet)")
         checkpoints = fetch(version, cache_dir=cache_dir)
         paths = {name: str(path) for name, path in checkpoints.paths.items()}
         _emit(as_json, {"version": version, "paths": paths}, lambda: out.print_json(json.dumps(paths)))
@@ -221,18 +271,31 @@ def demo(as_json: bool = JsonOpt) -> None:
         # The fake bills by the price book's rule on its output (which follows the audio), like fal's card.
         with FakeFal(expected_key="demo-key") as fal:
             settings = load_settings(home=folder / "home", poll_interval=0.05)
-            client = LipSyncClient(route="fal", credentials={"fal": "demo-key"}, credentials_only=True,
-                                   route_settings={"fal": {"base_url": fal.url}}, consent="synthetic",
-                                   settings=settings)
+            client = LipSyncClient(
+                route="fal",
+                credentials={"fal": "demo-key"},
+                credentials_only=True,
+                route_settings={"fal": {"base_url": fal.url}},
+                consent="synthetic",
+                settings=settings,
+            )
             estimate = client.estimate(video, audio)
             # The synthetic clip shows no face: the face check would rightly STOP it, so it is off for this
             # one job, and the summary says so (docs/safety.md, "The face check").
             checks = client.check(video, audio, face_check=False)
             result = client.run(video, audio, folder / "out.mp4", face_check=False)
-        note = ("the output is NOT lip-synced: the offline fake returns the input video looped or cut to the "
-                "audio's length, with that audio; the face check was off (the synthetic clip has no face)")
-        summary = {"folder": str(folder), "estimate": estimate, "checks": checks, "result": result,
-                   "lip_synced": False, "note": note}
+        note = (
+            "the output is NOT lip-synced: the offline fake returns the input video looped or cut to the "
+            "audio's length, with that audio; the face check was off (the synthetic clip has no face)"
+        )
+        summary = {
+            "folder": str(folder),
+            "estimate": estimate,
+            "checks": checks,
+            "result": result,
+            "lip_synced": False,
+            "note": note,
+        }
 
         def human() -> None:
             out.print(f"[bold]demo folder[/]: {escape(str(folder))}")

@@ -2,8 +2,10 @@
 
 It serves each registered route's fake (``routes/<name>/fake.py``, named by its kit) on 127.0.0.1 and
 prints the ``export`` lines that point the package at them (each route's base URL variable and the dummy
-credential its fake accepts, both named by the kit) until Ctrl-C. Nothing leaves the machine and nothing
-is paid; the fakes answer with the input video, not a lip-synced one.
+credential its fake accepts, both named by the kit) until Ctrl-C. The dummy keys start with ``lsr-fake-``:
+exported without the base URLs, the package refuses to send them to the real hosts
+(:mod:`latentsync_routes.dummy_keys`) and says what to export. Nothing leaves the machine and nothing is
+paid; the fakes answer with the input video, not a lip-synced one.
 """
 
 from __future__ import annotations
@@ -38,9 +40,13 @@ def _start(stack: ExitStack, port: int | None) -> dict[str, Any]:
 
 @app.command()
 def fakes(
-    port: int | None = typer.Option(None, "--port", min=1, max=65000,
-                                    help="Serve the fakes on PORT, PORT+1, ... in the order `routes` lists them "
-                                         "(default: free ports)."),
+    port: int | None = typer.Option(
+        None,
+        "--port",
+        min=1,
+        max=65000,
+        help="Serve the fakes on PORT, PORT+1, ... in the order `routes` lists them (default: free ports).",
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Serve offline fakes of every hosted route and print the lines to export, until Ctrl-C.

@@ -31,7 +31,8 @@ def jobs_list(
     as_json: bool = JsonOpt,
     config: Path | None = ConfigOpt,
 ) -> None:
-    """Recent jobs in the journal."""
+    """Recent jobs in the journal; each id is shown as its shortest unique prefix, which every command
+    taking a job id accepts (as does the whole id)."""
     with _errors(as_json):
         records = _client(config).journal.list(limit=limit, route=route, state=state)
 
@@ -40,12 +41,23 @@ def jobs_list(
                 out.print("no jobs")
                 return
             table = Table("job", "route", "state", "cost", "provider request", "output", "created")
+            table.columns[0].no_wrap = True  # an id is taken whole or as a prefix: never cut
+            shown_id = _client(config).journal.prefix_length(r.job_id for r in records)
             for r in records:
                 cost = r.cost.actual if r.cost.actual is not None else r.cost.estimated
                 shown = f"${cost + r.cost.billed_failures:.4f}" + ("" if r.cost.actual is not None else " (est.)")
                 state_shown = f"{r.state} (interrupted)" if r.interrupted else r.state
-                table.add_row(*_plain(r.job_id, r.route, state_shown, shown, r.provider_request_id, r.output_path,
-                                      r.created_at.isoformat(timespec="seconds")))
+                table.add_row(
+                    *_plain(
+                        r.job_id[:shown_id],
+                        r.route,
+                        state_shown,
+                        shown,
+                        r.provider_request_id,
+                        r.output_path,
+                        r.created_at.isoformat(timespec="seconds"),
+                    )
+                )
             out.print(table)
 
         _emit(as_json, records, human)
@@ -53,13 +65,9 @@ def jobs_list(
 
 @jobs_app.command("show")
 def jobs_show(job_id: str, as_json: bool = JsonOpt, config: Path | None = ConfigOpt) -> None:
-    """One job's full production record."""
-    from ..errors import ConfigurationError
-
+    """One job's full production record (ID: the job id or a unique prefix of it, at least 6 characters)."""
     with _errors(as_json):
-        record = _client(config).journal.get(job_id)
-        if record is None:
-            raise ConfigurationError(f"no job {job_id!r} in the journal")
+        record = _client(config).journal.find(job_id)
         _emit(as_json, record, lambda: out.print_json(record.model_dump_json()))
 
 
@@ -141,10 +149,23 @@ def jobs_spend(
                 return
             table = Table("day", "route", "jobs", "estimated", "actual", "failure-billed", "without actual")
             for r in rows:
-                table.add_row(*_plain(r.day.isoformat(), r.route, r.jobs, f"${r.estimated:.4f}", f"${r.actual:.4f}",
-                                      f"${r.billed_failures:.4f}", r.without_actual))
-            spent = money.total(r.spent for r in rows)
+                route_name = f"{r.route} (sandbox)" if r.sandbox else r.route
+                table.add_row(
+                    *_plain(
+                        r.day.isoformat(),
+                        route_name,
+                        r.jobs,
+                        f"${r.estimated:.4f}",
+                        f"${r.actual:.4f}",
+                        f"${r.billed_failures:.4f}",
+                        r.without_actual,
+                    )
+                )
             out.print(table)
-            out.print(f"known spend (actual + failure-billed): ${spent:.4f} over {sum(r.jobs for r in rows)} jobs")
+            for sandbox, words in ((False, "known spend"), (True, "sandbox (base-URL overrides, not real money)")):
+                kept = [r for r in rows if r.sandbox == sandbox]
+                if kept:
+                    spent = money.total(r.spent for r in kept)
+                    out.print(f"{words} (actual + failure-billed): ${spent:.4f} over {sum(r.jobs for r in kept)} jobs")
 
         _emit(as_json, rows, human)

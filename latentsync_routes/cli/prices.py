@@ -31,6 +31,12 @@ def prices_refresh(as_json: bool = JsonOpt, config: Path | None = ConfigOpt) -> 
 
     with _errors(as_json):
         route: Any = _client(config).route("fal")
+        if route.sandbox():  # a fake's or a test gateway's price must not become the real price book's
+            raise ConfigurationError(
+                "prices refresh writes fal's real price into your price book, but LATENTSYNC_ROUTES_FAL_BASE_URL "
+                f"points fal at {route.base_url()}: unset it to refresh from fal itself",
+                route="fal",
+            )
         why_not = route.availability()
         if why_not:
             raise ConfigurationError(why_not, route="fal")
@@ -40,8 +46,12 @@ def prices_refresh(as_json: bool = JsonOpt, config: Path | None = ConfigOpt) -> 
         summary = {"refreshed": [written], "unchanged": kept}
 
         def human() -> None:
-            out.print(Text(f"fal {ENDPOINT}: {written['billable_unit_price']} {written['currency']} per "
-                           f"{written['billable_unit']} (checked {written['checked']})"))
+            out.print(
+                Text(
+                    f"fal {ENDPOINT}: {written['billable_unit_price']} {written['currency']} per "
+                    f"{written['billable_unit']} (checked {written['checked']})"
+                )
+            )
             out.print(Text(f"source: {written['source']}"))
             out.print(f"written to {escape(written['override'])}")
             for other, entry in kept.items():

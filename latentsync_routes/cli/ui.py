@@ -1,7 +1,10 @@
 """``latentsync-routes ui``: the local web page (the ``ui`` extra), safe by default.
 
-It binds to 127.0.0.1 unless told otherwise, warns before a public ``--share`` link, and with ``--fakes``
-runs every hosted route on the package's loopback fakes (nothing is paid, nothing leaves the machine).
+It binds to 127.0.0.1 unless told otherwise and answers only requests addressed to that host. A page
+others can reach (``--share``, or a ``--host`` that is not loopback) needs ``--auth USER:PASS``, and
+refuses to start while real provider keys are reachable unless ``--fakes`` runs every hosted route on the
+package's loopback fakes (nothing is paid, nothing leaves the machine): whoever logs in could otherwise
+spend on those accounts.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import sys
 import threading
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -20,6 +24,48 @@ from ._common import ConfigOpt, JsonOpt, _emit, _errors, app, err
 
 def _loopback(host: str) -> bool:
     return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+
+
+def _auth(value: str | None) -> tuple[str, str] | None:
+    if value is None:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user.strip() or not password:
+        raise ConfigurationError("--auth takes USER:PASS (a user name, a colon, a password)")
+    return user.strip(), password
+
+
+def _exposure_problem(
+    *, share: bool, host: str, auth: tuple[str, str] | None, fakes: bool, reachable: list[str]
+) -> str | None:
+    """Why a page others can reach must not start as asked, or ``None``."""
+    exposed = "--share" if share else (f"--host {host}" if not _loopback(host) else None)
+    if exposed is None:
+        return None
+    if auth is None:
+        return (
+            f"{exposed} makes the page reachable by others: give --auth USER:PASS (the page then asks for "
+            "them), or serve on 127.0.0.1"
+        )
+    if reachable and not fakes:
+        return (
+            f"{exposed} with real provider keys reachable ({', '.join(reachable)}): anyone who logs in could "
+            "spend on those accounts; add --fakes, or unset them for this process"
+        )
+    return None
+
+
+def _reachable_keys(client: Any) -> list[str]:
+    """The names (never the values) of the real provider credentials this process would use."""
+    from ..dummy_keys import is_dummy_key
+    from ..routes import REGISTRY
+
+    found = []
+    for name in REGISTRY:
+        credential = client.credential(name)
+        if credential is not None and not is_dummy_key(credential.value.get_secret_value()):
+            found.append(f"{credential.name} ({credential.source})")
+    return found
 
 
 def _wait_forever() -> None:
@@ -32,7 +78,15 @@ def ui(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (default: loopback only)."),
     port: int | None = typer.Option(None, "--port", help="Port (default: the first free one from 7860)."),
     fakes: bool = typer.Option(False, "--fakes", help="Run the hosted routes on the built-in fakes: nothing is paid."),
-    share: bool = typer.Option(False, "--share", help="Also open a public link (read the warning it prints)."),
+    share: bool = typer.Option(False, "--share", help="Also open a public link (needs --auth; read the warning)."),
+    auth: str | None = typer.Option(
+        None,
+        "--auth",
+        metavar="USER:PASS",
+        envvar="LATENTSYNC_UI_AUTH",
+        show_envvar=True,
+        help="Ask for this login (needed by --share and a non-loopback --host).",
+    ),
     as_json: bool = JsonOpt,
     config: Path | None = ConfigOpt,
 ) -> None:
@@ -49,12 +103,21 @@ def ui(
         from ..ui import SHARE_WARNING, serve
         from ..ui.fakes import fake_providers
 
+        login = _auth(auth)
         if share:
             err.print(f"[bold yellow]warning[/]: {SHARE_WARNING}", highlight=False)
         if not _loopback(host):
-            err.print(f"[bold yellow]warning[/]: binding to {host}: other machines on the network can reach the "
-                      "page, its history and its run button.", highlight=False)
+            err.print(
+                f"[bold yellow]warning[/]: binding to {host}: other machines on the network can reach the "
+                "page, its history and its run button.",
+                highlight=False,
+            )
         settings = load_settings(config)
+        exposed = share or not _loopback(host)
+        reachable = _reachable_keys(LipSyncClient(settings=settings)) if exposed and not fakes else []
+        problem = _exposure_problem(share=share, host=host, auth=login, fakes=fakes, reachable=reachable)
+        if problem:
+            raise ConfigurationError(problem)
         with ExitStack() as stack:
             if fakes:
                 setup = stack.enter_context(fake_providers(settings))
@@ -62,10 +125,15 @@ def ui(
             else:
                 client = LipSyncClient(settings=settings)
                 blocked = {}
-            demo = serve(client, host=host, port=port, share=share, fakes=fakes, blocked=blocked, block=False)
+            demo = serve(
+                client, host=host, port=port, share=share, fakes=fakes, blocked=blocked, block=False, auth=login
+            )
             stack.callback(demo.close)
-            err.print(f"serving on {demo.local_url} ({'fakes: nothing is paid' if fakes else 'real providers'}); "
-                      "Ctrl+C stops", highlight=False)
+            err.print(
+                f"serving on {demo.local_url} ({'fakes: nothing is paid' if fakes else 'real providers'}); "
+                "Ctrl+C stops",
+                highlight=False,
+            )
             share_url = getattr(demo, "share_url", None) if share else None
             if share_url:
                 err.print(f"public link: {share_url}", highlight=False)

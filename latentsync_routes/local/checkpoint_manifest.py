@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["VERSIONS", "CheckpointFile", "Licence", "manifest"]
+__all__ = ["SYNCNET_QUOTED_SHA256", "VERSIONS", "CheckpointFile", "Licence", "manifest", "syncnet_file"]
 
 VERSIONS = ("1.5", "1.6")
 
@@ -150,3 +150,39 @@ def manifest(version: str) -> tuple[CheckpointFile, ...]:
             weights_licence, third_party + " (size too)",
         ),
     )  # fmt: skip
+
+
+#: sha256 of ``syncnet_v2.model`` as one public project pins it for the Oxford VGG copy
+#: (``robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model``, via joonson/syncnet_python). One
+#: third-party source, for another host's copy: shown beside the hash we record, never enforced.
+SYNCNET_QUOTED_SHA256 = "961e8696f888fce4f3f3a6c3d5b3267cf5b343100b238e79b2659bff2c605442"
+
+
+def syncnet_file() -> CheckpointFile:
+    """The official SyncNet weights the LatentSync evaluation loads (``checkpoints/auxiliary/syncnet_v2.model``).
+
+    Where from: the official code fetches a missing ``auxiliary/syncnet_v2.model`` from the Hub repository
+    ``ByteDance/LatentSync-1.5`` (``check_model_and_download``'s default), and the 1.5 release's setup
+    script downloaded that whole repository, auxiliary models included. We pin the same revision as the
+    1.5 UNet. No sha256 or size is pinned here: none could be checked against the file from where this
+    was written, so :mod:`latentsync_routes.quality.weights` records the hash of the first download that
+    loads as SyncNet and holds every later use to it.
+    """
+    ls = _LATENTSYNC["1.5"]
+    repo, rev = str(ls["repo"]), str(ls["revision"])
+    licence = Licence(
+        "not stated by its publisher (hosting repository tagged openrail++)",
+        "https://github.com/joonson/syncnet_python/blob/6efbb1c305c23f47a62b09cf4215a8ac45e97d49/LICENSE.md",
+        verified=False,
+        note="Chung & Zisserman's SyncNet weights, published by Oxford VGG for joonson/syncnet_python, whose "
+        "LICENSE.md (MIT) covers its code, not the weights it downloads; LatentSync re-hosts the file in "
+        "ByteDance/LatentSync-1.5, whose card tag is openrail++ (third-party quoted). Treated as research-only: "
+        "fetched by the user, never bundled",
+    )
+    return _hub_file_unpinned("syncnet", repo, rev, "auxiliary/syncnet_v2.model", licence)
+
+
+def _hub_file_unpinned(role: str, repo: str, revision: str, filename: str, licence: Licence) -> CheckpointFile:
+    url = f"https://huggingface.co/{repo}/resolve/{revision}/{filename}"
+    provenance = "revision third-party quoted; hash recorded on first verified download (trust on first use)"
+    return CheckpointFile(role, "hf", repo, revision, filename, None, None, licence, provenance, url)

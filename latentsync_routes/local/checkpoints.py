@@ -41,12 +41,18 @@ __all__ = [
     "Licence",
     "VERSIONS",
     "download",
+    "cache_root",
+    "cached_file",
     "download_command",
+    "discard_file",
+    "fetch_file",
     "manifest",
     "resolve",
 ]
 
 HOME_ENV = "LATENTSYNC_ROUTES_HOME"
+#: The pseudo-version naming the SyncNet weights (:func:`.checkpoint_manifest.syncnet_file`) in messages.
+SYNCNET = "syncnet"
 # Files at or below this size are fully hashed on every resolve(); above it, resolve() relies on the size and
 # on the content-addressed blob name, because hashing a 5 GB UNet on every run would cost seconds.
 FULL_HASH_LIMIT = 256 * 1024 * 1024
@@ -59,7 +65,9 @@ _CHUNK = 1024 * 1024
 
 
 def download_command(version: str) -> str:
-    """The CLI command that fetches everything ``resolve(version)`` needs."""
+    """The CLI command that fetches everything ``resolve(version)`` needs (``"syncnet"``: the SyncNet weights)."""
+    if version == SYNCNET:
+        return "latentsync-routes download --syncnet"
     return f"latentsync-routes download --version {version}"
 
 
@@ -380,3 +388,49 @@ def download(
             progress(DownloadProgress(spec.role, spec.filename, size, size, finished=True))
         paths[spec.role] = path
     return CheckpointSet(version=version, paths=paths, files=files)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Single files (the SyncNet weights use these; their pin is kept by latentsync_routes.quality.weights)
+# --------------------------------------------------------------------------------------------------------
+
+
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """The folder this package's own cached files go under (``cache_dir``, ``$LATENTSYNC_ROUTES_HOME/models``,
+    else the user cache directory)."""
+    root = _root(cache_dir)
+    if root is not None:
+        return root
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("latentsync-routes"))
+
+
+def cached_file(spec: CheckpointFile, cache_dir: str | Path | None = None) -> Path | None:
+    """Where ``spec`` is cached, or ``None``; never touches the network and verifies nothing."""
+    return _cached(spec, cache_dir)
+
+
+def fetch_file(
+    spec: CheckpointFile,
+    version: str,
+    cache_dir: str | Path | None = None,
+    progress: ProgressCallback | None = None,
+    *,
+    endpoint: str | None = None,
+    http_client: httpx.Client | None = None,
+) -> Path:
+    """Download one file into the cache (as :func:`download` does) and return its path, unverified.
+
+    ``version`` only names the download command in errors. The caller verifies the file.
+    """
+    if spec.source == "url":
+        if _offline():
+            raise CheckpointMissing(spec, version, "offline mode is on (HF_HUB_OFFLINE)")
+        return _fetch_url(spec, cache_dir, progress, http_client)
+    return _fetch_hf(spec, version, cache_dir, progress, endpoint)
+
+
+def discard_file(path: Path) -> None:
+    """Delete a cached file that failed verification (and its hub blob), so the next download refetches it."""
+    _discard(path)

@@ -249,7 +249,10 @@ class StreamStats:
 
 
 def _scan_faces(
-    reader: Any, total: int, detector: Callable[[np.ndarray], np.ndarray | None], policy: MissingFacePolicy,
+    reader: Any,
+    total: int,
+    detector: Callable[[np.ndarray], np.ndarray | None],
+    policy: MissingFacePolicy,
     progress: Progress | None,
 ) -> np.ndarray:
     """Anchors (n, 3, 2) of the first ``min(N, total)`` video frames, NaN where no face was found.

@@ -52,7 +52,6 @@ _CPU_PARTS: dict[str, tuple[float, float, float]] = {
 _STEPS, _FULL_WITH_CACHE = 20, 7  # official schedule: full passes at steps 0, 3, ..., 18
 
 
-
 def _cpu_chunk_seconds(dtype: str, deepcache: bool) -> float:
     vae, full, shallow = _CPU_PARTS[dtype if dtype == "bfloat16" else "float32"]
     if not deepcache:

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from ..config import Credential, Settings
 
 
-
 class ParameterSpec(BaseModel):
     """One parameter a route accepts, with its range; anything not listed is refused."""
 
@@ -194,6 +193,9 @@ class Route(Protocol):
 
     def availability(self) -> str | None:
         """``None`` when usable, else what to install or set, in one sentence."""
+
+    def sandbox(self) -> bool:
+        """Whether jobs here are not real money (a hosted route pointed at a base-URL override)."""
 
     def provider_parameters(self, request: LipSyncRequest) -> dict[str, Any]:
         """The provider's inputs for this request; unsupported parameters raise, never vanish."""

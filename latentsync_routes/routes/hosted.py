@@ -36,11 +36,13 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
 
 from ..deadlines import deadline_scope
+from ..dummy_keys import dummy_key_refusal
 from ..errors import (
     AmbiguousSubmit,
     ClaimLost,
     DeadlineExceeded,
     DeadlinePassed,
+    DummyCredentialRefused,
     JobCancelled,
     JobFailed,
     LatentSyncError,
@@ -87,13 +89,27 @@ class HostedRoute(ABC):
     #: the hooks a route implements (abstract: required) or may override (with the defaults below); the one
     #: list, documented in docs/new-route.md (a test keeps the two equal)
     HOOKS: ClassVar[tuple[str, ...]] = (
-        "estimate", "upload", "submit", "poll", "cancel", "result", "prepare", "lookup",
-        "priced_after_download", "settle", "cleanup", "delete_remote", "describe_choice", "ambiguity_hint",
+        "estimate",
+        "upload",
+        "submit",
+        "poll",
+        "cancel",
+        "result",
+        "prepare",
+        "lookup",
+        "priced_after_download",
+        "settle",
+        "cleanup",
+        "delete_remote",
+        "describe_choice",
+        "ambiguity_hint",
     )
 
     def __init__(self, *, settings: Settings, credential: Credential | None) -> None:
         self.settings = settings
-        self.credential = credential
+        #: why the credential given was dropped (a fakes' dummy key bound for the real host), if it was
+        self.credential_refused = dummy_key_refusal(self.INFO, settings, credential)
+        self.credential = None if self.credential_refused else credential
 
     # -- facts -------------------------------------------------------------------------------------
     def info(self) -> RouteInfo:
@@ -101,11 +117,15 @@ class HostedRoute(ABC):
 
     def availability(self) -> str | None:
         info = self.info()
+        if self.credential_refused:
+            return self.credential_refused
         if info.sdk_module and not module_available(info.sdk_module):
             return not_installed_message(self.name, info.sdk_package or info.sdk_module, info.install_extra)
         if self.credential is None and info.credential_env:
-            return (f"route {self.name!r} needs {info.credential_env} (argument, env {info.credential_env}, or "
-                    "keyring service 'latentsync-routes')")
+            return (
+                f"route {self.name!r} needs {info.credential_env} (argument, env {info.credential_env}, or "
+                "keyring service 'latentsync-routes')"
+            )
         return None
 
     def provider_parameters(self, request: LipSyncRequest) -> dict[str, Any]:
@@ -114,11 +134,17 @@ class HostedRoute(ABC):
     @abstractmethod
     def estimate(self, request: LipSyncRequest, video: MediaInfo, audio: MediaInfo) -> CostEstimate: ...
 
+    def sandbox(self) -> bool:
+        """A base-URL override (a fake, a gateway under test) makes this route's jobs sandbox money."""
+        return self.settings.base_url_override(self.name) is not None
+
     def base_url(self) -> str | None:
         """The origin this route talks to: a configured override (a gateway, a fake), else the default."""
         return self.settings.base_url_for(self.name)
 
     def secret(self) -> str:
+        if self.credential_refused:
+            raise DummyCredentialRefused(self.credential_refused, route=self.name)
         if self.credential is None:
             env = self.info().credential_env or "a credential"
             raise MissingCredentials(f"route {self.name!r} needs {env}", route=self.name)
@@ -205,8 +231,11 @@ class HostedRoute(ABC):
                 except LatentSyncError as exc:
                     if job.remaining() > 0:
                         raise
-                    raise DeadlineExceeded(f"the job deadline passed during the uploads ({exc.message}); nothing "
-                                           f"was submitted to {self.name}", route=self.name) from None
+                    raise DeadlineExceeded(
+                        f"the job deadline passed during the uploads ({exc.message}); nothing "
+                        f"was submitted to {self.name}",
+                        route=self.name,
+                    ) from None
                 request_id = self._submit(job, {**uploaded, **params})
             else:
                 job.report(f"{self.name}: carrying on request {request_id}", None)
@@ -214,27 +243,42 @@ class HostedRoute(ABC):
                 raise Submitted(request_id)
             status = self._wait(job, request_id)
             try:
-                output = run_step(job, "fetch", partial(self.result, job, request_id, status), request_id=request_id,
-                                  record_success=self.RESULT_IS_A_REQUEST)
+                output = run_step(
+                    job,
+                    "fetch",
+                    partial(self.result, job, request_id, status),
+                    request_id=request_id,
+                    record_success=self.RESULT_IS_A_REQUEST,
+                )
             except (ProviderInputRejected, JobFailed, JobCancelled) as exc:  # the provider job itself ended badly
-                job.mark("cancelled" if isinstance(exc, JobCancelled) else "failed",
-                         failure_reason=f"{type(exc).__name__}: {exc.message}")
+                job.mark(
+                    "cancelled" if isinstance(exc, JobCancelled) else "failed",
+                    failure_reason=f"{type(exc).__name__}: {exc.message}",
+                )
                 raise
             job.report(f"{self.name}: downloading the output", None)
-            path = download_output(job, output.url, route=self.name, request_id=output.request_id or request_id,
-                                   file_name=output.file_name, headers=output.headers)
+            path = download_output(
+                job,
+                output.url,
+                route=self.name,
+                request_id=output.request_id or request_id,
+                file_name=output.file_name,
+                headers=output.headers,
+            )
         finally:
             may_read = job.record.state in ("submitting", "submitted")
             self.cleanup(job, provider_may_read_inputs=may_read)
         cost, basis = self.priced_after_download(job, output, path)
         job.report(f"{self.name}: done", 1.0)
-        return RouteOutput(output_path=path, output_url=output.url, provider_request_id=request_id,
-                           actual_cost=cost, cost_basis=basis)
+        return RouteOutput(
+            output_path=path, output_url=output.url, provider_request_id=request_id, actual_cost=cost, cost_basis=basis
+        )
 
     def _upload_inputs(self, job: JobContext) -> dict[str, str]:
         urls: dict[str, str] = {}
-        for input_name, role, source in zip(self.INPUT_NAMES, ("video", "audio"),
-                                            (job.request.video, job.request.audio), strict=True):
+        for input_name, role, source in zip(
+            self.INPUT_NAMES, ("video", "audio"), (job.request.video, job.request.audio), strict=True
+        ):
             if source.kind == "url":
                 urls[input_name] = str(source.url)
                 continue
@@ -247,8 +291,9 @@ class HostedRoute(ABC):
 
     def _submit(self, job: JobContext, inputs: dict[str, Any]) -> str:
         if job.remaining() <= MIN_SUBMIT_SECONDS:
-            raise DeadlineExceeded(f"the job deadline passed before the submit; nothing was submitted to {self.name}",
-                                   route=self.name)
+            raise DeadlineExceeded(
+                f"the job deadline passed before the submit; nothing was submitted to {self.name}", route=self.name
+            )
         if job.cancel_requested():
             raise JobCancelled(f"cancelled before the submit; nothing was submitted to {self.name}", route=self.name)
         started = utcnow()
@@ -279,8 +324,14 @@ class HostedRoute(ABC):
             if job.remaining() <= 0:
                 on_deadline()
             try:
-                status = run_step(job, "wait", partial(self.poll, job, request_id), request_id=request_id,
-                                  record_success=False, on_deadline=on_deadline)
+                status = run_step(
+                    job,
+                    "wait",
+                    partial(self.poll, job, request_id),
+                    request_id=request_id,
+                    record_success=False,
+                    on_deadline=on_deadline,
+                )
             except DeadlinePassed:
                 on_deadline()
             for line in status.logs[seen_logs:]:
@@ -288,9 +339,17 @@ class HostedRoute(ABC):
             seen_logs = max(seen_logs, len(status.logs))
             if status.state in ("queued", "running"):
                 own = status.fraction if status.fraction is not None else progress_from_logs(status.logs)
-                job.report(*wait_message(self.name, status.state, elapsed=time.monotonic() - started,
-                                         expected=expected, queue_position=status.queue_position,
-                                         provider_fraction=own, detail=status.message))
+                job.report(
+                    *wait_message(
+                        self.name,
+                        status.state,
+                        elapsed=time.monotonic() - started,
+                        expected=expected,
+                        queue_position=status.queue_position,
+                        provider_fraction=own,
+                        detail=status.message,
+                    )
+                )
             if status.state == "succeeded":
                 job.mark("completed")
                 return status
@@ -311,15 +370,19 @@ class HostedRoute(ABC):
         error: LatentSyncError
         if status.state == "failed":
             reason = " ".join((status.error or "no error message").split())[:300]
-            error = JobFailed(f"the model failed on {self.name}: {reason}{basis}", route=self.name,
-                              request_id=request_id)
+            error = JobFailed(
+                f"the model failed on {self.name}: {reason}{basis}", route=self.name, request_id=request_id
+            )
         else:
             ended = status.message or "cancelled"
-            error = JobCancelled(f"the {self.name} job ended {ended} at the provider{basis}", route=self.name,
-                                 request_id=request_id)
+            error = JobCancelled(
+                f"the {self.name} job ended {ended} at the provider{basis}", route=self.name, request_id=request_id
+            )
         record_attempt(job, "wait", ok=False, error=error, request_id=request_id, billed_amount=billed)
-        job.mark("failed" if status.state == "failed" else "cancelled", failure_reason=f"{type(error).__name__}: "
-                 f"{error.message}")
+        job.mark(
+            "failed" if status.state == "failed" else "cancelled",
+            failure_reason=f"{type(error).__name__}: {error.message}",
+        )
         raise error
 
     def _stop(self, job: JobContext, request_id: str, why: Literal["deadline", "cancel"]) -> NoReturn:
@@ -335,11 +398,17 @@ class HostedRoute(ABC):
         basis = f"; {said}" if said else ""
         error: LatentSyncError
         if why == "deadline":
-            error = DeadlineExceeded(f"{self.name} request {request_id} did not finish within the job deadline; "
-                                     f"{outcome}{basis}", route=self.name, request_id=request_id)
+            error = DeadlineExceeded(
+                f"{self.name} request {request_id} did not finish within the job deadline; {outcome}{basis}",
+                route=self.name,
+                request_id=request_id,
+            )
         else:
-            error = JobCancelled(f"{self.name} request {request_id} was cancelled by the caller; {outcome}{basis}",
-                                 route=self.name, request_id=request_id)
+            error = JobCancelled(
+                f"{self.name} request {request_id} was cancelled by the caller; {outcome}{basis}",
+                route=self.name,
+                request_id=request_id,
+            )
         record_attempt(job, "wait", ok=False, error=error, request_id=request_id, billed_amount=billed)
         job.mark("cancelled", failure_reason=f"{type(error).__name__}: {error.message}")
         raise error
@@ -350,15 +419,15 @@ class HostedRoute(ABC):
             return cancel_and_follow(self, job, request_id, follow_seconds=CANCEL_FOLLOW_SECONDS)
 
     def check_once(self, job: JobContext) -> str:
-        """One poll of the job's provider job (``Job.status``, a webhook), journalled as the wait loop would:
-        ``completed`` when it succeeded, how it ended and what that was billed when it ended badly (raising
-        that error, as the wait would). The provider's state."""
+        """One poll (``Job.status``, a webhook) journalled as the wait loop would: ``completed``, or how it
+        ended badly and what that was billed (raising that error). The provider's state."""
         request_id = job.record.provider_request_id
-        if request_id is None:
+        if request_id is None:  # nothing at the provider to ask
             return job.record.state
         with deadline_scope(job.deadline):
-            status = run_step(job, "wait", partial(self.poll, job, request_id), request_id=request_id,
-                              record_success=False)
+            status = run_step(
+                job, "wait", partial(self.poll, job, request_id), request_id=request_id, record_success=False
+            )
             if status.state == "succeeded":
                 job.mark("completed")
             elif status.state in ("failed", "cancelled"):

@@ -55,13 +55,16 @@ def resolve_ambiguous(route: HostedRoute, job: JobContext, cause: str) -> str | 
         f"the submit to {route.name} may or may not have created a job ({cause}); {seen}. Nothing was submitted "
         f"again. Check {route.ambiguity_hint()} for a job started at {since:%Y-%m-%d %H:%M:%S} UTC, then run the "
         "same command again (it looks again) or pass force_resubmit=True / --force-resubmit to submit anew "
-        "(if the first job exists, both are billed)", route=route.name)
+        "(if the first job exists, both are billed)",
+        route=route.name,
+    )
     record_attempt(job, "submit", ok=False, error=error)
     raise error
 
 
-def billing(route: HostedRoute, job: JobContext, request_id: str, status: Status | None, *,
-            follow_seconds: float) -> tuple[float, str]:
+def billing(
+    route: HostedRoute, job: JobContext, request_id: str, status: Status | None, *, follow_seconds: float
+) -> tuple[float, str]:
     """What a job that ended badly was billed, for its attempt; an unknown charge is recorded at its
     worst case (the estimate's high end) in ``cost.billed_unknown``, never as $0."""
     with deadline_scope(time.monotonic() + follow_seconds):
@@ -75,16 +78,22 @@ def billing(route: HostedRoute, job: JobContext, request_id: str, status: Status
         worst = route.estimate(job.request, job.video_info, job.audio_info).high
     except Exception:  # noqa: BLE001 - the estimate ran before the job; this only guards a resume
         worst = job.record.cost.estimated
-    note = (f"{basis}; billing unknown, counted at its worst case ${worst:.4f} (the estimate's high end) "
-            "until the provider's usage page says otherwise")
+    note = (
+        f"{basis}; billing unknown, counted at its worst case ${worst:.4f} (the estimate's high end) "
+        "until the provider's usage page says otherwise"
+    )
     cost = job.record.cost
-    job.mark(cost=cost.model_copy(update={"billed_unknown": money.total([cost.billed_unknown, worst]),
-                                          "billed_unknown_basis": note}))
+    job.mark(
+        cost=cost.model_copy(
+            update={"billed_unknown": money.total([cost.billed_unknown, worst]), "billed_unknown_basis": note}
+        )
+    )
     return 0.0, note
 
 
-def cancel_and_follow(route: HostedRoute, job: JobContext, request_id: str, *,
-                      follow_seconds: float) -> tuple[str, Status | None]:
+def cancel_and_follow(
+    route: HostedRoute, job: JobContext, request_id: str, *, follow_seconds: float
+) -> tuple[str, Status | None]:
     """One cancel request, then polls until the provider job ends (at most ``follow_seconds``)."""
     started = utcnow()
     try:
@@ -92,8 +101,15 @@ def cancel_and_follow(route: HostedRoute, job: JobContext, request_id: str, *,
         record_attempt(job, "cancel", ok=answer.accepted, started_at=started, request_id=request_id)
         outcome = answer.text
     except StepFailure as failure:
-        record_attempt(job, "cancel", ok=False, started_at=started, error=failure.error,
-                       http_status=failure.http_status, request_id=request_id)
+        record_attempt(
+            job,
+            "cancel",
+            ok=False,
+            started_at=started,
+            error=failure.error,
+            http_status=failure.http_status,
+            request_id=request_id,
+        )
         answer = CancelOutcome(False, "")
         outcome = f"the cancel failed ({failure.error.message}), so the job may still run and be billed"
     give_up = time.monotonic() + follow_seconds

@@ -24,6 +24,14 @@ from typing import Any, Literal, Protocol
 
 #: The keyring service every credential is kept under (the user name is the kit's ``keyring_name``).
 KEYRING_SERVICE = "latentsync-routes"
+#: Every fake's dummy key starts so; no provider issues keys like it (fal: ``<id>:<secret>``, Replicate:
+#: ``r8_``, WaveSpeed: hex), and the package never sends one to a real host (:mod:`..dummy_keys`).
+DUMMY_KEY_PREFIX = "lsr-fake-"
+
+
+def dummy_key(route: str) -> str:
+    """The made-up key of a route's fake."""
+    return f"{DUMMY_KEY_PREFIX}{route}-not-a-real-key"
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,8 @@ class RouteSettings:
     #: the keyring user name the credential is stored under (service ``latentsync-routes``)
     keyring_name: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
+    #: the provider's own domains: a base URL on one of them is no override (a dummy key never goes there)
+    provider_domains: tuple[str, ...] = ()
 
     @property
     def keyring_user(self) -> str | None:
@@ -184,8 +194,10 @@ def kit_of(module: str) -> RouteKit:
 
 def settings_table(kits: Mapping[str, RouteKit]) -> str:
     """The docs' table of each route's settings (docs/routes.md holds it; a test keeps it equal to this)."""
-    rows = ["| route | credential variable | keyring user | base-URL variable | default origin | other variables "
-            "| fake |", "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| route | credential variable | keyring user | base-URL variable | default origin | other variables | fake |",
+        "|---|---|---|---|---|---|---|",
+    ]
 
     def cell(value: str | None) -> str:
         return f"`{value}`" if value else "—"
@@ -194,6 +206,8 @@ def settings_table(kits: Mapping[str, RouteKit]) -> str:
         given = kit.settings
         extra = ", ".join(f"`{variable}` ({key})" for key, variable in given.extra.items()) or "—"
         fake = f"`{kit.fake.factory}`" if kit.fake is not None else "none"
-        rows.append(f"| `{kit.name}` | {cell(given.credential_env)} | {cell(given.keyring_user)} | "
-                    f"{cell(given.base_url_env)} | {cell(given.default_base_url)} | {extra} | {fake} |")
+        rows.append(
+            f"| `{kit.name}` | {cell(given.credential_env)} | {cell(given.keyring_user)} | "
+            f"{cell(given.base_url_env)} | {cell(given.default_base_url)} | {extra} | {fake} |"
+        )
     return "\n".join(rows)

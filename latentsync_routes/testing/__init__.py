@@ -53,8 +53,15 @@ _FROM_ROUTES = {
     **dict.fromkeys(("CancelRecord", "FakeFal", "FalFailure", "FalFaults", "FalJob"), "fal.fake"),
     **dict.fromkeys(("FakeReplicate", "ReplicateFaults", "ReplicatePrediction"), "replicate.fake"),
     **dict.fromkeys(("ReplicateVersion", "LATENTSYNC_VERSIONS"), "replicate.fake_api"),
-    **dict.fromkeys(("LATENTSYNC_INPUT_SCHEMA_2025_01", "LATENTSYNC_INPUT_SCHEMA_CURRENT",
-                     "LATENTSYNC_VERSION_2025_01", "LATENTSYNC_VERSION_CURRENT"), "replicate.fake_schemas"),
+    **dict.fromkeys(
+        (
+            "LATENTSYNC_INPUT_SCHEMA_2025_01",
+            "LATENTSYNC_INPUT_SCHEMA_CURRENT",
+            "LATENTSYNC_VERSION_2025_01",
+            "LATENTSYNC_VERSION_CURRENT",
+        ),
+        "replicate.fake_schemas",
+    ),
     **dict.fromkeys(("FakeWaveSpeed", "WaveSpeedFaults", "WaveSpeedPrediction"), "wavespeed.fake"),
 }
 

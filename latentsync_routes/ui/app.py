@@ -18,15 +18,19 @@ import gradio as gr  # this module is imported only when a page is built (the `u
 from ..errors import LatentSyncError
 from ..routes.base import route_names
 from . import history, render, state
+from .inputs import new_served_folder, page_url, served_copy, uploaded_file
 from .runner import Runs
 
 if TYPE_CHECKING:
     from ..client import LipSyncClient
 
-FAKES_NOTE = ("FAKES: every hosted route runs on the built-in loopback fakes; nothing is paid and no media leaves "
-              "this machine.")
-REAL_NOTE = ("REAL providers: a run on a hosted route uploads the face and voice to the provider and is billed. "
-             "Try synthetic media first.")
+FAKES_NOTE = (
+    "FAKES: every hosted route runs on the built-in loopback fakes; nothing is paid and no media leaves this machine."
+)
+REAL_NOTE = (
+    "REAL providers: a run on a hosted route uploads the face and voice to the provider and is billed. "
+    "Try synthetic media first."
+)
 POLL_S = 0.3
 
 
@@ -37,9 +41,13 @@ def _problem(exc: Exception) -> str:
 class Page:
     """The handlers, bound to one client (one journal, one home); the Blocks are built by :func:`build`."""
 
-    def __init__(self, client: LipSyncClient, blocked: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, client: LipSyncClient, blocked: Mapping[str, str] | None = None, *, served: Path | None = None
+    ) -> None:
         self.client = client
         self.home = Path(client.settings.home)
+        #: the folder uploads land in and the only one Gradio serves (:mod:`.inputs`)
+        self.served = Path(served) if served is not None else new_served_folder()
         self.blocked = dict(blocked or {})
         self.routes = route_names()
         self.runs = Runs(client)
@@ -68,22 +76,46 @@ class Page:
         view = assessment.routes.get(decided.route) if assessment and decided.route else None
         if view is None and assessment is not None and choice in assessment.routes:
             view = assessment.routes[choice]
-        return (render.estimates_html(assessment, decided.route), render.checklist_html(view),
-                render.gate_html(decided), gr.update(interactive=decided.enabled))
+        return (
+            render.estimates_html(assessment, decided.route),
+            render.checklist_html(view),
+            render.gate_html(decided),
+            gr.update(interactive=decided.enabled),
+        )
 
-    def on_inputs(self, video: str | None, audio: str | None, video_url: str, audio_url: str, consent: str,
-                  choice: str, current: state.Inputs | None) -> tuple[Any, ...]:
+    def _given(self, upload: str | None, url: str | None, role: str) -> str | None:
+        """An uploaded file of this page, else an http(s) URL typed in the box; never a server path."""
+        if upload:
+            return str(uploaded_file(upload, self.served, role))
+        typed = (url or "").strip()
+        return page_url(typed, role) if typed else None
+
+    def _refused(self, current: state.Inputs | None, choice: str, consent: str, exc: Exception) -> tuple[Any, ...]:
+        estimates, checklist, _, button = self._panels(None, choice, consent)
+        return (current, None, estimates, checklist, render.gate_html(state.Gate(False, None, _problem(exc))), button)
+
+    def on_inputs(
+        self,
+        video: str | None,
+        audio: str | None,
+        video_url: str,
+        audio_url: str,
+        consent: str,
+        choice: str,
+        current: state.Inputs | None,
+    ) -> tuple[Any, ...]:
         """A new pair of inputs: stage it, price and check it on every route, then gate the run button."""
-        video_given = video or (video_url or "").strip()
-        audio_given = audio or (audio_url or "").strip()
+        try:
+            video_given = self._given(video, video_url, "video")
+            audio_given = self._given(audio, audio_url, "audio")
+        except LatentSyncError as exc:  # a server path, a file: URL, another scheme: refused, nothing read
+            return self._refused(current, choice, consent, exc)
         if not video_given or not audio_given:
             return (current, None, *self._panels(None, choice, consent))
         try:
             inputs = state.stage(self.home, video_given, audio_given)
         except OSError as exc:  # an upload that vanished, a full disk: say so, enable nothing
-            estimates, checklist, _, button = self._panels(None, choice, consent)
-            return (current, None, estimates, checklist, render.gate_html(state.Gate(False, None, _problem(exc))),
-                    button)
+            return self._refused(current, choice, consent, exc)
         self._release(current)
         assessment = state.assess(self.client, inputs, consent or None, self.blocked, self.routes)
         return (inputs, assessment, *self._panels(assessment, choice, consent))
@@ -92,7 +124,8 @@ class Page:
         inputs = state.synthetic(self.home)
         self._release(current)
         assessment = state.assess(self.client, inputs, consent or None, self.blocked, self.routes)
-        return (inputs.video, inputs.audio, inputs, assessment, *self._panels(assessment, choice, consent))
+        shown = (served_copy(inputs.video, self.served), served_copy(inputs.audio, self.served))
+        return (*shown, inputs, assessment, *self._panels(assessment, choice, consent))
 
     def on_consent(self, consent: str, choice: str, inputs: state.Inputs | None) -> tuple[Any, ...]:
         """The consent text changed: the checks depend on it, so check again (prices do not change)."""
@@ -105,8 +138,9 @@ class Page:
         return self._panels(assessment, choice, consent)
 
     # -- running ---------------------------------------------------------------------------------------
-    def on_run(self, choice: str, consent: str, assessment: state.Assessment | None,
-               request: gr.Request) -> Iterator[tuple[Any, ...]]:
+    def on_run(
+        self, choice: str, consent: str, assessment: state.Assessment | None, request: gr.Request
+    ) -> Iterator[tuple[Any, ...]]:
         decided = state.gate(assessment, choice, consent)
         if assessment is None or not decided.enabled or decided.route is None:
             yield (render.gate_html(decided), gr.skip(), gr.skip(), gr.skip(), gr.update(interactive=False))
@@ -117,21 +151,39 @@ class Page:
         try:
             handle = self.runs.start(session, decided.route, assessment.inputs, view.estimate, consent)
         except LatentSyncError as exc:
-            yield (render.gate_html(state.Gate(False, decided.route, exc.message)), gr.skip(), gr.skip(), gr.skip(),
-                   gr.skip())
+            yield (
+                render.gate_html(state.Gate(False, decided.route, exc.message)),
+                gr.skip(),
+                gr.skip(),
+                gr.skip(),
+                gr.skip(),
+            )
             return
         while not handle.done.wait(POLL_S):
-            yield (render.progress_html(handle.snapshot(self.client)), gr.skip(), gr.skip(), gr.skip(),
-                   gr.update(interactive=False))
+            yield (
+                render.progress_html(handle.snapshot(self.client)),
+                gr.skip(),
+                gr.skip(),
+                gr.skip(),
+                gr.update(interactive=False),
+            )
         snap = handle.snapshot(self.client)
         result = handle.result
         if result is None or not result.output_path:
             record = handle.record(self.client)
-            yield (render.progress_html(snap), None, None,
-                   record.model_dump(mode="json") if record is not None else None, gr.update(interactive=True))
+            yield (
+                render.progress_html(snap),
+                None,
+                None,
+                record.model_dump(mode="json") if record is not None else None,
+                gr.update(interactive=True),
+            )
             return
-        yield (render.progress_html(snap), result.output_path, assessment.inputs.video,
-               result.record.model_dump(mode="json"), gr.update(interactive=True))
+        shown = [
+            served_copy(path, self.served) if not str(path).startswith(("https://", "http://")) else str(path)
+            for path in (result.output_path, assessment.inputs.video)
+        ]
+        yield (render.progress_html(snap), *shown, result.record.model_dump(mode="json"), gr.update(interactive=True))
 
     def on_cancel(self, request: gr.Request) -> str:
         if self.runs.cancel(request.session_hash or "default"):
@@ -187,14 +239,9 @@ class Page:
         removed = list(record.deleted)
         if folder is not None and state.remove_staged(self.home, folder):
             removed.append(f"staged inputs {folder}")
-        removed += [f"page copy {p}" for p in purge_cache(Path(cache_dir(self.home)), digests)]
+        removed += [f"page copy {p.name}" for p in purge_cache(self.served, digests)]
         lines = [f"deleted: {item}" for item in removed] + [f"not deleted: {item}" for item in record.not_deleted]
         return "\n".join(lines) or "nothing to delete"
-
-
-def cache_dir(home: Path) -> str:
-    """Where Gradio keeps its copies of uploads and outputs: under the home, so they never land elsewhere."""
-    return str(Path(home) / "ui" / "cache")
 
 
 def _digests(folder: Path) -> set[str]:
@@ -233,8 +280,9 @@ def build(page: Page, *, fakes: bool) -> gr.Blocks:
         synthetic = gr.Button("use synthetic media (no face, no voice)", elem_id="ls-synthetic")
         with gr.Row():
             route = gr.Radio(choices, value=state.CHEAPEST, label="route", elem_id="ls-route")
-            consent = gr.Textbox(label="consent basis (who agreed, how; 'synthetic' for synthetic media)",
-                                 elem_id="ls-consent")
+            consent = gr.Textbox(
+                label="consent basis (who agreed, how; 'synthetic' for synthetic media)", elem_id="ls-consent"
+            )
         estimates = gr.HTML(render.estimates_html(None), elem_id="ls-estimates")
         checklist = gr.HTML(render.checklist_html(None), elem_id="ls-checklist")
         gate = gr.HTML(render.gate_html(state.gate(None, state.CHEAPEST, "")), elem_id="ls-gate")
@@ -263,14 +311,17 @@ def build(page: Page, *, fakes: bool) -> gr.Blocks:
         given = [video, audio, video_url, audio_url, consent, route, inputs_state]
         for trigger in (video.upload, audio.upload, video_url.submit, audio_url.submit):
             trigger(page.on_inputs, given, [inputs_state, assessment_state, *panels])
-        synthetic.click(page.on_synthetic, [consent, route, inputs_state],
-                        [video, audio, inputs_state, assessment_state, *panels])
-        consent.change(page.on_consent, [consent, route, inputs_state], [assessment_state, *panels],
-                       trigger_mode="always_last")
+        synthetic.click(
+            page.on_synthetic, [consent, route, inputs_state], [video, audio, inputs_state, assessment_state, *panels]
+        )
+        consent.change(
+            page.on_consent, [consent, route, inputs_state], [assessment_state, *panels], trigger_mode="always_last"
+        )
         route.change(page.on_route, [route, consent, assessment_state], panels)
         history_out = [table, job, chart]
-        run.click(page.on_run, [route, consent, assessment_state], [progress, output, input_side, record, run]
-                  ).then(page.on_history, None, history_out)
+        run.click(page.on_run, [route, consent, assessment_state], [progress, output, input_side, record, run]).then(
+            page.on_history, None, history_out
+        )
         cancel.click(page.on_cancel, None, cancel_note)
         refresh.click(page.on_history, None, history_out)
         table.select(page.on_pick, None, job)
@@ -279,4 +330,3 @@ def build(page: Page, *, fakes: bool) -> gr.Blocks:
         demo.load(page.on_history, None, history_out)
     blocks: gr.Blocks = demo
     return blocks
-

@@ -43,7 +43,8 @@ FAKES_BLOCKED = fakes_blocked()
 class FakeSetup:
     client: LipSyncClient
     urls: dict[str, str]
-    fakes: dict[str, FakeProvider] = field(default_factory=dict)
+    #: the fake servers by route name (their ``requests`` and ``jobs`` say what reached them)
+    servers: dict[str, FakeProvider] = field(default_factory=dict)
     blocked: dict[str, str] = field(default_factory=dict)
 
 
@@ -71,9 +72,13 @@ def fake_providers(settings: Settings, *, fast: bool = False, poll_interval: flo
         urls = {name: server.url for name, server in servers.items()}
         # Every route with a fake talks to its fake, whatever the environment or the config file name.
         pointed = {name: {**settings.route_settings.get(name, {}), "base_url": url} for name, url in urls.items()}
-        fake_settings = settings.model_copy(update={
-            "home": fakes_home(settings), "route_settings": {**settings.route_settings, **pointed},
-            "poll_interval": poll_interval, "jsonl_path": None,
-        })
+        fake_settings = settings.model_copy(
+            update={
+                "home": fakes_home(settings),
+                "route_settings": {**settings.route_settings, **pointed},
+                "poll_interval": poll_interval,
+                "jsonl_path": None,
+            }
+        )
         client = LipSyncClient(settings=fake_settings, credentials=dict(credentials), credentials_only=True)
-        yield FakeSetup(client=client, urls=urls, fakes=servers, blocked=fakes_blocked())
+        yield FakeSetup(client=client, urls=urls, servers=servers, blocked=fakes_blocked())

@@ -37,8 +37,15 @@ def history_rows(records: Iterable[JobRecord]) -> list[list[str]]:
         state = f"{record.state} (interrupted)" if record.interrupted else record.state
         if record.deleted:
             state += " · deleted"
-        rows.append([record.job_id, record.route, state, f"${cost:.4f}" + ("" if known else " (est.)"),
-                     record.created_at.strftime("%Y-%m-%d %H:%M")])
+        rows.append(
+            [
+                record.job_id,
+                record.route,
+                state,
+                f"${cost:.4f}" + ("" if known else " (est.)"),
+                record.created_at.strftime("%Y-%m-%d %H:%M"),
+            ]
+        )
     return rows
 
 
@@ -61,8 +68,9 @@ def _routes_in(spend: dict[date, dict[str, float]]) -> list[str]:
     return seen
 
 
-def spend_chart_svg(spend: dict[date, dict[str, float]], *, width: int = 640, height: int = 220,
-                    max_days: int = 14) -> str:
+def spend_chart_svg(
+    spend: dict[date, dict[str, float]], *, width: int = 640, height: int = 220, max_days: int = 14
+) -> str:
     """Grouped bars, one group per day (the last ``max_days``), one bar per route, each labelled in $."""
     days: Sequence[date] = list(spend)[-max_days:]
     if not days:
@@ -73,10 +81,12 @@ def spend_chart_svg(spend: dict[date, dict[str, float]], *, width: int = 640, he
     left, bottom, plot_h = 48, 40, height - 70
     group_w = (width - left - 10) / len(days)
     bar_w = max(4.0, min(28.0, (group_w - 8) / max(1, len(routes))))
-    parts = [f'<svg id="ls-spend-chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'role="img" aria-label="spend per route per day">',
-             f'<line x1="{left}" y1="{height - bottom}" x2="{width - 10}" y2="{height - bottom}" stroke="#888"/>',
-             f'<text x="4" y="20" font-size="11" fill="#555">${top:.4f}</text>']
+    parts = [
+        f'<svg id="ls-spend-chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'role="img" aria-label="spend per route per day">',
+        f'<line x1="{left}" y1="{height - bottom}" x2="{width - 10}" y2="{height - bottom}" stroke="#888"/>',
+        f'<text x="4" y="20" font-size="11" fill="#555">${top:.4f}</text>',
+    ]
     for i, day in enumerate(days):
         x0 = left + i * group_w + 4
         for j, name in enumerate(name for name in routes if name in spend[day]):
@@ -85,14 +95,19 @@ def spend_chart_svg(spend: dict[date, dict[str, float]], *, width: int = 640, he
             x = x0 + j * bar_w
             y = height - bottom - bar_h
             label = escape(f"{name} {day.isoformat()}: ${value:.4f}")
-            parts.append(f'<rect class="ls-bar" x="{x:.1f}" y="{y:.1f}" width="{bar_w - 2:.1f}" height="{bar_h:.1f}" '
-                         f'fill="{colour[name]}" data-route="{escape(name)}" data-day="{day.isoformat()}" '
-                         f'data-usd="{value:.6f}"><title>{label}</title></rect>')
-        parts.append(f'<text x="{x0:.1f}" y="{height - bottom + 14}" font-size="10" fill="#333">'
-                     f'{day.strftime("%m-%d")}</text>')
+            parts.append(
+                f'<rect class="ls-bar" x="{x:.1f}" y="{y:.1f}" width="{bar_w - 2:.1f}" height="{bar_h:.1f}" '
+                f'fill="{colour[name]}" data-route="{escape(name)}" data-day="{day.isoformat()}" '
+                f'data-usd="{value:.6f}"><title>{label}</title></rect>'
+            )
+        parts.append(
+            f'<text x="{x0:.1f}" y="{height - bottom + 14}" font-size="10" fill="#333">{day.strftime("%m-%d")}</text>'
+        )
     for k, name in enumerate(routes):
         x = left + k * 110
-        parts.append(f'<rect x="{x}" y="{height - 16}" width="10" height="10" fill="{colour[name]}"/>'
-                     f'<text x="{x + 14}" y="{height - 7}" font-size="11" fill="#333">{escape(name)}</text>')
+        parts.append(
+            f'<rect x="{x}" y="{height - 16}" width="10" height="10" fill="{colour[name]}"/>'
+            f'<text x="{x + 14}" y="{height - 7}" font-size="11" fill="#333">{escape(name)}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)

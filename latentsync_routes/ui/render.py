@@ -27,15 +27,21 @@ def estimates_html(assessment: Assessment | None, chosen: str | None = None) -> 
         mark = ' class="ls-chosen"' if view.name == chosen else ""
         if view.estimate is not None:
             e = view.estimate
-            price = (f"<td>{_money(e.amount)}</td><td>{_money(e.low)}-{_money(e.high)}</td><td>{escape(e.basis)}</td>"
-                     f"<td>{escape(e.price_source)} ({e.price_checked.isoformat()})</td>")
+            price = (
+                f"<td>{_money(e.amount)}</td><td>{_money(e.low)}-{_money(e.high)}</td><td>{escape(e.basis)}</td>"
+                f"<td>{escape(e.price_source)} ({e.price_checked.isoformat()})</td>"
+            )
         else:
             price = f'<td colspan="4">{escape(view.estimate_error or "no estimate")}</td>'
-        rows.append(f'<tr data-route="{escape(view.name)}" data-verdict="{escape(verdict)}"{mark}>'
-                    f"<td><b>{escape(view.name)}</b></td>{price}<td>{escape(verdict)}</td></tr>")
-    return ('<table id="ls-estimates-table" class="ls-table"><thead><tr><th>route</th><th>expected</th>'
-            "<th>low-high</th><th>basis</th><th>price source (checked)</th><th>checklist</th></tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>")
+        rows.append(
+            f'<tr data-route="{escape(view.name)}" data-verdict="{escape(verdict)}"{mark}>'
+            f"<td><b>{escape(view.name)}</b></td>{price}<td>{escape(verdict)}</td></tr>"
+        )
+    return (
+        '<table id="ls-estimates-table" class="ls-table"><thead><tr><th>route</th><th>expected</th>'
+        "<th>low-high</th><th>basis</th><th>price source (checked)</th><th>checklist</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def checklist_html(view: RouteView | None) -> str:
@@ -48,9 +54,11 @@ def checklist_html(view: RouteView | None) -> str:
         f"<td><b>{escape(row.outcome)}</b></td><td>{escape(row.reason)}</td></tr>"
         for row in view.checks
     )
-    return (f'<table id="ls-checklist-table" class="ls-table" data-route="{escape(view.name)}"><caption>checklist '
-            f"for <b>{escape(view.name)}</b></caption><thead><tr><th>check</th><th>outcome</th><th>reason</th></tr>"
-            f"</thead><tbody>{rows}</tbody></table>")
+    return (
+        f'<table id="ls-checklist-table" class="ls-table" data-route="{escape(view.name)}"><caption>checklist '
+        f"for <b>{escape(view.name)}</b></caption><thead><tr><th>check</th><th>outcome</th><th>reason</th></tr>"
+        f"</thead><tbody>{rows}</tbody></table>"
+    )
 
 
 def gate_html(gate: Gate) -> str:
@@ -69,13 +77,18 @@ def progress_html(snap: Snapshot | None) -> str:
         bar = f'<progress max="1" value="{max(0.0, min(1.0, snap.fraction)):.3f}"></progress> '
     ended = ""
     if snap.done:
-        ended = (f'<br><span class="ls-stop">{escape(snap.error)}</span>' if snap.error
-                 else '<br><span class="ls-pass">done</span>')
+        ended = (
+            f'<br><span class="ls-stop">{escape(snap.error)}</span>'
+            if snap.error
+            else '<br><span class="ls-pass">done</span>'
+        )
     job = f" · job {escape(snap.job_id)}" if snap.job_id else ""
-    return (f'<div id="ls-progress-box" data-state="{escape(snap.state)}" data-done="{str(snap.done).lower()}">'
-            f"{bar}<b>{escape(snap.route)}</b>: {escape(snap.state)}{position}{job}<br>"
-            f"{escape(snap.message)}<br>elapsed {snap.elapsed_s:.1f} s{expected} · cost so far "
-            f"{_money(snap.cost_so_far)} (estimate {_money(snap.estimate)}){ended}</div>")
+    return (
+        f'<div id="ls-progress-box" data-state="{escape(snap.state)}" data-done="{str(snap.done).lower()}">'
+        f"{bar}<b>{escape(snap.route)}</b>: {escape(snap.state)}{position}{job}<br>"
+        f"{escape(snap.message)}<br>elapsed {snap.elapsed_s:.1f} s{expected} · cost so far "
+        f"{_money(snap.cost_so_far)} (estimate {_money(snap.estimate)}){ended}</div>"
+    )
 
 
 CSS = """

@@ -92,9 +92,17 @@ class RunHandle:
         if record is not None:
             cost = (record.cost.actual or 0.0) + record.cost.billed_failures
         return Snapshot(
-            route=self.route, state=state, message=message, fraction=fraction, queue_position=position,
-            elapsed_s=time.monotonic() - self.started, expected_s=self.estimate.expected_wall_seconds,
-            cost_so_far=cost, estimate=self.estimate.amount, done=self.done.is_set(), error=self.error,
+            route=self.route,
+            state=state,
+            message=message,
+            fraction=fraction,
+            queue_position=position,
+            elapsed_s=time.monotonic() - self.started,
+            expected_s=self.estimate.expected_wall_seconds,
+            cost_so_far=cost,
+            estimate=self.estimate.amount,
+            done=self.done.is_set(),
+            error=self.error,
             job_id=record.job_id if record is not None else None,
         )
 
@@ -117,8 +125,14 @@ class Runs:
 
         def work() -> None:
             try:
-                job = self.client.prepare(inputs.video, inputs.audio, Path(inputs.output), route=route,
-                                          consent=consent, face_check=state.face_check_for(inputs))
+                job = self.client.prepare(
+                    inputs.video,
+                    inputs.audio,
+                    Path(inputs.output),
+                    route=route,
+                    consent=consent,
+                    face_check=state.face_check_for(inputs),
+                )
                 controls = RunControls(progress=handle.progress, cancel_event=handle.cancel_event)
                 handle.result = self.client.run_prepared(job, controls)
             except LatentSyncError as exc:

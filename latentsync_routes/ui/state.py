@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..consent import consent_problem, normalise_consent
 from ..errors import LatentSyncError
-from ..policy import meaningful_consent
 from ..types import CostEstimate
 
 if TYPE_CHECKING:
@@ -178,8 +178,13 @@ def check_rows(results: Iterable[object]) -> list[CheckRow]:
     return rows
 
 
-def assess(client: LipSyncClient, inputs: Inputs, consent: str | None, blocked: Mapping[str, str] | None = None,
-           routes: Iterable[str] | None = None) -> Assessment:
+def assess(
+    client: LipSyncClient,
+    inputs: Inputs,
+    consent: str | None,
+    blocked: Mapping[str, str] | None = None,
+    routes: Iterable[str] | None = None,
+) -> Assessment:
     """Price and check the inputs on every route; any failure becomes a STOP row with its reason.
 
     ``blocked`` names routes the page will not run and why (``--fakes`` blocks the local route, which
@@ -204,8 +209,9 @@ def assess(client: LipSyncClient, inputs: Inputs, consent: str | None, blocked: 
         if view.estimate is None:
             view.estimate_error = shared_error or "no estimate"
         try:
-            view.checks = check_rows(client.check(inputs.video, inputs.audio, route=name, consent=consent,
-                                                  face_check=face_check_for(inputs)))
+            view.checks = check_rows(
+                client.check(inputs.video, inputs.audio, route=name, consent=consent, face_check=face_check_for(inputs))
+            )
         except Exception as exc:  # noqa: BLE001 - an input over a limit, a bad file: a STOP with its reason
             view.checks = [CheckRow("inputs", "STOP", _problem(exc))]
         why_not = blocked.get(name) or route.availability()
@@ -231,7 +237,10 @@ def gate(assessment: Assessment | None, choice: str | None, consent: str | None)
     consent text, its estimate is known, and a route that uploads has a consent text."""
     if assessment is None:
         return Gate(False, None, "Add a video and an audio (or use synthetic media) to see prices and checks.")
-    if (meaningful_consent(consent) or None) != (meaningful_consent(assessment.consent) or None):
+    problem = consent_problem(consent) if consent and consent.strip() else None
+    if problem is not None:  # control characters, terminal escapes, a stray key: on no route, not only uploads
+        return Gate(False, None, f"Consent: {problem}.")
+    if normalise_consent(consent) != normalise_consent(assessment.consent):
         return Gate(False, None, "Checking the consent text…")
     if not choice:
         return Gate(False, None, "Choose a route.")
@@ -252,8 +261,12 @@ def gate(assessment: Assessment | None, choice: str | None, consent: str | None)
         return Gate(False, name, f"STOP on {name}: {why}")
     if view.estimate is None:
         return Gate(False, name, f"No estimate for {name}: {view.estimate_error}")
-    if view.uploads_to and not meaningful_consent(consent):
-        return Gate(False, name, f"{name} uploads the face and voice to {view.uploads_to}: write the consent basis "
-                                 "first (or 'synthetic' for synthetic media).")
+    if view.uploads_to and not normalise_consent(consent):
+        return Gate(
+            False,
+            name,
+            f"{name} uploads the face and voice to {view.uploads_to}: write the consent basis "
+            "first (or 'synthetic' for synthetic media).",
+        )
     price = view.estimate
     return Gate(True, name, f"Ready on {name}: expected ${price.amount:.4f} (${price.low:.4f}-${price.high:.4f}).")

@@ -32,32 +32,43 @@ def billable_units(response: httpx.Response) -> float | None:
         return None
 
 
-def http_failure(response: httpx.Response, *, step: str, credential_name: str,
-                 request_id: str | None = None) -> StepFailure:
+def http_failure(
+    response: httpx.Response, *, step: str, credential_name: str, request_id: str | None = None
+) -> StepFailure:
     """Read a fal error answer (its body, billing and request-id headers) for the one classifier."""
     status = response.status_code
     request_id = response.headers.get("x-fal-request-id") or request_id
     body = json_or_none(response)
     detail = body.get("detail") if isinstance(body, dict) else None
     error_type = (body.get("error_type") if isinstance(body, dict) else None) or response.headers.get(
-        "x-fal-error-type")
+        "x-fal-error-type"
+    )
     if status == 499:
-        return StepFailure(JobCancelled(f"fal reports request {request_id} was cancelled ({error_type})",
-                                        route=ROUTE, request_id=request_id, status_code=status), retryable=False)
+        return StepFailure(
+            JobCancelled(
+                f"fal reports request {request_id} was cancelled ({error_type})",
+                route=ROUTE,
+                request_id=request_id,
+                status_code=status,
+            ),
+            retryable=False,
+        )
     if status == 422 or (status == 400 and isinstance(detail, list)):
         fields, text = validation_details(detail)
         units = billable_units(response)
         billed = fal_units_cost(units) if units else 0.0
         note = f"; fal billed {units:g} units (${billed:.4f})" if billed else "; fal reported no billable units"
-        answer = ErrorAnswer(status, text, request_id, input_rejected=True, fields=fields, billed_amount=billed,
-                             billing_note=note)
+        answer = ErrorAnswer(
+            status, text, request_id, input_rejected=True, fields=fields, billed_amount=billed, billing_note=note
+        )
     else:
         ingress = status in (502, 503, 504) and "x-fal-request-id" not in response.headers
         shown = detail or (response.text if "json" in response.headers.get("content-type", "") else "")
         text = "an error page from its ingress, no request id" if ingress else str(shown or "no detail")[:300]
         billing = "; fal never bills server errors" if status >= 500 else ""
-        answer = ErrorAnswer(status, text, request_id, retry_after_of(response), billing_note=billing,
-                             error_type=error_type)
+        answer = ErrorAnswer(
+            status, text, request_id, retry_after_of(response), billing_note=billing, error_type=error_type
+        )
     return classify_http(answer, route=ROUTE, provider="fal", step=step, credential_name=credential_name)
 
 

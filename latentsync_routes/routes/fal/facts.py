@@ -22,49 +22,115 @@ WEBHOOKS = "https://docs.fal.ai/model-apis/model-endpoints/webhooks"
 WEBHOOKS_CHECKED = date(2026, 12, 7)
 
 FACTS: tuple[Fact, ...] = (
-    Fact("endpoint", "The endpoint is fal-ai/latentsync on the queue host https://queue.fal.run/; it takes "
-         "video_url, audio_url, guidance_scale (1-2, default 1), seed and loop_mode (pingpong | loop).", CARD,
-         date(2026, 11, 23)),
+    Fact(
+        "endpoint",
+        "The endpoint is fal-ai/latentsync on the queue host https://queue.fal.run/; it takes "
+        "video_url, audio_url, guidance_scale (1-2, default 1), seed and loop_mode (pingpong | loop).",
+        CARD,
+        date(2026, 11, 23),
+    ),
     Fact("output", "The result is {video: {url, content_type, file_name, file_size}}.", CARD, date(2026, 11, 23)),
     Fact("auth", "Every call takes Authorization: Key <FAL_KEY>.", CLIENT, CHECKED),
-    Fact("client-retries-posts", "fal-client 1.0.3 retries a submit POST on 408/409/429, connection errors and "
-         "read timeouts, which can create a second billed request; the route sends its own single POST.",
-         CLIENT, CHECKED),
-    Fact("price", "$0.20 for videos up to 40 seconds, then $0.005 per second of output video.", CARD,
-         date(2026, 11, 23)),
-    Fact("billable-units", "The result fetch carries x-fal-billable-units; cost = units x the endpoint's unit "
-         "price from GET /v1/models/pricing. What one unit is for fal-ai/latentsync is not documented.",
-         "https://docs.fal.ai/platform-apis/v1/models/pricing", CHECKED, documented=False),
-    Fact("failure-billing", "You pay only for successful outputs; server errors (HTTP 5xx) and time spent waiting "
-         "in the queue are never charged.", PRICING, CHECKED),
-    Fact("invalid-input-billing", "Client errors such as invalid inputs (HTTP 422) may be charged if a runner spent "
-         "GPU time before the error was detected.", FAQ, CHECKED),
-    Fact("cancel", "A queued request is removed by a cancel; a running one gets a cancel signal and, without "
-         "cancellation handling in the app, keeps consuming GPU time and may be billed.",
-         "https://docs.fal.ai/documentation/development/handle-cancellations", CHECKED),
-    Fact("store-io", "X-Fal-Store-IO: 0 on a request makes fal store no request or response payloads.", PAYLOADS,
-         CHECKED),
-    Fact("lifecycle", "Generated media and uploads follow X-Fal-Object-Lifecycle-Preference sent on the request "
-         "that made them; without it CDN media lasts at least 7 days on public URLs.",
-         "https://docs.fal.ai/documentation/model-apis/media-expiration", CHECKED),
-    Fact("listing", "GET /v1/models/requests/by-endpoint lists requests (request_id, sent_at, started_at, "
-         "ended_at, status_code); payloads only with expand=payloads. Whether unfinished requests are listed "
-         "is not documented: assume they are not.", "https://docs.fal.ai/platform-apis/v1/models/requests",
-         CHECKED, documented=False),
-    Fact("platform-errors", "fal's Platform API answers errors as {error: {type, message}}.",
-         "https://docs.fal.ai/platform-apis", CHECKED),
-    Fact("delete-payloads", "DELETE /v1/models/requests/{id}/payloads deletes a request's payloads and CDN output "
-         "files (it needs an admin key).", "https://docs.fal.ai/platform-apis/v1/models/requests", CHECKED),
-    Fact("request-timeout", "X-Fal-Request-Timeout bounds the time to start (queue, runner, retries); a started "
-         "request runs as long as it needs.", QUEUE, CHECKED),
-    Fact("server-retries", "fal re-queues a request whose runner fails with 503/504 or a connection error up to "
-         "10 times; 500/502 and 4xx are not retried.", "https://docs.fal.ai/documentation/serverless/reliability",
-         CHECKED),
-    Fact("webhook", "A queue submit with ?fal_webhook=URL (fal-client: webhook_url) makes fal POST {request_id, "
-         "gateway_request_id, status: OK | ERROR, payload, error} to URL when the request ends; a failed delivery is "
-         "retried 10 times over 2 hours.", WEBHOOKS, WEBHOOKS_CHECKED),
-    Fact("webhook-signature", "Each delivery carries X-Fal-Webhook-Request-Id, -User-Id, -Timestamp and -Signature: "
-         "a hex ED25519 signature over request id, user id, timestamp and the hex sha256 of the raw body, joined "
-         "by newlines, by one of the keys at https://rest.alpha.fal.ai/.well-known/jwks.json (cache them at most "
-         "24 h); the timestamp must be within 300 s of now.", WEBHOOKS, WEBHOOKS_CHECKED),
+    Fact(
+        "client-retries-posts",
+        "fal-client 1.0.3 retries a submit POST on 408/409/429, connection errors and "
+        "read timeouts, which can create a second billed request; the route sends its own single POST.",
+        CLIENT,
+        CHECKED,
+    ),
+    Fact(
+        "price", "$0.20 for videos up to 40 seconds, then $0.005 per second of output video.", CARD, date(2026, 11, 23)
+    ),
+    Fact(
+        "billable-units",
+        "The result fetch carries x-fal-billable-units; cost = units x the endpoint's unit "
+        "price from GET /v1/models/pricing. What one unit is for fal-ai/latentsync is not documented.",
+        "https://docs.fal.ai/platform-apis/v1/models/pricing",
+        CHECKED,
+        documented=False,
+    ),
+    Fact(
+        "failure-billing",
+        "You pay only for successful outputs; server errors (HTTP 5xx) and time spent waiting "
+        "in the queue are never charged.",
+        PRICING,
+        CHECKED,
+    ),
+    Fact(
+        "invalid-input-billing",
+        "Client errors such as invalid inputs (HTTP 422) may be charged if a runner spent "
+        "GPU time before the error was detected.",
+        FAQ,
+        CHECKED,
+    ),
+    Fact(
+        "cancel",
+        "A queued request is removed by a cancel; a running one gets a cancel signal and, without "
+        "cancellation handling in the app, keeps consuming GPU time and may be billed.",
+        "https://docs.fal.ai/documentation/development/handle-cancellations",
+        CHECKED,
+    ),
+    Fact(
+        "store-io", "X-Fal-Store-IO: 0 on a request makes fal store no request or response payloads.", PAYLOADS, CHECKED
+    ),
+    Fact(
+        "lifecycle",
+        "Generated media and uploads follow X-Fal-Object-Lifecycle-Preference sent on the request "
+        "that made them; without it CDN media lasts at least 7 days on public URLs.",
+        "https://docs.fal.ai/documentation/model-apis/media-expiration",
+        CHECKED,
+    ),
+    Fact(
+        "listing",
+        "GET /v1/models/requests/by-endpoint lists requests (request_id, sent_at, started_at, "
+        "ended_at, status_code); payloads only with expand=payloads. Whether unfinished requests are listed "
+        "is not documented: assume they are not.",
+        "https://docs.fal.ai/platform-apis/v1/models/requests",
+        CHECKED,
+        documented=False,
+    ),
+    Fact(
+        "platform-errors",
+        "fal's Platform API answers errors as {error: {type, message}}.",
+        "https://docs.fal.ai/platform-apis",
+        CHECKED,
+    ),
+    Fact(
+        "delete-payloads",
+        "DELETE /v1/models/requests/{id}/payloads deletes a request's payloads and CDN output "
+        "files (it needs an admin key).",
+        "https://docs.fal.ai/platform-apis/v1/models/requests",
+        CHECKED,
+    ),
+    Fact(
+        "request-timeout",
+        "X-Fal-Request-Timeout bounds the time to start (queue, runner, retries); a started "
+        "request runs as long as it needs.",
+        QUEUE,
+        CHECKED,
+    ),
+    Fact(
+        "server-retries",
+        "fal re-queues a request whose runner fails with 503/504 or a connection error up to "
+        "10 times; 500/502 and 4xx are not retried.",
+        "https://docs.fal.ai/documentation/serverless/reliability",
+        CHECKED,
+    ),
+    Fact(
+        "webhook",
+        "A queue submit with ?fal_webhook=URL (fal-client: webhook_url) makes fal POST {request_id, "
+        "gateway_request_id, status: OK | ERROR, payload, error} to URL when the request ends; a failed delivery is "
+        "retried 10 times over 2 hours.",
+        WEBHOOKS,
+        WEBHOOKS_CHECKED,
+    ),
+    Fact(
+        "webhook-signature",
+        "Each delivery carries X-Fal-Webhook-Request-Id, -User-Id, -Timestamp and -Signature: "
+        "a hex ED25519 signature over request id, user id, timestamp and the hex sha256 of the raw body, joined "
+        "by newlines, by one of the keys at https://rest.alpha.fal.ai/.well-known/jwks.json (cache them at most "
+        "24 h); the timestamp must be within 300 s of now.",
+        WEBHOOKS,
+        WEBHOOKS_CHECKED,
+    ),
 )

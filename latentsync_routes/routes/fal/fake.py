@@ -360,8 +360,9 @@ class FakeFal(FalWebhooks, FalPlatformAPI, FalStorageServer):
                     500, {"detail": str(exc), "error_type": "runner_server_error"}, "runner_server_error", str(exc)
                 )
             else:
-                job.output = self._store_bytes(data, "output.mp4", "video/mp4", origin="output",
-                                               **self._lifecycle(job.headers))
+                job.output = self._store_bytes(
+                    data, "output.mp4", "video/mp4", origin="output", **self._lifecycle(job.headers)
+                )
                 job.result = {
                     "video": {
                         "url": job.output.url,
@@ -429,4 +430,3 @@ class FakeFal(FalWebhooks, FalPlatformAPI, FalStorageServer):
                 self._changed.notify_all()
             self._cancellations.append(CancelRecord(rid, app, outcome))
         return Response.json(code, {"status": outcome})
-

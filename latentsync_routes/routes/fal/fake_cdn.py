@@ -66,9 +66,7 @@ class FalStorageServer(FakeServer):
             route("POST", r"/files/upload", "cdn_upload", self._cdn_upload),
             route("POST", r"/files/upload/multipart", "multipart_create", self._mp_create),
             route("PUT", rf"/files/{key}/multipart/(?P<uid>[^/]+)/(?P<n>\d+)", "multipart_part", self._mp_part),
-            route(
-                "POST", rf"/files/{key}/multipart/(?P<uid>[^/]+)/complete", "multipart_complete", self._mp_complete
-            ),
+            route("POST", rf"/files/{key}/multipart/(?P<uid>[^/]+)/complete", "multipart_complete", self._mp_complete),
             route("GET", rf"/files/{key}", "file_download", self._download, auth=False),
         ]
 

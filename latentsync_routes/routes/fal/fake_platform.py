@@ -61,15 +61,22 @@ class FalPlatformAPI:
         payloads = "payloads" in ",".join(request.query.get("expand", []))
         since = _parse_iso(start) if start else time.time() - 86400
         with self._lock:
-            jobs = [j for j in self._jobs.values() if j.app == endpoint and j.created_at >= since
-                    and (self.list_unfinished or j.state == "COMPLETED")]
+            jobs = [
+                j
+                for j in self._jobs.values()
+                if j.app == endpoint and j.created_at >= since and (self.list_unfinished or j.state == "COMPLETED")
+            ]
         items = []
         for job in sorted(jobs, key=lambda j: j.created_at, reverse=True):
             done = job.state == "COMPLETED"
-            item: dict[str, Any] = {"request_id": job.request_id, "endpoint_id": job.app,
-                                    "sent_at": _iso(job.created_at), "started_at": _iso(job.created_at),
-                                    "ended_at": _iso(time.time()) if done else None,
-                                    "status_code": (job.failure.status_code if job.failure else 200) if done else None}
+            item: dict[str, Any] = {
+                "request_id": job.request_id,
+                "endpoint_id": job.app,
+                "sent_at": _iso(job.created_at),
+                "started_at": _iso(job.created_at),
+                "ended_at": _iso(time.time()) if done else None,
+                "status_code": (job.failure.status_code if job.failure else 200) if done else None,
+            }
             if payloads and not job.payloads_deleted:
                 item["json_input"] = job.arguments
             items.append(item)
@@ -79,8 +86,11 @@ class FalPlatformAPI:
         wanted = [part for value in request.query.get("endpoint_id", []) for part in value.split(",") if part]
         if not 1 <= len(wanted) <= 50:
             return Response.json(422, {"detail": "endpoint_id: provide 1-50 endpoint ids"})
-        prices = [{"endpoint_id": e, "unit_price": self.prices[e][0], "unit": self.prices[e][1], "currency": "USD"}
-                  for e in wanted if e in self.prices]
+        prices = [
+            {"endpoint_id": e, "unit_price": self.prices[e][0], "unit": self.prices[e][1], "currency": "USD"}
+            for e in wanted
+            if e in self.prices
+        ]
         return Response.json(200, {"prices": prices, "next_cursor": None, "has_more": False})
 
     def _delete_payloads(self, request: Request, match: re.Match[str]) -> Response:

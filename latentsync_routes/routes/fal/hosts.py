@@ -89,10 +89,11 @@ def _install_host_constants() -> Any:
     if missing:
         raise ConfigurationError(
             f"LATENTSYNC_ROUTES_FAL_BASE_URL needs fal-client {SUPPORTED_FAL_CLIENT}; the installed {version} lacks "
-            f"{', '.join(missing)}", route="fal")
+            f"{', '.join(missing)}",
+            route="fal",
+        )
     if version != SUPPORTED_FAL_CLIENT:
-        log.warning("fal-client %s is untested with the base URL override (tested: %s)", version,
-                    SUPPORTED_FAL_CLIENT)
+        log.warning("fal-client %s is untested with the base URL override (tested: %s)", version, SUPPORTED_FAL_CLIENT)
     with _INSTALL_LOCK:
         for name in HOST_CONSTANTS:
             current = getattr(module, name)
@@ -143,13 +144,23 @@ def bound_to_deadlines(sync: Any) -> None:
         sync._client.headers[STORE_IO_HEADER] = "0"  # built once here, not in racing job threads
         return
     headers = {"Authorization": sync._auth.header_value, "User-Agent": module.USER_AGENT, STORE_IO_HEADER: "0"}
-    sync.__dict__["_client"] = httpx.Client(transport=deadline_transport(module.BackupDomainTransport()),
-                                            headers=headers, timeout=sync.default_timeout, follow_redirects=True)
+    sync.__dict__["_client"] = httpx.Client(
+        transport=deadline_transport(module.BackupDomainTransport()),
+        headers=headers,
+        timeout=sync.default_timeout,
+        follow_redirects=True,
+    )
 
     def cdn_client() -> httpx.Client:
         token = sync._token_manager.get_token()
-        return httpx.Client(transport=deadline_transport(httpx.HTTPTransport()), timeout=sync.default_timeout,
-                            headers={"Authorization": f"{token.token_type} {token.token}",
-                                     "User-Agent": module.USER_AGENT, STORE_IO_HEADER: "0"})
+        return httpx.Client(
+            transport=deadline_transport(httpx.HTTPTransport()),
+            timeout=sync.default_timeout,
+            headers={
+                "Authorization": f"{token.token_type} {token.token}",
+                "User-Agent": module.USER_AGENT,
+                STORE_IO_HEADER: "0",
+            },
+        )
 
     object.__setattr__(sync, "_get_cdn_client", cdn_client)  # SyncClient is a frozen dataclass

@@ -66,8 +66,9 @@ def retention_headers(lifetime: int) -> dict[str, str]:
     return {LIFECYCLE_HEADER: json.dumps({"expiration_duration_seconds": lifetime}), STORE_IO_HEADER: "0"}
 
 
-def _platform_get(http: httpx.Client, url: str, params: dict[str, str], *, step: str, timeout: Any,
-                  credential_name: str) -> Any:
+def _platform_get(
+    http: httpx.Client, url: str, params: dict[str, str], *, step: str, timeout: Any, credential_name: str
+) -> Any:
     """One Platform API GET: a network failure is transient, an HTTP error is typed; the JSON body or None."""
     import httpx
 
@@ -80,8 +81,16 @@ def _platform_get(http: httpx.Client, url: str, params: dict[str, str], *, step:
     return json_or_none(response)
 
 
-def lookup_requests(http: httpx.Client, base: str, endpoint: str, inputs: dict[str, Any], since: datetime, *,
-                    timeout: Any, credential_name: str) -> list[str]:
+def lookup_requests(
+    http: httpx.Client,
+    base: str,
+    endpoint: str,
+    inputs: dict[str, Any],
+    since: datetime,
+    *,
+    timeout: Any,
+    credential_name: str,
+) -> list[str]:
     """Requests of ``endpoint`` sent since ``since`` whose input is exactly ``inputs`` (upload URLs are unique
     to a job). The list is sorted by end time; whether a request still queued appears is not documented, so
     a miss proves nothing (the template then stops rather than submitting again)."""
@@ -89,13 +98,22 @@ def lookup_requests(http: httpx.Client, base: str, endpoint: str, inputs: dict[s
     params: dict[str, str] = {"endpoint_id": endpoint, "start": start, "expand": "payloads", "limit": "100"}
     found: list[str] = []
     for _ in range(LOOKUP_PAGES):
-        data = _platform_get(http, f"{base}/v1/models/requests/by-endpoint", params, step="lookup",
-                             timeout=timeout, credential_name=credential_name)
+        data = _platform_get(
+            http,
+            f"{base}/v1/models/requests/by-endpoint",
+            params,
+            step="lookup",
+            timeout=timeout,
+            credential_name=credential_name,
+        )
         items = data.get("items") if isinstance(data, dict) else None
         if not isinstance(items, list):
             raise transient("fal's request list is not readable", retryable=False)
-        found += [str(item["request_id"]) for item in items if isinstance(item, dict)
-                  and item.get("json_input") == inputs and item.get("request_id")]
+        found += [
+            str(item["request_id"])
+            for item in items
+            if isinstance(item, dict) and item.get("json_input") == inputs and item.get("request_id")
+        ]
         cursor = data.get("next_cursor") if isinstance(data, dict) and data.get("has_more") else None
         if not cursor:
             break
@@ -112,8 +130,11 @@ def delete_payloads(http: httpx.Client, base: str, request_id: str, *, timeout: 
 
     target = f"fal request {request_id} payloads"
     try:
-        response = http.delete(f"{base}/v1/models/requests/{request_id}/payloads", timeout=timeout,
-                               headers={"Idempotency-Key": f"latentsync-delete-{request_id}"})
+        response = http.delete(
+            f"{base}/v1/models/requests/{request_id}/payloads",
+            timeout=timeout,
+            headers={"Idempotency-Key": f"latentsync-delete-{request_id}"},
+        )
     except httpx.HTTPError as exc:
         return [], [f"{target} (the delete request failed: {type(exc).__name__}; fal keeps them)"]
     data = json_or_none(response)
@@ -135,27 +156,45 @@ def delete_payloads(http: httpx.Client, base: str, request_id: str, *, timeout: 
     return deleted, kept
 
 
-def fetch_unit_price(http: httpx.Client, base: str, endpoint: str, *, timeout: Any,
-                     credential_name: str) -> dict[str, Any]:
+def fetch_unit_price(
+    http: httpx.Client, base: str, endpoint: str, *, timeout: Any, credential_name: str
+) -> dict[str, Any]:
     """fal's unit price for ``endpoint``: ``{"unit_price", "unit", "currency"}``, or a typed failure."""
-    data = _platform_get(http, f"{base}/v1/models/pricing", {"endpoint_id": endpoint}, step="pricing",
-                         timeout=timeout, credential_name=credential_name)
+    data = _platform_get(
+        http,
+        f"{base}/v1/models/pricing",
+        {"endpoint_id": endpoint},
+        step="pricing",
+        timeout=timeout,
+        credential_name=credential_name,
+    )
     prices = data.get("prices") if isinstance(data, dict) else None
     for item in prices if isinstance(prices, list) else []:
-        if isinstance(item, dict) and item.get("endpoint_id") == endpoint and isinstance(
-                item.get("unit_price"), (int, float)) and not isinstance(item.get("unit_price"), bool):
-            return {"unit_price": float(item["unit_price"]), "unit": str(item.get("unit") or "unit"),
-                    "currency": str(item.get("currency") or "USD")}
+        if (
+            isinstance(item, dict)
+            and item.get("endpoint_id") == endpoint
+            and isinstance(item.get("unit_price"), (int, float))
+            and not isinstance(item.get("unit_price"), bool)
+        ):
+            return {
+                "unit_price": float(item["unit_price"]),
+                "unit": str(item.get("unit") or "unit"),
+                "currency": str(item.get("currency") or "USD"),
+            }
     raise transient(f"fal's pricing answer has no price for {endpoint}", retryable=False)
 
 
-def delete_for_record(http: httpx.Client | None, base: str, record: JobRecord, *,
-                      timeout: Any) -> tuple[list[str], list[str]]:
+def delete_for_record(
+    http: httpx.Client | None, base: str, record: JobRecord, *, timeout: Any
+) -> tuple[list[str], list[str]]:
     """``jobs delete`` on a fal job: Delete Request Payloads for each of its requests not deleted before
     (``http`` is None without a key). Inputs have no delete API: they are listed with the lifecycle sent."""
     sent = record.retention_sent.get(LIFECYCLE_HEADER)
-    expiry = (f"no delete API for inputs; the upload asked fal to expire it ({LIFECYCLE_HEADER}: {sent})"
-              if sent else "no delete API for inputs and no lifecycle was sent: fal's default retention")
+    expiry = (
+        f"no delete API for inputs; the upload asked fal to expire it ({LIFECYCLE_HEADER}: {sent})"
+        if sent
+        else "no delete API for inputs and no lifecycle was sent: fal's default retention"
+    )
     kept = [f"{uri} ({expiry})" for uri in record.uploaded_uris]
     deleted: list[str] = []
     for request_id in [r for r in (*record.previous_request_ids, record.provider_request_id) if r]:
@@ -181,11 +220,18 @@ def refresh_price_book(http: httpx.Client, base: str, endpoint: str, *, credenti
 
     from ...pricing import override_path, write_override
 
-    price = fetch_unit_price(http, base, endpoint, timeout=httpx.Timeout(30.0, connect=10.0),
-                             credential_name=credential_name)
+    price = fetch_unit_price(
+        http, base, endpoint, timeout=httpx.Timeout(30.0, connect=10.0), credential_name=credential_name
+    )
     source = f"{base}/v1/models/pricing?endpoint_id={endpoint} ({PRICING_DOCS})"
     today = datetime.now(timezone.utc).date()
     values = {"billable_unit_price": price["unit_price"], "billable_unit": price["unit"], "currency": price["currency"]}
     write_override("fal", values, source=source, checked=today)
-    return {"route": "fal", "endpoint_id": endpoint, **values, "source": source, "checked": today.isoformat(),
-            "override": str(override_path())}
+    return {
+        "route": "fal",
+        "endpoint_id": endpoint,
+        **values,
+        "source": source,
+        "checked": today.isoformat(),
+        "override": str(override_path()),
+    }

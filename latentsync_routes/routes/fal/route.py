@@ -74,8 +74,11 @@ INFO = RouteInfo(
     base_url_env=SETTINGS.base_url_env,
     default_concurrency=2,
     install_extra="fal",
-    sources=["https://fal.ai/models/fal-ai/latentsync/llms.txt", "https://docs.fal.ai/model-apis/payloads",
-             "https://docs.fal.ai/documentation/model-apis/media-expiration"],
+    sources=[
+        "https://fal.ai/models/fal-ai/latentsync/llms.txt",
+        "https://docs.fal.ai/model-apis/payloads",
+        "https://docs.fal.ai/documentation/model-apis/media-expiration",
+    ],
     parameters=[
         ParameterSpec(name="guidance_scale", kind="float", minimum=1.0, maximum=2.0, default=1.0),
         ParameterSpec(name="seed", kind="int"),
@@ -89,7 +92,10 @@ INFO = RouteInfo(
 SUBMIT_TIMEOUT_S, POLL_TIMEOUT_S, CANCEL_TIMEOUT_S = 60.0, 30.0, 10.0
 STREAM_ABOVE_BYTES = 20 * 1024 * 1024
 _STATES: dict[str, Literal["queued", "running", "succeeded"]] = {
-    "IN_QUEUE": "queued", "IN_PROGRESS": "running", "COMPLETED": "succeeded"}
+    "IN_QUEUE": "queued",
+    "IN_PROGRESS": "running",
+    "COMPLETED": "succeeded",
+}
 
 
 class FalRoute(HostedRoute):
@@ -113,6 +119,7 @@ class FalRoute(HostedRoute):
 
     def ambiguity_hint(self) -> str:
         return f"your fal request history for {ENDPOINT} (fal.ai dashboard, Requests)"
+
     def execute(self, job: JobContext) -> RouteOutput:
         with fal_hosts(self.base_url()):
             return super().execute(job)
@@ -130,6 +137,7 @@ class FalRoute(HostedRoute):
         with self._lock:
             if self._sync is None:
                 import fal_client
+
                 sync = fal_client.SyncClient(key=self.secret(), default_timeout=SUBMIT_TIMEOUT_S)
                 bound_to_deadlines(sync)
                 self._sync = sync
@@ -145,8 +153,12 @@ class FalRoute(HostedRoute):
         return f"{fal_client.client.QUEUE_URL_FORMAT}{ENDPOINT}/requests/{request_id}{suffix}"
 
     def _failure(self, response: httpx.Response, *, step: str, request_id: str | None = None) -> StepFailure:
-        return http_failure(response, step=step, credential_name=self.credential.name if self.credential else
-                            "FAL_KEY", request_id=request_id)
+        return http_failure(
+            response,
+            step=step,
+            credential_name=self.credential.name if self.credential else "FAL_KEY",
+            request_id=request_id,
+        )
 
     def _retention(self, job: JobContext) -> tuple[int, dict[str, str]]:
         """The lifetime for what this job sends now, and its headers; the record keeps what was sent."""
@@ -179,8 +191,9 @@ class FalRoute(HostedRoute):
         except httpx.HTTPError as exc:
             raise transient(f"upload to fal storage failed: {type(exc).__name__}") from None
         except OSError as exc:
-            raise StepFailure(RouteError(f"cannot read {source.describe()}: {exc.strerror or exc}",
-                                         route=self.name), retryable=False) from None
+            raise StepFailure(
+                RouteError(f"cannot read {source.describe()}: {exc.strerror or exc}", route=self.name), retryable=False
+            ) from None
 
     # -- submit ----------------------------------------------------------------------------------------
     def submit(self, job: JobContext, inputs: dict[str, Any]) -> str:
@@ -190,12 +203,18 @@ class FalRoute(HostedRoute):
         url = f"{fal_client.client.QUEUE_URL_FORMAT}{ENDPOINT}"
         try:
             hook = {"fal_webhook": job.webhook_url} if job.webhook_url else None  # facts.py: WEBHOOK
-            response = self._http().post(url, json=inputs, headers=self._retention(job)[1], params=hook,
-                                         timeout=request_timeout(job, SUBMIT_TIMEOUT_S))
+            response = self._http().post(
+                url,
+                json=inputs,
+                headers=self._retention(job)[1],
+                params=hook,
+                timeout=request_timeout(job, SUBMIT_TIMEOUT_S),
+            )
         except httpx.HTTPError as exc:
             if request_never_sent(exc):
-                raise transient(f"could not connect to fal's queue ({type(exc).__name__}); nothing was "
-                                "submitted") from None
+                raise transient(
+                    f"could not connect to fal's queue ({type(exc).__name__}); nothing was submitted"
+                ) from None
             raise self._ambiguous(f"{type(exc).__name__} after the request was sent") from None
         if response.status_code >= 400:  # a 5xx is ambiguous: the one classifier says so
             raise self._failure(response, step="submit")
@@ -208,20 +227,30 @@ class FalRoute(HostedRoute):
     def lookup(self, job: JobContext, inputs: dict[str, Any], since: datetime) -> list[str] | None:
         """fal's Platform API lists an endpoint's requests with their inputs; ours match them exactly."""
         name = self.credential.name if self.credential else "FAL_KEY"
-        return lookup_requests(self._http(), self.base_url() or PLATFORM_URL, ENDPOINT, inputs, since,
-                               timeout=request_timeout(job, POLL_TIMEOUT_S), credential_name=name)
+        return lookup_requests(
+            self._http(),
+            self.base_url() or PLATFORM_URL,
+            ENDPOINT,
+            inputs,
+            since,
+            timeout=request_timeout(job, POLL_TIMEOUT_S),
+            credential_name=name,
+        )
 
     def _ambiguous(self, cause: str) -> StepFailure:
-        return StepFailure(AmbiguousSubmit(f"the submit to fal may or may not have created a job: {cause}",
-                                           route=self.name), retryable=False)
+        return StepFailure(
+            AmbiguousSubmit(f"the submit to fal may or may not have created a job: {cause}", route=self.name),
+            retryable=False,
+        )
 
     # -- wait ------------------------------------------------------------------------------------------
     def poll(self, job: JobContext, request_id: str) -> Status:
         import httpx
 
         try:
-            response = self._http().get(self._url(request_id, "/status"), params={"logs": "true"},
-                                        timeout=request_timeout(job, POLL_TIMEOUT_S))
+            response = self._http().get(
+                self._url(request_id, "/status"), params={"logs": "true"}, timeout=request_timeout(job, POLL_TIMEOUT_S)
+            )
         except httpx.HTTPError as exc:
             raise transient(f"fal status poll failed: {type(exc).__name__}", request_id) from None
         if response.status_code >= 400:
@@ -234,15 +263,20 @@ class FalRoute(HostedRoute):
             kind = str(data.get("error_type") or "")
             cancelled = kind == "client_cancelled"
             rule = price_book()["fal"]["failure_rule"]
-            return Status(state="cancelled" if cancelled else "failed", message="completed with an error",
-                          error=f"{kind}: {data['error']}" if kind else str(data["error"]), data=data,
-                          billed=None if cancelled else 0.0,  # a cancelled one may have run: settle() asks
-                          billed_basis="" if cancelled else f"fal: \"{rule['text']}\" ({rule['source']})")
+            return Status(
+                state="cancelled" if cancelled else "failed",
+                message="completed with an error",
+                error=f"{kind}: {data['error']}" if kind else str(data["error"]),
+                data=data,
+                billed=None if cancelled else 0.0,  # a cancelled one may have run: settle() asks
+                billed_basis="" if cancelled else f'fal: "{rule["text"]}" ({rule["source"]})',
+            )
         logs = data.get("logs") if isinstance(data.get("logs"), list) else []
         lines = [str(e.get("message") if isinstance(e, dict) else e) for e in logs or []]
         position = data.get("queue_position")
-        return Status(state=_STATES[shown], logs=lines, data=data,
-                      queue_position=position if isinstance(position, int) else None)
+        return Status(
+            state=_STATES[shown], logs=lines, data=data, queue_position=position if isinstance(position, int) else None
+        )
 
     def cancel(self, job: JobContext, request_id: str) -> CancelOutcome:
         import httpx
@@ -256,17 +290,20 @@ class FalRoute(HostedRoute):
         if response.status_code < 300:
             return CancelOutcome(True, "cancellation was requested (a running request may run on and be billed)")
         if outcome == "ALREADY_COMPLETED":
-            return CancelOutcome(False, "it had already completed when the cancel arrived; its result was not "
-                                 "fetched (and is billed)")
-        raise transient(f"cancel answered HTTP {response.status_code} ({outcome or 'no status'})", request_id,
-                        retryable=False)
+            return CancelOutcome(
+                False, "it had already completed when the cancel arrived; its result was not fetched (and is billed)"
+            )
+        raise transient(
+            f"cancel answered HTTP {response.status_code} ({outcome or 'no status'})", request_id, retryable=False
+        )
 
     def settle(self, job: JobContext, request_id: str, status: Status | None) -> tuple[float | None, str]:
         """After the request's end, its result's ``x-fal-billable-units`` say what it was billed."""
         if status is None or status.state in ("queued", "running") or status.billed is not None:
             return super().settle(job, request_id, status)
-        return settle_from_result(self._http(), self._url(request_id), job,
-                                  timeout=request_timeout(job, POLL_TIMEOUT_S))
+        return settle_from_result(
+            self._http(), self._url(request_id), job, timeout=request_timeout(job, POLL_TIMEOUT_S)
+        )
 
     # -- result ----------------------------------------------------------------------------------------
     def result(self, job: JobContext, request_id: str, status: Status) -> Output:
@@ -298,5 +335,6 @@ class FalRoute(HostedRoute):
         import httpx
 
         http = self._http() if self.credential is not None else None
-        return delete_for_record(http, self.base_url() or PLATFORM_URL, record,
-                                 timeout=httpx.Timeout(POLL_TIMEOUT_S, connect=10.0))
+        return delete_for_record(
+            http, self.base_url() or PLATFORM_URL, record, timeout=httpx.Timeout(POLL_TIMEOUT_S, connect=10.0)
+        )

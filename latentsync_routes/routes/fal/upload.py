@@ -36,8 +36,9 @@ def upload_multipart(sync: Any, path: str, lifecycle: Any, *, timeout_s: float) 
     size = os.path.getsize(path)
     client = sync._get_cdn_client()
     try:
-        upload = MultipartUpload(file_name=os.path.basename(path), client=client,
-                                 token_manager=sync._token_manager, content_type=mime)
+        upload = MultipartUpload(
+            file_name=os.path.basename(path), client=client, token_manager=sync._token_manager, content_type=mime
+        )
         upload.create(object_lifecycle_preference=preference)
         step = upload.chunk_size
         base = f"{upload.access_url}/multipart/{upload.upload_id}"
@@ -45,10 +46,17 @@ def upload_multipart(sync: Any, path: str, lifecycle: Any, *, timeout_s: float) 
         def put(number: int) -> dict[str, Any]:
             start = (number - 1) * step
             length = min(step, size - start)
-            response = client.put(f"{base}/{number}", content=_file_blocks(path, start, length),
-                                  headers={**upload.auth_headers, "Content-Type": mime,
-                                           "Content-Length": str(length), "Accept-Encoding": "identity"},
-                                  timeout=httpx.Timeout(timeout_s, connect=10.0))
+            response = client.put(
+                f"{base}/{number}",
+                content=_file_blocks(path, start, length),
+                headers={
+                    **upload.auth_headers,
+                    "Content-Type": mime,
+                    "Content-Length": str(length),
+                    "Accept-Encoding": "identity",
+                },
+                timeout=httpx.Timeout(timeout_s, connect=10.0),
+            )
             response.raise_for_status()
             return {"partNumber": number, "etag": response.headers["etag"]}
 
@@ -60,8 +68,12 @@ def upload_multipart(sync: Any, path: str, lifecycle: Any, *, timeout_s: float) 
                 for future in futures:
                     future.cancel()  # one failed part fails the try; do not send the rest
                 raise
-        client.post(f"{base}/complete", headers=upload.auth_headers, json={"parts": parts},
-                    timeout=httpx.Timeout(timeout_s, connect=10.0)).raise_for_status()
+        client.post(
+            f"{base}/complete",
+            headers=upload.auth_headers,
+            json={"parts": parts},
+            timeout=httpx.Timeout(timeout_s, connect=10.0),
+        ).raise_for_status()
         return str(upload.access_url)
     finally:
         client.close()

@@ -95,6 +95,10 @@ class LocalRoute:
     def info(self) -> RouteInfo:
         return INFO
 
+    def sandbox(self) -> bool:
+        """Local jobs cost what the machine costs: never sandbox money."""
+        return False
+
     def availability(self) -> str | None:
         for module in ("torch", "numpy", "diffusers", "huggingface_hub"):
             if not module_available(module):
@@ -210,9 +214,8 @@ class LocalRoute:
         on_cpu = choice.device.split(":", 1)[0] == "cpu"
         rate = 0.0 if on_cpu else self.settings.local_gpu_hour_usd
         cost = round(wall / 3600 * rate, 6)
-        basis = (
-            f"{wall:.1f} s of wall time on {choice.device}"
-            + (" (CPU time is not billed)" if on_cpu else f" x ${rate}/GPU-hour = ${cost:.6f}")
+        basis = f"{wall:.1f} s of wall time on {choice.device}" + (
+            " (CPU time is not billed)" if on_cpu else f" x ${rate}/GPU-hour = ${cost:.6f}"
         )
         job.mark("completed")
         return RouteOutput(output_path=output, actual_cost=cost, cost_basis=basis)
@@ -294,9 +297,7 @@ def _local_path(source: MediaSource, folder: Path, role: str) -> Path:
         target = folder / f"{role}-{safe_name(source.name or '', default='input.bin')}"
         target.write_bytes(source.data)
         return target
-    raise InputError(
-        f"the local route reads local files or bytes; download {source.describe()} first", route="local"
-    )
+    raise InputError(f"the local route reads local files or bytes; download {source.describe()} first", route="local")
 
 
 def _translate(exc: Exception) -> LatentSyncError:

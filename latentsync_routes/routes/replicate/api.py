@@ -27,8 +27,12 @@ def bounded_transport() -> httpx.BaseTransport:
     job's deadline while a job runs (the SDK sends some requests with none)."""
     import httpx
 
-    defaults = {"connect": CONNECT_TIMEOUT_S, "read": REQUEST_TIMEOUT_S, "write": REQUEST_TIMEOUT_S,
-                "pool": REQUEST_TIMEOUT_S}
+    defaults = {
+        "connect": CONNECT_TIMEOUT_S,
+        "read": REQUEST_TIMEOUT_S,
+        "write": REQUEST_TIMEOUT_S,
+        "pool": REQUEST_TIMEOUT_S,
+    }
     return deadline_transport(httpx.HTTPTransport(), defaults)
 
 
@@ -64,8 +68,9 @@ def predict_time(prediction: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def delete_files(call: Callable[..., Any], client: Any, record: JobRecord, *,
-             keep: bool) -> tuple[list[str], list[str]] | None:
+def delete_files(
+    call: Callable[..., Any], client: Any, record: JobRecord, *, keep: bool
+) -> tuple[list[str], list[str]] | None:
     """Try to delete every upload of ``record`` not yet deleted; ``None`` when there is none."""
     pending = [url for url in record.uploaded_uris if url not in record.deleted]
     if not pending:
@@ -83,6 +88,7 @@ def delete_files(call: Callable[..., Any], client: Any, record: JobRecord, *,
             if getattr(exc, "status", None) == 404:
                 deleted.append(url)
             else:
-                kept.append(f"{url} (delete failed: {type(exc).__name__} {getattr(exc, 'status', '')}; "
-                            "it expires at Replicate)")
+                kept.append(
+                    f"{url} (delete failed: {type(exc).__name__} {getattr(exc, 'status', '')}; it expires at Replicate)"
+                )
     return deleted, kept

@@ -97,8 +97,13 @@ CLOCK_SKEW_S = 60.0
 #: Pages of recent predictions (newest first) searched after an ambiguous create.
 LOOKUP_PAGES = 3
 _STATES: dict[str, Literal["queued", "running", "succeeded", "failed", "cancelled"]] = {
-    "starting": "queued", "processing": "running", "succeeded": "succeeded", "failed": "failed",
-    "canceled": "cancelled", "aborted": "cancelled"}
+    "starting": "queued",
+    "processing": "running",
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "canceled": "cancelled",
+    "aborted": "cancelled",
+}
 
 
 class ReplicateRoute(HostedRoute):
@@ -165,8 +170,15 @@ class ReplicateRoute(HostedRoute):
     def prepare(self, job: JobContext, params: dict[str, Any]) -> None:
         if job.record.provider_request_id is not None:
             return  # the prediction exists: its inputs were checked when it was created
-        openapi = version_openapi(job, self._sdk(), model=MODEL, version=self.version, base_url=self.api_url,
-                                  call=self._call, failure=self._failure)
+        openapi = version_openapi(
+            job,
+            self._sdk(),
+            model=MODEL,
+            version=self.version,
+            base_url=self.api_url,
+            call=self._call,
+            failure=self._failure,
+        )
         input_schema_check(openapi, params, model=MODEL, version=self.version)
 
     def upload(self, job: JobContext, source: MediaSource) -> str:
@@ -176,13 +188,15 @@ class ReplicateRoute(HostedRoute):
         """One files-API upload (streamed from disk). It creates no prediction, so it may be retried."""
         try:
             if source.kind == "bytes":
-                created = self._call(client.files.create, io.BytesIO(source.data or b""),
-                                     filename=source.name or "input.bin")
+                created = self._call(
+                    client.files.create, io.BytesIO(source.data or b""), filename=source.name or "input.bin"
+                )
             else:
                 created = self._call(client.files.create, source.path)
         except OSError as exc:
-            raise StepFailure(RouteError(f"cannot read {source.describe()}: {exc.strerror or exc}", route=self.name),
-                              retryable=False) from None
+            raise StepFailure(
+                RouteError(f"cannot read {source.describe()}: {exc.strerror or exc}", route=self.name), retryable=False
+            ) from None
         except Exception as exc:  # noqa: BLE001 - mapped by kind
             raise self._failure(exc, step="upload") from None
         url = (created.urls or {}).get("get")
@@ -192,10 +206,12 @@ class ReplicateRoute(HostedRoute):
 
     def submit(self, job: JobContext, inputs: dict[str, Any]) -> str:
         try:
-            hook: dict[str, Any] = {"webhook": job.webhook_url, "webhook_events_filter": ["completed"]} \
-                if job.webhook_url else {}  # facts.py: WEBHOOK
-            prediction = self._call(self._sdk().predictions.create, version=self.version, input=inputs, wait=False,
-                                    **hook)
+            hook: dict[str, Any] = (
+                {"webhook": job.webhook_url, "webhook_events_filter": ["completed"]} if job.webhook_url else {}
+            )  # facts.py: WEBHOOK
+            prediction = self._call(
+                self._sdk().predictions.create, version=self.version, input=inputs, wait=False, **hook
+            )
         except Exception as exc:  # noqa: BLE001 - mapped by kind
             raise self._failure(exc, step="submit") from None
         return str(prediction.id)
@@ -215,8 +231,11 @@ class ReplicateRoute(HostedRoute):
             except Exception as exc:  # noqa: BLE001 - mapped by kind
                 raise self._failure(exc, step="wait") from None
             created = [(p, parse_time(p.get("created_at"))) for p in results]
-            found += [str(p["id"]) for p, at in created if p.get("version") == self.version
-                      and p.get("input") == inputs and (at is None or at >= earliest)]
+            found += [
+                str(p["id"])
+                for p, at in created
+                if p.get("version") == self.version and p.get("input") == inputs and (at is None or at >= earliest)
+            ]
             if not cursor or any(at is not None and at < earliest for _, at in created):
                 break
         return found
@@ -229,8 +248,12 @@ class ReplicateRoute(HostedRoute):
         except ValueError:  # "aborted" (or another status 1.0.7 does not know): read the raw reply
             raw = json_or_none(self._last_response())
             if not isinstance(raw, dict) or "status" not in raw:
-                raise StepFailure(ProviderError("Replicate answered an unreadable prediction", route=self.name,
-                                                request_id=request_id), retryable=True) from None
+                raise StepFailure(
+                    ProviderError(
+                        "Replicate answered an unreadable prediction", route=self.name, request_id=request_id
+                    ),
+                    retryable=True,
+                ) from None
             data = raw
         except Exception as exc:  # noqa: BLE001 - mapped by kind
             raise self._failure(exc, step="wait", request_id=request_id) from None
@@ -239,11 +262,15 @@ class ReplicateRoute(HostedRoute):
         shown = f" {progress.current}/{progress.total}" if progress else ""
         state = _STATES.get(status, "running")
         billed, basis = self._billed(data, {"failed": "failure_rule", "canceled": "cancel_rule"}.get(status))
-        return Status(state=state, message=f"{status}{shown}" if state != "cancelled" else status,
-                      fraction=progress.percentage if progress else None,
-                      error=str(data.get("error") or "") or None, data=data,
-                      billed=billed if status != "aborted" else 0.0,
-                      billed_basis=basis if status != "aborted" else "not billed (it never started)")
+        return Status(
+            state=state,
+            message=f"{status}{shown}" if state != "cancelled" else status,
+            fraction=progress.percentage if progress else None,
+            error=str(data.get("error") or "") or None,
+            data=data,
+            billed=billed if status != "aborted" else 0.0,
+            billed_basis=basis if status != "aborted" else "not billed (it never started)",
+        )
 
     def cancel(self, job: JobContext, request_id: str) -> CancelOutcome:
         try:
@@ -257,11 +284,17 @@ class ReplicateRoute(HostedRoute):
     def result(self, job: JobContext, request_id: str, status: Status) -> Output:
         url = output_url(status.data.get("output") if isinstance(status.data, dict) else None)
         if url is None:
-            raise StepFailure(ProviderError("the prediction succeeded without an output URL", route=self.name,
-                                            request_id=request_id), retryable=False)
+            raise StepFailure(
+                ProviderError("the prediction succeeded without an output URL", route=self.name, request_id=request_id),
+                retryable=False,
+            )
         cost, basis = self._billed(status.data)
-        job.mark(not_deleted=[*job.record.not_deleted,
-                              f"{url.split('?', 1)[0]} (output: Replicate removes it 1 h after the prediction)"])
+        job.mark(
+            not_deleted=[
+                *job.record.not_deleted,
+                f"{url.split('?', 1)[0]} (output: Replicate removes it 1 h after the prediction)",
+            ]
+        )
         return Output(url=url, actual_cost=cost, cost_basis=basis, headers=self._auth_for(url))
 
     def _billed(self, prediction: object, rule: str | None = None) -> tuple[float | None, str]:
@@ -296,6 +329,6 @@ class ReplicateRoute(HostedRoute):
     def _failure(self, exc: Exception, *, step: str, request_id: str | None = None) -> StepFailure:
         """Map an SDK or transport exception to a classified failure (Retry-After from the last response)."""
         name = self.credential.name if self.credential is not None else "REPLICATE_API_TOKEN"
-        return replicate_failure(exc, step=step, request_id=request_id, response=self._last_response(),
-                                 credential_name=name)
-
+        return replicate_failure(
+            exc, step=step, request_id=request_id, response=self._last_response(), credential_name=name
+        )

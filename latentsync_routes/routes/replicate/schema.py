@@ -27,8 +27,16 @@ _SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {}
 _SCHEMA_LOCK = threading.Lock()
 
 
-def version_openapi(job: JobContext, client: Any, *, model: str, version: str, base_url: str,
-                    call: Callable[..., Any], failure: Callable[..., StepFailure]) -> dict[str, Any]:
+def version_openapi(
+    job: JobContext,
+    client: Any,
+    *,
+    model: str,
+    version: str,
+    base_url: str,
+    call: Callable[..., Any],
+    failure: Callable[..., StepFailure],
+) -> dict[str, Any]:
     """The version's OpenAPI document, fetched once per process (per base URL and version).
 
     ``client`` is the route's ``replicate.Client``; ``call`` runs an SDK method the way the route runs all
@@ -48,9 +56,14 @@ def version_openapi(job: JobContext, client: Any, *, model: str, version: str, b
         except Exception as exc:  # noqa: BLE001 - mapped by kind below
             status = getattr(exc, "status", None)
             if status in (404, 422):
-                raise StepFailure(ConfigurationError(
-                    f"Replicate has no version {version} of {model} (HTTP {status}); check "
-                    "LATENTSYNC_ROUTES_REPLICATE_VERSION", route="replicate"), retryable=False) from None
+                raise StepFailure(
+                    ConfigurationError(
+                        f"Replicate has no version {version} of {model} (HTTP {status}); check "
+                        "LATENTSYNC_ROUTES_REPLICATE_VERSION",
+                        route="replicate",
+                    ),
+                    retryable=False,
+                ) from None
             raise failure(exc, step="probe") from None
         schema: dict[str, Any] = found.openapi_schema
         return schema
@@ -71,8 +84,11 @@ def input_schema_check(openapi: dict[str, Any], params: dict[str, Any], *, model
     props: dict[str, Any] = schema.get("properties") or {}
     missing = [name for name in ("video", "audio") if name not in props]
     if missing:
-        raise ConfigurationError(f"Replicate version {short} of {model} takes no {' or '.join(missing)} input; "
-                                 "check LATENTSYNC_ROUTES_REPLICATE_VERSION", route="replicate")
+        raise ConfigurationError(
+            f"Replicate version {short} of {model} takes no {' or '.join(missing)} input; "
+            "check LATENTSYNC_ROUTES_REPLICATE_VERSION",
+            route="replicate",
+        )
     for name, value in params.items():
         spec = props.get(name)
         if spec is None:
@@ -103,12 +119,15 @@ def _check_value(name: str, value: Any, spec: dict[str, Any]) -> None:
     if wrong:
         raise InvalidParameter(name, f"must be of type {kind}, got {value!r}", route="replicate")
     if number:
-        for key, bad, word in (("minimum", value < spec.get("minimum", value), "below the minimum"),
-                               ("maximum", value > spec.get("maximum", value), "above the maximum"),
-                               ("exclusiveMinimum", value <= spec.get("exclusiveMinimum", value - 1), "not above"),
-                               ("exclusiveMaximum", value >= spec.get("exclusiveMaximum", value + 1), "not below")):
+        for key, bad, word in (
+            ("minimum", value < spec.get("minimum", value), "below the minimum"),
+            ("maximum", value > spec.get("maximum", value), "above the maximum"),
+            ("exclusiveMinimum", value <= spec.get("exclusiveMinimum", value - 1), "not above"),
+            ("exclusiveMaximum", value >= spec.get("exclusiveMaximum", value + 1), "not below"),
+        ):
             if key in spec and bad:
-                raise InvalidParameter(name, f"{value!r} is {word} {spec[key]:g} (Replicate version schema)",
-                                       route="replicate")
+                raise InvalidParameter(
+                    name, f"{value!r} is {word} {spec[key]:g} (Replicate version schema)", route="replicate"
+                )
     if "enum" in spec and value not in spec["enum"]:
         raise InvalidParameter(name, f"{value!r} is not one of {spec['enum']}", route="replicate")

@@ -295,9 +295,12 @@ class FakeWaveSpeed(WaveSpeedWebhooks, WaveSpeedAPIServer):
         after = max(after, time.time() - 7 * 86400)  # only the last 7 days are kept
         with self._lock:
             found = [
-                p for p in reversed(self._predictions.values())
-                if p.status != "deleted" and after <= p.created_at <= before
-                and query.get("model") in (None, p.model) and query.get("status") in (None, p.status)
+                p
+                for p in reversed(self._predictions.values())
+                if p.status != "deleted"
+                and after <= p.created_at <= before
+                and query.get("model") in (None, p.model)
+                and query.get("status") in (None, p.status)
             ]
             items = [self._to_json(p) for p in found[(page - 1) * size : page * size]]
         return self._ok({"page": page, "total": len(found), "items": items})
@@ -358,8 +361,12 @@ class FakeWaveSpeed(WaveSpeedWebhooks, WaveSpeedAPIServer):
         else:
             file_id = new_id(32).lower()
             p.output_file = self.store.save_bytes(
-                data, file_id=file_id, name=f"{file_id}.mp4", content_type="video/mp4",
-                url=f"{self.url}/output/{file_id}.mp4", origin="output",
+                data,
+                file_id=file_id,
+                name=f"{file_id}.mp4",
+                content_type="video/mp4",
+                url=f"{self.url}/output/{file_id}.mp4",
+                origin="output",
             )
             p.status, p.outputs, p.cost_usd = "completed", [p.output_file.url], self.price(p.audio_seconds)
         self._job_ended(p, self._to_json(p))

@@ -96,7 +96,11 @@ class WaveSpeedAPIServer(FakeServer):
             return _storage_error(403, "AccessDenied", "Request has expired or was already used")
         file_id, name, ctype, size = ticket
         stored = self.store.save_request(
-            request, file_id=file_id, name=name, content_type=ctype, url=self._media_url(file_id, name),
+            request,
+            file_id=file_id,
+            name=name,
+            content_type=ctype,
+            url=self._media_url(file_id, name),
             origin="upload_ticket",
         )
         if stored.size != size:
@@ -116,12 +120,16 @@ class WaveSpeedAPIServer(FakeServer):
         name, file_id, payload = safe_name(part.get_filename()), new_id(32).lower(), part.get_payload(decode=True)
         kind = part.get_content_type() if part.get("Content-Type") else mimetypes.guess_type(name)[0]
         stored = self.store.save_bytes(
-            payload if isinstance(payload, bytes) else b"", file_id=file_id, name=name,
-            content_type=kind or "application/octet-stream", url=self._media_url(file_id, name),
+            payload if isinstance(payload, bytes) else b"",
+            file_id=file_id,
+            name=name,
+            content_type=kind or "application/octet-stream",
+            url=self._media_url(file_id, name),
             origin="upload_binary",
         )
-        return self._ok({"type": _kind(stored.content_type), "download_url": stored.url, "filename": name,
-                         "size": stored.size})
+        return self._ok(
+            {"type": _kind(stored.content_type), "download_url": stored.url, "filename": name, "size": stored.size}
+        )
 
     def _download(self, request: Request, match: re.Match[str]) -> Response:
         stored = self.store.by_url(f"{self.url}/{match['key']}")

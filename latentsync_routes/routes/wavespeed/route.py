@@ -57,15 +57,17 @@ INFO = RouteInfo(
     upload_destination="WaveSpeed media storage (download URLs returned by its upload API)",
     retention="uploads and predictions (outputs included) are kept 7 days",
     retention_days=7.0,
-    deletion="jobs delete removes the prediction through POST /api/v3/predictions/delete; uploads expire "
-    "after 7 days",
+    deletion="jobs delete removes the prediction through POST /api/v3/predictions/delete; uploads expire after 7 days",
     weights_licence="openrail++",
     weights_licence_source="https://huggingface.co/ByteDance/LatentSync-1.5",
     commercial_use_allowed=True,
     failure_billing="failed requests, system errors and timeouts are refunded automatically within 3 hours",
     failure_billing_source="https://wavespeed.ai/docs/refund-policy",
-    support_path=["https://wavespeed.ai/docs", "https://wavespeed.ai/docs/docs-api/bytedance/bytedance-latentsync",
-                  "https://github.com/bytedance/LatentSync/issues"],
+    support_path=[
+        "https://wavespeed.ai/docs",
+        "https://wavespeed.ai/docs/docs-api/bytedance/bytedance-latentsync",
+        "https://github.com/bytedance/LatentSync/issues",
+    ],
     credential_env=SETTINGS.credential_env,
     sdk_module="wavespeed",
     sdk_package="wavespeed",
@@ -73,8 +75,11 @@ INFO = RouteInfo(
     default_base_url=SETTINGS.default_base_url,
     default_concurrency=4,
     install_extra="wavespeed",
-    sources=["https://wavespeed.ai/docs/docs-api/bytedance/bytedance-latentsync",
-             "https://wavespeed.ai/docs/what-are-predictions", "https://wavespeed.ai/docs/refund-policy"],
+    sources=[
+        "https://wavespeed.ai/docs/docs-api/bytedance/bytedance-latentsync",
+        "https://wavespeed.ai/docs/what-are-predictions",
+        "https://wavespeed.ai/docs/refund-policy",
+    ],
     parameters=[],  # the API takes audio and video only: no guidance scale, seed or loop mode
 )
 
@@ -83,8 +88,14 @@ SUBMIT_TIMEOUT_S = 60.0
 POLL_TIMEOUT_S = 30.0
 UPLOAD_TIMEOUT_S = 120.0
 _STATES: dict[str, Literal["queued", "running", "succeeded", "failed", "cancelled"]] = {
-    "created": "queued", "processing": "running", "completed": "succeeded", "failed": "failed",
-    "timeout": "failed", "cancelled": "cancelled", "deleted": "failed"}
+    "created": "queued",
+    "processing": "running",
+    "completed": "succeeded",
+    "failed": "failed",
+    "timeout": "failed",
+    "cancelled": "cancelled",
+    "deleted": "failed",
+}
 
 
 class WaveSpeedRoute(HostedRoute):
@@ -108,8 +119,9 @@ class WaveSpeedRoute(HostedRoute):
             if self._sdk_client is None:
                 import wavespeed
 
-                self._sdk_client = wavespeed.Client(api_key=self.secret(), base_url=self.api_url, max_retries=0,
-                                                    max_connection_retries=0)
+                self._sdk_client = wavespeed.Client(
+                    api_key=self.secret(), base_url=self.api_url, max_retries=0, max_connection_retries=0
+                )
             return self._sdk_client
 
     def _http(self) -> httpx.Client:
@@ -130,22 +142,30 @@ class WaveSpeedRoute(HostedRoute):
                 return str(self._sdk().upload(stream, timeout=timeout))
             return str(self._sdk().upload(str(source.path), timeout=timeout))
         except (FileNotFoundError, ValueError) as exc:
-            raise StepFailure(RouteError(f"cannot upload {source.describe()}: {exc}", route=self.name),
-                              retryable=False) from None
+            raise StepFailure(
+                RouteError(f"cannot upload {source.describe()}: {exc}", route=self.name), retryable=False
+            ) from None
         except Exception as exc:  # noqa: BLE001 - the SDK raises RuntimeError (or requests errors) for all else
             text = str(exc)
             if " 401" in text or "HTTP 401" in text:
                 raise self._auth_failure(401) from None
-            raise StepFailure(ProviderError(f"upload to WaveSpeed failed: {type(exc).__name__}: {text[:200]}",
-                                            route=self.name), retryable=" 413" not in text) from None
+            raise StepFailure(
+                ProviderError(f"upload to WaveSpeed failed: {type(exc).__name__}: {text[:200]}", route=self.name),
+                retryable=" 413" not in text,
+            ) from None
 
     def submit(self, job: JobContext, inputs: dict[str, Any]) -> str:
         import httpx
 
         try:
             hook = {"webhook": job.webhook_url} if job.webhook_url else None  # facts.py: WEBHOOK
-            response = self._http().post(f"{self.api_url}/api/v3/{MODEL}", json=inputs, headers=self._headers(),
-                                         params=hook, timeout=request_timeout(job, SUBMIT_TIMEOUT_S))
+            response = self._http().post(
+                f"{self.api_url}/api/v3/{MODEL}",
+                json=inputs,
+                headers=self._headers(),
+                params=hook,
+                timeout=request_timeout(job, SUBMIT_TIMEOUT_S),
+            )
         except httpx.HTTPError as exc:
             if request_never_sent(exc):
                 raise self._failure(f"could not connect ({type(exc).__name__}); nothing was submitted") from None
@@ -162,8 +182,11 @@ class WaveSpeedRoute(HostedRoute):
         import httpx
 
         try:
-            response = self._http().get(f"{self.api_url}/api/v3/predictions/{request_id}/result",
-                                        headers=self._headers(), timeout=request_timeout(job, POLL_TIMEOUT_S))
+            response = self._http().get(
+                f"{self.api_url}/api/v3/predictions/{request_id}/result",
+                headers=self._headers(),
+                timeout=request_timeout(job, POLL_TIMEOUT_S),
+            )
         except httpx.HTTPError as exc:
             raise self._failure(f"status poll failed: {type(exc).__name__}", request_id) from None
         if response.status_code >= 400:
@@ -175,21 +198,34 @@ class WaveSpeedRoute(HostedRoute):
         error = str(data.get("error") or "") or None
         code = data.get("code")
         refunded = "refunded by WaveSpeed within 3 hours (its refund policy)"
-        return Status(state=_STATES[status], message=str(status), data=data, billed=0.0,
-                      error=f"{error} (code {code})" if error and code else error,
-                      billed_basis=refunded if _STATES[status] != "succeeded" else "")
+        return Status(
+            state=_STATES[status],
+            message=str(status),
+            data=data,
+            billed=0.0,
+            error=f"{error} (code {code})" if error and code else error,
+            billed_basis=refunded if _STATES[status] != "succeeded" else "",
+        )
 
     def cancel(self, job: JobContext, request_id: str) -> CancelOutcome:
-        raise StepFailure(ProviderError("WaveSpeed publishes no cancel API; the prediction runs to its end "
-                                        "(a completed one is billed, a failed one refunded)", route=self.name,
-                                        request_id=request_id), retryable=False)
+        raise StepFailure(
+            ProviderError(
+                "WaveSpeed publishes no cancel API; the prediction runs to its end "
+                "(a completed one is billed, a failed one refunded)",
+                route=self.name,
+                request_id=request_id,
+            ),
+            retryable=False,
+        )
 
     def result(self, job: JobContext, request_id: str, status: Status) -> Output:
         outputs = status.data.get("outputs") if isinstance(status.data, dict) else None
         url = next((o for o in outputs or [] if isinstance(o, str) and o), None)
         if url is None:
-            raise StepFailure(ProviderError("the prediction completed without an output URL", route=self.name,
-                                            request_id=request_id), retryable=False)
+            raise StepFailure(
+                ProviderError("the prediction completed without an output URL", route=self.name, request_id=request_id),
+                retryable=False,
+            )
         return Output(url=url)
 
     RESULT_IS_A_REQUEST: ClassVar[bool] = False  # the output URL is in the last poll's answer
@@ -209,8 +245,12 @@ class WaveSpeedRoute(HostedRoute):
         if target in record.deleted:
             return [], []
         try:
-            response = self._http().post(f"{self.api_url}/api/v3/predictions/delete", headers=self._headers(),
-                                         json={"ids": [record.provider_request_id]}, timeout=POLL_TIMEOUT_S)
+            response = self._http().post(
+                f"{self.api_url}/api/v3/predictions/delete",
+                headers=self._headers(),
+                json={"ids": [record.provider_request_id]},
+                timeout=POLL_TIMEOUT_S,
+            )
             done = response.status_code < 300
         except Exception:  # noqa: BLE001 - a failed delete is recorded, never fatal
             done = False
@@ -222,8 +262,12 @@ class WaveSpeedRoute(HostedRoute):
         return StepFailure(ProviderError(message, route=self.name, request_id=request_id), retryable=True)
 
     def _ambiguous(self, cause: str) -> StepFailure:
-        return StepFailure(AmbiguousSubmit(f"the submit to WaveSpeed may or may not have created a prediction: "
-                                           f"{cause}", route=self.name), retryable=False)
+        return StepFailure(
+            AmbiguousSubmit(
+                f"the submit to WaveSpeed may or may not have created a prediction: {cause}", route=self.name
+            ),
+            retryable=False,
+        )
 
     def _classified(self, answer: ErrorAnswer, step: str) -> StepFailure:
         name = self.credential.name if self.credential is not None else str(SETTINGS.credential_env)
