@@ -113,7 +113,7 @@ def _start_service(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
 def test_fifty_jobs_with_the_service_killed_and_restarted_half_way(
     fal: FakeFal, media: tuple[Path, Path], hosted_env: Path, tmp_path: Path
 ) -> None:
-    fal.webhook_retry_delays = (3.0,) * 10  # fal: 10 retries over 2 hours; here 30 s, longer than the outage
+    fal.webhook_retry_delays = (2.0,) * 10  # fal: 10 retries over 2 hours; here 20 s, longer than the outage
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LATENTSYNC_ROUTES_", "FAL_", "REPLICATE_"))}
     env.update({"LATENTSYNC_ROUTES_HOME": str(hosted_env), "LATENTSYNC_ROUTES_FAL_BASE_URL": fal.url,
@@ -139,10 +139,11 @@ def test_fifty_jobs_with_the_service_killed_and_restarted_half_way(
         time.sleep(0.5)  # some deliveries are being handled when the service is killed
         service.send_signal(signal.SIGKILL)
         service.wait(30)
-        for job in requests[25:]:
+        for job in requests[25:30]:
             fal.complete(job.request_id)  # delivered while the service is down: refused, retried
-        time.sleep(2.0)
-        service = _start_service(port, env)
+        service = _start_service(port, env)  # the retries reach this one
+        for job in requests[30:]:
+            fal.complete(job.request_id)
         fal.wait_for_webhooks(300)
         for job_id in jobs:
             shown = httpx.get(f"http://127.0.0.1:{port}/jobs/{job_id}", timeout=60).json()
@@ -151,7 +152,11 @@ def test_fifty_jobs_with_the_service_killed_and_restarted_half_way(
         service.kill()
         service.wait(30)
     assert len(fal.jobs) == 50, "one provider job per submitted job"
-    assert len(fal.requests_for("file_download")) == 50, "each output fetched once"
+    downloads = [r.path for r in fal.requests_for("file_download")]
+    assert len(set(downloads)) == 50, "every output fetched"
+    cut_off = [a for a in fal.webhook_attempts if a.status is None]  # refused or cut off by the kill
+    # a transfer cut off by the kill is fetched again from the start; no other output is fetched twice
+    assert len(downloads) - 50 <= len(cut_off), (len(downloads), len(cut_off))
     ended = {a.delivery_id for a in fal.webhook_attempts if a.status == 200}
     assert len(ended) == 50, "every delivery was answered 2xx in the end"
     assert any(a.status != 200 for a in fal.webhook_attempts), "some deliveries hit the killed service"
