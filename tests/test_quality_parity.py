@@ -22,7 +22,7 @@ torch = pytest.importorskip("torch")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 
 from latentsync_routes.quality import AudioTooShort, SyncNet, SyncNetWeightsError, mfcc, sync_scores  # noqa: E402
-from latentsync_routes.quality.mfcc import mfcc_frame_count  # noqa: E402
+from latentsync_routes.quality.cepstrum import mfcc_frame_count  # noqa: E402
 from latentsync_routes.quality.scores import lip_input, offset_scores  # noqa: E402
 from tests.conftest import SHARED  # noqa: E402
 

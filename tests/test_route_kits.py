@@ -206,7 +206,7 @@ def test_a_copied_route_folder_and_one_registry_line_make_a_whole_route(tmp_path
         "from latentsync_routes.config import load_settings\n"
         "from latentsync_routes.ui.fakes import fake_providers\n"
         "with fake_providers(load_settings(), fast=True, poll_interval=0.05) as setup:\n"
-        "    result = setup.client.run(sys.argv[1], sys.argv[2], sys.argv[3], route='wavecopy', consent='t',\n"
+        "    result = setup.client.run(sys.argv[1], sys.argv[2], sys.argv[3], route='wavecopy', consent='synthetic',\n"
         "                              face_check=False)\n"
         "    print(json.dumps({'urls': setup.urls, 'route': result.route, 'state': result.record.state}))\n"
     )

@@ -21,8 +21,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .cepstrum import mfcc
     from .errors import AudioTooShort, MediaUnreadable, NoFaceTrack, QualityError, SyncNetWeightsError
-    from .mfcc import mfcc
     from .scores import SyncScores, sync_scores
     from .syncnet import SyncNet
 
@@ -44,7 +44,7 @@ _HOMES = {
     "NoFaceTrack": "errors",
     "QualityError": "errors",
     "SyncNetWeightsError": "errors",
-    "mfcc": "mfcc",
+    "mfcc": "cepstrum",  # the module is not named mfcc: importing it would shadow the function
     "SyncScores": "scores",
     "sync_scores": "scores",
     "SyncNet": "syncnet",

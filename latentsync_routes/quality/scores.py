@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .cepstrum import mfcc as compute_mfcc
 from .errors import AudioTooShort
-from .mfcc import mfcc as compute_mfcc
 
 if TYPE_CHECKING:
     import torch
