@@ -249,3 +249,24 @@ def test_replicate_delivery_is_verified_with_its_secret_and_fetches_once(
     assert job.record.cost.actual is not None
     with pytest.raises(WebhookReplayed):
         client.handle_webhook("replicate", headers, body)
+
+
+def test_the_async_client_handles_a_delivery(fal: FakeFal, media: tuple[Path, Path], tmp_path: Path) -> None:
+    import asyncio
+
+    from latentsync_routes import AsyncLipSyncClient
+
+    video, audio = media
+
+    async def main() -> str:
+        async with AsyncLipSyncClient(route="fal", consent="test", credentials={"fal": FAL_KEY}) as client:
+            client.sync.webhook_keys.set("fal", [PUBLIC])
+            job = await client.submit(video, audio, output=tmp_path / "out.mp4", webhook_url=HOOK)
+            request_id = job.record.provider_request_id or ""
+            fal.complete(request_id)
+            body = _fal_done(request_id)
+            handled = await client.handle_webhook("fal", fal_delivery(request_id, body), body)
+            return handled.state
+
+    assert asyncio.run(main()) == "fetched"
+    assert len(fal.requests_for("file_download")) == 1
