@@ -12,7 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .async_client import AsyncLipSyncClient
+    from .async_client import AsyncJob, AsyncLipSyncClient
     from .batch.executor import StopSignal
     from .batch.manifest import BatchJob
     from .batch.report import BatchReport
@@ -50,8 +50,14 @@ if TYPE_CHECKING:
         UnsupportedCodec,
         UnsupportedParameter,
         UnsupportedSource,
+        WaitTimeout,
+        WebhookRejected,
+        WebhookReplayed,
+        WebhookSignatureInvalid,
+        WebhookStale,
         ZeroDuration,
     )
+    from .handles import Job
     from .media import output_duration, output_frame_count, probe
     from .policy import CheckResult
     from .routes.base import Route, RouteInfo
@@ -117,6 +123,13 @@ _EXPORTS: dict[str, str] = {
     "UnsupportedParameter": "errors",
     "UnsupportedSource": "errors",
     "ZeroDuration": "errors",
+    "AsyncJob": "async_client",
+    "Job": "handles",
+    "WaitTimeout": "errors",
+    "WebhookRejected": "errors",
+    "WebhookReplayed": "errors",
+    "WebhookSignatureInvalid": "errors",
+    "WebhookStale": "errors",
     "load_settings": "config",
     "output_duration": "media",
     "output_frame_count": "media",

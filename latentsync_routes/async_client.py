@@ -16,13 +16,14 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .client import LipSyncClient
+from .handles import Job
 from .options import BatchOptions, JobOptions, MediaLike, RunOptions
 from .policy import CheckResult
 from .routes.base import ProgressCallback, RouteInfo, load_route_class, route_names
 from .types import CostEstimate, JobRecord, LipSyncResult
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from typing_extensions import Unpack
 
@@ -125,6 +126,23 @@ class AsyncLipSyncClient:
                     pass
                 raise
 
+    async def submit(
+        self, video: MediaLike, audio: MediaLike, output: str | os.PathLike[str], **options: Unpack[RunOptions]
+    ) -> AsyncJob:
+        """Submit one job and return once the provider holds it (:meth:`LipSyncClient.submit`)."""
+        route = options.get("route") or self.sync.settings.route
+        async with self._semaphore(route):
+            job = await self._in_thread(self.sync.submit, video, audio, output, **options)
+        return AsyncJob(job, self)
+
+    async def job(self, id_or_prefix: str) -> AsyncJob:
+        """A handle on a journalled job by its id or a unique prefix (:meth:`LipSyncClient.job`)."""
+        return AsyncJob(await self._in_thread(self.sync.job, id_or_prefix), self)
+
+    async def handle_webhook(self, route: str, headers: Mapping[str, str], body: bytes) -> AsyncJob:
+        """Verify a provider's delivery and carry its job on (:meth:`LipSyncClient.handle_webhook`)."""
+        return AsyncJob(await self._in_thread(self.sync.handle_webhook, route, headers, body), self)
+
     async def map(self, jobs: Any, **options: Unpack[BatchOptions]) -> BatchReport:
         """``run_many`` as a coroutine; cancelling the awaiting task stops the batch and cancels its running jobs."""
         from .batch.executor import StopSignal
@@ -154,3 +172,43 @@ class AsyncLipSyncClient:
     async def delete_job(self, job_id: str, *, delete_output: bool = True) -> JobRecord:
         """Delete a job's output and remote files where allowed (:meth:`LipSyncClient.delete_job`)."""
         return await self._in_thread(self.sync.delete_job, job_id, delete_output=delete_output)
+
+
+class AsyncJob:
+    """:class:`~latentsync_routes.handles.Job` for asyncio code: the same handle, its waits in the client's
+    threads. Cancelling an awaiting ``wait`` leaves the job running at the provider (``cancel`` stops it)."""
+
+    def __init__(self, job: Job, client: AsyncLipSyncClient) -> None:
+        self.sync = job
+        self._client = client
+
+    def __repr__(self) -> str:
+        return f"Async{self.sync!r}"
+
+    @property
+    def id(self) -> str:
+        return self.sync.id
+
+    @property
+    def route(self) -> str:
+        return self.sync.route
+
+    @property
+    def state(self) -> str:
+        return self.sync.state
+
+    @property
+    def record(self) -> JobRecord:
+        return self.sync.record
+
+    async def status(self) -> JobRecord:
+        return await self._client._in_thread(self.sync.status)
+
+    async def wait(self, timeout: float | None = None) -> LipSyncResult:
+        return await self._client._in_thread(self.sync.wait, timeout)
+
+    async def cancel(self) -> JobRecord:
+        return await self._client._in_thread(self.sync.cancel)
+
+    async def delete(self, *, delete_output: bool = True) -> JobRecord:
+        return await self._client._in_thread(self.sync.delete, delete_output=delete_output)

@@ -18,7 +18,7 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,7 @@ from .errors import (
     InvalidSettings,
     RouteNotInstalled,
 )
+from .handles import Job
 from .job_runner import JobInputs, JobRunner, PreparedJob, RunControls
 from .journal import TERMINAL_BAD, TERMINAL_OK, Journal
 from .media import probe_inputs
@@ -46,6 +47,7 @@ from .pricing import check_budget
 from .records import derive_idempotency_key
 from .routes.base import ProgressCallback, Route, RouteInfo, create_route, route_names
 from .types import CostEstimate, JobRecord, LipSyncRequest, LipSyncResult, MediaInfo
+from .webhooks import WebhookKeys
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -106,6 +108,7 @@ class LipSyncClient:
         self._lock = threading.Lock()
         self._journal: Journal | None = None
         self._runner: JobRunner | None = None
+        self._webhook_keys: WebhookKeys | None = None
 
     def __repr__(self) -> str:
         return f"LipSyncClient(route={self.settings.route!r}, home={str(self.settings.home)!r})"
@@ -333,6 +336,42 @@ class LipSyncClient:
         check_budget(job.estimate, per_call=self.settings.budget_per_call)
         budget = self.budget_cap(job.estimate, sandbox=job.sandbox)
         return self.runner.run(job, controls or RunControls(), budget=budget)
+
+    def submit(
+        self, video: MediaLike, audio: MediaLike, output: str | os.PathLike[str], **options: Unpack[RunOptions]
+    ) -> Job:
+        """What ``run`` does until the provider holds the job (probe, checks, estimate, budget, claim, upload,
+        submit), then a :class:`Job`; hear back by ``Job.wait``, ``Job.status`` or ``webhook_url`` and
+        :meth:`handle_webhook`. The local route has no provider to hold it: there ``submit`` runs it to the end."""
+        if (options.get("route") or self.settings.route) == "cheapest" or options.get("routes"):
+            raise InvalidParameter("route", "submit takes one route; route choice and fallback need run")
+        job = self.prepare(video, audio, output, **options)
+        controls = RunControls.from_options(options)
+        check_budget(job.estimate, per_call=self.settings.budget_per_call)
+        budget = self.budget_cap(job.estimate, sandbox=job.sandbox)
+        job_id, result = self.runner.submit(job, controls, budget=budget)
+        return Job(self, job_id, inputs=job.inputs, result=result)
+
+    def job(self, id_or_prefix: str) -> Job:
+        """A handle on a journalled job by its id or a unique prefix (6+ characters), in any process."""
+        return Job(self, self.journal.find(id_or_prefix).job_id)
+
+    def handle_webhook(self, route: str, headers: Mapping[str, str], body: bytes) -> Job:
+        """Verify a provider's delivery to ``webhook_url`` as the provider documents it (docs/webhooks.md), then
+        carry its job on: output fetched once, cost recorded as a poll records it. A forged, tampered, stale or
+        replayed one raises :class:`WebhookRejected` and records nothing. ``body``: the raw request body."""
+        from .webhook_receiver import receive
+
+        return receive(self, route, headers, body)
+
+    @property
+    def webhook_keys(self) -> WebhookKeys:
+        """Each provider's webhook keys or secret, cached with their expiry (``.set(route, value)`` injects)."""
+        if self._webhook_keys is None:
+            from .webhook_receiver import key_source
+
+            self._webhook_keys = WebhookKeys(key_source(self))
+        return self._webhook_keys
 
     def run_many(self, jobs: Any, **options: Unpack[BatchOptions]) -> BatchReport:
         """Run a batch: a manifest path (CSV or JSONL) or jobs given as dicts, checked and priced whole first.

@@ -32,6 +32,10 @@ carries the CLI exit code it maps to, so the CLI has no second table to keep in 
     ├── PolicyViolation                  exit 3   one or more safety checks failed; lists them all
     ├── BudgetExceeded                   exit 5   the estimate is over a per-call or per-client cap
     ├── NotStarted                       exit 4   a batch stopped before this job started
+    ├── WebhookRejected                  exit 2   a provider delivery refused before anything was recorded
+    │   ├── WebhookSignatureInvalid      forged, tampered, wrong key or secret, headers missing
+    │   ├── WebhookStale                 signed outside the provider's timestamp window
+    │   └── WebhookReplayed              a delivery already handled came again
     └── RouteError                       exit 4   failures once a job may have reached a provider
         ├── AuthenticationError          401/403 (names the route's credential variable)
         ├── ProviderInputRejected        the provider refused the inputs (fal 422, Replicate 422)
@@ -46,6 +50,7 @@ carries the CLI exit code it maps to, so the CLI has no second table to keep in 
         ├── DeadlineExceeded             the wait ran out; the job was cancelled at the provider
         │   └── DeadlinePassed           a request not sent because the job's deadline had passed
         ├── DownloadError                the output could not be fetched or is not a playable video
+        ├── WaitTimeout                  ``Job.wait(timeout)`` ran out; the job keeps running (a TimeoutError)
         └── LocalRouteError              the local pipeline failed (missing face, out of memory, ...)
             └── WorkerLost               a Ray actor died mid-job; the job runs again on another
 
@@ -310,3 +315,25 @@ class LocalRouteError(RouteError):
 
 class WorkerLost(LocalRouteError):
     """The Ray actor running this work died before it answered; the work is run again on another one."""
+
+
+class WaitTimeout(RouteError, TimeoutError):
+    """``Job.wait(timeout=...)`` ran out of the caller's patience; the job keeps running at the provider."""
+
+
+class WebhookRejected(LatentSyncError):
+    """A delivery to the provider callback was refused before anything was read from it or recorded."""
+
+    exit_code = 2
+
+
+class WebhookSignatureInvalid(WebhookRejected):
+    """No valid signature of the provider's (forged, tampered, wrong key or secret, missing headers)."""
+
+
+class WebhookStale(WebhookRejected):
+    """The delivery's signed timestamp is outside the provider's tolerance (a replay of an old delivery)."""
+
+
+class WebhookReplayed(WebhookRejected):
+    """A delivery already handled came again (its id seen): nothing is done twice."""

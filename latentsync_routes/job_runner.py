@@ -19,7 +19,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,7 @@ from .errors import ClaimLost, DeadlineExceeded, JobAlreadyFailed, JobCancelled,
 from .journal import TERMINAL_BAD, TERMINAL_OK, Claim, Journal, append_jsonl
 from .outputs import check_free
 from .records import new_record, request_from_record, result_from_record
-from .routes.base import JobContext, ProgressCallback, Route
+from .routes.base import JobContext, ProgressCallback, Route, Submitted
 from .types import PROVIDER_STATES, CostEstimate, JobRecord, LipSyncRequest, LipSyncResult, MediaInfo, utcnow
 
 if TYPE_CHECKING:
@@ -96,6 +96,10 @@ class RunControls:
     #: replace a file at the output that is not this job's own
     overwrite: bool = False
     cancel_event: threading.Event | None = None
+    #: stop once the provider holds the job (``submit``); a route that cannot stop there runs it to the end
+    submit_only: bool = False
+    #: the provider's callback URL for this job's submit (https, or http to a loopback host)
+    webhook_url: str | None = None
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> RunControls:
@@ -106,6 +110,7 @@ class RunControls:
             force_resubmit=bool(options.get("force_resubmit", False)),
             overwrite=bool(options.get("overwrite", False)),
             cancel_event=options.get("cancel_event"),
+            webhook_url=checked_webhook_url(options.get("webhook_url")),
         )
 
 
@@ -150,6 +155,47 @@ class JobRunner:
         except LatentSyncError as exc:
             if exc.job_id is None:
                 exc.job_id = record.job_id  # callers (batch, fallback) find the job's record from the error
+            raise
+        finally:
+            claim.release()
+
+    def submit(
+        self, job: PreparedJob, controls: RunControls, *, budget: BudgetCap | None = None
+    ) -> tuple[str, LipSyncResult | None]:
+        """Claim ``job`` and drive it until the provider holds it: its job id. A route that cannot stop there
+        (local) runs it to the end, and a finished job is found finished: then its result too."""
+        try:
+            result = self.run(job, replace(controls, submit_only=True), budget=budget)
+        except Submitted:
+            record = self.journal.find_latest(job.idempotency_key)
+            assert record is not None  # noqa: S101 - the claim wrote it before the submit
+            return record.job_id, None
+        return result.job_id, result
+
+    def carry_on(
+        self, route: Route, job_id: str, inputs: JobInputs | None, *, deadline: float, controls: RunControls
+    ) -> LipSyncResult:
+        """Carry on a journalled job to its end (``Job.wait``): its own provider job if it has one. A caller
+        running it already is waited for; then its result is returned, never fetched twice."""
+        claim, record = self.journal.claim_job(job_id)
+        try:
+            if inputs is None:
+                inputs = JobInputs.from_record(
+                    record, need_inputs=must_submit(record, controls.retry_failed, controls.force_resubmit)
+                )
+            output = Path(record.output_path or f"{record.job_id}.mp4")
+            return self.drive(
+                route,
+                claim,
+                record,
+                inputs,
+                output,
+                deadline=deadline,
+                controls=replace(controls, overwrite=True, submit_only=False),
+            )
+        except LatentSyncError as exc:
+            if exc.job_id is None:
+                exc.job_id = job_id
             raise
         finally:
             claim.release()
@@ -242,6 +288,8 @@ class JobRunner:
             cancel_event=controls.cancel_event or threading.Event(),
             cancel_flag=claim.cancel_requested,
             others=lambda: self.journal.list(limit=500, route=record.route),
+            stop_after_submit=controls.submit_only,
+            webhook_url=controls.webhook_url,
         )
 
     def execute(self, route: Route, job: JobContext) -> LipSyncResult:
@@ -250,6 +298,8 @@ class JobRunner:
         job.mark(interrupted=None)
         try:
             outcome = route.execute(job)
+        except Submitted:
+            raise  # the provider holds the job; ``Job.wait`` or a webhook carries it on
         except ClaimLost as lost:  # another caller owns the job now; this one writes nothing more
             if _cancelled_all_the_same(job):
                 raise JobCancelled(
@@ -315,6 +365,23 @@ def _cancelled_all_the_same(job: JobContext) -> bool:
         return job.cancel_requested()
     except (sqlite3.Error, LatentSyncError):  # the journal cannot say: only what this owner saw itself
         return job.cancel_event.is_set()
+
+
+def checked_webhook_url(url: str | None) -> str | None:
+    """A callback URL a provider can be given: https, or plain http only to a loopback host (a fake, a test)."""
+    if url is None:
+        return None
+    from urllib.parse import urlsplit
+
+    from .errors import InvalidParameter
+    from .types import is_loopback_host
+
+    parts = urlsplit(str(url))
+    if not parts.hostname or not (
+        parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname))
+    ):
+        raise InvalidParameter("webhook_url", "must be an https URL (plain http only to a loopback host)")
+    return str(url)
 
 
 def reached_provider(record: JobRecord) -> bool:

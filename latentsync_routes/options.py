@@ -53,6 +53,8 @@ class RunOptions(JobOptions, total=False):
     face_check: bool | None
     #: set from another thread to cancel the job (the async client uses it when its task is cancelled)
     cancel_event: threading.Event | None
+    #: the provider calls this URL back when the job ends (``submit``; verify with ``handle_webhook``)
+    webhook_url: str | None
 
 
 class BatchOptions(TypedDict, total=False):

@@ -18,6 +18,8 @@ ROOT = "latentsync_routes"
 ABOVE_THE_FACADE = (
     "latentsync_routes.client",
     "latentsync_routes.async_client",
+    "latentsync_routes.handles",
+    "latentsync_routes.webhook_receiver",
     "latentsync_routes.choice",
     "latentsync_routes.doctor",
     "latentsync_routes.batch",

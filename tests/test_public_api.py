@@ -60,6 +60,13 @@ EXPECTED = {
     "StopSignal",
     "DummyCredentialRefused",
     "InvalidConsent",
+    "AsyncJob",
+    "Job",
+    "WaitTimeout",
+    "WebhookRejected",
+    "WebhookReplayed",
+    "WebhookSignatureInvalid",
+    "WebhookStale",
 }
 
 

@@ -107,6 +107,15 @@ class RouteOutput:
 ProgressCallback = Callable[[str, float | None], None]
 
 
+class Submitted(Exception):  # noqa: N818 - a signal, not an error: the job is at the provider
+    """Raised by a hosted route's ``execute`` with ``stop_after_submit``: the provider holds the job, whose
+    request id is journalled; the caller hears back later (``Job.wait``, a webhook)."""
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(request_id)
+        self.request_id = request_id
+
+
 @dataclass
 class JobContext:
     """One job as a route sees it; ``mark`` and ``add_attempt`` write through to the journal."""
@@ -130,6 +139,10 @@ class JobContext:
     #: the journal's other jobs of this route (recent first): an ambiguous submit never adopts a request
     #: one of them holds
     others: Callable[[], list[JobRecord]] = lambda: []
+    #: ``LipSyncClient.submit``: a hosted route stops once the provider holds the job (raising :class:`Submitted`)
+    stop_after_submit: bool = False
+    #: the provider's callback URL (``submit(..., webhook_url=...)``); each route passes its own field
+    webhook_url: str | None = None
     _attempt_no: int = field(default=0, init=False)
 
     @property

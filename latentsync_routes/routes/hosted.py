@@ -52,7 +52,15 @@ from ..errors import (
 )
 from ..retry import record_attempt, run_step
 from ..types import CostEstimate, JobRecord, LipSyncRequest, MediaInfo, MediaSource, utcnow
-from .base import JobContext, RouteInfo, RouteOutput, map_parameters, module_available, not_installed_message
+from .base import (
+    JobContext,
+    RouteInfo,
+    RouteOutput,
+    Submitted,
+    map_parameters,
+    module_available,
+    not_installed_message,
+)
 from .hosted_endings import billing, cancel_and_follow
 from .hosted_lookup import DEFAULT_SUBMIT_WINDOW_S, Listed, cancel_undecided
 from .hosted_lookup import resolve as resolve_ambiguous
@@ -244,6 +252,8 @@ class HostedRoute(ABC):
                 request_id = self._submit(job, {**uploaded, **params})
             else:
                 job.report(f"{self.name}: carrying on request {request_id}", None)
+            if job.stop_after_submit:
+                raise Submitted(request_id)
             status = self._wait(job, request_id)
             try:
                 output = run_step(
@@ -432,6 +442,22 @@ class HostedRoute(ABC):
         """One cancel request, then polls until the provider job ends (at most ``CANCEL_FOLLOW_SECONDS``)."""
         with deadline_scope(time.monotonic() + CANCEL_FOLLOW_SECONDS):  # the job's own deadline may be gone
             return cancel_and_follow(self, job, request_id, follow_seconds=CANCEL_FOLLOW_SECONDS)
+
+    def check_once(self, job: JobContext) -> str:
+        """One poll (``Job.status``, a webhook) journalled as the wait loop would: ``completed``, or how it
+        ended badly and what that was billed (raising that error). The provider's state."""
+        request_id = job.record.provider_request_id
+        if request_id is None:  # nothing at the provider to ask
+            return job.record.state
+        with deadline_scope(job.deadline):
+            status = run_step(
+                job, "wait", partial(self.poll, job, request_id), request_id=request_id, record_success=False
+            )
+            if status.state == "succeeded":
+                job.mark("completed")
+            elif status.state in ("failed", "cancelled"):
+                self._ended_badly(job, request_id, status)
+        return status.state
 
     def cancel_job(self, job: JobContext) -> str:
         """Cancel a job nobody is running now: its provider job if it has one, and mark it cancelled."""

@@ -17,6 +17,9 @@ FAQ = "https://docs.fal.ai/faq"
 PAYLOADS = "https://docs.fal.ai/model-apis/payloads"
 CLIENT = "https://pypi.org/project/fal-client/1.0.3/"
 
+WEBHOOKS = "https://docs.fal.ai/model-apis/model-endpoints/webhooks"
+WEBHOOKS_CHECKED = date(2026, 12, 7)
+
 FACTS: tuple[Fact, ...] = (
     Fact(
         "endpoint",
@@ -137,5 +140,22 @@ FACTS: tuple[Fact, ...] = (
         "10 times; 500/502 and 4xx are not retried.",
         "https://docs.fal.ai/documentation/serverless/reliability",
         CHECKED,
+    ),
+    Fact(
+        "webhook",
+        "A queue submit with ?fal_webhook=URL (fal-client: webhook_url) makes fal POST {request_id, "
+        "gateway_request_id, status: OK | ERROR, payload, error} to URL when the request ends; a failed delivery is "
+        "retried 10 times over 2 hours.",
+        WEBHOOKS,
+        WEBHOOKS_CHECKED,
+    ),
+    Fact(
+        "webhook-signature",
+        "Each delivery carries X-Fal-Webhook-Request-Id, -User-Id, -Timestamp and -Signature: "
+        "a hex ED25519 signature over request id, user id, timestamp and the hex sha256 of the raw body, joined "
+        "by newlines, by one of the keys at https://rest.alpha.fal.ai/.well-known/jwks.json (cache them at most "
+        "24 h); the timestamp must be within 300 s of now.",
+        WEBHOOKS,
+        WEBHOOKS_CHECKED,
     ),
 )

@@ -41,6 +41,7 @@ from .fake_cdn import FalStorageServer
 from .fake_jobs import CancelRecord, FalFailure, FalFaults, FalJob
 from .fake_platform import FalPlatformAPI, PayloadDeletion
 from .fake_schemas import validate_fal_latentsync
+from .fake_webhooks import FalWebhooks
 
 FAL_CLIENT_CONSTANTS = ("QUEUE_URL_FORMAT", "RUN_URL_FORMAT", "REST_URL", "CDN_URL")
 _APP = r"(?P<app>(?:(?:workflows|comfy)/)?[^/]+/[^/]+)"
@@ -48,7 +49,7 @@ _APP = r"(?P<app>(?:(?:workflows|comfy)/)?[^/]+/[^/]+)"
 __all__ = ["CancelRecord", "FakeFal", "FalFailure", "FalFaults", "FalJob", "PayloadDeletion"]
 
 
-class FakeFal(FalPlatformAPI, FalStorageServer):
+class FakeFal(FalWebhooks, FalPlatformAPI, FalStorageServer):
     """Loopback fal: queue + sync run + CDN token/upload/multipart + legacy storage + files + Platform API.
 
     Args:
@@ -243,6 +244,7 @@ class FakeFal(FalPlatformAPI, FalStorageServer):
         return [  # fixed paths first: the queue's /{owner}/{app}/... patterns would swallow them
             *self._platform_routes(),
             *self._storage_routes(),
+            *self._webhook_routes(),
             route("POST", rf"/run/{_APP}(?:/(?P<sub>.+))?", "run", self._run),
             route("GET", rf"/{_APP}/requests/{rid}/status", "status", self._status),
             route("PUT", rf"/{_APP}/requests/{rid}/cancel", "cancel", self._cancel),
@@ -393,6 +395,7 @@ class FakeFal(FalPlatformAPI, FalStorageServer):
         elif job.failure.billable_units is not None:
             job.billable_units = float(job.failure.billable_units)
         self._log(job, "Request failed" if job.failure else "Inference finished", "ERROR" if job.failure else "INFO")
+        self._job_ended(job)
         self._changed.notify_all()
 
     def _stand_in(self, job: FalJob) -> bytes:

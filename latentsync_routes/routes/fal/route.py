@@ -143,6 +143,10 @@ class FalRoute(HostedRoute):
         with fal_hosts(self.base_url()):
             return super().cancel_job(job)
 
+    def check_once(self, job: JobContext) -> str:
+        with fal_hosts(self.base_url()):
+            return super().check_once(job)
+
     def _sdk(self) -> fal_client.SyncClient:
         """The route's own fal-client ``SyncClient`` (one per route, so its CDN token manager is ours)."""
         with self._lock:
@@ -214,8 +218,9 @@ class FalRoute(HostedRoute):
         url = f"{fal_client.client.QUEUE_URL_FORMAT}{ENDPOINT}"
         try:
             headers = {**self._retention(job)[1], REQUEST_TIMEOUT_HEADER: str(start_timeout(job))}
+            hook = {"fal_webhook": job.webhook_url} if job.webhook_url else None  # facts.py: WEBHOOK
             response = self._http().post(
-                url, json=inputs, headers=headers, timeout=request_timeout(job, SUBMIT_TIMEOUT_S)
+                url, json=inputs, headers=headers, params=hook, timeout=request_timeout(job, SUBMIT_TIMEOUT_S)
             )
         except httpx.HTTPError as exc:
             if request_never_sent(exc):

@@ -16,6 +16,9 @@ MODEL = "https://replicate.com/bytedance/latentsync"
 HTTP_API = "https://replicate.com/docs/reference/http"
 CLIENT = "https://pypi.org/project/replicate/1.0.7/"
 
+WEBHOOKS = "https://replicate.com/docs/topics/webhooks/verify-webhook"
+WEBHOOKS_CHECKED = date(2026, 12, 7)
+
 FACTS: tuple[Fact, ...] = (
     Fact(
         "create",
@@ -98,5 +101,21 @@ FACTS: tuple[Fact, ...] = (
         "(while the input is retained).",
         HTTP_API,
         CHECKED,
+    ),
+    Fact(
+        "webhook",
+        "A prediction created with webhook=URL and webhook_events_filter=[completed] is POSTed to URL "
+        "when it ends, the body being the prediction (id, status, output, metrics).",
+        "https://replicate.com/docs/topics/webhooks",
+        WEBHOOKS_CHECKED,
+    ),
+    Fact(
+        "webhook-signature",
+        "Each delivery carries webhook-id (the same when a delivery is retried), "
+        "webhook-timestamp (seconds) and webhook-signature (space-separated v1,<base64> entries): HMAC-SHA256 over "
+        "'{id}.{timestamp}.{body}' keyed with the base64 part of the account's whsec_ secret from GET "
+        "/v1/webhooks/default/secret; check the timestamp against replays.",
+        WEBHOOKS,
+        WEBHOOKS_CHECKED,
     ),
 )

@@ -40,6 +40,7 @@ from ...testing._storage import FileStore, StoredFile, new_id
 from ...testing._wire import Headers, HTTPError, Request, Response, Route, iso_now, route
 from .fake_api import ReplicateAPIServer, ReplicateVersion
 from .fake_schemas import validate_replicate_input
+from .fake_webhooks import ReplicateWebhooks
 
 PredictionStatus = Literal["starting", "processing", "succeeded", "failed", "canceled"]
 _TERMINAL = ("succeeded", "failed", "canceled")
@@ -101,7 +102,7 @@ class ReplicatePrediction:
         return self.store.resolve(self.input.get(name))
 
 
-class FakeReplicate(ReplicateAPIServer):
+class FakeReplicate(ReplicateWebhooks, ReplicateAPIServer):
     """Loopback Replicate API: predictions, models/versions, files, output delivery.
 
     Args:
@@ -223,6 +224,7 @@ class FakeReplicate(ReplicateAPIServer):
             route("POST", rf"/v1/predictions/{pid}/cancel", "cancel", self._cancel),
             route("POST", rf"/v1/models/{_MODEL}/predictions", "model_create", self._model_create),
             *self._api_routes(),
+            *self._webhook_routes(),
         ]
 
     # ----- predictions -----------------------------------------------------------------
@@ -425,19 +427,16 @@ class FakeReplicate(ReplicateAPIServer):
         else:
             file_id = new_id(26).lower()
             p.output_file = self.store.save_bytes(
-                data,
-                file_id=file_id,
-                name="video_out.mp4",
-                content_type="video/mp4",
-                url=f"{self.url}/delivery/xezq/{file_id}/video_out.mp4",
-                origin="output",
-            )
+                data, file_id=file_id, name="video_out.mp4", content_type="video/mp4",
+                url=f"{self.url}/delivery/xezq/{file_id}/video_out.mp4", origin="output",
+            )  # fmt: skip
             p.output = (
                 p.output_file.url
                 if self.output_url_style == "http"
                 else "data:video/mp4;base64," + base64.b64encode(data).decode()
             )
             p.status = "succeeded"
+        self._job_ended(p, self._to_json(p))
         self._changed.notify_all()
 
     def _stand_in(self, p: ReplicatePrediction) -> bytes:

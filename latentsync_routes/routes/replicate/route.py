@@ -208,7 +208,12 @@ class ReplicateRoute(HostedRoute):
 
     def submit(self, job: JobContext, inputs: dict[str, Any]) -> str:
         try:
-            prediction = self._call(self._sdk().predictions.create, version=self.version, input=inputs, wait=False)
+            hook: dict[str, Any] = (
+                {"webhook": job.webhook_url, "webhook_events_filter": ["completed"]} if job.webhook_url else {}
+            )  # facts.py: WEBHOOK
+            prediction = self._call(
+                self._sdk().predictions.create, version=self.version, input=inputs, wait=False, **hook
+            )
         except Exception as exc:  # noqa: BLE001 - mapped by kind
             raise self._failure(exc, step="submit") from None
         return str(prediction.id)

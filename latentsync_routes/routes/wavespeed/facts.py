@@ -17,6 +17,9 @@ REFUNDS = "https://wavespeed.ai/docs/refund-policy"
 SDK = "https://pypi.org/project/wavespeed/2.0.5/"
 CLI = "https://github.com/WaveSpeedAI/wavespeed-cli"
 
+WEBHOOKS = "https://wavespeed.ai/docs/docs-api/verifying_webhook"
+WEBHOOKS_CHECKED = date(2026, 12, 7)
+
 FACTS: tuple[Fact, ...] = (
     Fact("base-url", "The API origin is https://api.wavespeed.ai; every path is under /api/v3/.", API_PAGE, CHECKED),
     Fact(
@@ -132,6 +135,24 @@ FACTS: tuple[Fact, ...] = (
         "No Retry-After is documented; the package retries 429 and 5xx on result polls.",
         SDK,
         CHECKED,
+        documented=False,
+    ),
+    Fact(
+        "webhook",
+        "A submit with the query parameter webhook=URL makes WaveSpeed POST {id, model, input, outputs, "
+        "urls, status: completed | failed, created_at, error} to URL when the task ends. (Its submit page also "
+        "names a webhook_url body field; the two webhook pages name the query parameter, which the route sends.)",
+        "https://wavespeed.ai/docs/how-to-use-webhooks",
+        WEBHOOKS_CHECKED,
+    ),
+    Fact(
+        "webhook-signature",
+        "WaveSpeed signs deliveries: webhook-id, webhook-timestamp and webhook-signature "
+        "v3,<hex HMAC-SHA256 over '{id}.{timestamp}.{body}'>, keyed with the secret from GET /api/v3/webhook/secret "
+        "without its whsec_ prefix and not base64-decoded; deliveries older than 300 s are to be refused. The "
+        "secret's response shape is not shown: the route reads data.secret, else secret.",
+        WEBHOOKS,
+        WEBHOOKS_CHECKED,
         documented=False,
     ),
 )

@@ -40,6 +40,7 @@ from ...testing._media import tiny_mp4
 from ...testing._storage import FileStore, StoredFile, new_id
 from ...testing._wire import Headers, HTTPError, Request, Response, Route, route
 from .fake_api import WaveSpeedAPIServer
+from .fake_webhooks import WaveSpeedWebhooks
 
 PredictionStatus = Literal["created", "processing", "completed", "failed", "deleted"]
 #: Models served by default: both WaveSpeed listings of LatentSync take exactly ``audio`` and ``video``.
@@ -100,7 +101,7 @@ class WaveSpeedPrediction:
         return self.store.resolve(self.input.get(name))
 
 
-class FakeWaveSpeed(WaveSpeedAPIServer):
+class FakeWaveSpeed(WaveSpeedWebhooks, WaveSpeedAPIServer):
     """Loopback WaveSpeed: submit, result polling, list/delete, pricing, both uploads, file serving.
 
     Args:
@@ -211,6 +212,7 @@ class FakeWaveSpeed(WaveSpeedAPIServer):
         pid = r"(?P<pid>[^/]+)"
         return [
             *self._api_routes(),
+            *self._webhook_routes(),
             route("POST", r"/api/v3/predictions", "list_predictions", self._list),
             route("GET", r"/api/v3/predictions", "list_predictions", self._list),
             route("POST", r"/api/v3/predictions/delete", "delete", self._delete),
@@ -368,6 +370,7 @@ class FakeWaveSpeed(WaveSpeedAPIServer):
                 origin="output",
             )
             p.status, p.outputs, p.cost_usd = "completed", [p.output_file.url], self.price(p.audio_seconds)
+        self._job_ended(p, self._to_json(p))
         self._changed.notify_all()
 
 

@@ -165,10 +165,12 @@ class WaveSpeedRoute(HostedRoute):
         import httpx
 
         try:
+            hook = {"webhook": job.webhook_url} if job.webhook_url else None  # facts.py: WEBHOOK
             response = self._http().post(
                 f"{self.api_url}/api/v3/{MODEL}",
                 json=inputs,
                 headers=self._headers(),
+                params=hook,
                 timeout=request_timeout(job, SUBMIT_TIMEOUT_S),
             )
         except httpx.HTTPError as exc:
