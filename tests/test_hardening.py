@@ -184,7 +184,7 @@ def _broken_client(exc: BaseException) -> Callable[..., Any]:
 @pytest.mark.parametrize(
     ("exc", "code", "kind"),
     [
-        (sqlite3.DatabaseError("file is not a database"), 2, "ConfigurationError"),
+        (sqlite3.DatabaseError("file is not a database"), 2, "JournalError"),  # a ConfigurationError
         (PermissionError(13, "Permission denied", "/nowhere/jobs.sqlite3"), 2, "ConfigurationError"),
         (RuntimeError("provider SDK exploded"), 4, "RouteError"),
     ],

@@ -29,18 +29,16 @@ default. Everything that makes a job paid for once and never lost lives here:
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from abc import ABC, abstractmethod
 from datetime import datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..deadlines import deadline_scope
 from ..dummy_keys import dummy_key_refusal
 from ..errors import (
     AmbiguousSubmit,
-    ClaimLost,
     DeadlineExceeded,
     DeadlinePassed,
     DummyCredentialRefused,
@@ -61,7 +59,7 @@ from .base import (
     module_available,
     not_installed_message,
 )
-from .hosted_endings import billing, cancel_and_follow
+from .hosted_endings import cancel_and_follow, ended_badly, stop
 from .hosted_lookup import DEFAULT_SUBMIT_WINDOW_S, Listed, cancel_undecided
 from .hosted_lookup import resolve as resolve_ambiguous
 from .hosted_progress import progress_from_logs, wait_message
@@ -337,13 +335,15 @@ class HostedRoute(ABC):
         return request_id
 
     def _wait(self, job: JobContext, request_id: str) -> Status:
-        on_deadline = partial(self._stop, job, request_id, "deadline")
+        on_deadline = partial(stop, self, job, request_id, "deadline", CANCEL_FOLLOW_SECONDS)
+        if not self.CAN_CANCEL:  # no cancel there: the job runs on, left resumable, never unreachable
+            on_deadline = partial(outlive_deadline, self, job, request_id, CANCEL_FOLLOW_SECONDS)
         seen_logs = 0
         started = time.monotonic()
         expected = self._expected_seconds(job)
         while True:
             if job.cancel_requested():
-                self._stop(job, request_id, "cancel")
+                stop(self, job, request_id, "cancel", CANCEL_FOLLOW_SECONDS)
             if job.remaining() <= 0:
                 on_deadline()
             try:
@@ -377,7 +377,7 @@ class HostedRoute(ABC):
                 job.mark("completed")
                 return status
             if status.state in ("failed", "cancelled"):
-                self._ended_badly(job, request_id, status)
+                ended_badly(self, job, request_id, status, CANCEL_FOLLOW_SECONDS)
             job.sleep(self.settings.poll_interval)
 
     def _expected_seconds(self, job: JobContext) -> float | None:
@@ -386,57 +386,6 @@ class HostedRoute(ABC):
             return self.estimate(job.request, job.video_info, job.audio_info).expected_wall_seconds
         except Exception:  # noqa: BLE001 - progress is best effort; the estimate was checked before the run
             return None
-
-    def _ended_badly(self, job: JobContext, request_id: str, status: Status) -> NoReturn:
-        billed, said = billing(self, job, request_id, status, follow_seconds=CANCEL_FOLLOW_SECONDS)
-        basis = f"; {said}" if said else ""
-        error: LatentSyncError
-        if status.state == "failed":
-            reason = " ".join((status.error or "no error message").split())[:300]
-            error = JobFailed(
-                f"the model failed on {self.name}: {reason}{basis}", route=self.name, request_id=request_id
-            )
-        else:
-            ended = status.message or "cancelled"
-            error = JobCancelled(
-                f"the {self.name} job ended {ended} at the provider{basis}", route=self.name, request_id=request_id
-            )
-        record_attempt(job, "wait", ok=False, error=error, request_id=request_id, billed_amount=billed)
-        job.mark(
-            "failed" if status.state == "failed" else "cancelled",
-            failure_reason=f"{type(error).__name__}: {error.message}",
-        )
-        raise error
-
-    def _stop(self, job: JobContext, request_id: str, why: Literal["deadline", "cancel"]) -> NoReturn:
-        """Cancel at the provider, follow the job to its end for a bounded time, record it, raise."""
-        if why == "deadline" and not self.CAN_CANCEL:  # it runs on there: left resumable, never unreachable
-            outlive_deadline(self, job, request_id, CANCEL_FOLLOW_SECONDS)
-        try:
-            job.mark()  # journalled before the cancel leaves: an owner whose claim was taken over stops here
-        except ClaimLost:
-            raise  # the caller holding the job now carries the cancel out; a second one is not sent from here
-        except (sqlite3.Error, LatentSyncError):
-            pass  # a journal that cannot be written now must not keep the provider job running
-        outcome, status = self.cancel_and_follow(job, request_id)
-        billed, said = billing(self, job, request_id, status, follow_seconds=CANCEL_FOLLOW_SECONDS)
-        basis = f"; {said}" if said else ""
-        error: LatentSyncError
-        if why == "deadline":
-            error = DeadlineExceeded(
-                f"{self.name} request {request_id} did not finish within the job deadline; {outcome}{basis}",
-                route=self.name,
-                request_id=request_id,
-            )
-        else:
-            error = JobCancelled(
-                f"{self.name} request {request_id} was cancelled by the caller; {outcome}{basis}",
-                route=self.name,
-                request_id=request_id,
-            )
-        record_attempt(job, "wait", ok=False, error=error, request_id=request_id, billed_amount=billed)
-        job.mark("cancelled", failure_reason=f"{type(error).__name__}: {error.message}")
-        raise error
 
     def cancel_and_follow(self, job: JobContext, request_id: str) -> tuple[str, Status | None]:
         """One cancel request, then polls until the provider job ends (at most ``CANCEL_FOLLOW_SECONDS``)."""
@@ -456,7 +405,7 @@ class HostedRoute(ABC):
             if status.state == "succeeded":
                 job.mark("completed")
             elif status.state in ("failed", "cancelled"):
-                self._ended_badly(job, request_id, status)
+                ended_badly(self, job, request_id, status, CANCEL_FOLLOW_SECONDS)
         return status.state
 
     def cancel_job(self, job: JobContext) -> str:
@@ -470,7 +419,7 @@ class HostedRoute(ABC):
             job.mark("cancelled", failure_reason="JobCancelled: cancelled before anything was submitted")
             return "nothing was submitted; nothing to cancel there"
         try:
-            self._stop(job, request_id, "cancel")
+            stop(self, job, request_id, "cancel", CANCEL_FOLLOW_SECONDS)
         except JobCancelled as exc:
             return exc.message
         raise AssertionError("unreachable")  # pragma: no cover

@@ -3,19 +3,22 @@
 * (an ambiguous submit is decided by time in :mod:`.hosted_lookup`);
 * :func:`billing`: what a job that ended badly was billed (the route's ``settle``), an unknown charge
   counted at its worst case, never as $0;
-* :func:`cancel_and_follow`: one cancel request, then the provider job followed to its end, bounded.
+* :func:`cancel_and_follow`: one cancel request, then the provider job followed to its end, bounded;
+* :func:`ended_badly` and :func:`stop`: a job that failed or was cancelled at the provider, or that this
+  side stops (deadline, cancel), recorded with what it was billed, and raised as the error it is.
 
 They use only the hooks a route declares (docs/new-route.md), so every hosted route gets them unchanged.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, NoReturn
 
 from .. import money
 from ..deadlines import deadline_scope
-from ..errors import DeadlinePassed, LatentSyncError
+from ..errors import ClaimLost, DeadlineExceeded, DeadlinePassed, JobCancelled, JobFailed, LatentSyncError
 from ..retry import StepFailure, record_attempt
 from ..types import utcnow
 from .hosted_status import CancelOutcome, Status
@@ -88,3 +91,50 @@ def cancel_and_follow(
     if last is not None and last.state == "succeeded" and not answer.accepted:
         outcome += "; it finished (and is billed), but its output was not fetched"
     return outcome, last
+
+
+def ended_badly(route: HostedRoute, job: JobContext, request_id: str, status: Status, follow_s: float) -> NoReturn:
+    """The provider job failed or was cancelled there: record what it was billed, mark the job, raise."""
+    billed, said = billing(route, job, request_id, status, follow_seconds=follow_s)
+    basis = f"; {said}" if said else ""
+    error: LatentSyncError
+    if status.state == "failed":
+        reason = " ".join((status.error or "no error message").split())[:300]
+        error = JobFailed(f"the model failed on {route.name}: {reason}{basis}", route=route.name, request_id=request_id)
+    else:
+        ended = status.message or "cancelled"
+        error = JobCancelled(
+            f"the {route.name} job ended {ended} at the provider{basis}", route=route.name, request_id=request_id
+        )
+    record_attempt(job, "wait", ok=False, error=error, request_id=request_id, billed_amount=billed)
+    job.mark(
+        "failed" if status.state == "failed" else "cancelled",
+        failure_reason=f"{type(error).__name__}: {error.message}",
+    )
+    raise error
+
+
+def stop(
+    route: HostedRoute, job: JobContext, request_id: str, why: Literal["deadline", "cancel"], follow_s: float
+) -> NoReturn:
+    """Cancel at the provider, follow the job to its end for ``follow_s``, record it, raise (a route without
+    a cancel is left to run on instead: :func:`.hosted_runs_on.outlive_deadline`)."""
+    try:
+        job.mark()  # journalled before the cancel leaves: an owner whose claim was taken over stops here
+    except ClaimLost:
+        raise  # the caller holding the job now carries the cancel out; a second one is not sent from here
+    except (sqlite3.Error, LatentSyncError):
+        pass  # a journal that cannot be written now must not keep the provider job running
+    outcome, status = route.cancel_and_follow(job, request_id)
+    billed, said = billing(route, job, request_id, status, follow_seconds=follow_s)
+    basis = f"; {said}" if said else ""
+    error: LatentSyncError
+    if why == "deadline":
+        text = f"{route.name} request {request_id} did not finish within the job deadline; {outcome}{basis}"
+        error = DeadlineExceeded(text, route=route.name, request_id=request_id)
+    else:
+        text = f"{route.name} request {request_id} was cancelled by the caller; {outcome}{basis}"
+        error = JobCancelled(text, route=route.name, request_id=request_id)
+    record_attempt(job, "wait", ok=False, error=error, request_id=request_id, billed_amount=billed)
+    job.mark("cancelled", failure_reason=f"{type(error).__name__}: {error.message}")
+    raise error

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, NoReturn
 from ..deadlines import deadline_scope
 from ..errors import DeadlineExceeded, DeadlinePassed
 from ..retry import StepFailure, record_attempt
+from .hosted_endings import ended_badly
 from .hosted_lookup import with_worst_case, without_worst_case
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ def outlive_deadline(route: HostedRoute, job: JobContext, request_id: str, secon
     """The deadline passed on a provider with no cancel: follow, then leave the job resumable and say so."""
     last = follow(route, job, request_id, seconds)
     if last is not None and last.state in ("failed", "cancelled"):
-        route._ended_badly(job, request_id, last)
+        ended_badly(route, job, request_id, last, seconds)
     amount = worst(route, job)
     if last is not None and last.state == "succeeded":
         said = "it completed after the deadline and is billed"
