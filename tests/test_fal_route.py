@@ -528,11 +528,10 @@ def test_large_inputs_stream_as_multipart_and_a_failed_part_retries_the_upload(
     (job,) = fal.jobs.values()
     assert job.input_bytes("video_url") == big.read_bytes()
     video = fal.store.by_url(job.arguments["video_url"])
-    assert (
-        video is not None
-        and video.origin == "multipart"
-        and video.lifecycle == {"expiration_duration_seconds": 1800 + 600}
-    )  # the job's deadline + margin, under the 2-day cap
+    assert video is not None and video.origin == "multipart" and video.lifecycle is not None
+    # from the upload to the job's deadline, plus the fetch margin (under the 2-day cap): the seconds the
+    # job has already spent (more on a loaded machine) come off the 1800 s deadline
+    assert 1800 + 600 - 120 <= video.lifecycle["expiration_duration_seconds"] <= 1800 + 600
     assert all(r.headers["X-Fal-Store-IO"] == "0" for r in fal.requests_for("multipart_create", "multipart_part"))
     assert len(fal.requests_for("multipart_create")) == 2  # the failed part failed the try; the retry restarts
     assert max(r.body_size for r in fal.requests_for("multipart_part")) == 10 * 2**20

@@ -313,3 +313,16 @@ def test_the_pages_buttons_are_enabled_only_when_they_do_something(tmp_path: Pat
     assert turned_on, "a click on Run enables Cancel"
     picked = [d for d in config["dependencies"] if [ids["ls-job"], "change"] in [list(t) for t in d["targets"]]]
     assert picked and set(picked[0]["outputs"]) == {ids["ls-resume"], ids["ls-job-cancel"], ids["ls-delete"]}
+
+
+def test_routes_reads_at_80_columns(tmp_path: Path) -> None:
+    from latentsync_routes.routes import REGISTRY
+
+    shown = run_cli("routes", home=tmp_path, env={"COLUMNS": "80"})
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert all(len(line.rstrip()) <= 80 for line in lines)
+    assert [line for line in lines if line.strip() in REGISTRY] == list(REGISTRY)  # a block per route, by name
+    words = " ".join(shown.stdout.split())
+    assert "failure billing" in words and "never charged" in words  # whole sentences, never cut to '…'
+    assert "…" not in shown.stdout

@@ -42,12 +42,18 @@ def routes(as_json: bool = JsonOpt, config: Path | None = ConfigOpt) -> None:
         infos = client.routes()
 
         def human() -> None:
-            table = Table("route", "owner", "uploads to", "retention", "weights licence", "failure billing")
-            for i in infos:
-                table.add_row(
-                    *_plain(i.name, i.owner, i.upload_destination, i.retention, i.weights_licence, i.failure_billing)
-                )
-            out.print(table)
+            # one block per route, label and text side by side: a six-column table of sentences is
+            # unreadable at 80 columns
+            for n, i in enumerate(infos):
+                table = Table.grid(padding=(0, 2))
+                table.add_column(style="bold", no_wrap=True)
+                table.add_column(overflow="fold")
+                for label, text in (("owner", i.owner), ("uploads to", i.upload_destination),
+                                    ("retention", i.retention), ("weights licence", i.weights_licence),
+                                    ("failure billing", i.failure_billing)):  # fmt: skip
+                    table.add_row(label, Text(str(text or "-")))
+                out.print(Text(("\n" if n else "") + i.name, style="bold cyan"))
+                out.print(table)
 
         _emit(as_json, infos, human)
 
