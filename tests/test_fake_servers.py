@@ -456,7 +456,7 @@ def test_the_demo_says_its_output_is_not_lip_synced_and_it_follows_the_audio(
 
     monkeypatch.setenv("LATENTSYNC_ROUTES_HOME", str(tmp_path))
     monkeypatch.setenv("TMPDIR", str(tmp_path))
-    done = CliRunner().invoke(app, ["demo", "--json"])
+    done = CliRunner().invoke(app, ["demo", "--keep", "--json"])  # kept: the test reads its output
     assert done.exit_code == 0, done.output
     summary = json.loads(done.stdout)
     assert summary["lip_synced"] is False and "NOT lip-synced" in summary["note"]

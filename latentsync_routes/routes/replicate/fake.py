@@ -36,6 +36,7 @@ from typing import Any, Literal
 from ...testing._faults import Fault
 from ...testing._lipsync_media import audio_seconds, lipsync_stand_in
 from ...testing._media import tiny_mp4
+from ...testing._polled import PolledJobs
 from ...testing._storage import FileStore, StoredFile, new_id
 from ...testing._wire import Headers, HTTPError, Request, Response, Route, iso_now, route
 from .fake_api import ReplicateAPIServer, ReplicateVersion
@@ -102,7 +103,7 @@ class ReplicatePrediction:
         return self.store.resolve(self.input.get(name))
 
 
-class FakeReplicate(ReplicateWebhooks, ReplicateAPIServer):
+class FakeReplicate(PolledJobs[ReplicatePrediction], ReplicateWebhooks, ReplicateAPIServer):
     """Loopback Replicate API: predictions, models/versions, files, output delivery.
 
     Args:
@@ -148,7 +149,6 @@ class FakeReplicate(ReplicateWebhooks, ReplicateAPIServer):
     ) -> None:
         self.starting_polls = starting_polls
         self.processing_polls = processing_polls
-        self._held_processing_polls: int | None = None
         self.predict_time = predict_time
         self._rule_times: dict[str, float] = {}
         self.default_wait_s = default_wait_s
@@ -169,14 +169,6 @@ class FakeReplicate(ReplicateWebhooks, ReplicateAPIServer):
         )
 
     # ----- inspection and control --------------------------------------------------------
-    @property
-    def predictions(self) -> dict[str, ReplicatePrediction]:
-        """Snapshot of predictions by id; ``len(fake.predictions)`` is how many were created."""
-        with self._lock:
-            return dict(self._predictions)
-
-    jobs = predictions
-
     def fail_job(
         self, prediction_id: str | None = None, *, error: str = "CUDA out of memory", logs: str | None = None
     ) -> None:
@@ -189,30 +181,6 @@ class FakeReplicate(ReplicateWebhooks, ReplicateAPIServer):
             if prediction.terminal:
                 raise ValueError(f"prediction {prediction_id} already {prediction.status}")
             prediction.failure = (error, logs)
-
-    def hold_jobs(self) -> None:
-        """Keep every job running (its status polls never end it) until :meth:`release_jobs`."""
-        with self._lock:
-            if self._held_processing_polls is None:
-                self._held_processing_polls = self.processing_polls
-            self.processing_polls = 10**9
-
-    def release_jobs(self) -> None:
-        """Undo :meth:`hold_jobs`: jobs end after their polls again, and those already held end now."""
-        with self._lock:
-            if self._held_processing_polls is not None:
-                self.processing_polls, self._held_processing_polls = self._held_processing_polls, None
-        for job_id, job in self.jobs.items():
-            if not job.terminal:
-                self.complete(job_id)
-
-    def complete(self, prediction_id: str) -> ReplicatePrediction:
-        """Finish a prediction now (also releases a blocked ``Prefer: wait`` create)."""
-        with self._lock:
-            prediction = self._predictions[prediction_id]
-            if not prediction.terminal:
-                self._finish(prediction)
-            return prediction
 
     # ----- server plumbing -------------------------------------------------------------
     def _build_routes(self) -> Sequence[Route]:

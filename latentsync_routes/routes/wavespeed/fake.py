@@ -37,6 +37,7 @@ from typing import Any, Literal
 from ...testing._faults import Fault
 from ...testing._lipsync_media import audio_seconds, lipsync_stand_in
 from ...testing._media import tiny_mp4
+from ...testing._polled import PolledJobs
 from ...testing._storage import FileStore, StoredFile, new_id
 from ...testing._wire import Headers, HTTPError, Request, Response, Route, route
 from .fake_api import WaveSpeedAPIServer
@@ -101,7 +102,7 @@ class WaveSpeedPrediction:
         return self.store.resolve(self.input.get(name))
 
 
-class FakeWaveSpeed(WaveSpeedWebhooks, WaveSpeedAPIServer):
+class FakeWaveSpeed(PolledJobs[WaveSpeedPrediction], WaveSpeedWebhooks, WaveSpeedAPIServer):
     """Loopback WaveSpeed: submit, result polling, list/delete, pricing, both uploads, file serving.
 
     Args:
@@ -138,7 +139,6 @@ class FakeWaveSpeed(WaveSpeedWebhooks, WaveSpeedAPIServer):
     ) -> None:
         self.created_polls = created_polls
         self.processing_polls = processing_polls
-        self._held_processing_polls: int | None = None
         self.result_video = result_video
         self.inference_ms = inference_ms
         self.models = set(models)
@@ -151,14 +151,6 @@ class FakeWaveSpeed(WaveSpeedWebhooks, WaveSpeedAPIServer):
         super().__init__(expected_key=expected_key, max_upload_bytes=max_upload_bytes, **server_options)
 
     # ----- inspection and control --------------------------------------------------------
-    @property
-    def predictions(self) -> dict[str, WaveSpeedPrediction]:
-        """Snapshot of predictions by id; ``len(fake.predictions)`` is how many were created (billed jobs)."""
-        with self._lock:
-            return dict(self._predictions)
-
-    jobs = predictions
-
     def fail_job(self, prediction_id: str | None = None, *, error: str = "Task failed", code: int = 1405) -> None:
         """Make a prediction end ``failed`` with ``error`` and ``data.code``; ``None`` means the next one created."""
         with self._lock:
@@ -169,30 +161,6 @@ class FakeWaveSpeed(WaveSpeedWebhooks, WaveSpeedAPIServer):
             if prediction.terminal:
                 raise ValueError(f"prediction {prediction_id} already {prediction.status}")
             prediction.failure = (error, code)
-
-    def hold_jobs(self) -> None:
-        """Keep every job running (its status polls never end it) until :meth:`release_jobs`."""
-        with self._lock:
-            if self._held_processing_polls is None:
-                self._held_processing_polls = self.processing_polls
-            self.processing_polls = 10**9
-
-    def release_jobs(self) -> None:
-        """Undo :meth:`hold_jobs`: jobs end after their polls again, and those already held end now."""
-        with self._lock:
-            if self._held_processing_polls is not None:
-                self.processing_polls, self._held_processing_polls = self._held_processing_polls, None
-        for job_id, job in self.jobs.items():
-            if not job.terminal:
-                self.complete(job_id)
-
-    def complete(self, prediction_id: str) -> WaveSpeedPrediction:
-        """End a prediction now, whatever its poll count."""
-        with self._lock:
-            prediction = self._predictions[prediction_id]
-            if not prediction.terminal:
-                self._finish(prediction)
-            return prediction
 
     def price(self, seconds: float | None) -> float:
         """The listed "$0.15 per 5 seconds", read as whole started 5 s units of the audio (= output)
