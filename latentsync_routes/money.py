@@ -31,11 +31,6 @@ def from_micros(value: int) -> float:
     return float(Decimal(value) / MICROS)
 
 
-def rounded(amount: float | int | Decimal | str | None) -> float:
-    """``amount`` rounded to the micro-unit, as the float the records keep."""
-    return from_micros(micros(amount))
-
-
 def total(amounts: Iterable[float | int | Decimal | str | None]) -> float:
     """The exact sum of ``amounts`` (rounded to the micro-unit each)."""
     return from_micros(sum(micros(a) for a in amounts))

@@ -10,7 +10,7 @@ import pytest
 
 from latentsync_routes import LipSyncClient
 from latentsync_routes.journal import Journal
-from latentsync_routes.money import exceeds, from_micros, micros, rounded, total
+from latentsync_routes.money import exceeds, from_micros, micros, total
 from tests.hosted_fixtures import FAL_KEY, fal, hosted_env, media  # noqa: F401
 from tests.test_batch import _manifest
 from tests.test_journal import record
@@ -37,7 +37,7 @@ def test_sums_and_caps_are_exact() -> None:
     assert 0.2 + 0.2 + 0.2 > 0.6  # the float drift this module exists for
     assert total([0.2, 0.2, 0.2]) == 0.6 and not exceeds(total([0.2, 0.2, 0.2]), 0.6)
     assert total([0.1] * 10) == 1.0 and exceeds(0.600001, 0.6)
-    assert rounded(0.1 + 0.2) == 0.3 and from_micros(129_675) == 0.129675
+    assert from_micros(micros(0.1 + 0.2)) == 0.3 and from_micros(129_675) == 0.129675
     with pytest.raises(ValueError, match="finite"):
         micros(float("nan"))
 

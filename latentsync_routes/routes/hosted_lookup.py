@@ -31,7 +31,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AmbiguousSubmit, LatentSyncError
-from ..money import micros, rounded, total
+from ..money import from_micros, micros, total
 from ..retry import record_attempt, run_step
 from ..types import JobRecord, utcnow
 
@@ -173,7 +173,7 @@ def without_worst_case(record: JobRecord, worst: float, note: str = WORST_CASE_N
     left = max(0, micros(cost.billed_unknown) - micros(worst))
     parts = [p for p in cost.billed_unknown_basis.split("until decided") if p.strip("; ")]
     rest = "until decided".join(p for p in parts if note not in p).strip("; ")
-    return {"cost": cost.model_copy(update={"billed_unknown": rounded(left / 1_000_000), "billed_unknown_basis": rest})}
+    return {"cost": cost.model_copy(update={"billed_unknown": from_micros(left), "billed_unknown_basis": rest})}
 
 
 def resolve(route: HostedRoute, job: JobContext, cause: str) -> str | None:
