@@ -4,7 +4,9 @@ The cheapest route is judged on the job in hand: a route is a candidate only whe
 (installed, credentials set), takes these inputs (its limits and parameters) and passes every safety check
 with this consent; candidates are ranked by expected price, then by expected time. Fallback moves a job to
 the next route only when its provider job *failed* and has ended, so a failed job can never bill alongside
-its replacement unless the caller allows it (``allow_overlap=True``).
+its replacement unless the caller allows it (``allow_overlap=True``), and only when the failure cost
+nothing: a failed job that is billed (or may be: ``billed_unknown``) stops the run there, so one job is
+not paid on two routes, unless the caller allows that too (``fallback_after_billed_failure=True``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import money
 from .errors import AmbiguousSubmit, ConfigurationError, JobFailed, LatentSyncError, ProviderInputRejected
 from .job_runner import RunControls
 from .media import probe_inputs
@@ -109,23 +112,6 @@ def explain(options: Sequence[RouteOption]) -> str:
     return text + ("; not usable: " + "; ".join(refused) if refused else "")
 
 
-def choose_cheapest(
-    client: LipSyncClient,
-    video: MediaLike,
-    audio: MediaLike,
-    *,
-    consent: str | None = None,
-    candidates: Sequence[str] | None = None,
-    **job: Any,
-) -> tuple[str, str]:
-    """``(route, why)`` for this job, or :class:`ConfigurationError` listing why no route can take it."""
-    options = rank_routes(client, video, audio, consent=consent, candidates=candidates, **job)
-    usable = [o for o in options if o.usable]
-    if not usable:
-        raise ConfigurationError("no route can take this job: " + "; ".join(f"{o.route}: {o.refused}" for o in options))
-    return usable[0].route, explain(options)
-
-
 def _ended(record: JobRecord | None) -> bool:
     """Whether the provider job behind ``record`` can no longer run (and so bill)."""
     return record is not None and record.state not in PROVIDER_STATES and record.interrupted is None
@@ -143,20 +129,90 @@ def _summary(record: JobRecord | None, route: str, exc: LatentSyncError) -> dict
     return entry
 
 
+def fallback_decision(
+    record: JobRecord | None, exc: LatentSyncError, *, allow_overlap: bool, after_billed: bool
+) -> tuple[bool, str]:
+    """Whether a failed try may hand its job to the next route, and why (or why not), in words for the record.
+
+    A billed failure stops by default: the caller asked for one output, and paying a second route for it
+    on top of a charged failure is a choice the caller makes (``fallback_after_billed_failure``)."""
+    if isinstance(exc, AmbiguousSubmit):
+        return False, "the submit was ambiguous: the first route's job may exist and run"
+    if record is None:
+        return True, "nothing reached the provider (stopped before the job was claimed): no charge"
+    if not (isinstance(exc, (JobFailed, ProviderInputRejected)) and _ended(record)):
+        if allow_overlap:
+            return True, "allow_overlap: the failed route's job may still run and bill beside the next one"
+        return False, "the failed route's job may still run and bill (pass allow_overlap=True to move on anyway)"
+    charged = record.cost.worst_case()
+    if money.micros(charged) == 0:
+        return True, "the failed job cost nothing (no charge recorded for it, or its charge is refunded)"
+    basis = record.cost.billed_unknown_basis or record.cost.basis
+    billed = f"the failed job on {record.route} is billed up to ${charged:.4f}" + (f" ({basis})" if basis else "")
+    if after_billed:
+        return True, f"{billed}; fallback_after_billed_failure: the next route is paid as well"
+    return False, (
+        f"{billed}: not paying another route for the same output; pass fallback_after_billed_failure=True "
+        "(CLI: --fallback-after-billed-failure) to allow it"
+    )
+
+
+def _stopped(exc: LatentSyncError, why: str) -> LatentSyncError:
+    """The failure as raised, its message saying why the run did not move to the next route."""
+    exc.message = f"{exc.message}; no fallback: {why}"
+    exc.args = (exc.message, *exc.args[1:])
+    return exc
+
+
 def run_chosen(
     client: LipSyncClient, video: MediaLike, audio: MediaLike, output: str | os.PathLike[str], **options: Any
 ) -> LipSyncResult:
     """``run`` with ``route="cheapest"`` and/or ``routes=[...]`` (``fallback=True`` to move on after a failure).
 
     The record of the job that ran says why its route was chosen (``route_choice``) and keeps each earlier
-    route's job, state and cost (``fallback_from``).
+    route's job, state, cost and why the run moved on (``fallback_from``); a job the run did not move on
+    from says why in its own record (``fallback_note``) and in the error raised.
     """
     routes = list(options.pop("routes", None) or [])
     fallback = bool(options.pop("fallback", False))
     allow_overlap = bool(options.pop("allow_overlap", False))
-    wanted = options.pop("route", None)
+    after_billed = bool(options.pop("fallback_after_billed_failure", False))
+    routes, why = _candidates(client, video, audio, routes, options.pop("route", None), fallback, options)
+    earlier: list[dict[str, Any]] = []
+    for position, name in enumerate(routes):
+        try:
+            prepared = client.prepare(video, audio, output, route=name, **options)
+            result = client.run_prepared(prepared, RunControls.from_options(options))
+        except LatentSyncError as exc:
+            if position == len(routes) - 1 or not fallback:
+                raise
+            record = client.journal.get(exc.job_id) if exc.job_id else None
+            move_on, reason = fallback_decision(record, exc, allow_overlap=allow_overlap, after_billed=after_billed)
+            if record is not None:
+                client.journal.save(record.model_copy(update={"fallback_note": reason}))
+            if not move_on:
+                raise _stopped(exc, reason) from None
+            earlier.append({**_summary(record, name, exc), "fallback": reason})
+            continue
+        if why or earlier:
+            record = result.record.model_copy(update={"route_choice": why, "fallback_from": earlier})
+            client.journal.save(record)
+            result = result.model_copy(update={"record": record})
+        return result
+    raise ConfigurationError("no route to run this job on")  # pragma: no cover - routes is never empty
+
+
+def _candidates(
+    client: LipSyncClient,
+    video: MediaLike,
+    audio: MediaLike,
+    routes: list[str],
+    wanted: str | None,
+    fallback: bool,
+    options: dict[str, Any],
+) -> tuple[list[str], str | None]:
+    """The routes to try in order, and why (when ``cheapest`` ranked them)."""
     job = {name: options[name] for name in JOB_PARAMETERS if options.get(name) is not None}
-    why: str | None = None
     if wanted == CHEAPEST or CHEAPEST in routes:
         ranked = rank_routes(
             client,
@@ -171,28 +227,5 @@ def run_chosen(
             raise ConfigurationError(
                 "no route can take this job: " + "; ".join(f"{o.route}: {o.refused}" for o in ranked)
             )
-        why = explain(ranked)
-        routes = usable if fallback else usable[:1]
-    elif not routes:
-        routes = [wanted or client.settings.route]
-    earlier: list[dict[str, Any]] = []
-    for position, name in enumerate(routes):
-        try:
-            prepared = client.prepare(video, audio, output, route=name, **options)
-            result = client.run_prepared(prepared, RunControls.from_options(options))
-        except LatentSyncError as exc:
-            record = client.journal.get(exc.job_id) if exc.job_id else None
-            if position == len(routes) - 1 or not fallback or isinstance(exc, AmbiguousSubmit):
-                raise
-            provider_failed = isinstance(exc, (JobFailed, ProviderInputRejected)) and _ended(record)
-            never_sent = record is None  # stopped before its claim: nothing reached the provider
-            if not (provider_failed or never_sent or allow_overlap):
-                raise
-            earlier.append(_summary(record, name, exc))
-            continue
-        if why or earlier:
-            record = result.record.model_copy(update={"route_choice": why, "fallback_from": earlier})
-            client.journal.save(record)
-            result = result.model_copy(update={"record": record})
-        return result
-    raise ConfigurationError("no route to run this job on")  # pragma: no cover - routes is never empty
+        return (usable if fallback else usable[:1]), explain(ranked)
+    return (routes or [wanted or client.settings.route]), None

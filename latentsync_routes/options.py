@@ -49,6 +49,9 @@ class RunOptions(JobOptions, total=False):
     fallback: bool
     #: with ``fallback``, move on even when the failed route's job might still run and bill
     allow_overlap: bool
+    #: with ``fallback``, move on after a failure that is billed (or may be): the output is then paid on two
+    #: routes. Off by default: a billed failure stops the run and says so
+    fallback_after_billed_failure: bool
     #: sample the video for a face before uploading it (default: ``policy.face_check``); see face_check.py
     face_check: bool | None
     #: set from another thread to cancel the job (the async client uses it when its task is cancelled)
@@ -66,6 +69,11 @@ class BatchOptions(TypedDict, total=False):
     consent: str | None
     #: the routes ``cheapest`` may choose from (default: every route)
     among: list[str] | None
+    #: ``cheapest`` jobs move on to their next usable route after a failure that cost nothing (``run``'s
+    #: ``fallback``); rows that name a route run there only
+    fallback: bool
+    #: with ``fallback``, move on after a billed failure too; the budget then counts every route's worst case
+    fallback_after_billed_failure: bool
     #: refuse the batch before anything runs when its worst case is over this many dollars
     budget: float | None
     #: per-route concurrency limits, e.g. ``{"fal": 8}`` (default: each route's own)

@@ -348,7 +348,11 @@ class JobRecord(BaseModel):
     route_choice: str | None = None
     """Why this route was chosen when the caller asked for ``cheapest``."""
     fallback_from: list[dict[str, Any]] = Field(default_factory=list)
-    """The earlier routes' jobs of a ``fallback=True`` run: route, job_id, state, cost, error."""
+    """The earlier routes' jobs of a ``fallback=True`` run: route, job_id, state, cost, error, and why the
+    run moved on from each (``fallback``)."""
+    fallback_note: str | None = None
+    """In a ``fallback=True`` run, why the run did or did not move on from this job to the next route (a
+    billed failure stops it unless ``fallback_after_billed_failure=True``)."""
     output_uri: str | None = None
     """The provider's URL of the output, while it lasts."""
     output_path: str | None = None

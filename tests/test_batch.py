@@ -264,6 +264,52 @@ def test_fallback_moves_on_after_a_failed_provider_job_and_keeps_both_in_one_rec
     (first,) = result.record.fallback_from
     assert first["route"] == "fal" and first["state"] == "failed" and first["error"]["type"] == "JobFailed"
     assert "cost" in first
+    assert "cost nothing" in first["fallback"]  # fal never bills a server error: moving on pays once
+
+
+def test_fallback_stops_after_a_billed_failure_and_says_why(
+    tmp_path: Path,
+    media: tuple[Path, Path],
+    fal: Any,
+    rep: Any,  # noqa: F811
+) -> None:
+    rep.fail_job()  # a failed prediction is billed for its run time (replicate facts.py: failed-billing)
+    client = _client()
+    with pytest.raises(JobFailed) as caught:
+        client.run(*media, tmp_path / "out.mp4", routes=["replicate", "fal"], fallback=True)
+    assert len(rep.predictions) == 1 and len(fal.jobs) == 0  # one output was asked for: not paid on two routes
+    assert "no fallback" in caught.value.message and "--fallback-after-billed-failure" in caught.value.message
+    record = client.journal.get(caught.value.job_id or "")
+    assert record is not None and record.cost.worst_case() > 0
+    assert record.fallback_note is not None and "is billed" in record.fallback_note
+
+
+def test_fallback_after_a_billed_failure_only_when_allowed(
+    tmp_path: Path,
+    media: tuple[Path, Path],
+    fal: Any,
+    rep: Any,  # noqa: F811
+) -> None:
+    rep.fail_job()
+    result = _client().run(
+        *media, tmp_path / "out.mp4", routes=["replicate", "fal"], fallback=True, fallback_after_billed_failure=True
+    )
+    assert result.route == "fal" and len(rep.predictions) == 1 and len(fal.jobs) == 1
+    (first,) = result.record.fallback_from
+    assert first["route"] == "replicate" and "fallback_after_billed_failure" in first["fallback"]
+    assert first["cost"]["billed_failures"] > 0
+
+
+def test_fallback_stops_after_a_billed_fal_validation_error(
+    tmp_path: Path,
+    media: tuple[Path, Path],
+    fal: Any,
+    rep: Any,  # noqa: F811
+) -> None:
+    fal.fail_job(status_code=422, detail=[{"loc": ["body", "seed"], "msg": "bad"}], billable_units=3)
+    with pytest.raises(LatentSyncError) as caught:
+        _client().run(*media, tmp_path / "out.mp4", routes=["fal", "replicate"], fallback=True)
+    assert "no fallback" in caught.value.message and len(rep.predictions) == 0
 
 
 def test_without_fallback_a_failure_is_raised(
@@ -290,6 +336,46 @@ def test_fallback_never_follows_an_ambiguous_submit(
         _client().run(*media, tmp_path / "out.mp4", routes=["fal", "replicate"], fallback=True)
     assert type(caught.value).__name__ == "AmbiguousSubmit", caught.value
     assert len(rep.predictions) == 0  # the fal job may exist: never a second provider's job beside it
+
+
+def test_batch_fallback_budget_counts_both_routes_only_when_billed_failures_are_followed(
+    tmp_path: Path,
+    media: tuple[Path, Path],
+    fal: Any,
+    rep: Any,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from latentsync_routes import money
+    from latentsync_routes.batch import plan_batch
+    from latentsync_routes.batch.plan import FallbackRule
+    from latentsync_routes.cli import app
+
+    client = _client()
+    jobs = read_manifest(_manifest(tmp_path, media, 1, lambda i: "cheapest"))
+    among = ["fal", "replicate"]
+    alone = plan_batch(client, jobs, among=among)
+    free_only = plan_batch(client, jobs, among=among, fallback=FallbackRule(True))
+    both = plan_batch(client, jobs, among=among, fallback=FallbackRule(True, after_billed_failure=True))
+    highs = [client.estimate(*media, route=name).high for name in among]
+    assert free_only.items[0].options["routes"] == [
+        alone.items[0].route,
+        *(r for r in among if r != alone.items[0].route),
+    ]
+    assert free_only.items[0].options["fallback_after_billed_failure"] is False
+    assert money.micros(free_only.high) == max(money.micros(h) for h in highs)  # one route paid at most
+    assert money.micros(both.high) == money.micros(money.total(highs)) > money.micros(alone.high)
+    # over the CLI: a budget between one route's worst case and both is refused only with the flag
+    monkeypatch.setenv("FAL_KEY", FAL_KEY)
+    monkeypatch.setenv("REPLICATE_API_TOKEN", REPLICATE_TOKEN)
+    budget = str(money.from_micros(max(money.micros(h) for h in highs) + 1))
+    manifest = str(_manifest(tmp_path, media, 1, lambda i: "cheapest"))
+    common = ["batch", manifest, "--consent", "test", "--among", "fal,replicate", "--budget", budget, "--fallback"]
+    refused = CliRunner().invoke(app, [*common, "--fallback-after-billed-failure", "--json"])
+    assert refused.exit_code == 5, refused.output
+    assert json.loads(refused.stdout)["error"]["type"] == "BudgetExceeded"
+    assert fal.requests == [] and rep.predictions == {}
 
 
 async def test_async_map_runs_a_batch(tmp_path: Path, media: tuple[Path, Path], fal: Any) -> None:  # noqa: F811

@@ -43,6 +43,8 @@ class BatchItem:
     estimate: CostEstimate | None = None
     #: why this route was chosen (``cheapest``), kept in the job's record
     choice: str | None = None
+    #: the job's worst case over every route it may move on to (``fallback``); ``None``: the estimate's high end
+    high: float | None = None
 
 
 class BatchEvents(Protocol):

@@ -7,14 +7,22 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import money
-from ..choice import CHEAPEST, choose_cheapest
+from ..choice import CHEAPEST, explain, rank_routes
 from ..consent import checked_consent
-from ..errors import BudgetExceeded, InvalidParameter, LatentSyncError, ManifestError, PolicyViolation
+from ..errors import (
+    BudgetExceeded,
+    ConfigurationError,
+    InvalidParameter,
+    LatentSyncError,
+    ManifestError,
+    PolicyViolation,
+)
 from ..journal import TERMINAL_OK
 from ..outputs import resolve_output
+from ..types import CostEstimate
 from .executor import BatchItem
 from .manifest import BatchJob
 
@@ -58,6 +66,37 @@ def _finished_outputs(client: LipSyncClient) -> set[str]:
     return {r.output_path for r in client.journal.list(limit=1_000_000, state=TERMINAL_OK) if r.output_path}
 
 
+@dataclass(frozen=True)
+class FallbackRule:
+    """How a batch's ``cheapest`` jobs may move to their next usable route after a failure (``run``'s
+    ``fallback`` and ``fallback_after_billed_failure``); jobs whose row names a route run there only."""
+
+    enabled: bool = False
+    after_billed_failure: bool = False
+
+
+def _choose(
+    client: LipSyncClient, job: BatchJob, options: dict[str, Any], among: Sequence[str] | None
+) -> tuple[str, str, list[CostEstimate]]:
+    """The cheapest usable route for ``job``, why, and the estimates of the other usable routes in order."""
+    parameters = {k: v for k, v in options.items() if k != "consent"}
+    ranked = rank_routes(client, job.video, job.audio, consent=options.get("consent"), candidates=among, **parameters)
+    usable = [o.estimate for o in ranked if o.usable and o.estimate is not None]
+    if not usable:
+        raise ConfigurationError("no route can take this job: " + "; ".join(f"{o.route}: {o.refused}" for o in ranked))
+    return usable[0].route, explain(ranked), usable[1:]
+
+
+def worst_case(estimate: CostEstimate | None, backups: Sequence[CostEstimate], after_billed_failure: bool) -> float:
+    """What one job may cost at most over every route it may run on. A failure that costs nothing is the
+    only one followed by default, so then one route is paid at most (the dearest); when billed failures
+    are followed too, every route tried may be paid (their sum)."""
+    highs = [e.high for e in ([estimate] if estimate is not None else []) + list(backups)]
+    if after_billed_failure:
+        return money.total(highs)
+    return max(highs, key=money.micros, default=0.0)
+
+
 def _plan_one(
     client: LipSyncClient,
     job: BatchJob,
@@ -65,17 +104,18 @@ def _plan_one(
     route: str | None,
     consent: str | None,
     among: Sequence[str] | None,
+    fallback: FallbackRule,
 ) -> BatchItem:
     name = job.route or route or client.settings.route
-    options = {**job.run_options()}
+    options: dict[str, Any] = {**job.run_options()}
     if consent and "consent" not in options:
         options["consent"] = consent
     parameters = {k: v for k, v in options.items() if k != "consent"}
-    choice = None
+    choice: str | None = None
+    backups: list[CostEstimate] = []
     if name == CHEAPEST:
-        name, choice = choose_cheapest(
-            client, job.video, job.audio, consent=options.get("consent"), candidates=among, **parameters
-        )
+        name, choice, backups = _choose(client, job, options, among)
+        backups = backups if fallback.enabled else []
     why_not = client.route(name).availability()
     if why_not:
         raise LatentSyncError(f"route {name} is not usable here: {why_not}", route=name)
@@ -83,6 +123,12 @@ def _plan_one(
     stops = [c for c in checks if not c.passed]
     if stops:
         raise PolicyViolation(stops, route=name)
+    if backups:
+        options.update(
+            routes=[name, *(b.route for b in backups)],
+            fallback=True,
+            fallback_after_billed_failure=fallback.after_billed_failure,
+        )
     output = resolve_output(job.output, route=name)
     return BatchItem(
         index=index,
@@ -94,6 +140,7 @@ def _plan_one(
         options=options,
         estimate=estimate,
         choice=choice,
+        high=worst_case(estimate, backups, fallback.after_billed_failure) if backups else None,
     )
 
 
@@ -105,17 +152,19 @@ def plan_batch(
     consent: str | None = None,
     budget: float | None = None,
     among: Sequence[str] | None = None,
+    fallback: FallbackRule | None = None,
 ) -> BatchPlan:
     """Check and price every job; :class:`ManifestError` names every bad row, :class:`BudgetExceeded` a plan
     whose worst case is over ``budget``. Both before anything leaves the machine. ``among`` limits the
-    routes ``cheapest`` may choose from."""
+    routes ``cheapest`` may choose from; with ``fallback`` a job's worst case counts the routes it may
+    move on to (:func:`worst_case`)."""
     consent = checked_consent(consent, where="consent")
     items: list[BatchItem] = []
     problems: list[tuple[int, str]] = []
     policy_only = True
     for index, job in enumerate(jobs):
         try:
-            items.append(_plan_one(client, job, index, route, consent, among))
+            items.append(_plan_one(client, job, index, route, consent, among, fallback or FallbackRule()))
         except LatentSyncError as exc:
             policy_only = policy_only and isinstance(exc, PolicyViolation)
             problems.append((job.line, f"{type(exc).__name__}: {exc}"))
@@ -140,7 +189,7 @@ def plan_batch(
         if estimate is not None:
             total.low = money.total([total.low, estimate.low])
             total.expected = money.total([total.expected, estimate.amount])
-            total.high = money.total([total.high, estimate.high])
+            total.high = money.total([total.high, estimate.high if item.high is None else item.high])
             total.expected_seconds += estimate.expected_wall_seconds or 0.0
     if budget is not None and money.exceeds(plan.high, budget):
         raise BudgetExceeded(

@@ -16,7 +16,7 @@ from .. import money
 from ..types import LipSyncResult
 from .executor import BatchItem, Executor, Outcome, StopSignal, ThreadExecutor
 from .manifest import BatchJob, as_jobs, read_manifest
-from .plan import BatchPlan, concurrency_limits, plan_batch
+from .plan import BatchPlan, FallbackRule, concurrency_limits, plan_batch
 from .report import BatchReport, Tracker, job_report
 
 if TYPE_CHECKING:
@@ -114,18 +114,17 @@ def run_batch(
     consent: str | None = None,
     budget: float | None = None,
     among: Sequence[str] | None = None,
-    concurrency: Mapping[str, int] | None = None,
-    executor: str | Executor | None = None,
-    address: str | None = None,
+    fallback: bool = False,
+    fallback_after_billed_failure: bool = False,
     report: str | os.PathLike[str] | None = None,
-    on_update: UpdateCallback | None = None,
-    stop: StopSignal | None = None,
+    **execution: Any,
 ) -> BatchReport:
-    """Plan (refusing bad rows and an over-budget total before anything runs), run, and report."""
-    plan = plan_batch(client, load_jobs(jobs), route=route, consent=consent, budget=budget, among=among)
-    result = execute_plan(
-        client, plan, concurrency=concurrency, executor=executor, address=address, on_update=on_update, stop=stop
-    )
+    """Plan (refusing bad rows and an over-budget total before anything runs), run, and report.
+
+    ``execution``: :func:`execute_plan`'s ``concurrency``, ``executor``, ``address``, ``on_update``, ``stop``."""
+    rule = FallbackRule(fallback, fallback_after_billed_failure)
+    plan = plan_batch(client, load_jobs(jobs), route=route, consent=consent, budget=budget, among=among, fallback=rule)
+    result = execute_plan(client, plan, **execution)
     if report is not None:
         result.write(report)
     return result

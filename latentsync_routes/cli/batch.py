@@ -30,6 +30,16 @@ def _status(snapshot: dict[str, Any]) -> str:
     )
 
 
+FallbackOpt = typer.Option(
+    False, "--fallback", help="A 'cheapest' job whose provider job failed at no charge moves to its next route."
+)
+AfterBilledOpt = typer.Option(
+    False,
+    "--fallback-after-billed-failure",
+    help="With --fallback, move on after a billed failure too (both routes paid; --budget counts both).",
+)
+
+
 @app.command()
 def batch(
     manifest: Path = typer.Argument(
@@ -43,6 +53,8 @@ def batch(
     among: str | None = typer.Option(None, "--among", help="Routes 'cheapest' may choose from, e.g. fal,replicate."),
     consent: str | None = typer.Option(None, "--consent", help="Consent basis of rows that give none."),
     budget: float | None = typer.Option(None, "--budget", help="Refuse the batch (exit 5) if it may cost more (USD)."),
+    fallback: bool = FallbackOpt,
+    after_billed: bool = AfterBilledOpt,
     concurrency: list[str] = typer.Option([], "--concurrency", help="ROUTE=N, per route; repeat for each route."),
     report: Path | None = typer.Option(None, "--report", help="Write the report here as .json and .csv."),
     executor: str = typer.Option("local", "--executor", help="local (threads here) or ray."),
@@ -59,7 +71,7 @@ def batch(
     are reported as not_started), 2/3/5 when the manifest was refused before anything ran.
     """
     from ..batch import StopSignal, execute_plan, plan_batch, read_manifest
-    from ..batch.plan import parse_concurrency
+    from ..batch.plan import FallbackRule, parse_concurrency
     from ..errors import ConfigurationError
 
     with _errors(as_json):
@@ -77,8 +89,15 @@ def batch(
         client = _client(config)
         limits = parse_concurrency(concurrency)
         candidates = [name.strip() for name in among.split(",") if name.strip()] if among else None
+        rule = FallbackRule(fallback, after_billed)
         plan = plan_batch(
-            client, read_manifest(manifest), route=route, consent=consent, budget=budget, among=candidates
+            client,
+            read_manifest(manifest),
+            route=route,
+            consent=consent,
+            budget=budget,
+            among=candidates,
+            fallback=rule,
         )
         if not as_json:
             err.print(_plan_table(plan))
