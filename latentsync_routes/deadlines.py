@@ -3,7 +3,10 @@
 The hosted template sets the job's deadline for the code it runs (:func:`deadline_scope`, a ContextVar,
 so other jobs' threads keep theirs); :class:`DeadlineTransport` wraps an httpx transport and cuts every
 request's connect/read/write/pool timeout to the time left, so an upload or a poll that stalls ends at
-the deadline instead of at the SDK's own timeout. Threads an SDK starts by itself (fal-client's multipart
+the deadline instead of at the SDK's own timeout. A response body is read under the same deadline: each
+read's timeout is at most the time left when the request was sent, and the body is cut (as
+:class:`DeadlinePassed`) at the first chunk that arrives after the deadline, so a body that trickles or
+stalls ends near the deadline, not after it. Threads an SDK starts by itself (fal-client's multipart
 parts) do not inherit the scope; their own timeouts still apply.
 """
 
@@ -58,9 +61,31 @@ def deadline_transport(inner: httpx.BaseTransport, defaults: dict[str, float] | 
                     current = limits.get(name)
                     limits[name] = cap if current is None else min(current, cap)
             request.extensions["timeout"] = limits
-            return inner.handle_request(request)
+            response = inner.handle_request(request)
+            deadline = _DEADLINE.get()
+            if deadline is not None and isinstance(response.stream, httpx.SyncByteStream):
+                response.stream = _deadline_body(response.stream, deadline)
+            return response
 
         def close(self) -> None:
             inner.close()
 
     return DeadlineTransport()
+
+
+def _deadline_body(stream: httpx.SyncByteStream, deadline: float) -> httpx.SyncByteStream:
+    """``stream`` cut off at ``deadline``: a chunk arriving after it ends the read as :class:`DeadlinePassed`
+    (not an httpx error, so no SDK or download retry runs on past the deadline)."""
+    import httpx
+
+    class DeadlineBody(httpx.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            for chunk in stream:
+                if time.monotonic() > deadline:
+                    raise DeadlinePassed("the job deadline passed while the response body was being read")
+                yield chunk
+
+        def close(self) -> None:
+            stream.close()
+
+    return DeadlineBody()

@@ -20,12 +20,13 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 from urllib.parse import unquote, urlsplit
 
-from .errors import DownloadError, InputError, LatentSyncError
+from .deadlines import deadline_transport
+from .errors import DeadlineExceeded, DeadlinePassed, DownloadError, InputError, LatentSyncError
 from .media import safe_name
 from .outputs import publish_mode
 from .retry import TRANSIENT_STATUSES, StepFailure, request_never_sent, retry_after_of, run_step
@@ -92,7 +93,35 @@ def download_output(
         tmp, length_known = _stream_to_temp(client, url, dest, cap, dict(headers or {}), route, request_id)
         return _accept(tmp, dest, job, route, request_id, not length_known)
 
-    return run_step(job, "fetch", one_try, request_id=request_id)
+    return _by_the_deadline(
+        job,
+        route,
+        request_id,
+        lambda on_deadline: run_step(job, "fetch", one_try, request_id=request_id, on_deadline=on_deadline),
+    )
+
+
+def _by_the_deadline(
+    job: JobContext, route: str, request_id: str | None, fetch: Callable[[Callable[[], NoReturn]], Path]
+) -> Path:
+    """Run ``fetch`` (the download's retry loop) under the job's deadline, which bounds the whole download,
+    a stalled body included (the shared client's transport cuts reads at the deadline: deadlines.py).
+
+    At the deadline the download stops as :class:`DeadlineExceeded`; the temp file is gone and nothing is
+    at the destination. The output is paid and still at the provider, so the job stays resumable."""
+
+    def passed() -> NoReturn:
+        raise DeadlineExceeded(
+            f"the job deadline passed while downloading the output from {route}; the job is paid and its "
+            f"output is kept by {route} for now: `latentsync-routes jobs resume {job.job_id}` downloads it",
+            route=route,
+            request_id=request_id,
+        )
+
+    try:
+        return fetch(passed)
+    except DeadlinePassed:
+        passed()
 
 
 _CLIENT: httpx.Client | None = None
@@ -110,7 +139,11 @@ def _shared_client() -> httpx.Client:
 
     with _CLIENT_LOCK:
         if _CLIENT is None:
-            _CLIENT = httpx.Client(follow_redirects=True, timeout=httpx.Timeout(DOWNLOAD_TIMEOUT_S, connect=10.0))
+            _CLIENT = httpx.Client(
+                follow_redirects=True,
+                timeout=httpx.Timeout(DOWNLOAD_TIMEOUT_S, connect=10.0),
+                transport=deadline_transport(httpx.HTTPTransport()),  # a download ends at the job's deadline
+            )
         return _CLIENT
 
 

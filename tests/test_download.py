@@ -116,3 +116,50 @@ def test_data_uri_output(tmp_path: Path, media: tuple[Path, Path]) -> None:
     job = make_job(tmp_path)
     uri = "data:video/mp4;base64," + base64.b64encode(media[0].read_bytes()).decode()
     assert download_output(job, uri, route="test", request_id=None).read_bytes() == media[0].read_bytes()
+
+
+# -- the job's deadline bounds the download (issue 21: a 40 s stall ran past --deadline 3) -------------------
+def test_a_stalled_body_ends_at_the_job_deadline_with_nothing_at_the_destination(
+    tmp_path: Path, cdn: FakeFal, media: tuple[Path, Path]
+) -> None:
+    import time
+
+    from latentsync_routes.deadlines import deadline_scope
+    from latentsync_routes.errors import DeadlineExceeded
+
+    job = make_job(tmp_path, deadline_s=2.0)
+    url = serve(cdn, media[0].read_bytes())
+    cdn.faults.file_download.append(Fault.stall(120.0, after_bytes=256))
+    started = time.monotonic()
+    with deadline_scope(job.deadline), pytest.raises(DeadlineExceeded) as caught:
+        download_output(job, url, route="test", request_id="r1")
+    assert time.monotonic() - started < 60.0  # bounded by the deadline, not the 120 s stall (generous: loaded CI)
+    assert "jobs resume job1" in caught.value.message and caught.value.request_id == "r1"
+    assert not (tmp_path / "out.mp4").exists() and leftovers(tmp_path) == []
+    assert len(cdn.requests_for("file_download")) == 1  # no retry after the deadline
+
+
+def test_a_download_stopped_by_the_deadline_leaves_the_paid_job_resumable(
+    tmp_path: Path, media: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from latentsync_routes.errors import DeadlineExceeded
+
+    key = hosted_fixtures.FAL_KEY
+    with FakeFal(expected_key=key, queue_polls=1, progress_polls=1) as fal:
+        monkeypatch.setenv("LATENTSYNC_ROUTES_FAL_BASE_URL", fal.url)
+        client = hosted_fixtures.fal_client()
+        output = tmp_path / "out.mp4"
+        job = client.submit(*media, output=output)  # the provider holds it; the download alone meets the deadline
+        fal.complete(job.record.provider_request_id or "")
+        fal.faults.file_download.append(Fault.stall(120.0, after_bytes=256))
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded) as caught:
+            client.resume(job.id, deadline_seconds=4.0)
+        assert time.monotonic() - started < 60.0, caught.value
+        record = client.journal.get(job.id)
+        assert record is not None and record.state == "completed" and record.interrupted  # paid, resumable
+        assert not output.exists() and leftovers(tmp_path) == []
+        result = client.resume(job.id)  # a later resume downloads the paid output: no new provider job
+        assert result.output_path == output and output.is_file() and len(fal.jobs) == 1

@@ -6,7 +6,7 @@ the server pops one per matching request, in order, so a test controls exactly
 which attempt fails and how. The faults model what a real client meets in
 production: rate limiting at the edge, an ingress proxy page instead of JSON,
 a job that is created but whose reply is lost, a reset mid-upload, a slow
-reply, and a download cut short.
+reply, a download cut short, and a body that stalls part-way.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ FaultKind = Literal[
     "reset_during_upload",
     "delay",
     "truncate",
+    "stall",
 ]
 
 #: Faults applied before the endpoint runs, so the provider's state is untouched.
@@ -140,12 +141,18 @@ class Fault:
         """Run the endpoint, announce the full ``Content-Length``, send only ``nbytes``, close."""
         return cls(kind="truncate", nbytes=nbytes)
 
+    @classmethod
+    def stall(cls, seconds: float, after_bytes: int = 1024) -> Fault:
+        """Run the endpoint, send the headers and ``after_bytes`` of the body, stop for ``seconds``, then send
+        the rest (a CDN that stops mid-transfer). The stop ends early when the server closes."""
+        return cls(kind="stall", seconds=seconds, nbytes=after_bytes)
+
     def describe(self) -> str:
         """Short label used in request logs, e.g. ``status(429)``."""
         if self.kind in ("status", "nginx"):
             text = f"{self.kind}({self.status_code})"
-        elif self.kind == "delay":
-            text = f"delay({self.seconds:g})"
+        elif self.kind in ("delay", "stall"):
+            text = f"{self.kind}({self.seconds:g})"
         elif self.kind in ("truncate", "reset_during_upload") and self.nbytes is not None:
             text = f"{self.kind}({self.nbytes})"
         else:

@@ -320,7 +320,8 @@ class FakeServer:
             self._send(handler, request, _gateway_page(fault.status_code or 502))
             return
         truncate = fault.nbytes if fault is not None and fault.kind == "truncate" else None
-        self._send(handler, request, response, truncate=truncate)
+        stall = fault if fault is not None and fault.kind == "stall" else None
+        self._send(handler, request, response, truncate=truncate, stall=stall)
 
     def _apply_pre_fault(self, handler: _Handler, request: Request, fault: Fault) -> None:
         if fault.kind == "drop":
@@ -352,7 +353,14 @@ class FakeServer:
     def _default_detail(self, code: int) -> str:
         return "Too many requests" if code == 429 else f"Injected fault: HTTP {code}"
 
-    def _send(self, handler: _Handler, request: Request, response: Response, truncate: int | None = None) -> None:
+    def _send(
+        self,
+        handler: _Handler,
+        request: Request,
+        response: Response,
+        truncate: int | None = None,
+        stall: Fault | None = None,
+    ) -> None:
         if not request.fully_read and not request.drain():
             handler.close_connection = True
         start, end = response.file_range or (0, response.file.stat().st_size if response.file else 0)
@@ -369,12 +377,29 @@ class FakeServer:
         handler.end_headers()
         request.record.status = response.status
         budget = length if truncate is None else min(truncate, length)
-        if request.method != "HEAD":
-            for chunk in self._body_chunks(response, start, budget):
-                handler.wfile.write(chunk)
+        if request.method != "HEAD" and not self._write_body(
+            handler, self._body_chunks(response, start, budget), stall
+        ):
+            handler.close_connection_after_accept()
+            return
         handler.wfile.flush()
         if truncate is not None:
             handler.close_connection_after_accept()
+
+    def _write_body(self, handler: _Handler, chunks: Iterator[bytes], stall: Fault | None) -> bool:
+        """Write the body, stopping once for ``stall`` part-way; False if the server closed meanwhile."""
+        sent, stop_at = 0, (stall.nbytes or 0) if stall is not None else None
+        for chunk in chunks:
+            if stall is not None and stop_at is not None and sent + len(chunk) > stop_at:
+                cut = max(0, stop_at - sent)
+                handler.wfile.write(chunk[:cut])
+                handler.wfile.flush()
+                if not self._sleep(stall.seconds):
+                    return False
+                chunk, sent, stall = chunk[cut:], sent + cut, None
+            handler.wfile.write(chunk)
+            sent += len(chunk)
+        return True
 
     @staticmethod
     def _body_chunks(response: Response, start: int, budget: int) -> Iterator[bytes]:
