@@ -19,14 +19,16 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ClaimLost, DeadlineExceeded, JobAlreadyFailed, JobCancelled, LatentSyncError, RouteError
 from .journal import TERMINAL_BAD, TERMINAL_OK, Claim, Journal, append_jsonl
+from .journal_db import set_webhook_url, webhook_url_of
 from .outputs import check_free
 from .records import new_record, request_from_record, result_from_record
+from .redact import hide_webhook_urls_in_logs
 from .routes.base import JobContext, ProgressCallback, Route, Submitted
 from .types import PROVIDER_STATES, CostEstimate, JobRecord, LipSyncRequest, LipSyncResult, MediaInfo, utcnow
 
@@ -98,8 +100,9 @@ class RunControls:
     cancel_event: threading.Event | None = None
     #: stop once the provider holds the job (``submit``); a route that cannot stop there runs it to the end
     submit_only: bool = False
-    #: the provider's callback URL for this job's submit (https, or http to a loopback host)
-    webhook_url: str | None = None
+    #: the provider's callback URL for this job's submit (https, or http to a loopback host); never in a
+    #: repr: it may carry a token
+    webhook_url: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> RunControls:
@@ -253,10 +256,22 @@ class JobRunner:
             record.state = "completed"
         record.output_path = str(output_path)
         overwrite = controls.overwrite or record.state in PROVIDER_STATES
+        controls = replace(controls, webhook_url=self._webhook_url(record.job_id, controls.webhook_url))
         job = self.context(
             claim, record, inputs, output_path, deadline=deadline, overwrite=overwrite, controls=controls
         )
         return self.execute(route, job)
+
+    def _webhook_url(self, job_id: str, given: str | None) -> str | None:
+        """The callback of this job's submit: the one given now (kept with the job in the journal), else
+        the one kept, so a job resumed before its submit was sent (another process, ``jobs resume``,
+        ``Job.wait``) still calls it back."""
+        url = given if given is not None else webhook_url_of(self.journal.path, job_id)
+        if given is not None:
+            set_webhook_url(self.journal.path, job_id, given)
+        if url is not None:
+            hide_webhook_urls_in_logs()  # fal and WaveSpeed take it in the submit's query, which httpx logs
+        return url
 
     def context(
         self,

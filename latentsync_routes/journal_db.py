@@ -29,7 +29,9 @@ from .errors import JournalBusy, JournalError
 #: Seconds a journal operation waits for another writer's lock before it gives up as :class:`JournalBusy`.
 BUSY_TIMEOUT_S = 30.0
 #: The schema's version, kept in SQLite's ``user_version``: an open that finds it current writes nothing.
-SCHEMA_VERSION = 1
+#: 1: jobs and claims. 2: ``jobs.webhook_url``, the callback a job's submit sends (kept out of the record,
+#: which is printed and exported, because a callback URL may carry a token).
+SCHEMA_VERSION = 2
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6  # result codes (sqlite3 names them only from Python 3.11)
 
 SCHEMA = (
@@ -52,6 +54,13 @@ SCHEMA = (
     cancel_requested INTEGER NOT NULL DEFAULT 0
 )""",
 )
+
+
+#: Each later version's changes, applied in order to a journal of an older version (never re-applied:
+#: a column is added only where it is missing, inside the schema's write transaction).
+MIGRATIONS: dict[int, tuple[tuple[str, str, str], ...]] = {
+    2: (("jobs", "webhook_url", "TEXT"),),
+}
 
 
 def is_busy(exc: BaseException) -> bool:
@@ -161,10 +170,35 @@ def _create_schema(db: sqlite3.Connection) -> None:
         return
     db.execute("BEGIN IMMEDIATE")
     try:
-        for statement in SCHEMA:
-            db.execute(statement)
-        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        found = int(db.execute("PRAGMA user_version").fetchone()[0])  # another opener may have just done it
+        if found < SCHEMA_VERSION:
+            for statement in SCHEMA:
+                db.execute(statement)
+            _migrate(db, found)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
         raise
+
+
+def _migrate(db: sqlite3.Connection, found: int) -> None:
+    """Bring a journal of version ``found`` (0: before versions were kept) up to the current schema."""
+    for version in sorted(v for v in MIGRATIONS if v > found):
+        for table, column, kind in MIGRATIONS[version]:
+            columns = {str(row[1]) for row in db.execute(f"PRAGMA table_info({table})")}
+            if column not in columns:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+
+def set_webhook_url(path: Path, job_id: str, url: str) -> None:
+    """Keep the callback URL of a job's submit with the job, so a resumed submit sends it too."""
+    with connect(path) as db:
+        db.execute("UPDATE jobs SET webhook_url = ? WHERE job_id = ?", (url, job_id))
+
+
+def webhook_url_of(path: Path, job_id: str) -> str | None:
+    """The callback URL kept for a job, if its submit was given one."""
+    with connect(path) as db:
+        row = db.execute("SELECT webhook_url FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+    return None if row is None or row[0] is None else str(row[0])

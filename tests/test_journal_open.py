@@ -65,6 +65,49 @@ def test_an_old_journal_without_a_schema_version_is_upgraded_in_place(tmp_path: 
     assert Journal(path).get("old") is not None and _user_version(path) == SCHEMA_VERSION
 
 
+def test_a_version_1_journal_gains_the_webhook_column_and_keeps_its_jobs(tmp_path: Path) -> None:
+    from latentsync_routes.journal_db import SCHEMA, set_webhook_url, webhook_url_of
+
+    path = tmp_path / "jobs.sqlite3"
+    old = record("old")
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:  # the schema as version 1 made it
+        db.execute("PRAGMA journal_mode=WAL")
+        for statement in SCHEMA:
+            db.execute(statement)
+        db.execute(
+            "INSERT INTO jobs (job_id, idempotency_key, route, state, record, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            ("old", old.idempotency_key, old.route, old.state, old.model_dump_json(), old.created_at.isoformat()),
+        )
+        db.execute("PRAGMA user_version=1")
+    journal = Journal(path)
+    assert journal.get("old") is not None and _user_version(path) == SCHEMA_VERSION == 2
+    assert webhook_url_of(path, "old") is None
+    set_webhook_url(path, "old", "https://hooks.example/x?token=t")
+    assert webhook_url_of(Journal(path).path, "old") == "https://hooks.example/x?token=t"  # a reopen keeps it
+    with contextlib.closing(sqlite3.connect(path)) as db:  # applied once: the column is there a single time
+        columns = [row[1] for row in db.execute("PRAGMA table_info(jobs)")]
+    assert columns.count("webhook_url") == 1
+
+
+def test_a_version_1_journal_migrated_by_many_processes_at_once_migrates_once(tmp_path: Path) -> None:
+    from latentsync_routes.journal_db import SCHEMA
+
+    path = tmp_path / "jobs.sqlite3"
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+        for statement in SCHEMA:
+            db.execute(statement)
+        db.execute("PRAGMA user_version=1")
+    context = multiprocessing.get_context("spawn")
+    start = time.time() + 1.5
+    workers = [context.Process(target=_open_and_claim, args=(str(path), start, f"k{i}")) for i in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    assert [w.exitcode for w in workers] == [0] * 4 and _user_version(path) == SCHEMA_VERSION
+
+
 def test_the_wal_switch_waits_for_a_writer_of_a_new_database(tmp_path: Path) -> None:
     """The two-process race made deterministic: while another connection holds the reserved lock of a new,
     rollback-mode file (as a second process's WAL switch or schema write does), SQLite refuses the WAL

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from latentsync_routes import LipSyncClient
 from latentsync_routes.errors import (
     InvalidParameter,
+    LatentSyncError,
     WebhookRejected,
     WebhookReplayed,
     WebhookSignatureInvalid,
@@ -167,6 +168,35 @@ def test_submit_passes_the_callback_field_and_refuses_a_plain_http_host(
     with pytest.raises(InvalidParameter, match="webhook_url"):
         _fal_client().submit(video, audio, output=tmp_path / "b.mp4", webhook_url="http://example.com/hook")
     assert len(fal.requests_for("submit")) == 1
+
+
+def test_a_job_resumed_before_its_submit_was_sent_still_calls_back_and_the_token_is_never_shown(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from latentsync_routes.job_runner import RunControls
+    from latentsync_routes.testing import Fault
+
+    video, audio = media
+    hook = HOOK + "?token=s3cret-hook-token"
+    client = _fal_client()
+    fal.faults.cdn_upload.extend([Fault.status(403)] * 4)  # the upload is refused (both of fal-client's ways):
+    fal.faults.storage_initiate.extend([Fault.status(403)] * 4)  # nothing reaches the queue
+    with pytest.raises(LatentSyncError) as caught:
+        client.submit(video, audio, output=tmp_path / "out.mp4", webhook_url=hook)
+    job_id = caught.value.job_id or ""
+    assert job_id and fal.requests_for("submit") == []
+    fal.faults.cdn_upload.clear()
+    fal.faults.storage_initiate.clear()
+    with caplog.at_level(logging.INFO, logger="httpx"):
+        client.resume(job_id)  # another call, no webhook_url given: the journal has it
+    (submitted,) = fal.jobs.values()
+    assert submitted.webhook_url == hook
+    record = client.journal.get(job_id)
+    assert record is not None and "s3cret" not in record.model_dump_json()  # the record is printed and exported
+    assert "s3cret" not in caplog.text and "latentsync?<redacted>" in caplog.text  # httpx logged the submit
+    assert "s3cret" not in repr(RunControls(webhook_url=hook))
 
 
 def test_a_verified_delivery_fetches_once_and_a_bad_one_records_nothing(

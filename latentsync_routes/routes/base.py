@@ -141,8 +141,9 @@ class JobContext:
     others: Callable[[], list[JobRecord]] = lambda: []
     #: ``LipSyncClient.submit``: a hosted route stops once the provider holds the job (raising :class:`Submitted`)
     stop_after_submit: bool = False
-    #: the provider's callback URL (``submit(..., webhook_url=...)``); each route passes its own field
-    webhook_url: str | None = None
+    #: the provider's callback URL (``submit(..., webhook_url=...)``); each route passes its own field. Never
+    #: in a repr: it may carry a token
+    webhook_url: str | None = field(default=None, repr=False)
     _attempt_no: int = field(default=0, init=False)
 
     @property
