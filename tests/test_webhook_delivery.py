@@ -94,3 +94,32 @@ def test_the_fake_delivers_signed_and_retries_and_the_output_is_fetched_once(
         else fake.requests_for("file_download")
     )
     assert len(downloads) == 1
+
+
+@pytest.mark.parametrize(("route", "ended"), [("fal", "ERROR"), ("replicate", "canceled")])
+def test_fact_webhook_on_cancel_fal_and_replicate_deliver_a_cancel_that_changes_nothing(
+    route: str, ended: str, request: pytest.FixtureRequest, media: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Replicate: ``completed`` events include canceled (documented). fal: a cancelled request has ended,
+    so it is delivered as ERROR (our reading: fal's webhook page is silent on cancels; facts.py)."""
+    import json
+
+    fake = request.getfixturevalue({"fal": "fal", "replicate": "rep"}[route])
+    key = {"fal": FAL_KEY, "replicate": REPLICATE_TOKEN}[route]
+    client = LipSyncClient(route=route, consent="test", credentials={route: key})
+    receiver = Receiver(client, route, fail_first=0)
+    try:
+        fake.hold_jobs()
+        video, audio = media
+        job = client.submit(video, audio, output=tmp_path / "out.mp4", webhook_url=receiver.url)
+        job.cancel()
+        before = client.journal.get(job.id)
+        fake.wait_for_webhooks(60)
+    finally:
+        receiver.close()
+    (attempt,) = fake.webhook_attempts
+    assert attempt.status == 200 and json.loads(attempt.body)["status"] == ended
+    assert receiver.answers == [(200, "cancelled")]
+    after = client.journal.get(job.id)
+    assert before is not None and after is not None and before.state == after.state == "cancelled"
+    assert after.cost == before.cost and not (tmp_path / "out.mp4").exists()

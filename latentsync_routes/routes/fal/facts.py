@@ -158,4 +158,13 @@ FACTS: tuple[Fact, ...] = (
         WEBHOOKS,
         WEBHOOKS_CHECKED,
     ),
+    Fact(
+        "webhook-on-cancel",
+        "fal's webhook page says a delivery is made once the request is done processing and is silent on "
+        "cancels; we read a cancelled request (its result answers 499) as done, delivered with status ERROR. "
+        "A receiver accepts it and changes nothing; the package never waits for it (a cancel is followed by polls).",
+        WEBHOOKS,
+        WEBHOOKS_CHECKED,
+        documented=False,
+    ),
 )

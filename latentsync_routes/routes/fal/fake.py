@@ -442,9 +442,9 @@ class FakeFal(FalWebhooks, FalPlatformAPI, FalStorageServer):
                     "client_cancelled",
                     "Request was cancelled",
                 )
-                job.state = "COMPLETED"
-                job.ended_at = time.time()
+                job.state, job.ended_at = "COMPLETED", time.time()
                 self._log(job, "Request cancelled", "WARN")
+                self._job_ended(job)  # facts.py: webhook-on-cancel (our reading: an ended request is delivered)
                 self._changed.notify_all()
             self._cancellations.append(CancelRecord(rid, app, outcome))
         return Response.json(code, {"status": outcome})

@@ -105,7 +105,8 @@ FACTS: tuple[Fact, ...] = (
     Fact(
         "webhook",
         "A prediction created with webhook=URL and webhook_events_filter=[completed] is POSTed to URL "
-        "when it ends, the body being the prediction (id, status, output, metrics).",
+        "when it ends, the body being the prediction (id, status, output, metrics); completed is a terminal "
+        "state: succeeded, failed or canceled, so a canceled prediction is delivered too.",
         "https://replicate.com/docs/topics/webhooks",
         WEBHOOKS_CHECKED,
     ),

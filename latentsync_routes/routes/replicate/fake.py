@@ -340,6 +340,7 @@ class FakeReplicate(PolledJobs[ReplicatePrediction], ReplicateWebhooks, Replicat
                     )
                 prediction.status = "canceled"
                 prediction.completed_at = iso_now()
+                self._job_ended(prediction, self._to_json(prediction))  # facts.py: webhook (completed: canceled)
                 self._changed.notify_all()
             return Response.json(200, self._to_json(prediction))
 
