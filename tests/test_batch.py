@@ -300,6 +300,43 @@ def test_fallback_after_a_billed_failure_only_when_allowed(
     assert first["cost"]["billed_failures"] > 0
 
 
+def test_cli_run_falls_back_after_a_billed_failure_only_with_the_flag(
+    tmp_path: Path,
+    media: tuple[Path, Path],
+    fal: Any,
+    rep: Any,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from latentsync_routes.cli import app
+
+    monkeypatch.setenv("FAL_KEY", FAL_KEY)
+    monkeypatch.setenv("REPLICATE_API_TOKEN", REPLICATE_TOKEN)
+    video, audio = (str(m) for m in media)
+    common = [
+        "run",
+        video,
+        audio,
+        "--consent",
+        "test",
+        "--route",
+        "replicate",
+        "--among",
+        "fal",
+        "--fallback",
+        "--json",
+    ]
+    rep.fail_job()
+    stopped = CliRunner().invoke(app, [*common, "-o", str(tmp_path / "a.mp4")])
+    assert stopped.exit_code == 4, stopped.output
+    assert "no fallback" in json.loads(stopped.stdout)["error"]["message"] and len(fal.jobs) == 0
+    rep.fail_job()
+    moved = CliRunner().invoke(app, [*common, "-o", str(tmp_path / "b.mp4"), "--fallback-after-billed-failure"])
+    assert moved.exit_code == 0, moved.output
+    assert json.loads(moved.stdout)["route"] == "fal" and len(fal.jobs) == 1 and len(rep.predictions) == 2
+
+
 def test_fallback_stops_after_a_billed_fal_validation_error(
     tmp_path: Path,
     media: tuple[Path, Path],

@@ -82,6 +82,14 @@ DeadlineOpt = typer.Option(
 RetryFailedOpt = typer.Option(
     False, "--retry-failed", help="If the job's provider job failed, pay for a new one (otherwise: exit 4)."
 )
+FallbackOpt = typer.Option(
+    False, "--fallback", help="After a provider job failed at no charge, run the job on the next route."
+)
+AfterBilledOpt = typer.Option(
+    False,
+    "--fallback-after-billed-failure",
+    help="With --fallback, move on after a billed failure too (both routes are paid; a batch's --budget counts both).",
+)
 ForceResubmitOpt = typer.Option(
     False, "--force-resubmit", help="After an ambiguous submit that no lookup finds, submit again (may bill twice)."
 )

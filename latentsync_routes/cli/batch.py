@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..consent import checked_consent
-from ._common import ConfigOpt, JsonOpt, _client, _emit, _errors, _plain, app, err, out
+from ._common import AfterBilledOpt, ConfigOpt, FallbackOpt, JsonOpt, _client, _emit, _errors, _plain, app, err, out
 
 
 def _plan_table(plan: Any) -> Table:
@@ -28,16 +28,6 @@ def _status(snapshot: dict[str, Any]) -> str:
         f"{snapshot['done']}/{snapshot['total']} done, {snapshot['failed']} failed, {snapshot['running']} running"
         f"  ${snapshot['spent']:.4f} so far  elapsed {snapshot['elapsed']:.0f} s  ETA ~{snapshot['eta']:.0f} s"
     )
-
-
-FallbackOpt = typer.Option(
-    False, "--fallback", help="A 'cheapest' job whose provider job failed at no charge moves to its next route."
-)
-AfterBilledOpt = typer.Option(
-    False,
-    "--fallback-after-billed-failure",
-    help="With --fallback, move on after a billed failure too (both routes paid; --budget counts both).",
-)
 
 
 @app.command()

@@ -14,9 +14,11 @@ from rich.text import Text
 from .. import __version__
 from ..consent import checked_consent
 from ._common import (
+    AfterBilledOpt,
     ConfigOpt,
     DeadlineOpt,
     FaceCheckOpt,
+    FallbackOpt,
     ForceResubmitOpt,
     JsonOpt,
     RetryFailedOpt,
@@ -147,6 +149,22 @@ def check(
             raise typer.Exit(5 if failed == {"budget"} else 3)
 
 
+AmongOpt = typer.Option(
+    None,
+    "--among",
+    help="Routes to move on to with --fallback, in order (with --route cheapest: the candidates), e.g. replicate.",
+)
+
+
+def _fallback_options(route: str, among: str | None, fallback: bool, after_billed: bool) -> dict[str, Any]:
+    """``run``'s ``routes`` and fallback keywords: ``--route`` first, then the ``--among`` routes."""
+    names = [name.strip() for name in (among or "").split(",") if name.strip()]
+    if not (names or fallback):
+        return {}
+    routes = [route, *(name for name in names if name != route)]
+    return {"routes": routes, "fallback": fallback, "fallback_after_billed_failure": after_billed}
+
+
 @app.command()
 def run(
     video: str = typer.Argument(...),
@@ -165,6 +183,9 @@ def run(
     face_check: bool | None = FaceCheckOpt,
     retry_failed: bool = RetryFailedOpt,
     force_resubmit: bool = ForceResubmitOpt,
+    among: str | None = AmongOpt,
+    fallback: bool = FallbackOpt,
+    after_billed: bool = AfterBilledOpt,
     as_json: bool = JsonOpt,
     config: Path | None = ConfigOpt,
 ) -> None:
@@ -186,6 +207,7 @@ def run(
             retry_failed=retry_failed,
             force_resubmit=force_resubmit,
             face_check=face_check,
+            **_fallback_options(route or client.settings.route, among, fallback, after_billed),
         )
         if as_json or not err.is_terminal:
             result = client.run(video, audio, output, **kwargs)
