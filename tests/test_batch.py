@@ -415,6 +415,28 @@ def test_batch_fallback_budget_counts_both_routes_only_when_billed_failures_are_
     assert fal.requests == [] and rep.predictions == {}
 
 
+def test_batch_fallback_after_a_billed_failure_counts_that_failure_in_the_row(
+    tmp_path: Path,
+    media: tuple[Path, Path],
+    fal: Any,
+    rep: Any,  # noqa: F811
+) -> None:
+    from latentsync_routes.batch import plan_batch
+
+    client = _client()
+    manifest = _manifest(tmp_path, media, 1, lambda i: "cheapest")
+    among = ["fal", "replicate"]
+    first = plan_batch(client, read_manifest(manifest), among=among).items[0].route
+    if first == "replicate":
+        rep.fail_job()  # billed for its run time
+    else:
+        fal.fail_job(status_code=422, detail=[{"loc": ["body", "seed"], "msg": "bad"}], billable_units=3)
+    report = client.run_many(manifest, route="cheapest", among=among, fallback=True, fallback_after_billed_failure=True)
+    (row,) = report.jobs
+    assert row.state == "fetched" and row.route != first
+    assert row.failure_billed > 0 and report.totals["failure_billed"] == row.failure_billed  # both routes paid
+
+
 async def test_async_map_runs_a_batch(tmp_path: Path, media: tuple[Path, Path], fal: Any) -> None:  # noqa: F811
     from latentsync_routes import AsyncLipSyncClient
 

@@ -112,6 +112,13 @@ class BatchReport(BaseModel):
         return [as_json, as_csv]
 
 
+def earlier_billed(result: LipSyncResult) -> float:
+    """What the earlier routes' failed jobs of a fallback run were billed (at their worst case): a row and
+    the live spend count them with the job, since the job's own record holds only its last route's cost."""
+    costs = [entry.get("cost") or {} for entry in result.record.fallback_from]
+    return money.total(money.total([c.get("billed_failures"), c.get("billed_unknown")]) for c in costs)
+
+
 def job_report(item: BatchItem, outcome: Outcome, journal: Journal) -> BatchJobReport:
     """A row of the report from a job's outcome; for an error, the job's record (if it was claimed) says
     what state it is in and what it cost."""
@@ -124,7 +131,7 @@ def job_report(item: BatchItem, outcome: Outcome, journal: Journal) -> BatchJobR
             state=outcome.record.state,
             estimated=outcome.cost.estimated,
             actual=outcome.cost.actual,
-            failure_billed=outcome.cost.billed_failures,
+            failure_billed=money.total([outcome.cost.billed_failures, earlier_billed(outcome)]),
             output_path=str(outcome.output_path) if outcome.output_path else None,
             route_choice=outcome.record.route_choice or item.choice,
             result=outcome,

@@ -17,7 +17,7 @@ from ..types import LipSyncResult
 from .executor import BatchItem, Executor, Outcome, StopSignal, ThreadExecutor
 from .manifest import BatchJob, as_jobs, read_manifest
 from .plan import BatchPlan, FallbackRule, concurrency_limits, plan_batch
-from .report import BatchReport, Tracker, job_report
+from .report import BatchReport, Tracker, earlier_billed, job_report
 
 if TYPE_CHECKING:
     from ..client import LipSyncClient
@@ -47,7 +47,7 @@ class _Events:
     def finished(self, item: BatchItem, outcome: Outcome) -> None:
         if isinstance(outcome, LipSyncResult):
             paid = outcome.cost.actual if outcome.cost.actual is not None else outcome.cost.estimated
-            cost = money.total([paid, outcome.cost.billed_failures])
+            cost = money.total([paid, outcome.cost.billed_failures, earlier_billed(outcome)])
         else:
             cost = 0.0
         self.tracker.finished_item(item, outcome, cost)
