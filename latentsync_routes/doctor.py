@@ -10,7 +10,7 @@ import importlib.metadata
 import platform
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
+from ._version import __version__
 from .routes import REGISTRY
 from .routes.base import module_available, route_info, route_names
 
