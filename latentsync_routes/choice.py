@@ -13,21 +13,50 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import AmbiguousSubmit, ConfigurationError, JobFailed, LatentSyncError, ProviderInputRejected
-from .job_runner import RunControls
+from .job_runner import PreparedJob, RunControls
 from .media import probe_inputs
-from .options import JOB_PARAMETERS, MediaLike, request_of
+from .options import JOB_PARAMETERS, MediaLike, RunOptions, request_of
 from .preflight import preflight
 from .routes.base import route_names
 from .types import PROVIDER_STATES, CostEstimate, JobRecord, LipSyncResult
 
 if TYPE_CHECKING:
-    from .client import LipSyncClient
+    from typing_extensions import Unpack
+
+    from .config import Settings
+    from .journal import Journal
+    from .routes.base import Route
 
 #: the pseudo-route that picks a route per job
 CHEAPEST = "cheapest"
+
+
+class RankingClient(Protocol):
+    """What ranking routes needs of the client (``LipSyncClient`` is one): its routes, settings and consent."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def default_consent(self) -> str | None: ...
+
+    def route(self, name: str | None = None) -> Route: ...
+
+
+class ChoiceClient(RankingClient, Protocol):
+    """What running on a chosen route needs besides: a prepared job per route tried, run, and its record."""
+
+    @property
+    def journal(self) -> Journal: ...
+
+    def prepare(
+        self, video: MediaLike, audio: MediaLike, output: str | os.PathLike[str], **options: Unpack[RunOptions]
+    ) -> PreparedJob: ...
+
+    def run_prepared(self, job: PreparedJob, controls: RunControls | None = None) -> LipSyncResult: ...
 
 
 @dataclass(frozen=True)
@@ -44,7 +73,7 @@ class RouteOption:
 
 
 def rank_routes(
-    client: LipSyncClient,
+    client: RankingClient,
     video: MediaLike,
     audio: MediaLike,
     *,
@@ -110,7 +139,7 @@ def explain(options: Sequence[RouteOption]) -> str:
 
 
 def choose_cheapest(
-    client: LipSyncClient,
+    client: RankingClient,
     video: MediaLike,
     audio: MediaLike,
     *,
@@ -144,7 +173,7 @@ def _summary(record: JobRecord | None, route: str, exc: LatentSyncError) -> dict
 
 
 def run_chosen(
-    client: LipSyncClient, video: MediaLike, audio: MediaLike, output: str | os.PathLike[str], **options: Any
+    client: ChoiceClient, video: MediaLike, audio: MediaLike, output: str | os.PathLike[str], **options: Any
 ) -> LipSyncResult:
     """``run`` with ``route="cheapest"`` and/or ``routes=[...]`` (``fallback=True`` to move on after a failure).
 

@@ -19,7 +19,7 @@ from .executor import BatchItem
 from .manifest import BatchJob
 
 if TYPE_CHECKING:
-    from ..client import LipSyncClient
+    from .executor import BatchClient
 
 
 @dataclass
@@ -53,13 +53,13 @@ class BatchPlan:
         return money.total(t.high for t in self.totals.values())
 
 
-def _finished_outputs(client: LipSyncClient) -> set[str]:
+def _finished_outputs(client: BatchClient) -> set[str]:
     """Outputs written by finished jobs of the journal: a re-run of the batch may find them in place."""
     return {r.output_path for r in client.journal.list(limit=1_000_000, state=TERMINAL_OK) if r.output_path}
 
 
 def _plan_one(
-    client: LipSyncClient,
+    client: BatchClient,
     job: BatchJob,
     index: int,
     route: str | None,
@@ -98,7 +98,7 @@ def _plan_one(
 
 
 def plan_batch(
-    client: LipSyncClient,
+    client: BatchClient,
     jobs: Sequence[BatchJob],
     *,
     route: str | None = None,
@@ -152,7 +152,7 @@ def plan_batch(
     return plan
 
 
-def concurrency_limits(client: LipSyncClient, plan: BatchPlan, given: Mapping[str, int] | None) -> dict[str, int]:
+def concurrency_limits(client: BatchClient, plan: BatchPlan, given: Mapping[str, int] | None) -> dict[str, int]:
     """Per-route limits: the route's declared default, overridden by ``given`` (``--concurrency ROUTE=N``)."""
     limits: dict[str, int] = {}
     for name in plan.totals:

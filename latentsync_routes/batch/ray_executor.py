@@ -41,9 +41,9 @@ from ._ray_worker import Inputs, WorkerResult
 from .executor import BatchEvents, BatchItem, Outcome, StopSignal, ThreadExecutor
 
 if TYPE_CHECKING:
-    from ..client import LipSyncClient
     from ..config import Settings
     from ..routes.base import JobContext
+    from .executor import BatchClient
 
 __all__ = ["RayExecutor", "RayLocalRoute"]
 
@@ -154,7 +154,7 @@ class RayExecutor:
     # -- the Executor protocol ---------------------------------------------------------------------------
     def run(
         self,
-        client: LipSyncClient,
+        client: BatchClient,
         items: Sequence[BatchItem],
         *,
         limits: Mapping[str, int],
