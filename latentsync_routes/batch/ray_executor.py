@@ -191,7 +191,7 @@ class RayLocalRoute(LocalRoute):
     def availability(self) -> str | None:
         return None  # the workers said so when they started (the driver needs no torch)
 
-    def _choice(self, dtype: str | None = None) -> Any:
+    def choice(self, dtype: str | None = None) -> Any:
         return self.pool.choice  # what the workers run on (their device and dtype), not what this machine has
 
     def _inputs(self, job: JobContext) -> Inputs:
