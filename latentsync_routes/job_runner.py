@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ClaimLost, DeadlineExceeded, JobAlreadyFailed, JobCancelled, LatentSyncError, RouteError
-from .journal import TERMINAL_BAD, TERMINAL_OK, Claim, Journal, append_jsonl
+from .journal import TERMINAL_BAD, TERMINAL_OK, Claim, Journal
 from .outputs import check_free
-from .records import new_record, request_from_record, result_from_record
+from .records import append_jsonl, new_record, request_from_record, result_from_record
 from .routes.base import JobContext, ProgressCallback, Route, Submitted
 from .types import PROVIDER_STATES, CostEstimate, JobRecord, LipSyncRequest, LipSyncResult, MediaInfo, utcnow
 
