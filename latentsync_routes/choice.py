@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import AmbiguousSubmit, ConfigurationError, JobFailed, LatentSyncError, ProviderInputRejected
-from .job_runner import PreparedJob, RunControls
+from .job_runner import RunControls
 from .media import probe_inputs
-from .options import JOB_PARAMETERS, MediaLike, RunOptions, request_of
+from .options import JOB_PARAMETERS, MediaLike, request_of
 from .preflight import preflight
 from .routes.base import route_names
 from .types import PROVIDER_STATES, CostEstimate, JobRecord, LipSyncResult
@@ -27,7 +27,9 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from .config import Settings
+    from .job_runner import PreparedJob
     from .journal import Journal
+    from .options import RunOptions
     from .routes.base import Route
 
 #: the pseudo-route that picks a route per job

@@ -6,7 +6,8 @@ import is still a dependency (the importing module is shaped by what it names), 
 a design circle, merely hidden from the interpreter; a module that needs a bigger one's type declares a
 ``Protocol`` of what it uses instead (``handles.JobClient``, ``batch.executor.BatchClient``,
 ``routes.hosted_hooks.HostedHooks``, ...). The package ``__init__`` gets no exception: it type-imports the
-whole public API, and no module imports it back (the version lives in ``_version``).
+whole public API, and nothing that API imports imports the package back (the version, which records and
+``doctor`` stamp, lives in ``_version``).
 """
 
 from __future__ import annotations
