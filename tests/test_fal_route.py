@@ -572,6 +572,8 @@ def test_prices_refresh_writes_a_dated_sourced_override_that_pricing_reads(
 
     from latentsync_routes.cli import app
     from latentsync_routes.pricing import fal_units_cost, override_path
+    from latentsync_routes.routes.fal.platform import refresh_price_book
+    from latentsync_routes.routes.fal.route import ENDPOINT
 
     monkeypatch.setenv("FAL_KEY", FAL_KEY)
     fal.prices["fal-ai/latentsync"] = (0.0075, "second")
@@ -579,8 +581,7 @@ def test_prices_refresh_writes_a_dated_sourced_override_that_pricing_reads(
     assert sandboxed.exit_code == 2 and "LATENTSYNC_ROUTES_FAL_BASE_URL" in sandboxed.stdout
     assert not override_path().exists() and not fal.requests_for("pricing")
     route = fal_client().route("fal")  # what the command does once no override is set
-    assert route.base_url() == fal.url
-    written = route.refresh_price_book()  # type: ignore[attr-defined]
+    written = refresh_price_book(route.secret(), fal.url, ENDPOINT, credential_name="FAL_KEY")  # type: ignore[attr-defined]
     assert written["billable_unit_price"] == 0.0075 and written["billable_unit"] == "second"
     assert written["source"].startswith(f"{fal.url}/v1/models/pricing?endpoint_id=fal-ai/latentsync")
     assert written["checked"] and override_path() == hosted_env / "prices.json" and override_path().is_file()

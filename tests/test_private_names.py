@@ -2,10 +2,10 @@
 
 A leading underscore says "this object's own business": read from the source (``ast``), every ``x._name``
 in the package must have ``x`` be ``self``, ``cls`` or ``super()``. What one object needs of another is a
-public, documented, typed name (``LocalRoute.run_model``, ``FalRoute.refresh_price_book``,
-``AsyncLipSyncClient.in_thread``, ``Journal.renew``) or a callable handed over by its owner (the fake
-servers' ``track``/``dispatch``). That holds inside one module too: two classes of one module still change
-apart.
+public, documented, typed name (``LocalRoute.run_model``, ``AsyncLipSyncClient.in_thread``,
+``Journal.renew``), a callable handed over by its owner (the fake servers' ``track``/``dispatch``), or what
+the caller can build from public names (``prices refresh`` opens its own client with the route's key).
+That holds inside one module too: two classes of one module still change apart.
 
 The rule is wider than the package's own names: a third-party client's internals are private names as
 well, and each use of one is listed below with why, so a new one is a decision, not an accident.

@@ -26,6 +26,7 @@ def prices_refresh(as_json: bool = JsonOpt, config: Path | None = ConfigOpt) -> 
     """Fetch fal's unit price for fal-ai/latentsync and write it, dated and sourced, to your price-book override."""
     from ..errors import ConfigurationError
     from ..pricing import price_book
+    from ..routes.fal.platform import PLATFORM_URL, refresh_price_book
     from ..routes.fal.route import ENDPOINT
 
     with _errors(as_json):
@@ -39,7 +40,8 @@ def prices_refresh(as_json: bool = JsonOpt, config: Path | None = ConfigOpt) -> 
         why_not = route.availability()
         if why_not:
             raise ConfigurationError(why_not, route="fal")
-        written = route.refresh_price_book()
+        name = route.credential.name if route.credential is not None else "FAL_KEY"
+        written = refresh_price_book(route.secret(), route.base_url() or PLATFORM_URL, ENDPOINT, credential_name=name)
         kept = {r: {"source": e["source"], "checked": e["checked"]} for r, e in price_book().items() if r != "fal"}
         summary = {"refreshed": [written], "unchanged": kept}
 

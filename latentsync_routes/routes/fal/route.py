@@ -34,7 +34,6 @@ from .platform import (
     delete_for_record,
     lifetime_seconds,
     lookup_requests,
-    refresh_price_book,
     retention_headers,
 )
 from .upload import upload_multipart
@@ -161,12 +160,6 @@ class FalRoute(HostedRoute):
 
     def _http(self) -> httpx.Client:
         return self._sdk()._client
-
-    def refresh_price_book(self) -> dict[str, Any]:
-        """``prices refresh``: fal's unit price for the endpoint, asked on this route's origin with its key (the
-        same HTTP client the jobs use), written to the user's price-book override; what was written."""
-        name = self.credential.name if self.credential is not None else "FAL_KEY"
-        return refresh_price_book(self._http(), self.base_url() or PLATFORM_URL, ENDPOINT, credential_name=name)
 
     def _url(self, request_id: str, suffix: str = "") -> str:
         """A queue URL on the configured origin, built from the request id (never one the server named)."""
