@@ -6,10 +6,10 @@ cheap; torch, fal-client and replicate load only when a route that needs them ru
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 import importlib
 from typing import TYPE_CHECKING, Any
+
+from ._version import __version__ as __version__
 
 if TYPE_CHECKING:
     from .async_client import AsyncJob, AsyncLipSyncClient

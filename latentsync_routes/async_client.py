@@ -66,23 +66,26 @@ class AsyncLipSyncClient:
             self._semaphores[route] = asyncio.Semaphore(self._limits.get(route, 4))
         return self._semaphores[route]
 
-    async def _in_thread(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def in_thread(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``func(*args, **kwargs)`` on the client's thread pool, awaited: how every method here and every
+        :class:`AsyncJob` runs the blocking client, and how an application can run its own blocking step beside
+        its jobs without starving the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, partial(func, *args, **kwargs))
 
     async def routes(self) -> list[RouteInfo]:
         """Every registered route's declared facts (:meth:`LipSyncClient.routes`)."""
-        return await self._in_thread(self.sync.routes)
+        return await self.in_thread(self.sync.routes)
 
     async def estimate(
         self, video: MediaLike, audio: MediaLike, *, route: str | None = None, **options: Unpack[JobOptions]
     ) -> CostEstimate:
         """The price on one route, ``refused`` saying why when the route would refuse the inputs
         (:meth:`LipSyncClient.estimate`)."""
-        return await self._in_thread(self.sync.estimate, video, audio, route=route, **options)
+        return await self.in_thread(self.sync.estimate, video, audio, route=route, **options)
 
     async def estimate_all(self, video: MediaLike, audio: MediaLike) -> list[CostEstimate]:
         """Estimates on every route, each marked ``refused`` where that route would refuse the inputs."""
-        return await self._in_thread(self.sync.estimate_all, video, audio)
+        return await self.in_thread(self.sync.estimate_all, video, audio)
 
     async def check(
         self,
@@ -95,7 +98,7 @@ class AsyncLipSyncClient:
         face_check: bool | None = None,
     ) -> list[CheckResult]:
         """The checklist ``run`` enforces, without running anything (:meth:`LipSyncClient.check`)."""
-        return await self._in_thread(
+        return await self.in_thread(
             self.sync.check,
             video,
             audio,
@@ -132,16 +135,16 @@ class AsyncLipSyncClient:
         """Submit one job and return once the provider holds it (:meth:`LipSyncClient.submit`)."""
         route = options.get("route") or self.sync.settings.route
         async with self._semaphore(route):
-            job = await self._in_thread(self.sync.submit, video, audio, output, **options)
+            job = await self.in_thread(self.sync.submit, video, audio, output, **options)
         return AsyncJob(job, self)
 
     async def job(self, id_or_prefix: str) -> AsyncJob:
         """A handle on a journalled job by its id or a unique prefix (:meth:`LipSyncClient.job`)."""
-        return AsyncJob(await self._in_thread(self.sync.job, id_or_prefix), self)
+        return AsyncJob(await self.in_thread(self.sync.job, id_or_prefix), self)
 
     async def handle_webhook(self, route: str, headers: Mapping[str, str], body: bytes) -> AsyncJob:
         """Verify a provider's delivery and carry its job on (:meth:`LipSyncClient.handle_webhook`)."""
-        return AsyncJob(await self._in_thread(self.sync.handle_webhook, route, headers, body), self)
+        return AsyncJob(await self.in_thread(self.sync.handle_webhook, route, headers, body), self)
 
     async def map(self, jobs: Any, **options: Unpack[BatchOptions]) -> BatchReport:
         """``run_many`` as a coroutine; cancelling the awaiting task stops the batch and cancels its running jobs."""
@@ -163,15 +166,15 @@ class AsyncLipSyncClient:
 
     async def resume(self, job_id: str, *, progress: ProgressCallback | None = None, **kwargs: Any) -> LipSyncResult:
         """Carry on a journalled job (:meth:`LipSyncClient.resume`)."""
-        return await self._in_thread(self.sync.resume, job_id, progress=progress, **kwargs)
+        return await self.in_thread(self.sync.resume, job_id, progress=progress, **kwargs)
 
     async def cancel(self, job_id: str) -> JobRecord:
         """Cancel a job and its provider job, whoever runs it (:meth:`LipSyncClient.cancel`)."""
-        return await self._in_thread(self.sync.cancel, job_id)
+        return await self.in_thread(self.sync.cancel, job_id)
 
     async def delete_job(self, job_id: str, *, delete_output: bool = True) -> JobRecord:
         """Delete a job's output and remote files where allowed (:meth:`LipSyncClient.delete_job`)."""
-        return await self._in_thread(self.sync.delete_job, job_id, delete_output=delete_output)
+        return await self.in_thread(self.sync.delete_job, job_id, delete_output=delete_output)
 
 
 class AsyncJob:
@@ -202,13 +205,13 @@ class AsyncJob:
         return self.sync.record
 
     async def status(self) -> JobRecord:
-        return await self._client._in_thread(self.sync.status)
+        return await self._client.in_thread(self.sync.status)
 
     async def wait(self, timeout: float | None = None) -> LipSyncResult:
-        return await self._client._in_thread(self.sync.wait, timeout)
+        return await self._client.in_thread(self.sync.wait, timeout)
 
     async def cancel(self) -> JobRecord:
-        return await self._client._in_thread(self.sync.cancel)
+        return await self._client.in_thread(self.sync.cancel)
 
     async def delete(self, *, delete_output: bool = True) -> JobRecord:
-        return await self._client._in_thread(self.sync.delete, delete_output=delete_output)
+        return await self._client.in_thread(self.sync.delete, delete_output=delete_output)

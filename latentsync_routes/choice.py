@@ -15,7 +15,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import money
 from .errors import AmbiguousSubmit, ConfigurationError, JobFailed, LatentSyncError, ProviderInputRejected
@@ -27,10 +27,41 @@ from .routes.base import route_names
 from .types import PROVIDER_STATES, CostEstimate, JobRecord, LipSyncResult
 
 if TYPE_CHECKING:
-    from .client import LipSyncClient
+    from typing_extensions import Unpack
+
+    from .config import Settings
+    from .job_runner import PreparedJob
+    from .journal import Journal
+    from .options import RunOptions
+    from .routes.base import Route
 
 #: the pseudo-route that picks a route per job
 CHEAPEST = "cheapest"
+
+
+class RankingClient(Protocol):
+    """What ranking routes needs of the client (``LipSyncClient`` is one): its routes, settings and consent."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def default_consent(self) -> str | None: ...
+
+    def route(self, name: str | None = None) -> Route: ...
+
+
+class ChoiceClient(RankingClient, Protocol):
+    """What running on a chosen route needs besides: a prepared job per route tried, run, and its record."""
+
+    @property
+    def journal(self) -> Journal: ...
+
+    def prepare(
+        self, video: MediaLike, audio: MediaLike, output: str | os.PathLike[str], **options: Unpack[RunOptions]
+    ) -> PreparedJob: ...
+
+    def run_prepared(self, job: PreparedJob, controls: RunControls | None = None) -> LipSyncResult: ...
 
 
 @dataclass(frozen=True)
@@ -47,7 +78,7 @@ class RouteOption:
 
 
 def rank_routes(
-    client: LipSyncClient,
+    client: RankingClient,
     video: MediaLike,
     audio: MediaLike,
     *,
@@ -165,7 +196,7 @@ def _stopped(exc: LatentSyncError, why: str) -> LatentSyncError:
 
 
 def run_chosen(
-    client: LipSyncClient, video: MediaLike, audio: MediaLike, output: str | os.PathLike[str], **options: Any
+    client: ChoiceClient, video: MediaLike, audio: MediaLike, output: str | os.PathLike[str], **options: Any
 ) -> LipSyncResult:
     """``run`` with ``route="cheapest"`` and/or ``routes=[...]`` (``fallback=True`` to move on after a failure).
 
@@ -203,7 +234,7 @@ def run_chosen(
 
 
 def _candidates(
-    client: LipSyncClient,
+    client: RankingClient,
     video: MediaLike,
     audio: MediaLike,
     routes: list[str],

@@ -26,13 +26,12 @@ from pydantic import SecretStr
 
 from . import money
 from .budget import BudgetCap, period_words
-from .config import Credential, Settings, check_route_settings, load_settings, route_credential
+from .config import Credential, Settings, client_settings, route_credential
 from .consent import checked_consent
 from .errors import (
     ConfigurationError,
     DummyCredentialRefused,
     InvalidParameter,
-    InvalidSettings,
     RouteNotInstalled,
 )
 from .handles import Job
@@ -40,7 +39,7 @@ from .job_runner import JobInputs, JobRunner, PreparedJob, RunControls
 from .journal import TERMINAL_BAD, TERMINAL_OK, Journal
 from .media import probe_inputs
 from .options import BatchOptions, JobOptions, MediaLike, RunOptions, request_of
-from .outputs import file_in, remove_staged_inputs, resolve_output
+from .outputs import delete_job_files, file_in, resolve_output
 from .policy import CheckResult, enforce
 from .preflight import marked_estimate, missing_install, preflight
 from .pricing import check_budget
@@ -81,26 +80,14 @@ class LipSyncClient:
         """``credentials`` maps a route name to its key (over the variable and keyring its kit names; with
         ``credentials_only`` those are never read). ``route_settings`` maps a route name to its own settings
         (``{"fal": {"base_url": ...}}``), over those of ``settings`` or the environment."""
-        overrides: dict[str, Any] = {
-            key: value
-            for key, value in (("route", route), ("budget_per_call", budget_per_call), ("budget_total", budget_total))
-            if value is not None
-        }
-        if route_settings:
-            given = settings.route_settings if settings is not None else {}
-            overrides["route_settings"] = {
-                **given,
-                **{name: {**given.get(name, {}), **values} for name, values in route_settings.items()},
-            }
-        if settings is not None:
-            if route_settings:  # model_copy does not validate: check the merged table as loading would
-                try:
-                    overrides["route_settings"] = check_route_settings(overrides["route_settings"])
-                except ValueError as exc:
-                    raise InvalidSettings(f"invalid setting: route_settings: {exc}") from None
-            self.settings = settings.model_copy(update=overrides)
-        else:
-            self.settings = load_settings(config_file, **overrides)
+        self.settings = client_settings(
+            settings,
+            config_file,
+            route_settings,
+            route=route,
+            budget_per_call=budget_per_call,
+            budget_total=budget_total,
+        )
         self.default_consent = checked_consent(consent, where="LipSyncClient(consent=...)")
         self._explicit: dict[str, str | SecretStr] = dict(credentials or {})
         self._credentials_only = credentials_only
@@ -432,20 +419,8 @@ class LipSyncClient:
         The record is kept (it is the audit trail) and says what was deleted and what could not be.
         """
         record = self.journal.find(job_id)
-        deleted: list[str] = []
-        kept: list[str] = []
-        if delete_output and record.output_path:
-            path = Path(record.output_path)
-            if path.is_file():
-                path.unlink()
-                deleted.append(f"local output {path}")
-        if delete_output:
-            deleted += remove_staged_inputs(record, self.settings.home)
-        remote_deleted, remote_kept = self.route(record.route).delete_remote(record)
-        deleted += remote_deleted
-        kept += remote_kept
-        record.deleted = [*record.deleted, *deleted]
-        record.not_deleted = kept
+        remote = self.route(record.route).delete_remote
+        record = delete_job_files(record, self.settings.home, remote, delete_output=delete_output)
         self.journal.save(record)
         return record
 

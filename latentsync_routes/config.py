@@ -263,6 +263,31 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
         raise InvalidSettings(f"invalid config file {toml_path}: {exc}") from None
 
 
+def client_settings(
+    settings: Settings | None,
+    config_file: str | os.PathLike[str] | None,
+    route_settings: dict[str, dict[str, Any]] | None,
+    **overrides: Any,
+) -> Settings:
+    """A client's settings: ``settings`` (else those loaded from ``config_file`` and the environment) under the
+    client's own arguments (``None``: not given); ``route_settings`` merge into each route's table."""
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    if route_settings:
+        given = settings.route_settings if settings is not None else {}
+        overrides["route_settings"] = {
+            **given,
+            **{name: {**given.get(name, {}), **values} for name, values in route_settings.items()},
+        }
+    if settings is None:
+        return load_settings(config_file, **overrides)
+    if route_settings:  # model_copy does not validate: check the merged table as loading would
+        try:
+            overrides["route_settings"] = check_route_settings(overrides["route_settings"])
+        except ValueError as exc:
+            raise InvalidSettings(f"invalid setting: route_settings: {exc}") from None
+    return settings.model_copy(update=overrides)
+
+
 def check_route_settings(value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Route settings name registered routes only, and a base URL among them follows :func:`check_base_url`."""
     unknown = sorted(set(value) - set(REGISTRY))

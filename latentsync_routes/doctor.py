@@ -8,14 +8,27 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from . import __version__
+from ._version import __version__
 from .routes import REGISTRY
 from .routes.base import module_available, route_info, route_names
 
 if TYPE_CHECKING:
-    from .client import LipSyncClient
+    from .config import Credential, Settings
+    from .routes.base import Route
+
+
+class DoctorClient(Protocol):
+    """What the report reads of the client (``LipSyncClient`` is one): settings, each route, each credential."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    def route(self, name: str | None = None) -> Route: ...
+
+    def credential(self, route: str) -> Credential | None: ...
+
 
 #: Packages reported besides each route's own SDK (named on its RouteInfo).
 PACKAGES = ("av", "torch", "diffusers", "huggingface_hub", "mediapipe", "insightface")
@@ -62,7 +75,7 @@ def gpu_report() -> dict[str, Any]:
     return report
 
 
-def diagnose(client: LipSyncClient) -> dict[str, Any]:
+def diagnose(client: DoctorClient) -> dict[str, Any]:
     """Versions, credentials (presence and source only), GPU, and each route's usability with the reason."""
     routes: dict[str, Any] = {}
     for name in route_names():
@@ -113,7 +126,7 @@ def local_precision() -> dict[str, Any]:
     return report
 
 
-def _face_check(client: LipSyncClient) -> str:
+def _face_check(client: DoctorClient) -> str:
     """What the checklist's face row will do on a hosted route."""
     from .face_check import FACES_EXTRA, mediapipe_installed
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import ClaimTimeout, ConfigurationError, LatentSyncError, WaitTimeout
 from .job_runner import JobInputs, RunControls
@@ -23,8 +23,30 @@ from .journal import Claim, Journal
 from .types import JobRecord, LipSyncResult
 
 if TYPE_CHECKING:
-    from .client import LipSyncClient
+    from .config import Settings
+    from .job_runner import JobRunner
     from .routes.base import JobContext, Route
+
+
+class JobClient(Protocol):
+    """What a :class:`Job` needs of the client that made it (``LipSyncClient`` is one): its settings, journal,
+    runner and routes, and the cancel and delete it forwards. The handle sits below the facade that makes
+    handles, so it names only these, not the facade."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def journal(self) -> Journal: ...
+
+    @property
+    def runner(self) -> JobRunner: ...
+
+    def route(self, name: str | None = None) -> Route: ...
+
+    def cancel(self, job_id: str, *, wait_seconds: float = 60.0) -> JobRecord: ...
+
+    def delete_job(self, job_id: str, *, delete_output: bool = True) -> JobRecord: ...
 
 
 class Job:
@@ -32,7 +54,7 @@ class Job:
 
     def __init__(
         self,
-        client: LipSyncClient,
+        client: JobClient,
         job_id: str,
         *,
         inputs: JobInputs | None = None,
@@ -140,7 +162,7 @@ def claim_now(journal: Journal, job_id: str) -> tuple[Claim, JobRecord] | None:
         return None
 
 
-def context_of(client: LipSyncClient, claim: Claim, record: JobRecord) -> JobContext:
+def context_of(client: JobClient, claim: Claim, record: JobRecord) -> JobContext:
     """The claimed job as its route sees it, for one poll (its inputs are at the provider already)."""
     return client.runner.context(
         claim,
@@ -153,7 +175,7 @@ def context_of(client: LipSyncClient, claim: Claim, record: JobRecord) -> JobCon
     )
 
 
-def poll_once(client: LipSyncClient, claim: Claim, record: JobRecord) -> str | None:
+def poll_once(client: JobClient, claim: Claim, record: JobRecord) -> str | None:
     """One provider poll of a claimed, submitted job, journalled as the wait loop would (``completed``, or how
     it ended badly and what that was billed); the provider's state, ``None`` for a route that cannot poll."""
     route: Route | Any = client.route(record.route)

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ClaimLost, DeadlineExceeded, JobAlreadyFailed, JobCancelled, LatentSyncError, RouteError
-from .journal import TERMINAL_BAD, TERMINAL_OK, Claim, Journal, append_jsonl
+from .journal import TERMINAL_BAD, TERMINAL_OK, Claim, Journal
 from .journal_db import set_webhook_url, webhook_url_of
 from .outputs import check_free
-from .records import new_record, request_from_record, result_from_record
+from .records import append_jsonl, new_record, request_from_record, result_from_record
 from .redact import hide_webhook_urls_in_logs
 from .routes.base import JobContext, ProgressCallback, Route, Submitted
 from .types import PROVIDER_STATES, CostEstimate, JobRecord, LipSyncRequest, LipSyncResult, MediaInfo, utcnow

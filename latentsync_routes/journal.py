@@ -20,7 +20,6 @@ A lock held too long raises :class:`JournalBusy` (transient); a damaged file :cl
 from __future__ import annotations
 
 import builtins
-import json
 import sqlite3
 import threading
 import time
@@ -100,7 +99,7 @@ class Claim:
         def beat() -> None:
             while not self._stop.wait(every):
                 try:
-                    self.journal._beat(self)
+                    self.journal.renew(self)
                 except (sqlite3.Error, JournalError, JournalBusy):  # must not end the beats; the next one retries
                     continue
 
@@ -114,7 +113,7 @@ class Claim:
         An owner that lost its claim gets ``True`` when the job is being cancelled all the same (by the caller
         that holds it now; this one's next write raises :class:`ClaimLost`), ``False`` otherwise.
         """
-        return self.journal._take_cancel(self)
+        return self.journal.take_cancel(self)
 
     def release(self) -> None:
         """Stop the heartbeat and give the claim back, so the next caller need not wait out the lease."""
@@ -122,7 +121,7 @@ class Claim:
         if self._thread is not None:
             self._thread.join(timeout=5)
         try:
-            self.journal._release(self)
+            self.journal.release(self)
         except (sqlite3.Error, JournalError, JournalBusy):  # the lease runs out; a later caller takes the job over
             pass
 
@@ -236,14 +235,16 @@ class Journal:
             raise ConfigurationError(f"no job {job_id!r} in the journal at {self.path}")
         return self.claim(record.idempotency_key, lambda: record, **kwargs)  # type: ignore[arg-type]
 
-    def _beat(self, claim: Claim) -> None:
+    def renew(self, claim: Claim) -> None:
+        """One heartbeat of ``claim`` (:meth:`Claim.start_heartbeat`): its owner lives, so nobody takes it over."""
         with self._connect() as db:
             db.execute(
                 "UPDATE claims SET heartbeat = ? WHERE idempotency_key = ? AND owner = ?",
                 (time.time(), claim.key, claim.owner),
             )
 
-    def _release(self, claim: Claim) -> None:
+    def release(self, claim: Claim) -> None:
+        """Give ``claim`` back (:meth:`Claim.release`): the next caller need not wait out the lease."""
         with self._connect() as db:
             db.execute("DELETE FROM claims WHERE idempotency_key = ? AND owner = ?", (claim.key, claim.owner))
 
@@ -256,7 +257,7 @@ class Journal:
             ).rowcount
         return bool(changed)
 
-    def _take_cancel(self, claim: Claim) -> bool:
+    def take_cancel(self, claim: Claim) -> bool:
         """The owner's cancel check (:meth:`Claim.cancel_requested`): a cancel asked of it is taken on in one
         claim-checked write, which also renews the heartbeat."""
         with self._connect() as db:
@@ -440,11 +441,3 @@ class Journal:
             )
             for r in rows
         ]
-
-
-def append_jsonl(path: Path, record: JobRecord) -> None:
-    """Append one record as a JSON line (the optional log-shipping sink)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(json.loads(record.model_dump_json()), sort_keys=True)
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(line + "\n")

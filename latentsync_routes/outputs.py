@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 from .errors import InputError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .types import JobRecord
 
 #: Containers the routes write (every route returns MP4).
@@ -115,3 +117,21 @@ def remove_staged_inputs(record: JobRecord, home: Path) -> list[str]:
             with contextlib.suppress(OSError):
                 path.parent.rmdir()
     return removed
+
+
+def delete_job_files(
+    record: JobRecord, home: Path, remote: Callable[[JobRecord], tuple[list[str], list[str]]], *, delete_output: bool
+) -> JobRecord:
+    """``delete_job``: the job's local output and staged inputs removed, then what ``remote`` (its route's
+    ``delete_remote``) can remove at the provider. The record is kept (it is the audit trail): the copy
+    returned says what was deleted and what could not be, for the caller to save."""
+    deleted: list[str] = []
+    if delete_output and record.output_path:
+        path = Path(record.output_path)
+        if path.is_file():
+            path.unlink()
+            deleted.append(f"local output {path}")
+    if delete_output:
+        deleted += remove_staged_inputs(record, home)
+    remote_deleted, kept = remote(record)
+    return record.model_copy(update={"deleted": [*record.deleted, *deleted, *remote_deleted], "not_deleted": kept})

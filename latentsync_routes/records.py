@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from ._version import __version__
 from .consent import normalise_consent
 from .errors import ConfigurationError
 from .options import JOB_PARAMETERS
@@ -158,3 +158,11 @@ def result_from_record(record: JobRecord) -> LipSyncResult:
         timings=record.timings,
         record=record,
     )
+
+
+def append_jsonl(path: Path, record: JobRecord) -> None:
+    """Append one record as a JSON line (the optional log-shipping sink)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(json.loads(record.model_dump_json()), sort_keys=True)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(line + "\n")

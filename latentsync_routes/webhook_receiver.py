@@ -14,10 +14,10 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .errors import WebhookRejected, WebhookReplayed
-from .handles import Job, poll_once
+from .handles import Job, JobClient, poll_once
 from .job_runner import JobInputs, RunControls
 from .journal import Journal
 from .journal_db import connect
@@ -27,14 +27,25 @@ from .webhooks import SeenDeliveries, scheme_of
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .client import LipSyncClient
+    from .config import Credential
+    from .webhooks import WebhookKeys
 
 #: How long a delivery waits for another caller holding its job (a submit finishing, a wait fetching);
 #: past it the delivery fails, and the provider's retry comes back to a job that caller has finished.
 CLAIM_WAIT_S = 30.0
 
 
-def receive(client: LipSyncClient, route: str, headers: Mapping[str, str], body: bytes) -> Job:
+class WebhookClient(JobClient, Protocol):
+    """What a delivery needs of the client (``LipSyncClient`` is one): what a :class:`Job` needs, plus the
+    keys a delivery is verified with and the credential they are fetched with."""
+
+    @property
+    def webhook_keys(self) -> WebhookKeys: ...
+
+    def credential(self, route: str) -> Credential | None: ...
+
+
+def receive(client: WebhookClient, route: str, headers: Mapping[str, str], body: bytes) -> Job:
     scheme = scheme_of(route)
     delivery = scheme.verify(headers, body, client.webhook_keys(route), time.time())
     seen = SeenDeliveries(client.settings.journal_path.with_name("webhooks.sqlite3"))  # shared by every process
@@ -67,7 +78,7 @@ def job_with_request(journal: Journal, route: str, request_id: str) -> JobRecord
     return JobRecord.model_validate_json(row[0]) if row else None
 
 
-def carry_on(client: LipSyncClient, job_id: str) -> None:
+def carry_on(client: WebhookClient, job_id: str) -> None:
     """Poll the job once and fetch its output when it succeeded, as its claim's owner; a job already ended
     (fetched, failed, cancelled) is left as it is."""
     claim, record = client.journal.claim_job(job_id, wait_s=CLAIM_WAIT_S)
@@ -90,7 +101,7 @@ def carry_on(client: LipSyncClient, job_id: str) -> None:
         claim.release()
 
 
-def key_source(client: LipSyncClient) -> Callable[[str], tuple[str | None, str | None]]:
+def key_source(client: WebhookClient) -> Callable[[str], tuple[str | None, str | None]]:
     """Where a route's webhook keys are fetched from: its base URL override and its credential."""
 
     def source(route: str) -> tuple[str | None, str | None]:

@@ -329,7 +329,7 @@ def test_cancel_waits_for_a_running_owner_whose_heartbeat_is_late(
     from a live owner: the owner cancels, once, and ends JobCancelled (it once ended ClaimLost, on a loaded
     machine, with the provider cancelled twice)."""
     monkeypatch.setattr("latentsync_routes.routes.hosted.CANCEL_FOLLOW_SECONDS", 0.5)  # no cancel API: follow briefly
-    monkeypatch.setattr(Journal, "_beat", lambda self, claim: None)  # the heartbeat does not catch up
+    monkeypatch.setattr(Journal, "renew", lambda self, claim: None)  # the heartbeat does not catch up
     looks: list[int] = []  # the canceller's looks at the claim
     try_claim = Journal._try_claim
 

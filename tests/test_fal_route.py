@@ -581,7 +581,7 @@ def test_prices_refresh_writes_a_dated_sourced_override_that_pricing_reads(
     assert sandboxed.exit_code == 2 and "LATENTSYNC_ROUTES_FAL_BASE_URL" in sandboxed.stdout
     assert not override_path().exists() and not fal.requests_for("pricing")
     route = fal_client().route("fal")  # what the command does once no override is set
-    written = refresh_price_book(route._http(), fal.url, ENDPOINT, credential_name="FAL_KEY")
+    written = refresh_price_book(route.secret(), fal.url, ENDPOINT, credential_name="FAL_KEY")  # type: ignore[attr-defined]
     assert written["billable_unit_price"] == 0.0075 and written["billable_unit"] == "second"
     assert written["source"].startswith(f"{fal.url}/v1/models/pricing?endpoint_id=fal-ai/latentsync")
     assert written["checked"] and override_path() == hosted_env / "prices.json" and override_path().is_file()

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from latentsync_routes import __version__
-from latentsync_routes.journal import ClaimLost, ClaimTimeout, Journal, JournalError, append_jsonl
+from latentsync_routes.journal import ClaimLost, ClaimTimeout, Journal, JournalError
+from latentsync_routes.records import append_jsonl
 from latentsync_routes.types import Cost, JobRecord
 
 

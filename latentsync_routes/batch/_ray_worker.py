@@ -2,7 +2,7 @@
 
 The worker never sees the journal, a claim or a credential. It gets a job's inputs (bytes shipped through
 the object store, or paths on storage every node shares) and its parameters, runs the same code the local
-route runs in-process (:meth:`LocalRoute._run`, so a job's frames do not depend on where it ran), and hands
+route runs in-process (:meth:`LocalRoute.run_model`, so a job's frames do not depend on where it ran), and hands
 back the output bytes, the model facts for the record and its progress messages. The driver writes all of
 that; a worker that dies has written nothing anyone relies on, so its job can simply run again elsewhere.
 
@@ -111,7 +111,7 @@ class LocalWorker:
 
         route = LocalRoute(settings=self.settings)
         why_not = route.availability()
-        choice = None if why_not else route._choice()
+        choice = None if why_not else route.choice()
         return {"worker": self.name, "pid": os.getpid(), "why_not": why_not, "choice": choice}
 
     def messages(self, token: str, since: int) -> list[tuple[str, float | None]]:
@@ -162,7 +162,7 @@ class LocalWorker:
                     raise JobCancelled("cancelled before the worker started it", route="local")
                 self._stops[token] = lambda: setattr(job, "deadline", float("-inf"))
             try:
-                output = route._run(job, route._choice(_dtype(params)), dict(params), folder / "out.mp4")
+                output = route.run_model(job, route.choice(_dtype(params)), dict(params), folder / "out.mp4")
             except DeadlineExceeded:
                 with self._lock:
                     cancelled = token in self._cancelled
@@ -184,9 +184,9 @@ class LocalWorker:
         route = LocalRoute(settings=self.settings)
 
         def work(folder: Path) -> WorkerResult:
-            models = runtime.get_models(route._choice(_dtype(params)))
+            models = runtime.get_models(route.choice(_dtype(params)))
             video, audio = inputs.materialise(folder)
-            detector = route._detector(str(params["face_detector"]))
+            detector = route.face_detector(str(params["face_detector"]))
             try:
                 plan = plan_segments(video, audio, whisper=models.whisper, detector=detector,
                                      resolution=models.resolution, segments=segments, loop_mode=params["loop_mode"],
@@ -233,7 +233,7 @@ class LocalWorker:
         route = LocalRoute(settings=self.settings)
 
         def work(folder: Path) -> WorkerResult:
-            models = runtime.get_models(route._choice(_dtype(params)))
+            models = runtime.get_models(route.choice(_dtype(params)))
             video_path, _ = Inputs(video=video, audio="", video_name=video_name).materialise(folder)
             frames = run_segment(plan, number, video_path, unet=models.unet, vae=models.vae, mask=models.mask,
                                  resolution=models.resolution, seed=seed,

@@ -19,10 +19,56 @@ from ..errors import LatentSyncError, NotStarted, RouteError
 from ..types import CostEstimate, LipSyncResult
 
 if TYPE_CHECKING:
-    from ..client import LipSyncClient
+    import os
+    from contextlib import AbstractContextManager
+
+    from typing_extensions import Unpack
+
+    from ..config import Settings
+    from ..journal import Journal
+    from ..options import JobOptions, MediaLike, RunOptions
+    from ..policy import CheckResult
+    from ..routes.base import Route
 
 #: what one job ended with: its result, or the typed error that stopped it
 Outcome = LipSyncResult | LatentSyncError
+
+
+class BatchClient(Protocol):
+    """What a batch needs of the client (``LipSyncClient`` is one): each row checked and priced (``assess``,
+    or ranked over the routes), run, looked up in the journal; the local route swapped for an executor's own.
+
+    Batches are built on the client's one data path but sit below the facade that offers ``run_many``, so
+    they name only these members."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def default_consent(self) -> str | None: ...
+
+    @property
+    def journal(self) -> Journal: ...
+
+    def route(self, name: str | None = None) -> Route: ...
+
+    def using_route(self, name: str, route: Route) -> AbstractContextManager[None]: ...
+
+    def assess(
+        self,
+        video: MediaLike,
+        audio: MediaLike,
+        *,
+        route: str | None = None,
+        consent: str | None = None,
+        deadline_seconds: float | None = None,
+        face_check: bool | None = None,
+        **options: Unpack[JobOptions],
+    ) -> tuple[list[CheckResult], CostEstimate]: ...
+
+    def run(
+        self, video: MediaLike, audio: MediaLike, output: str | os.PathLike[str], **options: Unpack[RunOptions]
+    ) -> LipSyncResult: ...
 
 
 @dataclass(frozen=True)
@@ -79,7 +125,7 @@ class Executor(Protocol):
 
     def run(
         self,
-        client: LipSyncClient,
+        client: BatchClient,
         items: Sequence[BatchItem],
         *,
         limits: Mapping[str, int],
@@ -88,7 +134,7 @@ class Executor(Protocol):
     ) -> dict[int, Outcome]: ...
 
 
-def run_item(client: LipSyncClient, item: BatchItem, events: BatchEvents, cancel: threading.Event) -> Outcome:
+def run_item(client: BatchClient, item: BatchItem, events: BatchEvents, cancel: threading.Event) -> Outcome:
     """Run one item through the client (claim, route, record) and catch what stops it as its outcome."""
     events.started(item)
     try:
@@ -119,7 +165,7 @@ class ThreadExecutor:
 
     def run(
         self,
-        client: LipSyncClient,
+        client: BatchClient,
         items: Sequence[BatchItem],
         *,
         limits: Mapping[str, int],

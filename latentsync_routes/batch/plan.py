@@ -27,7 +27,7 @@ from .executor import BatchItem
 from .manifest import BatchJob
 
 if TYPE_CHECKING:
-    from ..client import LipSyncClient
+    from .executor import BatchClient
 
 
 @dataclass
@@ -61,7 +61,7 @@ class BatchPlan:
         return money.total(t.high for t in self.totals.values())
 
 
-def _finished_outputs(client: LipSyncClient) -> set[str]:
+def _finished_outputs(client: BatchClient) -> set[str]:
     """Outputs written by finished jobs of the journal: a re-run of the batch may find them in place."""
     return {r.output_path for r in client.journal.list(limit=1_000_000, state=TERMINAL_OK) if r.output_path}
 
@@ -76,7 +76,7 @@ class FallbackRule:
 
 
 def _choose(
-    client: LipSyncClient, job: BatchJob, options: dict[str, Any], among: Sequence[str] | None
+    client: BatchClient, job: BatchJob, options: dict[str, Any], among: Sequence[str] | None
 ) -> tuple[str, str, list[CostEstimate]]:
     """The cheapest usable route for ``job``, why, and the estimates of the other usable routes in order."""
     parameters = {k: v for k, v in options.items() if k != "consent"}
@@ -98,7 +98,7 @@ def worst_case(estimate: CostEstimate | None, backups: Sequence[CostEstimate], a
 
 
 def _plan_one(
-    client: LipSyncClient,
+    client: BatchClient,
     job: BatchJob,
     index: int,
     route: str | None,
@@ -145,7 +145,7 @@ def _plan_one(
 
 
 def plan_batch(
-    client: LipSyncClient,
+    client: BatchClient,
     jobs: Sequence[BatchJob],
     *,
     route: str | None = None,
@@ -201,7 +201,7 @@ def plan_batch(
     return plan
 
 
-def concurrency_limits(client: LipSyncClient, plan: BatchPlan, given: Mapping[str, int] | None) -> dict[str, int]:
+def concurrency_limits(client: BatchClient, plan: BatchPlan, given: Mapping[str, int] | None) -> dict[str, int]:
     """Per-route limits: the route's declared default, overridden by ``given`` (``--concurrency ROUTE=N``)."""
     limits: dict[str, int] = {}
     for name in plan.totals:

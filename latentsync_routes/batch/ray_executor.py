@@ -33,6 +33,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from typing_extensions import override
+
 from ..errors import ConfigurationError, JobCancelled, LocalRouteError, WorkerLost
 from ..routes.local.route import DEFAULT_SEED, LocalRoute
 from ..types import MediaSource
@@ -41,9 +43,9 @@ from ._ray_worker import Inputs, WorkerResult
 from .executor import BatchEvents, BatchItem, Outcome, StopSignal, ThreadExecutor
 
 if TYPE_CHECKING:
-    from ..client import LipSyncClient
     from ..config import Settings
     from ..routes.base import JobContext
+    from .executor import BatchClient
 
 __all__ = ["RayExecutor", "RayLocalRoute"]
 
@@ -154,7 +156,7 @@ class RayExecutor:
     # -- the Executor protocol ---------------------------------------------------------------------------
     def run(
         self,
-        client: LipSyncClient,
+        client: BatchClient,
         items: Sequence[BatchItem],
         *,
         limits: Mapping[str, int],
@@ -188,10 +190,12 @@ class RayLocalRoute(LocalRoute):
         self.segment_seconds = segment_seconds
         self.max_attempts = max_attempts
 
+    @override
     def availability(self) -> str | None:
         return None  # the workers said so when they started (the driver needs no torch)
 
-    def _choice(self, dtype: str | None = None) -> Any:
+    @override
+    def choice(self, dtype: str | None = None) -> Any:
         return self.pool.choice  # what the workers run on (their device and dtype), not what this machine has
 
     def _inputs(self, job: JobContext) -> Inputs:
@@ -236,7 +240,10 @@ class RayLocalRoute(LocalRoute):
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _run(self, job: JobContext, choice: Any, params: dict[str, Any], output: Path) -> Path:
+    @override
+    def run_model(self, job: JobContext, choice: Any, params: dict[str, Any], output: Path) -> Path:
+        """The job's model work on a pool member (split over several when ``segment_seconds`` allows), its
+        output written here; everything around it is :meth:`LocalRoute.execute`'s, run on the driver."""
         inputs = self._inputs(job)
         seed = int(params["seed"]) if params.get("seed") is not None else DEFAULT_SEED
         segments = self._segments(job)

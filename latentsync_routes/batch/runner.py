@@ -20,7 +20,7 @@ from .plan import BatchPlan, FallbackRule, concurrency_limits, plan_batch
 from .report import BatchReport, Tracker, earlier_billed, job_report
 
 if TYPE_CHECKING:
-    from ..client import LipSyncClient
+    from .executor import BatchClient
 
 #: called with the tracker's snapshot (done, failed, running, spent, elapsed, eta) after each change
 UpdateCallback = Callable[[dict[str, Any]], None]
@@ -84,7 +84,7 @@ def load_jobs(jobs: str | Path | Iterable[BatchJob | Mapping[str, Any]]) -> list
 
 
 def execute_plan(
-    client: LipSyncClient,
+    client: BatchClient,
     plan: BatchPlan,
     *,
     concurrency: Mapping[str, int] | None = None,
@@ -107,7 +107,7 @@ def execute_plan(
 
 
 def run_batch(
-    client: LipSyncClient,
+    client: BatchClient,
     jobs: str | Path | Iterable[BatchJob | Mapping[str, Any]],
     *,
     route: str | None = None,

@@ -32,7 +32,7 @@ app.add_typer(jobs_app, name="jobs")
 
 def _print_version(value: bool) -> None:
     if value:
-        from .. import __version__
+        from .._version import __version__
 
         out.print(__version__)
         raise typer.Exit(0)

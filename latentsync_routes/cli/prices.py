@@ -41,7 +41,7 @@ def prices_refresh(as_json: bool = JsonOpt, config: Path | None = ConfigOpt) -> 
         if why_not:
             raise ConfigurationError(why_not, route="fal")
         name = route.credential.name if route.credential is not None else "FAL_KEY"
-        written = refresh_price_book(route._http(), route.base_url() or PLATFORM_URL, ENDPOINT, credential_name=name)
+        written = refresh_price_book(route.secret(), route.base_url() or PLATFORM_URL, ENDPOINT, credential_name=name)
         kept = {r: {"source": e["source"], "checked": e["checked"]} for r, e in price_book().items() if r != "fal"}
         summary = {"refreshed": [written], "unchanged": kept}
 

@@ -60,11 +60,12 @@ from .base import (
     not_installed_message,
 )
 from .hosted_endings import cancel_and_follow, ended_badly, stop
-from .hosted_lookup import DEFAULT_SUBMIT_WINDOW_S, Listed, cancel_undecided
+from .hosted_lookup import DEFAULT_SUBMIT_WINDOW_S, cancel_undecided
 from .hosted_lookup import resolve as resolve_ambiguous
 from .hosted_progress import progress_from_logs, wait_message
 from .hosted_runs_on import fetched, outlive_deadline
 from .hosted_status import CancelOutcome as CancelOutcome
+from .hosted_status import Listed
 from .hosted_status import Output as Output
 from .hosted_status import Status as Status
 

@@ -25,11 +25,11 @@ from .hosted_status import CancelOutcome, Status
 
 if TYPE_CHECKING:
     from .base import JobContext
-    from .hosted import HostedRoute
+    from .hosted_hooks import HostedHooks
 
 
 def billing(
-    route: HostedRoute, job: JobContext, request_id: str, status: Status | None, *, follow_seconds: float
+    route: HostedHooks, job: JobContext, request_id: str, status: Status | None, *, follow_seconds: float
 ) -> tuple[float, str]:
     """What a job that ended badly was billed, for its attempt; an unknown charge is recorded at its
     worst case (the estimate's high end) in ``cost.billed_unknown``, never as $0."""
@@ -58,7 +58,7 @@ def billing(
 
 
 def cancel_and_follow(
-    route: HostedRoute, job: JobContext, request_id: str, *, follow_seconds: float
+    route: HostedHooks, job: JobContext, request_id: str, *, follow_seconds: float
 ) -> tuple[str, Status | None]:
     """One cancel request, then polls until the provider job ends (at most ``follow_seconds``)."""
     started = utcnow()
@@ -93,7 +93,7 @@ def cancel_and_follow(
     return outcome, last
 
 
-def ended_badly(route: HostedRoute, job: JobContext, request_id: str, status: Status, follow_s: float) -> NoReturn:
+def ended_badly(route: HostedHooks, job: JobContext, request_id: str, status: Status, follow_s: float) -> NoReturn:
     """The provider job failed or was cancelled there: record what it was billed, mark the job, raise."""
     billed, said = billing(route, job, request_id, status, follow_seconds=follow_s)
     basis = f"; {said}" if said else ""
@@ -115,7 +115,7 @@ def ended_badly(route: HostedRoute, job: JobContext, request_id: str, status: St
 
 
 def stop(
-    route: HostedRoute, job: JobContext, request_id: str, why: Literal["deadline", "cancel"], follow_s: float
+    route: HostedHooks, job: JobContext, request_id: str, why: Literal["deadline", "cancel"], follow_s: float
 ) -> NoReturn:
     """Cancel at the provider, follow the job to its end for ``follow_s``, record it, raise (a route without
     a cancel is left to run on instead: :func:`.hosted_runs_on.outlive_deadline`)."""

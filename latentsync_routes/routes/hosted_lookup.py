@@ -34,10 +34,11 @@ from ..errors import AmbiguousSubmit, LatentSyncError
 from ..money import from_micros, micros, total
 from ..retry import record_attempt, run_step
 from ..types import JobRecord, utcnow
+from .hosted_status import Listed as Listed
 
 if TYPE_CHECKING:
     from .base import JobContext
-    from .hosted import HostedRoute
+    from .hosted_hooks import HostedHooks
 
 #: Clock skew allowed between this machine and the provider's timestamps, on each side of the window: wide,
 #: since a window that missed our own request would let a later run submit again (and pay twice).
@@ -46,16 +47,6 @@ CLOCK_SKEW_S = 60.0
 DEFAULT_SUBMIT_WINDOW_S = 60.0
 #: The ``billed_unknown_basis`` prefix of an ambiguous submit's worst case (removed once it is decided).
 WORST_CASE_NOTE = "ambiguous submit"
-
-
-@dataclass(frozen=True)
-class Listed:
-    """One request in a provider's listing: its id, when it was sent, and whether it ever started (a request
-    that never started never ran and is never billed: fal's time-to-start timeout)."""
-
-    request_id: str
-    sent_at: datetime
-    started: bool = True
 
 
 @dataclass(frozen=True)
@@ -176,7 +167,7 @@ def without_worst_case(record: JobRecord, worst: float, note: str = WORST_CASE_N
     return {"cost": cost.model_copy(update={"billed_unknown": from_micros(left), "billed_unknown_basis": rest})}
 
 
-def resolve(route: HostedRoute, job: JobContext, cause: str) -> str | None:
+def resolve(route: HostedHooks, job: JobContext, cause: str) -> str | None:
     """Decide the job's ambiguous submit: the adopted request id, or ``None`` to submit again (nothing was
     created, or the caller forced it); else :class:`AmbiguousSubmit`, the job left ``submitting``.
 
@@ -218,21 +209,21 @@ def resolve(route: HostedRoute, job: JobContext, cause: str) -> str | None:
         job.sleep(min(job.settings.poll_interval, max(0.0, job.remaining() - keep)))
 
 
-def _find(route: HostedRoute, job: JobContext) -> Finding:
+def _find(route: HostedHooks, job: JobContext) -> Finding:
     start, end = window(job.record)
     inputs = job.record.provider_inputs or {}
     listed = run_step(job, "submit", partial(route.lookup, job, inputs, start, end), record_success=False)
     return decide(job.record, listed, job.others(), utcnow())
 
 
-def _worst(route: HostedRoute, job: JobContext) -> float:
+def _worst(route: HostedHooks, job: JobContext) -> float:
     try:
         return route.estimate(job.request, job.video_info, job.audio_info).high
     except Exception:  # noqa: BLE001 - the estimate ran before the job; this only guards a resume
         return job.record.cost.estimated
 
 
-def _undecided(route: HostedRoute, job: JobContext, cause: str, finding: Finding | None) -> str | None:
+def _undecided(route: HostedHooks, job: JobContext, cause: str, finding: Finding | None) -> str | None:
     """Forced: give the submit up (``None``). Else count the worst case where the listing cannot decide,
     and raise :class:`AmbiguousSubmit` saying what was seen and what the user can do."""
     seen = finding.describe(route.name) if finding is not None else "it could not be looked up"
@@ -263,7 +254,7 @@ def _undecided(route: HostedRoute, job: JobContext, cause: str, finding: Finding
     raise error
 
 
-def cancel_undecided(route: HostedRoute, job: JobContext) -> tuple[str | None, str]:
+def cancel_undecided(route: HostedHooks, job: JobContext) -> tuple[str | None, str]:
     """``jobs cancel`` of a job left ``submitting``: the request to cancel if the listing names it; else the
     job is marked cancelled, keeping the worst case in ``billed_unknown`` unless nothing was created."""
     finding: Finding | None = None

@@ -21,21 +21,21 @@ from .hosted_lookup import with_worst_case, without_worst_case
 
 if TYPE_CHECKING:
     from .base import JobContext
-    from .hosted import HostedRoute
+    from .hosted_hooks import HostedHooks
     from .hosted_status import Status
 
 #: The ``billed_unknown_basis`` note of a job left running at a provider with no cancel.
 RUNS_ON_NOTE = "runs on past its deadline"
 
 
-def worst(route: HostedRoute, job: JobContext) -> float:
+def worst(route: HostedHooks, job: JobContext) -> float:
     try:
         return route.estimate(job.request, job.video_info, job.audio_info).high
     except Exception:  # noqa: BLE001 - the estimate ran before the job; this only guards a resume
         return job.record.cost.estimated
 
 
-def follow(route: HostedRoute, job: JobContext, request_id: str, seconds: float) -> Status | None:
+def follow(route: HostedHooks, job: JobContext, request_id: str, seconds: float) -> Status | None:
     """Polls until the provider job ends, for at most ``seconds``; the last status seen."""
     last: Status | None = None
     give_up = time.monotonic() + seconds
@@ -51,7 +51,7 @@ def follow(route: HostedRoute, job: JobContext, request_id: str, seconds: float)
     return last
 
 
-def outlive_deadline(route: HostedRoute, job: JobContext, request_id: str, seconds: float) -> NoReturn:
+def outlive_deadline(route: HostedHooks, job: JobContext, request_id: str, seconds: float) -> NoReturn:
     """The deadline passed on a provider with no cancel: follow, then leave the job resumable and say so."""
     last = follow(route, job, request_id, seconds)
     if last is not None and last.state in ("failed", "cancelled"):
@@ -74,7 +74,7 @@ def outlive_deadline(route: HostedRoute, job: JobContext, request_id: str, secon
     raise error
 
 
-def fetched(route: HostedRoute, job: JobContext) -> None:
+def fetched(route: HostedHooks, job: JobContext) -> None:
     """The output is on disk: a worst case counted while the job ran on gives way to the actual cost."""
     update = without_worst_case(job.record, worst(route, job), RUNS_ON_NOTE)
     if update:

@@ -1,4 +1,5 @@
-"""What the hosted template's hooks answer with: a poll's status, a cancel's outcome, a finished job's output.
+"""What the hosted template's hooks answer with: a poll's status, a cancel's outcome, a finished job's output,
+a request in the provider's listing.
 
 Its own module so routes and the template share these shapes without the template's state machine.
 """
@@ -6,6 +7,7 @@ Its own module so routes and the template share these shapes without the templat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 
@@ -43,3 +45,13 @@ class Output:
     cost_basis: str = ""
     request_id: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One request in a provider's listing: its id, when it was sent, and whether it ever started (a request
+    that never started never ran and is never billed: fal's time-to-start timeout)."""
+
+    request_id: str
+    sent_at: datetime
+    started: bool = True

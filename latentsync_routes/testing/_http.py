@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -37,9 +37,14 @@ _S = TypeVar("_S", bound="FakeServer")
 
 
 class _Server(ThreadingHTTPServer):
+    """The socket server. It knows its fake only as the two calls its handlers make, set by the fake."""
+
     daemon_threads = True
     allow_reuse_address = True
-    fake: FakeServer
+    #: called as each connection opens (True) and closes (False), so closing can unblock idle keep-alives
+    track: Callable[[socket.socket, bool], None]
+    #: answers one request
+    dispatch: Callable[[_Handler], None]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -49,7 +54,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.server.fake._track(self.connection, opened=True)
+        self.server.track(self.connection, True)
 
     def finish(self) -> None:
         try:
@@ -57,13 +62,13 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
         finally:
-            self.server.fake._track(self.connection, opened=False)
+            self.server.track(self.connection, False)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """Silence the stdlib access log; the fake keeps its own structured log."""
 
     def do_GET(self) -> None:
-        self.server.fake._dispatch(self)
+        self.server.dispatch(self)
 
     do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
 
@@ -123,7 +128,8 @@ class FakeServer:
         self.store = FileStore(self.storage_dir, self._lock)
         self._routes = self._build_routes()
         self._httpd = _Server((host, port), _Handler)
-        self._httpd.fake = self
+        self._httpd.track = self._track
+        self._httpd.dispatch = self._dispatch
         self.host, self.port = str(self._httpd.server_address[0]), int(self._httpd.server_address[1])
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
@@ -232,7 +238,7 @@ class FakeServer:
         """Interruptible sleep; False if the server is closing."""
         return not self._stopping.wait(seconds)
 
-    def _track(self, sock: socket.socket, *, opened: bool) -> None:
+    def _track(self, sock: socket.socket, opened: bool) -> None:
         with self._lock:
             if opened:
                 self._connections[sock] = threading.current_thread()

@@ -55,16 +55,17 @@ def host_urls(base_url: str) -> dict[str, str]:
 class _HostURL(str):
     """A host constant that reads the override of the current context (fal-client only uses ``+``/f-strings)."""
 
-    _name: str
+    #: which of fal-client's host constants this one stands for (a key of :func:`fal_hosts`' table)
+    constant: str
 
     def __new__(cls, default: str, name: str) -> _HostURL:
         obj = super().__new__(cls, default)
-        obj._name = name
+        obj.constant = name
         return obj
 
     def _value(self) -> str:
         hosts = _HOSTS.get()
-        return hosts[self._name] if hosts else str.__str__(self)
+        return hosts[self.constant] if hosts else str.__str__(self)
 
     def __str__(self) -> str:
         return self._value()

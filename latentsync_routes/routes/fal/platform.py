@@ -219,19 +219,21 @@ def delete_for_record(
     return deleted, kept
 
 
-def refresh_price_book(http: httpx.Client, base: str, endpoint: str, *, credential_name: str) -> dict[str, Any]:
+def refresh_price_book(key: str, base: str, endpoint: str, *, credential_name: str) -> dict[str, Any]:
     """Ask fal's pricing API for ``endpoint``'s unit price and write it to the user's price-book override.
 
     Returns what was written (with the override file's path). Only the unit price, its unit and currency
-    are fal's to say; the flat rule of the model card stays the packaged one.
+    are fal's to say; the flat rule of the model card stays the packaged one. It runs outside any job
+    (``prices refresh``), so it opens its own client, with the key as fal's fact ``auth`` says.
     """
     import httpx
 
     from ...pricing import override_path, write_override
 
-    price = fetch_unit_price(
-        http, base, endpoint, timeout=httpx.Timeout(30.0, connect=10.0), credential_name=credential_name
-    )
+    with httpx.Client(headers={"Authorization": f"Key {key}"}) as http:
+        price = fetch_unit_price(
+            http, base, endpoint, timeout=httpx.Timeout(30.0, connect=10.0), credential_name=credential_name
+        )
     source = f"{base}/v1/models/pricing?endpoint_id={endpoint} ({PRICING_DOCS})"
     today = datetime.now(timezone.utc).date()
     values = {"billable_unit_price": price["unit_price"], "billable_unit": price["unit"], "currency": price["currency"]}

@@ -105,7 +105,9 @@ class LocalRoute:
                 return not_installed_message("local", module, "local")
         return None
 
-    def _choice(self, dtype: str | None = None) -> Any:
+    def choice(self, dtype: str | None = None) -> Any:
+        """The device, version and dtype a job asking for ``dtype`` runs with on this machine, and why. A Ray
+        worker asks its own route, so a job's choice is that of the machine that runs it."""
         from ...local.runtime import choose
 
         try:
@@ -129,7 +131,7 @@ class LocalRoute:
                 return device, version, resolve_dtype(dtype, device)
             except ValueError as exc:
                 raise InvalidParameter("dtype", str(exc), route="local") from None
-        choice = self._choice(dtype)
+        choice = self.choice(dtype)
         return choice.device, choice.version, choice.dtype
 
     def describe_choice(self) -> dict[str, Any]:
@@ -137,7 +139,7 @@ class LocalRoute:
         why_not = self.availability()
         if why_not is not None:
             return {"reason": why_not}
-        choice = self._choice()
+        choice = self.choice()
         report: dict[str, Any] = choice.as_dict()
         from ...local.runtime import cpu_seconds_per_output_second
 
@@ -188,7 +190,7 @@ class LocalRoute:
 
         ensure_writable(job, "local")
         params = self._params(job.request)
-        choice = self._choice(str(params["dtype"]))
+        choice = self.choice(str(params["dtype"]))
         for warning in choice.warnings:
             log.warning("local route: %s", warning)
             job.report(f"warning: {warning}", None)
@@ -201,7 +203,7 @@ class LocalRoute:
         started_at = utcnow()
         started = time.monotonic()
         try:
-            output = self._run(job, choice, params, destination_for(job))
+            output = self.run_model(job, choice, params, destination_for(job))
         except LatentSyncError as exc:
             record_attempt(job, "run", ok=False, started_at=started_at, error=_as_route_error(exc))
             raise
@@ -220,7 +222,9 @@ class LocalRoute:
         job.mark("completed")
         return RouteOutput(output_path=output, actual_cost=cost, cost_basis=basis)
 
-    def _run(self, job: JobContext, choice: Any, params: dict[str, Any], output: Path) -> Path:
+    def run_model(self, job: JobContext, choice: Any, params: dict[str, Any], output: Path) -> Path:
+        """The model work of one job, none of the bookkeeping around it (attempts, cost): ``execute`` runs it
+        here and a Ray worker on its own machine, so a job's frames do not depend on where it ran."""
         from ...local import runtime
         from ...local.pipeline import sync_video
 
@@ -238,7 +242,7 @@ class LocalRoute:
         import torch
 
         generator = torch.Generator().manual_seed(int(seed))
-        detector = self._detector(str(params["face_detector"]))
+        detector = self.face_detector(str(params["face_detector"]))
 
         def should_stop() -> None:
             if job.remaining() <= 0:
@@ -277,7 +281,8 @@ class LocalRoute:
         job.report(f"wrote {stats.frames_written} frames in {stats.seconds:.1f} s (seed {seed})", 1.0)
         return stats.output_path
 
-    def _detector(self, name: str) -> Any:
+    def face_detector(self, name: str) -> Any:
+        """The job's face detector (``face_detector``), made per job; the caller closes it when it has ``close``."""
         from ...local.faces import InsightFaceDetector, MediaPipeDetector
 
         if name == "insightface":
