@@ -82,6 +82,12 @@ DeadlineOpt = typer.Option(
 RetryFailedOpt = typer.Option(
     False, "--retry-failed", help="If the job's provider job failed, pay for a new one (otherwise: exit 4)."
 )
+NewJobOpt = typer.Option(
+    False,
+    "--new-job",
+    help="Pay for a new job when the journal's job of these inputs cannot give its output (deleted, expired) "
+    "or failed; without it a re-run never pays twice.",
+)
 ForceResubmitOpt = typer.Option(
     False, "--force-resubmit", help="After an ambiguous submit that no lookup finds, submit again (may bill twice)."
 )
