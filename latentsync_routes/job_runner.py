@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ClaimLost, DeadlineExceeded, JobAlreadyFailed, JobCancelled, LatentSyncError, RouteError
-from .job_truth import gone_reason, guarded, output_gone, output_here, start_new_job
+from .job_truth import gone_reason, guarded, output_gone, output_here, start_new_job, was_fetched
 from .journal import TERMINAL_BAD, TERMINAL_OK, Claim, Journal, append_jsonl
 from .outputs import check_free
 from .records import new_record, request_from_record, result_from_record
@@ -244,7 +244,7 @@ class JobRunner:
             log.info("job %s already fetched; not running again", record.job_id)
             return result_from_record(record).model_copy(update={"already_done": True})
         gone = gone_reason(record)
-        fetched_before = record.model_copy(deep=True) if record.state == TERMINAL_OK and gone is None else None
+        fetched_before = was_fetched(record) if gone is None else None
         if gone is not None or (record.state in TERMINAL_BAD and controls.new_job and reached_provider(record)):
             if not controls.new_job:
                 raise output_gone(record, gone or "")

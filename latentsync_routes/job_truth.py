@@ -65,6 +65,14 @@ def gone_reason(record: JobRecord, now: datetime | None = None) -> str | None:
     return None
 
 
+def was_fetched(record: JobRecord) -> JobRecord | None:
+    """The record as it stood fetched, for a job fetched once whose output is asked for again: ``fetched``
+    now, or ``completed`` with ``completed_at`` set (a re-fetch stopped part-way, by a kill); else ``None``."""
+    if record.state == "fetched" or (record.state == "completed" and record.completed_at is not None):
+        return record.model_copy(deep=True, update={"state": "fetched", "interrupted": None, "failure_reason": None})
+    return None
+
+
 def paid_words(record: JobRecord) -> str:
     """What the job was paid, as the record says (sandbox money marked as such)."""
     cost = record.cost

@@ -105,7 +105,7 @@ def test_an_expired_output_is_told_up_front_from_the_record(
     assert renewed.job_id != result.job_id and out.is_file() and len(h.jobs()) == 2
 
 
-@pytest.mark.parametrize("answer", ["poll", "download"])
+@pytest.mark.parametrize("answer", ["poll", "download", "poll after a killed re-fetch"])
 def test_a_refetch_the_provider_refuses_leaves_the_job_fetched_and_paid(
     h: Harness,
     media: tuple[Path, Path],  # noqa: F811
@@ -116,13 +116,15 @@ def test_a_refetch_the_provider_refuses_leaves_the_job_fetched_and_paid(
     out = tmp_path / "out.mp4"
     result = client(h).run(*media, out)
     out.unlink()  # lost here, by hand: the provider may still hold it, so it is asked
-    h.fault(h.poll if answer == "poll" else h.download, Fault.status(404, json={"detail": "not found (test)"}))
+    if answer.endswith("killed re-fetch"):  # an earlier re-fetch was killed after it marked the job completed
+        _rewrite(hosted_env, result.record.model_copy(update={"state": "completed", "interrupted": "killed"}))
+    h.fault(h.download if answer == "download" else h.poll, Fault.status(404, json={"detail": "not found (test)"}))
     with pytest.raises(OutputGone) as info:
         client(h).resume(result.job_id, retry_failed=True)
     assert info.value.reason == "gone" and "--new-job" in info.value.message
     record = only_record(hosted_env)
     assert record.state == "fetched" and record.cost == result.record.cost and record.failure_reason is None
-    assert len(h.jobs()) == 1
+    assert record.interrupted is None and len(h.jobs()) == 1
 
 
 def test_delete_of_a_job_another_caller_runs_is_refused_and_the_run_ends_whole(
