@@ -227,3 +227,28 @@ def test_a_dropped_submit_never_adopts_the_provider_job_another_journal_job_hold
     assert len(created) == (1 if fault == "drop_after_accept" else 0)
     if second.provider_request_id is None:
         assert second.state == "submitting" and first.provider_request_id not in str(second.cost.billed_unknown_basis)
+
+
+def test_new_job_is_admitted_under_budget_total_counting_the_paid_job(
+    fal: FakeFal,
+    media: tuple[Path, Path],  # noqa: F811
+    tmp_path: Path,
+    hosted_env: Path,  # noqa: F811
+) -> None:
+    from latentsync_routes import LipSyncClient
+    from latentsync_routes.errors import BudgetExceeded
+
+    out = tmp_path / "out.mp4"
+    capped = LipSyncClient(route="fal", credentials={"fal": FAL_KEY}, consent="test", budget_total=0.3)
+    first = capped.run(*media, out)
+    capped.delete_job(first.job_id)
+    with pytest.raises(BudgetExceeded, match=r"committed to \$0\.2000 of the budget_total of \$0\.3000"):
+        capped.run(*media, out, new_job=True)  # the deleted job was paid: it still counts
+    assert len(fal.jobs) == 1 and [r.job_id for r in capped.journal.list()] == [first.job_id]
+    assert (
+        LipSyncClient(route="fal", credentials={"fal": FAL_KEY}, consent="test", budget_total=0.4)
+        .run(*media, out, new_job=True)
+        .record.previous_job_id
+        == first.job_id
+    )
+    assert len(fal.jobs) == 2
