@@ -39,7 +39,7 @@ from .job_runner import JobInputs, JobRunner, PreparedJob, RunControls
 from .journal import TERMINAL_BAD, TERMINAL_OK, Journal
 from .media import probe_inputs
 from .options import BatchOptions, JobOptions, MediaLike, RunOptions, request_of
-from .outputs import delete_job_files, file_in, resolve_output
+from .outputs import file_in, resolve_output
 from .policy import CheckResult, enforce
 from .preflight import marked_estimate, missing_install, preflight
 from .pricing import check_budget
@@ -257,7 +257,8 @@ class LipSyncClient:
         job: a concurrent one waits for the first and gets its result; a later one returns the result, or
         carries on the same provider job where a local failure stopped it. A job whose provider job failed
         raises :class:`JobAlreadyFailed` unless ``retry_failed=True`` (a new paid job). After an ambiguous
-        submit, ``force_resubmit=True`` submits again if a lookup cannot find the first.
+        submit, ``force_resubmit=True`` submits again if a lookup cannot find the first. A finished job whose
+        output is gone (deleted, expired) raises :class:`OutputGone`; ``new_job=True`` pays for a new job.
         """
         if (options.get("route") or self.settings.route) == "cheapest" or options.get("routes"):
             from .choice import run_chosen  # route choice and fallback: one prepared job per route tried
@@ -379,11 +380,15 @@ class LipSyncClient:
         retry_failed: bool = False,
         force_resubmit: bool = False,
         deadline_seconds: float | None = None,
+        new_job: bool = False,
     ) -> LipSyncResult:
-        """Carry on a job from the journal: its own provider job if it has one, its recorded inputs if not."""
+        """Carry on a job from the journal: its own provider job if it has one, its recorded inputs if not; a
+        finished job is paid again only with ``new_job=True`` (else, output gone: :class:`OutputGone`)."""
         deadline = _deadline(deadline_seconds, self.settings.deadline_seconds)
         record = self.journal.find(job_id)
-        controls = RunControls(progress=progress, retry_failed=retry_failed, force_resubmit=force_resubmit)
+        controls = RunControls(
+            progress=progress, retry_failed=retry_failed, force_resubmit=force_resubmit, new_job=new_job
+        )
         return self.runner.resume(self.route(record.route), record.job_id, deadline=deadline, controls=controls)
 
     def cancel(self, job_id: str, *, wait_seconds: float = 60.0) -> JobRecord:
@@ -414,15 +419,13 @@ class LipSyncClient:
             claim.release()
 
     def delete_job(self, job_id: str, *, delete_output: bool = True) -> JobRecord:
-        """Remove a job's local output and, where the provider allows it, its remote uploads.
+        """Remove a job's output here and, where the provider allows, there, as its owner (a running job is
+        refused: :class:`JobStillRunning`). The record stays fetched and paid and says what went, and when;
+        running the job again then answers :class:`OutputGone` unless ``new_job`` (:mod:`.deletion`)."""
+        from .deletion import delete_job
 
-        The record is kept (it is the audit trail) and says what was deleted and what could not be.
-        """
-        record = self.journal.find(job_id)
-        remote = self.route(record.route).delete_remote
-        record = delete_job_files(record, self.settings.home, remote, delete_output=delete_output)
-        self.journal.save(record)
-        return record
+        route = self.route(self.journal.find(job_id).route)
+        return delete_job(self.journal, route, self.settings.home, job_id, delete_output=delete_output)
 
 
 def _deadline(given: float | None, default: float) -> float:

@@ -43,6 +43,9 @@ carries the CLI exit code it maps to, so the CLI has no second table to keep in 
         ├── AmbiguousSubmit              a submit may or may not have created a job; never resubmitted
         ├── JobFailed                    the model ran and failed
         │   └── JobAlreadyFailed         a re-run of a job that failed at the provider (retry_failed)
+        ├── OutputGone                   a paid job's output was deleted (on request, or by the provider's
+        │                                lifecycle) and is not here: told from the record; new_job pays again
+        ├── JobStillRunning              ``jobs delete`` of a job another caller runs, or whose provider job runs
         ├── JobCancelled
         ├── JournalBusy                  another process held the journal's lock too long; run again
         ├── ClaimLost                    another caller took the job over after this one's lease ran out
@@ -270,6 +273,25 @@ class JobFailed(RouteError):
 
 class JobAlreadyFailed(JobFailed):
     """Running a job again whose provider job failed: a new paid job needs ``retry_failed=True``."""
+
+
+class OutputGone(RouteError):
+    """A finished, paid job asked for again whose output is no longer anywhere: deleted on request
+    (``jobs delete``) or by the provider's lifecycle (the fact sheet's retention), and not on this machine.
+
+    Told from the journal's record before any request, never as the provider's 404; the job stays
+    ``fetched`` (or ``completed``) and paid. ``new_job=True`` / ``--new-job`` pays for a new job.
+    ``reason`` is ``"deleted"``, ``"expired"`` or ``"gone"`` (asked again, the provider said it has none).
+    """
+
+    def __init__(self, message: str, *, reason: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.reason = reason
+
+
+class JobStillRunning(RouteError):
+    """``jobs delete`` of a job that is still running: another caller holds it, or its provider job has not
+    ended. Deleting then would leave a paid output unrecorded or unreachable, so nothing is deleted."""
 
 
 class JobCancelled(RouteError):

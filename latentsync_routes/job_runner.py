@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ClaimLost, DeadlineExceeded, JobAlreadyFailed, JobCancelled, LatentSyncError, RouteError
+from .job_truth import gone_reason, guarded, output_gone, output_here, start_new_job, was_fetched
 from .journal import TERMINAL_BAD, TERMINAL_OK, Claim, Journal
 from .journal_db import set_webhook_url, webhook_url_of
 from .outputs import check_free
@@ -103,6 +104,8 @@ class RunControls:
     #: the provider's callback URL for this job's submit (https, or http to a loopback host); never in a
     #: repr: it may carry a token
     webhook_url: str | None = field(default=None, repr=False)
+    #: pay for a new job when the journal's job cannot give its output (deleted, expired) or failed
+    new_job: bool = False
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> RunControls:
@@ -114,6 +117,7 @@ class RunControls:
             overwrite=bool(options.get("overwrite", False)),
             cancel_event=options.get("cancel_event"),
             webhook_url=checked_webhook_url(options.get("webhook_url")),
+            new_job=bool(options.get("new_job", False)),
         )
 
 
@@ -154,10 +158,12 @@ class JobRunner:
             budget=budget,
         )
         try:
-            return self.drive(job.route, claim, record, job.inputs, output, deadline=job.deadline, controls=controls)
+            return self.drive(
+                job.route, claim, record, job.inputs, output, deadline=job.deadline, controls=controls, budget=budget
+            )
         except LatentSyncError as exc:
             if exc.job_id is None:
-                exc.job_id = record.job_id  # callers (batch, fallback) find the job's record from the error
+                exc.job_id = claim.job_id  # callers (batch, fallback) find the job's record from the error
             raise
         finally:
             claim.release()
@@ -183,9 +189,7 @@ class JobRunner:
         claim, record = self.journal.claim_job(job_id)
         try:
             if inputs is None:
-                inputs = JobInputs.from_record(
-                    record, need_inputs=must_submit(record, controls.retry_failed, controls.force_resubmit)
-                )
+                inputs = JobInputs.from_record(record, need_inputs=must_submit(record, controls))
             output = Path(record.output_path or f"{record.job_id}.mp4")
             return self.drive(
                 route,
@@ -207,8 +211,7 @@ class JobRunner:
         """Carry on a journalled job: its own provider job if it has one, its recorded inputs if not."""
         claim, record = self.journal.claim_job(job_id)
         try:
-            needs = must_submit(record, controls.retry_failed, controls.force_resubmit)
-            inputs = JobInputs.from_record(record, need_inputs=needs)
+            inputs = JobInputs.from_record(record, need_inputs=must_submit(record, controls))
             output = Path(record.output_path or f"{record.job_id}.mp4")
             resumed = RunControls(
                 progress=controls.progress,
@@ -216,6 +219,7 @@ class JobRunner:
                 force_resubmit=controls.force_resubmit,
                 overwrite=True,
                 cancel_event=controls.cancel_event,
+                new_job=controls.new_job,
             )
             return self.drive(route, claim, record, inputs, output, deadline=deadline, controls=resumed)
         finally:
@@ -232,17 +236,28 @@ class JobRunner:
         *,
         deadline: float,
         controls: RunControls,
+        budget: BudgetCap | None = None,
     ) -> LipSyncResult:
-        """Decide what the claimed job needs (nothing, a re-run, a carry-on) and do it."""
-        if record.state == TERMINAL_OK and record.output_path and Path(record.output_path).is_file():
+        """Decide what the claimed job needs (nothing, a re-run, a carry-on, a new job) and do it.
+
+        A made job is never made again without ``new_job`` (:mod:`.job_truth`): its output here is the
+        answer; an output deleted or expired is told from the record; one that may still be at the provider
+        is fetched again, and the job stays fetched whatever that fetch meets."""
+        if record.state == TERMINAL_OK and output_here(record):
             log.info("job %s already fetched; not running again", record.job_id)
             return result_from_record(record).model_copy(update={"already_done": True})
-        if record.state in TERMINAL_BAD:
+        gone = gone_reason(record)
+        fetched_before = was_fetched(record) if gone is None else None
+        if gone is not None or (record.state in TERMINAL_BAD and controls.new_job and reached_provider(record)):
+            if not controls.new_job:
+                raise output_gone(record, gone or "")
+            record = start_new_job(self.journal, claim, record, self.settings, budget)
+        elif record.state in TERMINAL_BAD:
             if reached_provider(record) and not controls.retry_failed:
                 raise JobAlreadyFailed(
                     f"job {record.job_id} already ended {record.state} ({record.failure_reason}); running it "
                     "again would pay for a new provider job: pass retry_failed=True (CLI: --retry-failed) to do "
-                    "that",
+                    "that in this job, or new_job=True (CLI: --new-job) for a new job",
                     route=record.route,
                     request_id=record.provider_request_id,
                 )
@@ -250,9 +265,10 @@ class JobRunner:
                 record.previous_request_ids.append(record.provider_request_id)
             record.provider_request_id = None
             record.provider_inputs = None
+            record.output_expires_at = None
             record.state = "created"
             record.failure_reason = None
-        elif record.state == TERMINAL_OK:  # the output file went missing: fetch the finished job again
+        elif fetched_before is not None:  # the output went missing here; the provider may hold it: fetch again
             record.state = "completed"
         record.output_path = str(output_path)
         overwrite = controls.overwrite or record.state in PROVIDER_STATES
@@ -260,7 +276,7 @@ class JobRunner:
         job = self.context(
             claim, record, inputs, output_path, deadline=deadline, overwrite=overwrite, controls=controls
         )
-        return self.execute(route, job)
+        return guarded(self.journal, claim.owner, fetched_before, lambda: self.execute(route, job))
 
     def _webhook_url(self, job_id: str, given: str | None) -> str | None:
         """The callback of this job's submit: the one given now (kept with the job in the journal), else
@@ -404,10 +420,12 @@ def reached_provider(record: JobRecord) -> bool:
     return record.provider_request_id is not None or record.provider_inputs is not None
 
 
-def must_submit(record: JobRecord, retry_failed: bool, force_resubmit: bool) -> bool:
+def must_submit(record: JobRecord, controls: RunControls) -> bool:
     """Whether carrying this job on may upload its inputs again (then they must still be there)."""
+    if controls.new_job and (record.state in TERMINAL_BAD or gone_reason(record) is not None):
+        return True
     if record.state in TERMINAL_BAD:
-        return retry_failed or not reached_provider(record)
+        return controls.retry_failed or not reached_provider(record)
     if record.state == "submitting":
-        return force_resubmit
+        return controls.force_resubmit
     return record.state in ("created", "uploaded")

@@ -292,6 +292,25 @@ class Journal:
             row = db.execute("SELECT owner FROM claims WHERE idempotency_key = ?", (key,)).fetchone()
         return str(row[0]) if row else None
 
+    def move_claim_to_new_job(self, claim: Claim, record: JobRecord, budget: BudgetCap | None) -> None:
+        """Write ``record`` as a new job of the claimed key (``new_job``) and move ``claim`` onto it, in one
+        transaction that checks the claim is still held and that ``budget`` admits the job."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                held = "SELECT 1 FROM claims WHERE idempotency_key = ? AND owner = ?"
+                if db.execute(held, (claim.key, claim.owner)).fetchone() is None:
+                    raise ClaimLost(f"job {claim.job_id} was taken over by another caller; this one stops")
+                if budget is not None:
+                    budget.admit(db)
+                self._write(db, record)
+                db.execute("UPDATE claims SET job_id = ? WHERE idempotency_key = ?", (record.job_id, claim.key))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        claim.job_id = record.job_id
+
     def committed(self, budget: BudgetCap) -> int:
         """Micro-dollars the jobs of ``budget``'s period are committed to (the ``budget_total`` row of ``check``)."""
         with self._connect() as db:

@@ -43,6 +43,9 @@ class RunOptions(JobOptions, total=False):
     progress: ProgressCallback | None
     retry_failed: bool
     force_resubmit: bool
+    #: pay for a new job when the journal's job of these inputs cannot give its output (deleted, expired) or
+    #: failed; never needed otherwise (a re-run returns the finished job's output)
+    new_job: bool
     #: candidate routes, in order (``"cheapest"`` among them ranks the rest); see ``fallback``
     routes: list[str] | None
     #: move to the next route after a failure of the provider job (never after an ambiguous submit)

@@ -166,3 +166,41 @@ def append_jsonl(path: Path, record: JobRecord) -> None:
     line = json.dumps(json.loads(record.model_dump_json()), sort_keys=True)
     with path.open("a", encoding="utf-8") as handle:
         handle.write(line + "\n")
+
+
+#: What a new job paid for again (``new_job``) keeps of the old one: who, what, on whose consent, where to.
+_IDENTITY = {
+    "idempotency_key",
+    "route",
+    "route_owner",
+    "billing_owner",
+    "model",
+    "model_version",
+    "inputs",
+    "parameters",
+    "consent_basis",
+    "upload_destination",
+    "retention_policy",
+    "deletion_policy",
+    "code_licence",
+    "weights_licence",
+    "support_path",
+    "sandbox",
+    "policy_checks",
+    "output_path",
+}
+
+
+def renewed(record: JobRecord) -> JobRecord:
+    """A new job of the same identity (``new_job=True``): a fresh id and record that pays on its own, so the
+    old record stays as it ended (fetched and paid, or failed) and ``jobs spend`` counts both once."""
+    kept = record.model_dump(include=_IDENTITY)
+    cost = Cost(
+        currency=record.cost.currency,
+        estimated=record.cost.estimated,
+        estimated_high=record.cost.estimated_high,
+        basis=record.cost.basis,
+    )
+    return JobRecord(
+        **kept, job_id=uuid.uuid4().hex, cost=cost, previous_job_id=record.job_id, library_version=__version__
+    )

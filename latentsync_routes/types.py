@@ -357,6 +357,15 @@ class JobRecord(BaseModel):
     """The provider's URL of the output, while it lasts."""
     output_path: str | None = None
     """Where the output video was written on this machine."""
+    output_expires_at: datetime | None = None
+    """When the provider has surely deleted the output by its lifecycle (the route's fact sheet), counted
+    from when this side saw the job end; after it, a job whose local output is gone is told so up front."""
+    output_expiry_basis: str = ""
+    """Why the output expires then, in words (fal: the lifetime asked for at submit)."""
+    outputs_deleted_at: datetime | None = None
+    """When ``jobs delete`` deleted the job's outputs on request (the record, paid and fetched, stays)."""
+    previous_job_id: str | None = None
+    """The journal job this one pays again for (``new_job=True``, ``--new-job``), whose record stays as it is."""
     failure_reason: str | None = None
     """Why the job failed, in words, when it did."""
     retry_reasons: list[str] = Field(default_factory=list)

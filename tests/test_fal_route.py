@@ -114,7 +114,10 @@ def test_a_default_run_sends_lifecycle_and_store_io_on_the_submit_and_every_uplo
     assert [r.endpoint for r in sent].count("cdn_upload") == 2 and len(fal.requests_for("submit")) == 1
     for request in [*fal.requests_for("cdn_upload"), *fal.requests_for("submit")]:
         assert request.headers["X-Fal-Store-IO"] == "0"
+    for request in fal.requests_for("cdn_upload"):
         assert 600 < _lifetime(request) <= 300 + 600  # the job's deadline plus the fetch margin, no more
+    # the output: the job's deadline plus the resume window (jobs resume fetches it that long), no more
+    assert 24 * 3600 < _lifetime(fal.requests_for("submit")[0]) <= 300 + 24 * 3600
     (job,) = fal.jobs.values()
     assert job.output is not None and job.output.lifecycle_preference == json.loads(
         job.headers["X-Fal-Object-Lifecycle-Preference"]
@@ -124,7 +127,10 @@ def test_a_default_run_sends_lifecycle_and_store_io_on_the_submit_and_every_uplo
         fal.requests_for("submit")[0].headers["X-Fal-Object-Lifecycle-Preference"]
     )
     info = fal_client().route().info()
-    assert info.retention_days == pytest.approx((1800 + 600) / 86400) and "X-Fal-Store-IO: 0" in info.retention
+    assert info.retention_days == pytest.approx((1800 + 24 * 3600) / 86400) and "X-Fal-Store-IO: 0" in info.retention
+    expires = result.record.output_expires_at
+    assert expires is not None and result.record.completed_at is not None
+    assert expires - result.record.completed_at <= timedelta(seconds=300 + 24 * 3600)  # from the submit's lifetime
     assert fal_route.INFO.retention_days == pytest.approx(info.retention_days)  # the static facts match the default
 
 

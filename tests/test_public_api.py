@@ -22,6 +22,8 @@ EXPECTED = {
     "JobAlreadyFailed",
     "JobCancelled",
     "JobFailed",
+    "JobStillRunning",
+    "OutputGone",
     "JobRecord",
     "LatentSyncError",
     "LipSyncClient",

@@ -90,6 +90,12 @@ AfterBilledOpt = typer.Option(
     "--fallback-after-billed-failure",
     help="With --fallback, move on after a billed failure too (both routes are paid; a batch's --budget counts both).",
 )
+NewJobOpt = typer.Option(
+    False,
+    "--new-job",
+    help="Pay for a new job when the journal's job of these inputs cannot give its output (deleted, expired) "
+    "or failed; without it a re-run never pays twice.",
+)
 ForceResubmitOpt = typer.Option(
     False, "--force-resubmit", help="After an ambiguous submit that no lookup finds, submit again (may bill twice)."
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -21,6 +21,7 @@ from ._common import (
     FallbackOpt,
     ForceResubmitOpt,
     JsonOpt,
+    NewJobOpt,
     RetryFailedOpt,
     RouteOpt,
     _client,
@@ -31,6 +32,9 @@ from ._common import (
     err,
     out,
 )
+
+if TYPE_CHECKING:
+    from ..types import LipSyncResult
 
 #: How ``check`` shows a row's outcome: a skipped check is never shown as a pass.
 _OUTCOME_STYLE = {"pass": "[green]pass[/]", "skipped": "[yellow]skipped[/]", "STOP": "[red]STOP[/]"}
@@ -186,6 +190,7 @@ def run(
     among: str | None = AmongOpt,
     fallback: bool = FallbackOpt,
     after_billed: bool = AfterBilledOpt,
+    new_job: bool = NewJobOpt,
     as_json: bool = JsonOpt,
     config: Path | None = ConfigOpt,
 ) -> None:
@@ -206,6 +211,7 @@ def run(
             deadline_seconds=deadline,
             retry_failed=retry_failed,
             force_resubmit=force_resubmit,
+            new_job=new_job,
             face_check=face_check,
             **_fallback_options(route or client.settings.route, among, fallback, after_billed),
         )
@@ -220,20 +226,22 @@ def run(
 
                 result = client.run(video, audio, output, progress=progress, **kwargs)
 
-        def human() -> None:
-            out.print(f"[green]done[/]: {escape(str(result.output_path))}  route={result.route}  job={result.job_id}")
-            actual = "unknown" if result.cost.actual is None else f"${result.cost.actual:.4f}"
-            sandbox = " (sandbox: a base-URL override, not real money)" if result.record.sandbox else ""
-            if result.already_done:
-                paid = result.cost.worst_case()
-                out.print(
-                    f"already paid: nothing charged now (job {result.job_id}, ${paid:.4f} on "
-                    f"{result.record.created_at.date().isoformat()}){sandbox}"
-                )
-            else:
-                out.print(f"cost: estimated ${result.cost.estimated:.4f}, actual {actual}{sandbox}")
+        _emit(as_json, result, lambda: _print_result(result))
 
-        _emit(as_json, result, human)
+
+def _print_result(result: LipSyncResult) -> None:
+    """``run``'s human output: where the video is, and what was charged now (nothing for a finished job)."""
+    out.print(f"[green]done[/]: {escape(str(result.output_path))}  route={result.route}  job={result.job_id}")
+    actual = "unknown" if result.cost.actual is None else f"${result.cost.actual:.4f}"
+    sandbox = " (sandbox: a base-URL override, not real money)" if result.record.sandbox else ""
+    if result.already_done:
+        paid = result.cost.worst_case()
+        out.print(
+            f"already paid: nothing charged now (job {result.job_id}, ${paid:.4f} on "
+            f"{result.record.created_at.date().isoformat()}){sandbox}"
+        )
+    else:
+        out.print(f"cost: estimated ${result.cost.estimated:.4f}, actual {actual}{sandbox}")
 
 
 @app.command()

@@ -13,6 +13,7 @@ from ._common import (
     ConfigOpt,
     ForceResubmitOpt,
     JsonOpt,
+    NewJobOpt,
     RetryFailedOpt,
     _client,
     _emit,
@@ -76,13 +77,17 @@ def jobs_resume(
     job_id: str,
     retry_failed: bool = RetryFailedOpt,
     force_resubmit: bool = ForceResubmitOpt,
+    new_job: bool = NewJobOpt,
     as_json: bool = JsonOpt,
     config: Path | None = ConfigOpt,
 ) -> None:
     """Carry on a journalled job: wait for its provider job and fetch the output (never a second paid job
-    unless --retry-failed or --force-resubmit says so)."""
+    unless --retry-failed or --force-resubmit says so; a finished job whose output was deleted or has expired
+    is paid again only with --new-job)."""
     with _errors(as_json):
-        result = _client(config).resume(job_id, retry_failed=retry_failed, force_resubmit=force_resubmit)
+        result = _client(config).resume(
+            job_id, retry_failed=retry_failed, force_resubmit=force_resubmit, new_job=new_job
+        )
         _emit(as_json, result, lambda: out.print(f"[green]done[/]: {escape(str(result.output_path))}"))
 
 
@@ -107,7 +112,8 @@ def jobs_delete(
     as_json: bool = JsonOpt,
     config: Path | None = ConfigOpt,
 ) -> None:
-    """Delete a job's output and remote uploads where the provider allows; the record says what went."""
+    """Delete a job's output and remote uploads where the provider allows; the record (still fetched and paid)
+    says what went and when. A job still running is refused (exit 4): cancel it or wait for it to end."""
     with _errors(as_json):
         record = _client(config).delete_job(job_id, delete_output=not keep_output)
 
@@ -116,6 +122,11 @@ def jobs_delete(
                 out.print(f"[green]deleted[/]: {escape(item)}")
             for item in record.not_deleted:
                 out.print(f"[yellow]not deleted[/]: {escape(item)}")
+            if record.outputs_deleted_at is not None:
+                out.print(
+                    f"the record stays: {record.state}, paid as it was; running the job again says its outputs "
+                    "were deleted, and --new-job pays for a new one"
+                )
 
         _emit(as_json, record, human)
 

@@ -60,6 +60,7 @@ from .base import (
     not_installed_message,
 )
 from .hosted_endings import cancel_and_follow, ended_badly, stop
+from .hosted_expiry import made
 from .hosted_lookup import DEFAULT_SUBMIT_WINDOW_S, cancel_undecided
 from .hosted_lookup import resolve as resolve_ambiguous
 from .hosted_progress import progress_from_logs, wait_message
@@ -107,6 +108,7 @@ class HostedRoute(ABC):
         "settle",
         "cleanup",
         "delete_remote",
+        "output_lifetime",
         "describe_choice",
         "ambiguity_hint",
     )
@@ -214,6 +216,11 @@ class HostedRoute(ABC):
         """What ``delete_job`` deletes at the provider: (deleted, kept with why). By default nothing: the
         uploads are kept for the time ``RouteInfo.deletion`` states."""
         return [], [f"{uri}: {self.info().deletion}" for uri in record.uploaded_uris]
+
+    def output_lifetime(self, job: JobContext) -> tuple[float, str] | None:
+        """Seconds the provider keeps a made job's output after it ends, and why (the fact sheet); ``None``
+        when not known (then a job asked for again is fetched again, and a miss is told as the provider's)."""
+        return None
 
     def describe_choice(self) -> dict[str, Any] | None:
         """A hosted route chooses nothing on this machine."""
@@ -375,7 +382,7 @@ class HostedRoute(ABC):
                     )
                 )
             if status.state == "succeeded":
-                job.mark("completed")
+                job.mark("completed", **made(self, job))
                 return status
             if status.state in ("failed", "cancelled"):
                 ended_badly(self, job, request_id, status, CANCEL_FOLLOW_SECONDS)
@@ -404,7 +411,7 @@ class HostedRoute(ABC):
                 job, "wait", partial(self.poll, job, request_id), request_id=request_id, record_success=False
             )
             if status.state == "succeeded":
-                job.mark("completed")
+                job.mark("completed", **made(self, job))
             elif status.state in ("failed", "cancelled"):
                 ended_badly(self, job, request_id, status, CANCEL_FOLLOW_SECONDS)
         return status.state

@@ -17,6 +17,7 @@ from ..deadlines import deadline_scope
 from ..errors import DeadlineExceeded, DeadlinePassed
 from ..retry import StepFailure, record_attempt
 from .hosted_endings import ended_badly
+from .hosted_expiry import made
 from .hosted_lookup import with_worst_case, without_worst_case
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def outlive_deadline(route: HostedHooks, job: JobContext, request_id: str, secon
     amount = worst(route, job)
     if last is not None and last.state == "succeeded":
         said = "it completed after the deadline and is billed"
-        job.mark("completed", **with_worst_case(job.record, amount, said, RUNS_ON_NOTE))
+        job.mark("completed", **made(route, job), **with_worst_case(job.record, amount, said, RUNS_ON_NOTE))
     else:
         said = f"{route.name} has no cancel, so it runs on and is billed when it completes"
         job.mark(**with_worst_case(job.record, amount, said, RUNS_ON_NOTE))

@@ -43,27 +43,48 @@ PLATFORM_URL = "https://api.fal.ai"
 PRICING_DOCS = "https://docs.fal.ai/platform-apis/v1/models/pricing"
 DELETE_DOCS = "https://docs.fal.ai/platform-apis/v1/models/requests/payloads"
 LIFECYCLE_HEADER = "X-Fal-Object-Lifecycle-Preference"
-#: Time the output must outlive the job's deadline: the download, and a resume right after a crash.
+#: Time the uploads must outlive the job's deadline: fal reads them before the request starts, which is
+#: before the deadline (the submit's X-Fal-Request-Timeout), and a retry of an upload or submit.
 FETCH_MARGIN_S = 600
+#: Time the output outlives the job's deadline: how long after it ``jobs resume`` (or the same run) can still
+#: fetch a job's output after a crash, a full disk or a lost local file. Longer keeps a face on a public
+#: (unguessable) URL longer; the policy's retention cap, when lower, wins (docs/safety.md).
+RESUME_WINDOW_S = 24 * 3600
 #: fal's lifecycle takes whole seconds; nothing is asked to expire sooner than this.
 MIN_LIFETIME_S = 60
 #: The lookup reads at most this many pages of the request listing.
 LOOKUP_PAGES = 3
 
 
-def lifetime_seconds(settings: Settings, deadline_seconds: float) -> int:
-    """The shortest lifetime that still lets a job finish: its deadline plus the fetch margin, cut to the
+def lifetime_seconds(settings: Settings, deadline_seconds: float, *, output: bool = False) -> int:
+    """The lifetime sent: for the uploads, the shortest that still lets the job start (its deadline plus the
+    fetch margin); for the output (``output``), its deadline plus the resume window. Either is cut to the
     policy's retention cap when one is set (then the cap wins, even if the job could outlive its files)."""
-    need = math.ceil(max(0.0, deadline_seconds)) + FETCH_MARGIN_S
+    need = math.ceil(max(0.0, deadline_seconds)) + (RESUME_WINDOW_S if output else FETCH_MARGIN_S)
     cap = settings.policy.max_retention_days
     if cap is not None:
         need = min(need, math.floor(cap * 86400))
     return max(MIN_LIFETIME_S, need)
 
 
+#: The key under which ``record.retention_sent`` keeps the lifecycle sent on the uploads (the plain header
+#: name keeps the submit's, which the output follows).
+UPLOADS_KEY = f"{LIFECYCLE_HEADER} (uploads)"
+
+
 def retention_headers(lifetime: int) -> dict[str, str]:
     """The two headers sent on the submit and on every upload."""
     return {LIFECYCLE_HEADER: json.dumps({"expiration_duration_seconds": lifetime}), STORE_IO_HEADER: "0"}
+
+
+def sent_lifetime(record: JobRecord) -> int | None:
+    """The output lifetime the job's submit sent (seconds), as its record keeps it; ``None`` if none was."""
+    try:
+        value = json.loads(record.retention_sent.get(LIFECYCLE_HEADER) or "null")
+        seconds = value.get("expiration_duration_seconds") if isinstance(value, dict) else None
+    except ValueError:
+        return None
+    return int(seconds) if isinstance(seconds, int) and not isinstance(seconds, bool) else None
 
 
 def _platform_get(
@@ -198,7 +219,7 @@ def delete_for_record(
 ) -> tuple[list[str], list[str]]:
     """``jobs delete`` on a fal job: Delete Request Payloads for each of its requests not deleted before
     (``http`` is None without a key). Inputs have no delete API: they are listed with the lifecycle sent."""
-    sent = record.retention_sent.get(LIFECYCLE_HEADER)
+    sent = record.retention_sent.get(UPLOADS_KEY) or record.retention_sent.get(LIFECYCLE_HEADER)
     expiry = (
         f"no delete API for inputs; the upload asked fal to expire it ({LIFECYCLE_HEADER}: {sent})"
         if sent

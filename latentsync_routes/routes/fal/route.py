@@ -30,11 +30,15 @@ from .errors import billable_units, http_failure, transient
 from .hosts import bound_to_deadlines, fal_hosts
 from .platform import (
     FETCH_MARGIN_S,
+    LIFECYCLE_HEADER,
     PLATFORM_URL,
+    RESUME_WINDOW_S,
+    UPLOADS_KEY,
     delete_for_record,
     lifetime_seconds,
     lookup_requests,
     retention_headers,
+    sent_lifetime,
 )
 from .upload import upload_multipart
 
@@ -56,10 +60,11 @@ INFO = RouteInfo(
     billing_owner="the fal account that owns FAL_KEY",
     uploads_media=True,
     upload_destination="fal CDN storage (v3.fal.media): public, unguessable URLs",
-    retention=f"uploads and the output expire on fal's CDN {FETCH_MARGIN_S // 60} min after the job's deadline "
-    "(X-Fal-Object-Lifecycle-Preference on each upload and on the submit; cut to the policy's retention cap); "
-    "request payloads are not stored (X-Fal-Store-IO: 0); the CDN URLs are public until they expire",
-    retention_days=(1800 + FETCH_MARGIN_S) / 86400,  # the default deadline's; FalRoute.info() uses the settings
+    retention=f"uploads expire on fal's CDN {FETCH_MARGIN_S // 60} min after the job's deadline, the output "
+    f"{RESUME_WINDOW_S // 3600} h after it (so jobs resume can fetch it that long), each by "
+    "X-Fal-Object-Lifecycle-Preference on its request, cut to the policy's retention cap; request payloads are "
+    "not stored (X-Fal-Store-IO: 0); the CDN URLs are public until they expire or jobs delete deletes them",
+    retention_days=(1800 + RESUME_WINDOW_S) / 86400,  # the default deadline's; FalRoute.info() uses the settings
     retention_control="X-Fal-Object-Lifecycle-Preference and X-Fal-Store-IO: 0 on the submit and every upload",
     deletion="jobs delete calls fal's Delete Request Payloads (payloads and output files; an admin key is "
     "needed); input uploads have no delete API and expire by their lifecycle",
@@ -125,8 +130,8 @@ class FalRoute(HostedRoute):
 
     def info(self) -> RouteInfo:
         """The facts, with the lifetime this configuration sends (default deadline) as ``retention_days``."""
-        lifetime = lifetime_seconds(self.settings, self.settings.deadline_seconds)
-        text = f"{INFO.retention}; with the default deadline the lifetime sent is {lifetime} s"
+        lifetime = lifetime_seconds(self.settings, self.settings.deadline_seconds, output=True)
+        text = f"{INFO.retention}; with the default deadline the output's lifetime sent is {lifetime} s"
         return INFO.model_copy(update={"retention_days": lifetime / 86400, "retention": text})
 
     def estimate(self, request: LipSyncRequest, video: MediaInfo, audio: MediaInfo) -> CostEstimate:
@@ -175,13 +180,23 @@ class FalRoute(HostedRoute):
             request_id=request_id,
         )
 
-    def _retention(self, job: JobContext) -> tuple[int, dict[str, str]]:
-        """The lifetime for what this job sends now, and its headers; the record keeps what was sent."""
-        lifetime = lifetime_seconds(self.settings, job.remaining())
+    def _retention(self, job: JobContext, *, output: bool = False) -> tuple[int, dict[str, str]]:
+        """The lifetime for what this job sends now (an upload, or the submit whose output follows it), and
+        its headers; the record keeps what was sent (the uploads' lifecycle under ``UPLOADS_KEY``)."""
+        lifetime = lifetime_seconds(self.settings, job.remaining(), output=output)
         headers = retention_headers(lifetime)
-        if job.record.retention_sent != headers:
-            job.mark(retention_sent=headers)
+        sent = dict(headers) if output else {UPLOADS_KEY: headers[LIFECYCLE_HEADER]}
+        if any(job.record.retention_sent.get(k) != v for k, v in sent.items()):
+            job.mark(retention_sent={**job.record.retention_sent, **sent})
         return lifetime, headers
+
+    def output_lifetime(self, job: JobContext) -> tuple[float, str] | None:
+        """The lifetime the submit asked for (fact ``lifecycle``): fal deletes the output that long after
+        making it."""
+        seconds = sent_lifetime(job.record)
+        if seconds is None:
+            return None
+        return float(seconds), f"as asked at submit: {LIFECYCLE_HEADER} {seconds} s after it was made"
 
     # -- upload ----------------------------------------------------------------------------------------
     def upload(self, job: JobContext, source: MediaSource) -> str:
@@ -217,7 +232,7 @@ class FalRoute(HostedRoute):
 
         url = f"{fal_client.client.QUEUE_URL_FORMAT}{ENDPOINT}"
         try:
-            headers = {**self._retention(job)[1], REQUEST_TIMEOUT_HEADER: str(start_timeout(job))}
+            headers = {**self._retention(job, output=True)[1], REQUEST_TIMEOUT_HEADER: str(start_timeout(job))}
             hook = {"fal_webhook": job.webhook_url} if job.webhook_url else None  # facts.py: WEBHOOK
             response = self._http().post(
                 url, json=inputs, headers=headers, params=hook, timeout=request_timeout(job, SUBMIT_TIMEOUT_S)

@@ -131,6 +131,10 @@ class ReplicateRoute(HostedRoute):
     def estimate(self, request: LipSyncRequest, video: MediaInfo, audio: MediaInfo) -> CostEstimate:
         return estimate_replicate(audio.duration)
 
+    def output_lifetime(self, job: JobContext) -> tuple[float, str] | None:
+        """Replicate removes a prediction's output an hour after it ends (fact ``data-retention``)."""
+        return 3600.0, "Replicate removes a prediction's output an hour after it ends (its data-retention page)"
+
     def ambiguity_hint(self) -> str:
         return "your Replicate predictions (replicate.com/predictions)"
 

@@ -118,6 +118,10 @@ class WaveSpeedRoute(HostedRoute):
     def estimate(self, request: LipSyncRequest, video: MediaInfo, audio: MediaInfo) -> CostEstimate:
         return estimate_by_rule(self.name, audio.duration)
 
+    def output_lifetime(self, job: JobContext) -> tuple[float, str] | None:
+        """WaveSpeed keeps predictions and their outputs 7 days (fact ``retention``)."""
+        return 7 * 86400.0, "WaveSpeed keeps a prediction's output 7 days"
+
     def ambiguity_hint(self) -> str:
         return "your WaveSpeed predictions (wavespeed.ai dashboard, or POST /api/v3/predictions)"
 
