@@ -275,6 +275,10 @@ class Cost(BaseModel):
     units_cost: float | None = None
     #: set when the provider's figure and the price book's rule disagree
     disagreement: str | None = None
+    #: what the provider's billing records say the job cost (fal: billing events), when it said; the note
+    #: says where that came from, or why the recorded charge is the price book's figure instead
+    provider_charge: float | None = None
+    provider_charge_note: str = ""
 
     def worst_case(self) -> float:
         """Actual, failure-billed and unknown (at its worst case) together: what a budget must count."""
