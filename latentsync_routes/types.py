@@ -339,6 +339,9 @@ class JobRecord(BaseModel):
     """Where to ask about this job at the provider (a support address or page)."""
     uploaded_uris: list[str] = Field(default_factory=list)
     """The URLs the inputs were uploaded to."""
+    upload_intents: list[str] = Field(default_factory=list)
+    """Uploads begun and not yet in ``uploaded_uris``, by the tag each carries to the provider: a run
+    after a crash looks them up there and deletes what they left."""
     sandbox: bool = False
     """Run against a base-URL override (a fake, a test gateway): its money is not counted as real spend."""
     provider_request_id: str | None = None
