@@ -344,6 +344,41 @@ def test_reset_during_upload_is_retried(fal: FakeFal, media: tuple[Path, Path], 
     result = run(tmp_path, media)
     assert len(fal.jobs) == 1 and result.record.state == "fetched"
     assert len(fal.requests_for("cdn_upload")) == 3 and [u.name for u in fal.uploads] == ["clip.mp4", "voice.wav"]
+    assert result.record.upload_intents == [] and len(result.record.uploaded_uris) == 2
+
+
+def test_fact_uploads_no_delete_a_killed_upload_is_listed_as_possibly_left(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """kill -9 while the video's upload waits for its answer (fal stored it): the re-run lists that file as
+    possibly left, as no fal call can find or delete it."""
+    import signal
+
+    from latentsync_routes.journal import Journal
+    from tests.cli_helpers import clean_env, console_script
+
+    home = tmp_path / "home"
+    extra = {"LATENTSYNC_ROUTES_FAL_BASE_URL": fal.url, "FAL_KEY": FAL_KEY, "LATENTSYNC_ROUTES_POLL_INTERVAL": "0.05"}
+    env = clean_env(home, extra)
+    command = [console_script(), "run", *map(str, media), "-o", str(tmp_path / "out.mp4"), "--route", "fal"]
+    command += ["--consent", "test", "--json"]
+    fal.faults.cdn_upload.append(Fault.hold_reply(120))
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not fal.uploads and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+    (record,) = Journal(home / "jobs.sqlite3").list()
+    assert len(record.upload_intents) == 1 and record.uploaded_uris == []
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert second.returncode == 0, second.stdout + second.stderr
+    (record,) = Journal(home / "jobs.sqlite3").list()
+    assert record.state == "fetched" and record.upload_intents == [] and len(fal.uploads) == 3
+    (left,) = [line for line in record.not_deleted if "never answered" in line]
+    assert "may have left at fal" in left and "lifecycle" in left
 
 
 def test_poll_timeouts_are_retried(

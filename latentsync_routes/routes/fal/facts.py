@@ -130,6 +130,15 @@ FACTS: tuple[Fact, ...] = (
         CHECKED,
     ),
     Fact(
+        "uploads-no-delete",
+        "No fal call lists or deletes an uploaded input (Delete Request Payloads removes a request's "
+        "payloads and output files only); an upload expires as the lifecycle sent with it asks. A file an "
+        "interrupted upload made therefore cannot be found again: the record lists it as possibly left.",
+        "https://docs.fal.ai/platform-apis/v1/models/requests",
+        BILLING_EVENTS_CHECKED,
+        documented=False,
+    ),
+    Fact(
         "request-timeout",
         "X-Fal-Request-Timeout bounds the time to start (queue wait, runner acquisition, "
         "retries; default: no timeout); a started request runs as long as it needs. The submit sends the job's "

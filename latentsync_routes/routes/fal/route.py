@@ -21,6 +21,7 @@ from ...errors import AmbiguousSubmit, RouteError
 from ...pricing import estimate_fal, price_book
 from ...retry import StepFailure, json_or_none, request_never_sent, request_timeout
 from ...types import CostEstimate, JobRecord, LipSyncRequest, MediaInfo, MediaSource
+from .. import upload_intents
 from ..base import JobContext, ParameterSpec, RouteInfo, RouteOutput
 from ..hosted import CancelOutcome, HostedRoute, Output, Status
 from ..hosted_lookup import Listed
@@ -99,6 +100,8 @@ REQUEST_TIMEOUT_HEADER = "X-Fal-Request-Timeout"
 #: The longest a started fal-ai/latentsync request runs (fact ``longest-run``, our reading: fal documents no
 #: limit for this endpoint, so a long one is assumed); bounds when an ambiguous submit can be decided.
 LONGEST_RUN_S = 3600.0
+#: Why a file an unanswered upload may have left stays (facts ``lifecycle`` and ``uploads-no-delete``).
+UPLOAD_LEFT_OVER = "no fal call lists or deletes an upload; it expires as the lifecycle sent with it asks"
 
 
 def start_timeout(job: JobContext) -> int:
@@ -187,6 +190,15 @@ class FalRoute(HostedRoute):
 
     # -- upload ----------------------------------------------------------------------------------------
     def upload(self, job: JobContext, source: MediaSource) -> str:
+        """Journalled before it leaves; an earlier one never answered is listed as possibly left (fal
+        documents no listing or delete for uploads: it expires as the lifecycle it was sent with asks)."""
+        upload_intents.record_unfindable(job, "fal", UPLOAD_LEFT_OVER)
+        tag = upload_intents.begin(job)
+        url = self._upload_one(job, source)
+        upload_intents.finish(job, tag, url)
+        return url
+
+    def _upload_one(self, job: JobContext, source: MediaSource) -> str:
         import fal_client
         import httpx
 
