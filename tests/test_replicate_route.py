@@ -370,11 +370,12 @@ def test_cli_run_json(
     assert REPLICATE_TOKEN not in done.stdout
 
 
-def test_sigkill_during_an_upload_then_a_rerun_deletes_and_records_the_file_it_left(
+def test_fact_files_interrupted_a_kill_during_an_upload_leaves_no_file_unrecorded(
     rep: FakeReplicate, media: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    """The killed run's upload made a file at Replicate whose answer it never read: the re-run finds it by
-    the tag journalled before the upload left, deletes it, and lists it in the record."""
+    """Facts ``files-metadata``, ``files-list``, ``files-delete`` and ``files-interrupted``: the killed run's
+    upload made a file at Replicate whose answer it never read; the re-run finds it by the tag journalled
+    (and sent as its metadata) before the upload left, deletes it, and lists it in the record."""
     import signal
     import subprocess
     import time
