@@ -26,6 +26,15 @@ def micros(amount: float | int | Decimal | str | None) -> int:
     return int((value / _STEP).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
 
 
+def exact(amount: float | int | Decimal | str) -> Decimal:
+    """A price-book figure or a provider's number as the decimal it was written as (a float's shortest
+    repr), so products of prices and quantities are computed exactly before rounding to the micro-unit."""
+    value = amount if isinstance(amount, Decimal) else Decimal(str(amount))
+    if not value.is_finite():
+        raise ValueError(f"an amount of money must be finite, got {amount!r}")
+    return value
+
+
 def from_micros(value: int) -> float:
     """Integer micro-units as the nearest float (whose repr is the exact six-decimal amount)."""
     return float(Decimal(value) / MICROS)

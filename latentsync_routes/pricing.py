@@ -16,13 +16,14 @@ import json
 import math
 import os
 from datetime import date
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from .errors import BudgetExceeded
 from .media import OUTPUT_FPS, output_duration, output_frame_count
-from .money import exceeds
+from .money import exact, exceeds, from_micros, micros
 from .types import CostEstimate
 
 #: The user override's file name under ``LATENTSYNC_ROUTES_HOME``.
@@ -99,15 +100,22 @@ def write_override(route: str, values: dict[str, Any], *, source: str, checked: 
     return path
 
 
-def _money(value: float) -> float:
-    return round(value, 6)
+def _money(value: Decimal) -> float:
+    """An exact amount (computed in decimal from the price book's figures) rounded half-even to the
+    micro-dollar, as the float that carries it (its repr is the exact six-decimal amount)."""
+    return from_micros(micros(value))
+
+
+def fal_micros_for_seconds(output_seconds: float) -> int:
+    """fal's rule in integer micro-dollars: a flat fee up to ``flat_seconds`` of output, then a rate per second."""
+    entry = price_book()["fal"]
+    billed_seconds = round(output_seconds)
+    return micros(max(exact(entry["flat_amount"]), billed_seconds * exact(entry["per_second"])))
 
 
 def fal_cost_for_seconds(output_seconds: float) -> float:
-    """fal's rule: a flat fee up to ``flat_seconds`` of output, then a rate per second."""
-    entry = price_book()["fal"]
-    billed_seconds = round(output_seconds)
-    return _money(max(float(entry["flat_amount"]), billed_seconds * float(entry["per_second"])))
+    """:func:`fal_micros_for_seconds` as the float the records carry."""
+    return from_micros(fal_micros_for_seconds(output_seconds))
 
 
 def estimate_fal(audio_seconds: float) -> CostEstimate:
@@ -138,7 +146,7 @@ def estimate_fal(audio_seconds: float) -> CostEstimate:
 
 def fal_units_cost(billable_units: float) -> float:
     """What fal's ``x-fal-billable-units`` come to at the book's unit price (no minimum applied)."""
-    return _money(billable_units * float(price_book()["fal"]["billable_unit_price"]))
+    return _money(exact(billable_units) * exact(price_book()["fal"]["billable_unit_price"]))
 
 
 def fal_billable_units_for(output_seconds: float) -> float:
@@ -149,8 +157,8 @@ def fal_billable_units_for(output_seconds: float) -> float:
 
 def compare_with_rule(rule_cost: float, units_cost: float) -> str | None:
     """A sentence when the provider's figure and the rule's differ by more than a cent and 1 %, else None."""
-    gap = abs(rule_cost - units_cost)
-    if gap <= 0.01 or gap <= 0.01 * max(rule_cost, units_cost):
+    gap = abs(micros(rule_cost) - micros(units_cost))
+    if gap <= micros("0.01") or gap * 100 <= max(micros(rule_cost), micros(units_cost)):
         return None
     return (
         f"the provider's billable units come to ${units_cost:.4f} but the price book's rule gives "
@@ -158,8 +166,14 @@ def compare_with_rule(rule_cost: float, units_cost: float) -> str | None:
     )
 
 
+def replicate_micros_for_predict_time(predict_seconds: float) -> int:
+    """Predict time x the per-second rate, in integer micro-dollars (exact decimal product, half-even)."""
+    return micros(exact(predict_seconds) * exact(price_book()["replicate"]["per_second"]))
+
+
 def replicate_cost_for_predict_time(predict_seconds: float) -> float:
-    return _money(predict_seconds * float(price_book()["replicate"]["per_second"]))
+    """:func:`replicate_micros_for_predict_time` as the float the records carry."""
+    return from_micros(replicate_micros_for_predict_time(predict_seconds))
 
 
 def estimate_replicate(audio_seconds: float) -> CostEstimate:
@@ -171,7 +185,7 @@ def estimate_replicate(audio_seconds: float) -> CostEstimate:
         return float(model[band]["fixed_seconds"]) + float(model[band]["seconds_per_output_second"]) * seconds
 
     mid, low, high = run_time("mid"), run_time("low"), run_time("high")
-    rate = float(entry["per_second"])
+    rate = exact(entry["per_second"])
     basis = (
         f"{entry['hardware']} at ${rate}/s x predicted run time; run time modelled as "
         f"{model['mid']['fixed_seconds']} s + {model['mid']['seconds_per_output_second']} s per output second "
@@ -181,9 +195,9 @@ def estimate_replicate(audio_seconds: float) -> CostEstimate:
     return CostEstimate(
         route="replicate",
         currency=entry["currency"],
-        amount=_money(mid * rate),
-        low=_money(low * rate),
-        high=_money(high * rate),
+        amount=_money(exact(mid) * rate),
+        low=_money(exact(low) * rate),
+        high=_money(exact(high) * rate),
         is_exact=False,
         basis=basis,
         price_source=entry["source"],
@@ -201,7 +215,7 @@ def estimate_local(audio_seconds: float, *, version: str, device: str, gpu_hour_
     speeds = entry["seconds_per_output_second"]
     per_second = float(speeds.get(kind, speeds["cpu"])[version])
     wall = per_second * seconds
-    amount = _money(wall / 3600 * gpu_hour_usd) if kind != "cpu" else 0.0
+    amount = _money(exact(wall) / 3600 * exact(gpu_hour_usd)) if kind != "cpu" else 0.0
     basis = (
         f"LatentSync {version} on {kind}: ~{per_second:g} s of wall time per output second x {seconds:.2f} s "
         f"= {wall:.0f} s; at ${gpu_hour_usd}/GPU-hour = ${amount:.4f}; needs ~{entry['vram_gb'][version]} GB VRAM"
@@ -210,8 +224,8 @@ def estimate_local(audio_seconds: float, *, version: str, device: str, gpu_hour_
         route="local",
         currency=entry["currency"],
         amount=amount,
-        low=_money(amount * 0.5),
-        high=_money(amount * 2.0),
+        low=_money(exact(amount) / 2),
+        high=_money(exact(amount) * 2),
         is_exact=False,
         basis=basis,
         price_source=entry["source"],
@@ -232,7 +246,7 @@ def cost_by_rule(route: str, output_seconds: float) -> float:
     if entry.get("rule") != "per_block":
         raise KeyError(f"the price book has no rule for route {route!r}")
     blocks = max(int(entry.get("min_blocks", 1)), math.ceil(round(output_seconds, 6) / float(entry["block_seconds"])))
-    return _money(blocks * float(entry["block_price"]))
+    return _money(blocks * exact(entry["block_price"]))
 
 
 def estimate_by_rule(route: str, audio_seconds: float) -> CostEstimate:

@@ -275,6 +275,10 @@ class Cost(BaseModel):
     units_cost: float | None = None
     #: set when the provider's figure and the price book's rule disagree
     disagreement: str | None = None
+    #: what the provider's billing records say the job cost (fal: billing events), when it said; the note
+    #: says where that came from, or why the recorded charge is the price book's figure instead
+    provider_charge: float | None = None
+    provider_charge_note: str = ""
 
     def worst_case(self) -> float:
         """Actual, failure-billed and unknown (at its worst case) together: what a budget must count."""
@@ -335,6 +339,9 @@ class JobRecord(BaseModel):
     """Where to ask about this job at the provider (a support address or page)."""
     uploaded_uris: list[str] = Field(default_factory=list)
     """The URLs the inputs were uploaded to."""
+    upload_intents: list[str] = Field(default_factory=list)
+    """Uploads begun and not yet in ``uploaded_uris``, by the tag each carries to the provider: a run
+    after a crash looks them up there and deletes what they left."""
     sandbox: bool = False
     """Run against a base-URL override (a fake, a test gateway): its money is not counted as real spend."""
     provider_request_id: str | None = None

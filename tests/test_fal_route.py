@@ -350,6 +350,41 @@ def test_reset_during_upload_is_retried(fal: FakeFal, media: tuple[Path, Path], 
     result = run(tmp_path, media)
     assert len(fal.jobs) == 1 and result.record.state == "fetched"
     assert len(fal.requests_for("cdn_upload")) == 3 and [u.name for u in fal.uploads] == ["clip.mp4", "voice.wav"]
+    assert result.record.upload_intents == [] and len(result.record.uploaded_uris) == 2
+
+
+def test_fact_uploads_no_delete_a_killed_upload_is_listed_as_possibly_left(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """kill -9 while the video's upload waits for its answer (fal stored it): the re-run lists that file as
+    possibly left, as no fal call can find or delete it."""
+    import signal
+
+    from latentsync_routes.journal import Journal
+    from tests.cli_helpers import clean_env, console_script
+
+    home = tmp_path / "home"
+    extra = {"LATENTSYNC_ROUTES_FAL_BASE_URL": fal.url, "FAL_KEY": FAL_KEY, "LATENTSYNC_ROUTES_POLL_INTERVAL": "0.05"}
+    env = clean_env(home, extra)
+    command = [console_script(), "run", *map(str, media), "-o", str(tmp_path / "out.mp4"), "--route", "fal"]
+    command += ["--consent", "test", "--json"]
+    fal.faults.cdn_upload.append(Fault.hold_reply(120))
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not fal.uploads and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+    (record,) = Journal(home / "jobs.sqlite3").list()
+    assert len(record.upload_intents) == 1 and record.uploaded_uris == []
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert second.returncode == 0, second.stdout + second.stderr
+    (record,) = Journal(home / "jobs.sqlite3").list()
+    assert record.state == "fetched" and record.upload_intents == [] and len(fal.uploads) == 3
+    (left,) = [line for line in record.not_deleted if "never answered" in line]
+    assert "may have left at fal" in left and "lifecycle" in left
 
 
 def test_poll_timeouts_are_retried(
@@ -400,11 +435,13 @@ def test_a_cancelled_running_request_is_billed_what_its_result_headers_say(
     fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
 ) -> None:
     fal.queue_polls, fal.progress_polls, fal.cancel_billable_units = 0, 10_000, 12
+    fal.billing_events_refusal = 403  # a key without the admin scope: the result's headers are what is left
     with pytest.raises(DeadlineExceeded):
         run(tmp_path, media, deadline_seconds=3)
     cost = journal(hosted_env)["cost"]
     assert cost["billed_failures"] == pytest.approx(0.06) and cost["billed_unknown"] == 0  # type: ignore[index]
-    assert cost["billable_units"] == 12  # type: ignore[index]
+    assert cost["billable_units"] == 12 and cost["provider_charge"] is None  # type: ignore[index]
+    assert "refused its billing events (HTTP 403" in cost["provider_charge_note"]  # type: ignore[index]
 
 
 def test_budget_counts_an_unknown_charge_at_its_worst_case(
@@ -694,3 +731,105 @@ def test_fact_platform_errors_are_read_from_the_error_object(fal: FakeFal) -> No
         with pytest.raises(Exception) as info:
             fetch_unit_price(http, fal.url, "", timeout=10, credential_name="FAL_KEY")
     assert "endpoint_id: provide 1-50 endpoint ids" in str(getattr(info.value, "error", info.value).message)
+
+
+def test_a_completed_job_records_fals_billing_event_as_its_actual(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
+) -> None:
+    """fal's unit price moved to $0.006 (the packaged book says $0.005): the billing event's $0.24 is what
+    was charged, not the rule's $0.20; the rule stays in the basis."""
+    fal.prices["fal-ai/latentsync"] = (0.006, "second")
+    result = run(tmp_path, media)
+    (job,) = fal.jobs.values()
+    assert result.cost.actual == 0.24 and result.cost.provider_charge == 0.24
+    assert f"billing event for request {job.request_id}: $0.240000" in result.cost.basis
+    assert "the rule:" in result.cost.basis and "x-fal-billable-units 40" in result.cost.basis
+    (asked,) = fal.requests_for("billing_events")
+    assert asked.param("request_id") == job.request_id and asked.param("endpoint_id") == "fal-ai/latentsync"
+    assert asked.headers["Authorization"] == f"Key {FAL_KEY}" and asked.param("start")
+    assert journal(hosted_env)["cost"]["actual"] == 0.24  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("refusal", "pending", "said"),
+    [(401, False, "HTTP 401"), (403, False, "HTTP 403"), (None, True, "no charge for request")],
+)
+def test_billing_events_refused_or_not_there_yet_keep_the_estimate_and_say_so(
+    fal: FakeFal,
+    media: tuple[Path, Path],
+    tmp_path: Path,
+    hosted_env: Path,
+    refusal: int | None,
+    pending: bool,
+    said: str,
+) -> None:
+    fal.prices["fal-ai/latentsync"] = (0.006, "second")
+    fal.billing_events_refusal, fal.billing_events_pending = refusal, pending
+    result = run(tmp_path, media)
+    assert result.record.state == "fetched" and result.cost.actual == pytest.approx(0.20)
+    assert result.cost.provider_charge is None and said in result.cost.provider_charge_note
+    assert "the charge is the price book's estimate, not fal's own figure" in result.cost.basis
+    assert said in result.cost.basis and FAL_KEY not in result.model_dump_json()
+
+
+def test_a_billed_422_records_fals_billing_event(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
+) -> None:
+    fal.prices["fal-ai/latentsync"] = (0.006, "second")
+    fal.fail_job(status_code=422, detail=GS_422, billable_units=40)
+    with pytest.raises(ProviderInputRejected):
+        run(tmp_path, media)
+    record = journal(hosted_env)
+    assert record["attempts"][-1]["billed_amount"] == 0.24  # type: ignore[index]
+    assert record["cost"]["billed_failures"] == 0.24 and record["cost"]["provider_charge"] == 0.24  # type: ignore[index]
+
+
+def test_a_cancelled_running_request_is_billed_what_its_billing_event_says(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
+) -> None:
+    fal.queue_polls, fal.progress_polls, fal.cancel_billable_units = 0, 10_000, 12
+    fal.prices["fal-ai/latentsync"] = (0.006, "second")
+    with pytest.raises(DeadlineExceeded):
+        run(tmp_path, media, deadline_seconds=3)
+    cost = journal(hosted_env)["cost"]
+    assert cost["billed_failures"] == 0.072 and cost["billed_unknown"] == 0  # type: ignore[index]
+    assert cost["provider_charge"] == 0.072  # type: ignore[index]
+
+
+def test_billing_event_amounts_are_read_exactly() -> None:
+    from latentsync_routes.routes.fal.billing_events import event_micros
+
+    assert event_micros({"cost_estimate_nano_usd": 1_500_000}) == 1_500  # $0.0015
+    assert event_micros({"cost_estimate_nano_usd": 2_500}) == 2 and event_micros({"cost_estimate_nano_usd": 3_500}) == 4
+    assert event_micros({"output_units": 2, "unit_price": 0.001, "percent_discount": 10}) == 1_800
+    assert event_micros({"output_units": 3, "unit_price": 0.1}) == 300_000  # 0.30000000000000004 as floats
+    assert event_micros({"output_units": float("nan"), "unit_price": 0.1}) is None and event_micros({}) is None
+
+
+def test_fake_follows_facts_billing_events_and_billing_events_lag(fal: FakeFal, media: tuple[Path, Path]) -> None:
+    """Fact ``billing-events``: the documented filters and answer; ``billing-events-lag``: a request
+    that cost nothing (cancelled in the queue) has no event; ``billing-events-refused``: 401/403 with
+    the Platform API's error object."""
+    import httpx
+
+    fal.validate_inputs = False
+    with httpx.Client(base_url=fal.url, headers={"Authorization": f"Key {FAL_KEY}"}) as http:
+        paid, free = (http.post("/fal-ai/latentsync", json={}).json()["request_id"] for _ in range(2))
+        fal.billable_units = 40
+        fal.complete(paid)
+        fal.billable_units = 0
+        fal.complete(free)
+        answer = http.get("/v1/models/billing-events", params={"request_id": f"{paid},{free}"}).json()
+        (event,) = answer["billing_events"]
+        assert event["request_id"] == paid and event["cost_estimate_nano_usd"] == 200_000_000
+        assert set(event) == {
+            "request_id", "endpoint_id", "timestamp", "output_units", "unit_price", "percent_discount",
+            "cost_estimate_nano_usd",
+        }  # fmt: skip
+        assert answer["has_more"] is False and answer["next_cursor"] is None
+        later = datetime.now(timezone.utc) + timedelta(hours=1)
+        empty = http.get("/v1/models/billing-events", params={"start": later.strftime("%Y-%m-%dT%H:%M:%SZ")})
+        assert empty.json()["billing_events"] == []
+        fal.billing_events_refusal = 403
+        refused = http.get("/v1/models/billing-events", params={"request_id": paid})
+        assert refused.status_code == 403 and set(refused.json()["error"]) == {"type", "message"}

@@ -6,18 +6,22 @@ from pathlib import Path
 import pytest
 
 from latentsync_routes.errors import BudgetExceeded
+from latentsync_routes.money import from_micros, micros
 from latentsync_routes.pricing import (
     check_budget,
     compare_with_rule,
+    cost_by_rule,
     estimate_fal,
     estimate_local,
     estimate_replicate,
     fal_billable_units_for,
     fal_cost_for_seconds,
+    fal_micros_for_seconds,
     fal_units_cost,
     override_path,
     price_book,
     replicate_cost_for_predict_time,
+    replicate_micros_for_predict_time,
     write_override,
 )
 
@@ -97,3 +101,17 @@ def test_budget_caps_use_the_worst_case() -> None:
     with pytest.raises(BudgetExceeded, match="per-call") as info:
         check_budget(estimate, per_call=estimate.amount)
     assert info.value.exit_code == 5
+
+
+@pytest.mark.parametrize(("seconds", "expected"), [(0.1, 0.000098), (0.14, 0.000136), (133, 0.129675), (2.5, 0.002438)])
+def test_replicate_cost_is_the_exact_product_rounded_half_even(seconds: float, expected: float) -> None:
+    """0.1 s x $0.000975/s is exactly $0.0000975: half-even gives $0.000098, where the float product
+    (just under 9.75e-05 in binary) rounded to 6 places gave $0.000097. The micro-dollar figure is the exact one."""
+    assert replicate_micros_for_predict_time(seconds) == micros(str(expected))
+    assert replicate_cost_for_predict_time(seconds) == expected
+
+
+def test_every_price_book_product_is_computed_in_decimal() -> None:
+    assert fal_micros_for_seconds(41.0) == 205_000 and fal_units_cost(0.02) == 0.0001
+    assert estimate_replicate(0.1).amount == from_micros(micros(estimate_replicate(0.1).amount))
+    assert cost_by_rule("wavespeed", 5.0) == 0.15 and cost_by_rule("wavespeed", 15.0) == 0.45

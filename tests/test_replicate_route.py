@@ -368,3 +368,55 @@ def test_cli_run_json(
     assert payload["route"] == "replicate" and out.exists() and payload["provider_request_id"] in rep.predictions
     assert payload["cost"]["actual"] == pytest.approx(cost(RULE_SECONDS)) and payload["record"]["deleted"]
     assert REPLICATE_TOKEN not in done.stdout
+
+
+def test_fact_files_interrupted_a_kill_during_an_upload_leaves_no_file_unrecorded(
+    rep: FakeReplicate, media: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Facts ``files-metadata``, ``files-list``, ``files-delete`` and ``files-interrupted``: the killed run's
+    upload made a file at Replicate whose answer it never read; the re-run finds it by the tag journalled
+    (and sent as its metadata) before the upload left, deletes it, and lists it in the record."""
+    import signal
+    import subprocess
+    import time
+
+    from latentsync_routes.journal import Journal
+    from latentsync_routes.routes.replicate.uploads import TAG_KEY
+    from tests.cli_helpers import clean_env, console_script
+
+    home = tmp_path / "home"
+    env = clean_env(
+        home,
+        {
+            "LATENTSYNC_ROUTES_REPLICATE_BASE_URL": rep.url,
+            "REPLICATE_API_TOKEN": REPLICATE_TOKEN,
+            "LATENTSYNC_ROUTES_POLL_INTERVAL": "0.05",
+        },
+    )
+    output = tmp_path / "out.mp4"
+    command = [console_script(), "run", *map(str, media), "-o", str(output), "--route", "replicate"]
+    command += ["--consent", "test", "--json"]
+    rep.faults.file_create.append(Fault.hold_reply(120))  # the file is made; its answer never arrives
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not rep.uploads and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+    assert first.returncode == -signal.SIGKILL
+    (left,) = rep.uploads
+    (record,) = Journal(home / "jobs.sqlite3").list()
+    assert record.uploaded_uris == [] and len(record.upload_intents) == 1
+    assert left.metadata == {TAG_KEY: record.upload_intents[0]}
+
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert rep.uploads == [], "no upload of either run is left at Replicate"
+    (record,) = Journal(home / "jobs.sqlite3").list()
+    assert left.url in record.uploaded_uris and left.url in record.deleted
+    assert len(record.uploaded_uris) == 3 and set(record.uploaded_uris) <= set(record.deleted)
+    assert record.upload_intents == [] and record.state == "fetched" and output.stat().st_size > 0
+    assert len(rep.requests_for("file_list")) == 1  # only the run that found a left-over tag looked
+    assert REPLICATE_TOKEN not in second.stdout + second.stderr

@@ -87,3 +87,17 @@ def test_fact_listing_bound_a_submit_that_created_nothing_stays_ambiguous_at_its
     with pytest.raises(AmbiguousSubmit, match="force-resubmit"):
         run(tmp_path, media)
     assert len(ws.predictions) == 0 and record(hosted_env).cost.billed_unknown == pytest.approx(0.15)
+
+
+def test_fact_upload_no_delete_an_unanswered_upload_is_listed_as_possibly_left(
+    ws: FakeWaveSpeed, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
+) -> None:
+    """The PUT stored the video and the connection dropped before the answer: the retry uploads again, and
+    the record lists the file the first try may have left (WaveSpeed has no upload listing or delete)."""
+    ws.faults.upload_put.append(Fault.drop_after_accept())
+    result = run(tmp_path, media)
+    assert result.record.state == "fetched" and result.record.upload_intents == []
+    assert len(result.record.uploaded_uris) == 2 and len(ws.uploads) == 3  # the first try's file is there
+    (left,) = [line for line in result.record.not_deleted if "never answered" in line]
+    assert "may have left at WaveSpeed" in left and "after 7 days" in left
+    assert record(hosted_env).not_deleted == result.record.not_deleted

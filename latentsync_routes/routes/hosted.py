@@ -305,7 +305,10 @@ class HostedRoute(ABC):
             job.report(f"{self.name}: uploading the {role}", None)
             url = run_step(job, "upload", partial(self.upload, job, source))
             urls[input_name] = url
-            job.mark(uploaded_uris=[*job.record.uploaded_uris, url])  # journalled at once, so it is deleted later
+            if (
+                url not in job.record.uploaded_uris
+            ):  # journalled at once (by the route, or here), so it is deleted later
+                job.mark(uploaded_uris=[*job.record.uploaded_uris, url])
         job.mark("uploaded")
         return urls
 

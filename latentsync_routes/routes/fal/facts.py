@@ -17,6 +17,9 @@ FAQ = "https://docs.fal.ai/faq"
 PAYLOADS = "https://docs.fal.ai/model-apis/payloads"
 CLIENT = "https://pypi.org/project/fal-client/1.0.3/"
 
+BILLING_EVENTS = "https://fal.ai/docs/platform-apis/v1/models/billing-events"
+BILLING_EVENTS_CHECKED = date(2026, 12, 7)
+
 WEBHOOKS = "https://docs.fal.ai/model-apis/model-endpoints/webhooks"
 WEBHOOKS_CHECKED = date(2026, 12, 7)
 
@@ -127,6 +130,15 @@ FACTS: tuple[Fact, ...] = (
         CHECKED,
     ),
     Fact(
+        "uploads-no-delete",
+        "No fal call lists or deletes an uploaded input (Delete Request Payloads removes a request's "
+        "payloads and output files only); an upload expires as the lifecycle sent with it asks. A file an "
+        "interrupted upload made therefore cannot be found again: the record lists it as possibly left.",
+        "https://docs.fal.ai/platform-apis/v1/models/requests",
+        BILLING_EVENTS_CHECKED,
+        documented=False,
+    ),
+    Fact(
         "request-timeout",
         "X-Fal-Request-Timeout bounds the time to start (queue wait, runner acquisition, "
         "retries; default: no timeout); a started request runs as long as it needs. The submit sends the job's "
@@ -140,6 +152,34 @@ FACTS: tuple[Fact, ...] = (
         "10 times; 500/502 and 4xx are not retried.",
         "https://docs.fal.ai/documentation/serverless/reliability",
         CHECKED,
+    ),
+    Fact(
+        "billing-events",
+        "GET /v1/models/billing-events (Authorization: Key with an admin API key) lists billing events, "
+        "filtered by request_id and endpoint_id (1-50 each, comma-separated or repeated), start (default 24 h "
+        "ago), end (exclusive), limit and cursor; a range is capped at 90 days. It answers {billing_events: "
+        "[{request_id, endpoint_id, timestamp, output_units, unit_price, percent_discount, "
+        "cost_estimate_nano_usd}], next_cursor, has_more}: the charge per request id, in integer nano-dollars.",
+        BILLING_EVENTS,
+        BILLING_EVENTS_CHECKED,
+    ),
+    Fact(
+        "billing-events-refused",
+        "What a key without the admin scope is answered is not documented: we read it as 401 or 403 with "
+        "the Platform API's {error: {type, message}}; the route then keeps the charge it had (the price "
+        "book's rule, the result's x-fal-billable-units, or the worst case) and records why.",
+        BILLING_EVENTS,
+        BILLING_EVENTS_CHECKED,
+        documented=False,
+    ),
+    Fact(
+        "billing-events-lag",
+        "How soon a request's billing event is listed, and whether a request that cost nothing has one, is "
+        "not documented: we assume an event may be missing right after the request ends and that an unbilled "
+        "request has none, so a missing event never counts as $0 (the charge stays the estimate or worst case).",
+        BILLING_EVENTS,
+        BILLING_EVENTS_CHECKED,
+        documented=False,
     ),
     Fact(
         "webhook",

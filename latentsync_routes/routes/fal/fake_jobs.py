@@ -36,6 +36,7 @@ class FalFaults:
     list_requests: list[Fault] = field(default_factory=list)
     pricing: list[Fault] = field(default_factory=list)
     delete_payloads: list[Fault] = field(default_factory=list)
+    billing_events: list[Fault] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """fal's Platform API (``https://api.fal.ai/v1``), played by ``FakeFal`` at its root: request listing,
-pricing, and "Delete Request Payloads".
+pricing, billing events and "Delete Request Payloads".
 
 Sources (checked 2026-12-02):
 
@@ -9,6 +9,9 @@ Sources (checked 2026-12-02):
 * ``DELETE /v1/models/requests/{request_id}/payloads`` → ``{"cdn_delete_results": [{"link", "exception"}]}``
   (the request's payloads and the CDN files of its *output*; inputs are kept):
   https://docs.fal.ai/platform-apis/v1/models/requests/payloads
+* ``GET /v1/models/billing-events`` → ``{"billing_events": [{"request_id", "endpoint_id", "timestamp",
+  "output_units", "unit_price", "percent_discount", "cost_estimate_nano_usd"}], "next_cursor", "has_more"}``
+  (admin key): https://fal.ai/docs/platform-apis/v1/models/billing-events (checked 2026-12-07)
 
 Kept apart from ``fal.py`` so each fake module stays small; it is a mixin over the fake's job table.
 """
@@ -19,6 +22,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any
 
 from ...testing._wire import Request, Response, Route, route
@@ -77,13 +81,44 @@ class FalPlatformAPI:
     #: endpoint id -> (unit price, unit) served by the pricing endpoint; unknown ids get no entry
     prices: dict[str, tuple[float, str]]
     payload_deletions: list[PayloadDeletion]
+    #: 401 or 403: billing events are refused, as to a key without the admin scope (fact ``billing-events``)
+    billing_events_refusal: int | None = None
+    #: True: no event is listed yet for any request (fal documents no delay; fact ``billing-events-lag``)
+    billing_events_pending: bool = False
 
     def _platform_routes(self) -> list[Route]:
         return [
             route("GET", r"/v1/models/requests/by-endpoint", "list_requests", self._list_requests),
             route("GET", r"/v1/models/pricing", "pricing", self._pricing),
             route("DELETE", r"/v1/models/requests/(?P<rid>[^/]+)/payloads", "delete_payloads", self._delete_payloads),
+            route("GET", r"/v1/models/billing-events", "billing_events", self._billing_events),
         ]
+
+    def _billing_events(self, request: Request, match: re.Match[str]) -> Response:
+        """One event per ended request that fal billed (``billable_units`` > 0), at the endpoint's unit
+        price, filtered by ``request_id``/``endpoint_id`` (comma-separated or repeated) and ``start``/``end``
+        on its timestamp. Our reading where fal is silent (fact ``billing-events-lag``): a request that cost
+        nothing has no event, so a missing event never tells the route "free"."""
+        if self.billing_events_refusal is not None:
+            return _platform_error(self.billing_events_refusal, "authorization_error", "Admin API key required")
+        wanted = {
+            k: {p for v in request.query.get(k, []) for p in v.split(",") if p} for k in ("request_id", "endpoint_id")
+        }
+        start, end = request.param("start"), request.param("end")
+        since = _parse_iso(start) if start else time.time() - 86400
+        until = _parse_iso(end) if end else float("inf")
+        with self._lock:
+            ended = [j for j in self._jobs.values() if j.state == "COMPLETED" and j.ended_at is not None]
+            events = [
+                _event(job, self.prices.get(job.app, (0.0, ""))[0])
+                for job in ended
+                if (job.billable_units or 0) > 0
+                and since <= job.ended_at < until
+                and (not wanted["request_id"] or job.request_id in wanted["request_id"])
+                and (not wanted["endpoint_id"] or job.app in wanted["endpoint_id"])
+                and not self.billing_events_pending
+            ]
+        return Response.json(200, {"billing_events": events, "next_cursor": None, "has_more": False})
 
     def _list_requests(self, request: Request, match: re.Match[str]) -> Response:
         """``items`` of ``request_id``, ``endpoint_id``, ``sent_at``, ``started_at``, ``ended_at``,
@@ -150,6 +185,20 @@ class FalPlatformAPI:
             job.payloads_deleted = True
             self.payload_deletions.append(PayloadDeletion(rid, 200, tuple(r["link"] for r in results)))
         return Response.json(200, {"cdn_delete_results": results})
+
+
+def _event(job: Any, unit_price: float) -> dict[str, Any]:
+    units = float(job.billable_units)
+    nano = Decimal(str(units)) * Decimal(str(unit_price)) * 10**9
+    return {
+        "request_id": job.request_id,
+        "endpoint_id": job.app,
+        "timestamp": _iso(job.ended_at).replace(".000000Z", "Z"),
+        "output_units": int(units) if units.is_integer() else units,
+        "unit_price": unit_price,
+        "percent_discount": None,
+        "cost_estimate_nano_usd": int(nano),
+    }
 
 
 def _platform_error(status: int, kind: str, message: str) -> Response:

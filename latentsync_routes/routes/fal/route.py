@@ -21,11 +21,13 @@ from ...errors import AmbiguousSubmit, RouteError
 from ...pricing import estimate_fal, price_book
 from ...retry import StepFailure, json_or_none, request_never_sent, request_timeout
 from ...types import CostEstimate, JobRecord, LipSyncRequest, MediaInfo, MediaSource
+from .. import upload_intents
 from ..base import JobContext, ParameterSpec, RouteInfo, RouteOutput
 from ..hosted import CancelOutcome, HostedRoute, Output, Status
 from ..hosted_lookup import Listed
 from . import NAME, SETTINGS
 from .billing import keep_units, price_output, settle_from_result
+from .billing_events import Charge, charge_for, record_charge
 from .errors import billable_units, http_failure, transient
 from .hosts import bound_to_deadlines, fal_hosts
 from .platform import (
@@ -103,6 +105,8 @@ REQUEST_TIMEOUT_HEADER = "X-Fal-Request-Timeout"
 #: The longest a started fal-ai/latentsync request runs (fact ``longest-run``, our reading: fal documents no
 #: limit for this endpoint, so a long one is assumed); bounds when an ambiguous submit can be decided.
 LONGEST_RUN_S = 3600.0
+#: Why a file an unanswered upload may have left stays (facts ``lifecycle`` and ``uploads-no-delete``).
+UPLOAD_LEFT_OVER = "no fal call lists or deletes an upload; it expires as the lifecycle sent with it asks"
 
 
 def start_timeout(job: JobContext) -> int:
@@ -127,6 +131,7 @@ class FalRoute(HostedRoute):
         super().__init__(settings=settings, credential=credential)
         self._sync: fal_client.SyncClient | None = None
         self._lock = threading.Lock()
+        self._events_refused: str | None = None  # why fal refused its billing events to this key, once seen
 
     def info(self) -> RouteInfo:
         """The facts, with the lifetime this configuration sends (default deadline) as ``retention_days``."""
@@ -200,6 +205,15 @@ class FalRoute(HostedRoute):
 
     # -- upload ----------------------------------------------------------------------------------------
     def upload(self, job: JobContext, source: MediaSource) -> str:
+        """Journalled before it leaves; an earlier one never answered is listed as possibly left (fal
+        documents no listing or delete for uploads: it expires as the lifecycle it was sent with asks)."""
+        upload_intents.record_unfindable(job, "fal", UPLOAD_LEFT_OVER)
+        tag = upload_intents.begin(job)
+        url = self._upload_one(job, source)
+        upload_intents.finish(job, tag, url)
+        return url
+
+    def _upload_one(self, job: JobContext, source: MediaSource) -> str:
         import fal_client
         import httpx
 
@@ -330,12 +344,34 @@ class FalRoute(HostedRoute):
         )
 
     def settle(self, job: JobContext, request_id: str, status: Status | None) -> tuple[float | None, str]:
-        """After the request's end, its result's ``x-fal-billable-units`` say what it was billed."""
-        if status is None or status.state in ("queued", "running") or status.billed is not None:
+        """After the request's end, fal's billing event says what it was billed; without one (a key that
+        may not read them, or none yet), the result's ``x-fal-billable-units`` or fal's failure rule do."""
+        if status is None or status.state in ("queued", "running"):
             return super().settle(job, request_id, status)
-        return settle_from_result(
-            self._http(), self._url(request_id), job, timeout=request_timeout(job, POLL_TIMEOUT_S)
-        )
+        charge = self._charge(job, request_id)
+        if charge.amount is not None:
+            return charge.amount, charge.note
+        if status.billed is not None:
+            amount, basis = super().settle(job, request_id, status)
+        else:
+            amount, basis = settle_from_result(
+                self._http(), self._url(request_id), job, timeout=request_timeout(job, POLL_TIMEOUT_S)
+            )
+        return amount, f"{basis}; not fal's own figure: {charge.note}"
+
+    def _charge(self, job: JobContext, request_id: str) -> Charge:
+        """fal's billing events for the request, recorded on the job's cost (a refusal is asked once)."""
+        if self._events_refused is not None:
+            charge = Charge(None, self._events_refused, refused=True)
+        else:
+            since = job.record.submitting_at or job.record.submitted_at
+            base = self.base_url() or PLATFORM_URL
+            timeout = request_timeout(job, POLL_TIMEOUT_S)
+            charge = charge_for(self._http(), base, ENDPOINT, request_id, since=since, timeout=timeout)
+            if charge.refused:
+                self._events_refused = charge.note
+        record_charge(job, charge)
+        return charge
 
     # -- result ----------------------------------------------------------------------------------------
     def result(self, job: JobContext, request_id: str, status: Status) -> Output:
@@ -347,7 +383,11 @@ class FalRoute(HostedRoute):
         except httpx.HTTPError as exc:
             raise transient(f"fal result fetch failed: {type(exc).__name__}", request_id) from None
         if response.status_code >= 400:
-            raise self._failure(response, step="fetch", request_id=request_id)
+            failure = self._failure(response, step="fetch", request_id=request_id)
+            if not failure.retryable:  # the request ended badly at fal: its billing event, where readable
+                charge = self._charge(job, request_id)
+                failure.billed_amount = failure.billed_amount if charge.amount is None else charge.amount
+            raise failure
         data = json_or_none(response)
         video = data.get("video") if isinstance(data, dict) else None
         url = video.get("url") if isinstance(video, dict) else None
@@ -358,8 +398,14 @@ class FalRoute(HostedRoute):
         return Output(url=url, file_name=name if isinstance(name, str) else None)
 
     def priced_after_download(self, job: JobContext, output: Output, path: Path) -> tuple[float | None, str]:
-        """The price book's rule on the output's length; fal's raw units beside it, a disagreement flagged."""
-        return price_output(job, path)
+        """fal's billing event for the request where the key may read it; else the price book's rule on the
+        output's length, said to be the estimate. fal's raw units beside it, a disagreement flagged."""
+        cost, basis = price_output(job, path)
+        request_id = output.request_id or job.record.provider_request_id
+        charge = self._charge(job, request_id) if request_id else Charge(None, "no fal request id to look up")
+        if charge.amount is not None:
+            return charge.amount, f"{charge.note} (the rule: {basis})"
+        return cost, f"{basis}; the charge is the price book's estimate, not fal's own figure: {charge.note}"
 
     # -- deletion --------------------------------------------------------------------------------------
     def delete_remote(self, record: JobRecord) -> tuple[list[str], list[str]]:

@@ -16,6 +16,9 @@ MODEL = "https://replicate.com/bytedance/latentsync"
 HTTP_API = "https://replicate.com/docs/reference/http"
 CLIENT = "https://pypi.org/project/replicate/1.0.7/"
 
+FILES = "https://sdks.replicate.com/resources/files"
+FILES_CHECKED = date(2026, 12, 7)
+
 WEBHOOKS = "https://replicate.com/docs/topics/webhooks/verify-webhook"
 WEBHOOKS_CHECKED = date(2026, 12, 7)
 
@@ -88,6 +91,37 @@ FACTS: tuple[Fact, ...] = (
         "Uploaded files expire after 24 hours (expires_at in the files API answer).",
         "https://replicate.com/docs/topics/predictions/create-a-prediction#file-inputs",
         CHECKED,
+    ),
+    Fact(
+        "files-metadata",
+        "POST /v1/files (multipart: content, and metadata, any JSON, default {}) creates a file and "
+        "answers it with its id, checksums, created_at, expires_at, metadata and urls.get; the replicate "
+        "package's files.create(..., metadata=...) sends it.",
+        FILES,
+        FILES_CHECKED,
+    ),
+    Fact(
+        "files-list",
+        "GET /v1/files is a paginated list (results, next) of every file the token's account made, the "
+        "most recent first, each with its metadata.",
+        FILES,
+        FILES_CHECKED,
+    ),
+    Fact(
+        "files-delete",
+        "DELETE /v1/files/{file_id} deletes a file; later requests for it answer 404.",
+        FILES,
+        FILES_CHECKED,
+    ),
+    Fact(
+        "files-interrupted",
+        "Whether a file whose upload was cut off after Replicate received it is listed is not documented: "
+        "we read it as listed (it was made; only its answer was lost), and a run after a crash lists the "
+        "files, deletes any carrying a tag the journal holds, and records it. A file not found is taken as "
+        "never made; if it was, it expires after 24 hours (files-expire).",
+        FILES,
+        FILES_CHECKED,
+        documented=False,
     ),
     Fact(
         "retry-after",

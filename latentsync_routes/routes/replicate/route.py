@@ -28,7 +28,7 @@ from ...types import CostEstimate, JobRecord, LipSyncRequest, MediaInfo, MediaSo
 from ..base import JobContext, ParameterSpec, RouteInfo
 from ..hosted import CancelOutcome, HostedRoute, Output, Status
 from ..hosted_lookup import Listed
-from . import NAME, SETTINGS, api
+from . import NAME, SETTINGS, api, uploads
 from .api import bounded_transport, delete_files, output_url, parse_time, predict_time
 from .errors import replicate_failure
 from .schema import OVERRIDE_PARAMETERS, input_schema_check, version_openapi
@@ -188,17 +188,22 @@ class ReplicateRoute(HostedRoute):
         input_schema_check(openapi, params, model=MODEL, version=self.version)
 
     def upload(self, job: JobContext, source: MediaSource) -> str:
-        return self._upload_one(self._sdk(), source)
+        """Files an earlier try left unanswered are deleted first; this one is journalled before it leaves."""
+        client = self._sdk()
+        uploads.recover(self._call, client, job)
+        metadata = uploads.begin(job)
+        url = self._upload_one(client, source, metadata)
+        uploads.finish(job, metadata, url)
+        return url
 
-    def _upload_one(self, client: ReplicateClient, source: MediaSource) -> str:
+    def _upload_one(self, client: ReplicateClient, source: MediaSource, metadata: dict[str, str]) -> str:
         """One files-API upload (streamed from disk). It creates no prediction, so it may be retried."""
         try:
             if source.kind == "bytes":
-                created = self._call(
-                    client.files.create, io.BytesIO(source.data or b""), filename=source.name or "input.bin"
-                )
+                data = io.BytesIO(source.data or b"")
+                created = self._call(client.files.create, data, filename=source.name or "input.bin", metadata=metadata)
             else:
-                created = self._call(client.files.create, source.path)
+                created = self._call(client.files.create, source.path, metadata=metadata)
         except OSError as exc:
             raise StepFailure(
                 RouteError(f"cannot read {source.describe()}: {exc.strerror or exc}", route=self.name), retryable=False

@@ -17,6 +17,9 @@ REFUNDS = "https://wavespeed.ai/docs/refund-policy"
 SDK = "https://pypi.org/project/wavespeed/2.0.5/"
 CLI = "https://github.com/WaveSpeedAI/wavespeed-cli"
 
+UPLOADS = "https://wavespeed.ai/docs/upload-files"
+UPLOADS_CHECKED = date(2026, 12, 7)
+
 WEBHOOKS = "https://wavespeed.ai/docs/docs-api/verifying_webhook"
 WEBHOOKS_CHECKED = date(2026, 12, 7)
 
@@ -109,6 +112,15 @@ FACTS: tuple[Fact, ...] = (
         documented=False,
     ),
     Fact("retention", "Uploads, predictions and their outputs are kept 7 days.", PREDICTIONS, CHECKED),
+    Fact(
+        "upload-no-delete",
+        "The upload pages document POST /api/v3/media/upload/binary and POST /api/v3/upload, each answering "
+        "the file's URL, and that uploads are deleted after 7 days; no call lists or deletes an upload. So a "
+        "file an interrupted upload made cannot be found or deleted: the route journals each upload before "
+        "it leaves and records a left-over one in not_deleted, to expire after 7 days.",
+        UPLOADS,
+        UPLOADS_CHECKED,
+    ),
     Fact(
         "price",
         "$0.15 per 5 seconds of video generation; read as each started 5 s of output, at least one.",

@@ -36,6 +36,7 @@ from ...retry import (
     retry_after_of,
 )
 from ...types import CostEstimate, JobRecord, LipSyncRequest, MediaInfo, MediaSource
+from .. import upload_intents
 from ..base import JobContext, RouteInfo
 from ..hosted import CancelOutcome, HostedRoute, Output, Status
 from ..hosted_lookup import Listed
@@ -93,6 +94,8 @@ INFO = RouteInfo(
 SUBMIT_TIMEOUT_S = 60.0
 POLL_TIMEOUT_S = 30.0
 UPLOAD_TIMEOUT_S = 120.0
+#: Why a file an unanswered upload may have left stays (facts ``upload-no-delete`` and ``retention``).
+UPLOAD_LEFT_OVER = "WaveSpeed documents no listing or delete for uploads; it deletes them after 7 days"
 _STATES: dict[str, Literal["queued", "running", "succeeded", "failed", "cancelled"]] = {
     "created": "queued",
     "processing": "running",
@@ -145,6 +148,15 @@ class WaveSpeedRoute(HostedRoute):
 
     # -- hooks -----------------------------------------------------------------------------------------
     def upload(self, job: JobContext, source: MediaSource) -> str:
+        """Journalled before it leaves; an earlier one never answered is listed as possibly left (fact
+        ``upload-no-delete``: WaveSpeed documents no listing or delete for uploads)."""
+        upload_intents.record_unfindable(job, "WaveSpeed", UPLOAD_LEFT_OVER)
+        tag = upload_intents.begin(job)
+        url = self._upload_one(job, source)
+        upload_intents.finish(job, tag, url)
+        return url
+
+    def _upload_one(self, job: JobContext, source: MediaSource) -> str:
         timeout = max(1.0, min(UPLOAD_TIMEOUT_S, job.remaining()))
         try:
             if source.kind == "bytes":

@@ -1,0 +1,55 @@
+"""Uploads journalled before they leave, so a crash mid-upload never leaves a file no record lists.
+
+A process killed (or an answer lost) while an upload is in flight may have made a file at the provider
+whose URL it never read. Before the upload the job's record gets a tag for it (``upload_intents``); the
+URL replaces the tag, in one journal write, when the upload answers. A tag still there on a later try
+marks such a possible file: a route that can list its uploads finds it by the tag and deletes it
+(Replicate: :mod:`.replicate.uploads`); one that cannot records it in ``not_deleted`` with why
+(:func:`record_unfindable`).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .base import JobContext
+
+
+def begin(job: JobContext) -> str:
+    """Journal a new upload's tag (``<job id>:<epoch seconds>:<random>``) before it leaves."""
+    tag = f"{job.record.job_id}:{int(time.time())}:{secrets.token_hex(6)}"
+    job.mark(upload_intents=[*job.record.upload_intents, tag])
+    return tag
+
+
+def finish(job: JobContext, tag: str, url: str) -> None:
+    """The upload answered: its URL replaces its tag, in one journal write."""
+    job.mark(
+        uploaded_uris=[*job.record.uploaded_uris, url],
+        upload_intents=[t for t in job.record.upload_intents if t != tag],
+    )
+
+
+def started_at(tag: str) -> float:
+    """When the tagged upload began (epoch seconds; 0 for a tag not of this form)."""
+    part = tag.split(":")[1:2]
+    return float(part[0]) if part and part[0].isdigit() else 0.0
+
+
+def record_unfindable(job: JobContext, provider: str, why: str) -> None:
+    """A route that cannot list its uploads: each left-over tag becomes a ``not_deleted`` line."""
+    if not job.record.upload_intents:
+        return
+    lines = [
+        f"a file an upload begun at {_when(tag)} and never answered may have left at {provider} ({why})"
+        for tag in job.record.upload_intents
+    ]
+    job.mark(not_deleted=[*job.record.not_deleted, *lines], upload_intents=[])
+
+
+def _when(tag: str) -> str:
+    return datetime.fromtimestamp(started_at(tag), timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
