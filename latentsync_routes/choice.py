@@ -15,12 +15,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import AmbiguousSubmit, ConfigurationError, JobFailed, LatentSyncError, ProviderInputRejected
+from .errors import (
+    AmbiguousSubmit,
+    ConfigurationError,
+    JobFailed,
+    LatentSyncError,
+    ProviderInputRejected,
+    SyncQualityFailed,
+)
 from .job_runner import RunControls
 from .media import probe_inputs
 from .options import JOB_PARAMETERS, MediaLike, request_of
 from .preflight import preflight
 from .routes.base import route_names
+from .sync_gate import gate_of, set_aside
 from .types import PROVIDER_STATES, CostEstimate, JobRecord, LipSyncResult
 
 if TYPE_CHECKING:
@@ -146,7 +154,8 @@ def _summary(record: JobRecord | None, route: str, exc: LatentSyncError) -> dict
 def run_chosen(
     client: LipSyncClient, video: MediaLike, audio: MediaLike, output: str | os.PathLike[str], **options: Any
 ) -> LipSyncResult:
-    """``run`` with ``route="cheapest"`` and/or ``routes=[...]`` (``fallback=True`` to move on after a failure).
+    """``run`` with ``route="cheapest"`` and/or ``routes=[...]`` (``fallback=True`` to move on after a failure;
+    ``fallback_on_quality=True`` too after a job under ``min_sync_confidence``).
 
     The record of the job that ran says why its route was chosen (``route_choice``) and keeps each earlier
     route's job, state and cost (``fallback_from``).
@@ -154,6 +163,8 @@ def run_chosen(
     routes = list(options.pop("routes", None) or [])
     fallback = bool(options.pop("fallback", False))
     allow_overlap = bool(options.pop("allow_overlap", False))
+    on_quality = bool(options.pop("fallback_on_quality", False))
+    gate = gate_of(client.settings, options)  # before any route is tried: weights missing is refused here
     wanted = options.pop("route", None)
     job = {name: options[name] for name in JOB_PARAMETERS if options.get(name) is not None}
     why: str | None = None
@@ -180,11 +191,16 @@ def run_chosen(
         try:
             prepared = client.prepare(video, audio, output, route=name, **options)
             result = client.run_prepared(prepared, RunControls.from_options(options))
+            result = gate.judge(result, client.journal, jsonl=client.settings.jsonl_path) if gate else result
         except LatentSyncError as exc:
             record = client.journal.get(exc.job_id) if exc.job_id else None
             if position == len(routes) - 1 or not fallback or isinstance(exc, AmbiguousSubmit):
                 raise
-            provider_failed = isinstance(exc, (JobFailed, ProviderInputRejected)) and _ended(record)
+            if isinstance(exc, SyncQualityFailed):
+                if not on_quality:
+                    raise  # a paid job under the gate moves on only with fallback_on_quality (both are paid)
+                set_aside(client.journal, exc.result)  # kept, out of the next route's way
+            provider_failed = isinstance(exc, (JobFailed, ProviderInputRejected, SyncQualityFailed)) and _ended(record)
             never_sent = record is None  # stopped before its claim: nothing reached the provider
             if not (provider_failed or never_sent or allow_overlap):
                 raise

@@ -70,7 +70,7 @@ def _plan_one(
     options = {**job.run_options()}
     if consent and "consent" not in options:
         options["consent"] = consent
-    parameters = {k: v for k, v in options.items() if k != "consent"}
+    parameters = {k: v for k, v in options.items() if k not in ("consent", "evaluate", "min_sync_confidence")}
     choice = None
     if name == CHEAPEST:
         name, choice = choose_cheapest(

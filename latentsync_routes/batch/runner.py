@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import money
+from ..errors import SyncQualityFailed
+from ..sync_gate import gate_of, min_sync_confidence_of
 from ..types import LipSyncResult
 from .executor import BatchItem, Executor, Outcome, StopSignal, ThreadExecutor
 from .manifest import BatchJob, as_jobs, read_manifest
@@ -45,12 +47,15 @@ class _Events:
         self.tracker.progress(item, message, fraction)
 
     def finished(self, item: BatchItem, outcome: Outcome) -> None:
+        reported = outcome
+        if isinstance(outcome, SyncQualityFailed):  # paid and fetched, under the gate: its cost counts
+            outcome = outcome.result
         if isinstance(outcome, LipSyncResult):
             paid = outcome.cost.actual if outcome.cost.actual is not None else outcome.cost.estimated
             cost = money.total([paid, outcome.cost.billed_failures])
         else:
             cost = 0.0
-        self.tracker.finished_item(item, outcome, cost)
+        self.tracker.finished_item(item, reported, cost)
         self._tell()
 
 
@@ -120,12 +125,37 @@ def run_batch(
     report: str | os.PathLike[str] | None = None,
     on_update: UpdateCallback | None = None,
     stop: StopSignal | None = None,
+    evaluate: bool = False,
+    min_sync_confidence: float | None = None,
 ) -> BatchReport:
-    """Plan (refusing bad rows and an over-budget total before anything runs), run, and report."""
-    plan = plan_batch(client, load_jobs(jobs), route=route, consent=consent, budget=budget, among=among)
+    """Plan (refusing bad rows and an over-budget total before anything runs), run, and report.
+
+    ``evaluate`` scores every output; ``min_sync_confidence`` gates the rows whose manifest sets none. The
+    SyncNet weights are checked once, before anything runs (sync_gate.py)."""
+    rows = with_quality(client, load_jobs(jobs), evaluate, min_sync_confidence)
+    plan = plan_batch(client, rows, route=route, consent=consent, budget=budget, among=among)
     result = execute_plan(
         client, plan, concurrency=concurrency, executor=executor, address=address, on_update=on_update, stop=stop
     )
     if report is not None:
         result.write(report)
     return result
+
+
+def with_quality(client: LipSyncClient, jobs: list[BatchJob], evaluate: bool, minimum: float | None) -> list[BatchJob]:
+    """The rows with the batch's scoring options; the weights are loaded here when any row scores."""
+    minimum = min_sync_confidence_of(minimum)
+    if evaluate or minimum is not None:
+        jobs = [
+            job.model_copy(
+                update={
+                    "evaluate": job.evaluate or evaluate,
+                    "min_sync_confidence": minimum if job.min_sync_confidence is None else job.min_sync_confidence,
+                }
+            )
+            for job in jobs
+        ]
+    scored = client.settings.min_sync_confidence is not None
+    if scored or any(job.evaluate or job.min_sync_confidence is not None for job in jobs):
+        gate_of(client.settings, {"evaluate": True})  # no weights: the whole batch is refused before it runs
+    return jobs

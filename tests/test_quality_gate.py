@@ -1,0 +1,193 @@
+"""``evaluate=True`` and the ``min_sync_confidence`` gate, end to end on the loopback fakes.
+
+Random SyncNet weights (written here) score real talking-face clips that the fakes return as their
+output; the gate is set just above or below the score the scorer computes for that clip, so each test
+knows which side of the gate the job must land on. Scores are computed once per process for the same
+bytes and weights (sync_gate.py), so the two clips are scored once each.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("mediapipe")
+
+from latentsync_routes import (  # noqa: E402
+    LipSyncClient,
+    SyncQualityFailed,
+    SyncWeightsMissing,
+    money,
+)
+from latentsync_routes.quality import SyncNet  # noqa: E402
+from latentsync_routes.sync_gate import SyncGate, load_weights  # noqa: E402
+from latentsync_routes.sync_record import SyncQuality  # noqa: E402
+from latentsync_routes.testing import FakeFal, FakeReplicate  # noqa: E402
+from tests.hosted_fixtures import FAL_KEY, REPLICATE_TOKEN, fal, hosted_env, rep  # noqa: E402, F401
+from tests.quality_media import face_frames, frame_energy, speech_like, talking_clip, write_clip, write_wav  # noqa: E402
+
+pytestmark = pytest.mark.slow  # each clip is decoded, tracked and scored once (2.2 s of 448 px video)
+
+SECONDS = 2.2  # a face track needs more than 50 frames
+
+
+class Clips:
+    """Two outputs a fake can return: one whose mouth follows its audio, one whose mouth follows other audio."""
+
+    def __init__(self, root: Path) -> None:
+        self.synced, audio = talking_clip(root / "synced.mp4", SECONDS, seed=1)
+        other = speech_like(SECONDS, seed=7)
+        frames = face_frames(frame_energy(other, int(round(SECONDS * 25))), seed=1)
+        self.unsynced = write_clip(root / "unsynced.mp4", frames, audio)
+        self.voice = write_wav(root / "voice.wav", audio)
+        torch.manual_seed(5)
+        self.weights = root / "syncnet_random.model"
+        torch.save(SyncNet().state_dict(), self.weights)
+        gate = SyncGate(*load_weights(self.weights))
+        self.scores = {name: gate.score_output(getattr(self, name)) for name in ("synced", "unsynced")}
+        low, high = sorted(self.scores, key=lambda name: self.scores[name].lse_c or 0.0)
+        self.low, self.high = getattr(self, low), getattr(self, high)
+        self.low_c, self.high_c = self.scores[low].lse_c, self.scores[high].lse_c
+        assert self.low_c is not None and self.high_c is not None and self.low_c < self.high_c
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> Clips:
+    return Clips(tmp_path_factory.mktemp("gate-clips"))
+
+
+def client(**kwargs: Any) -> LipSyncClient:
+    return LipSyncClient(
+        route="fal", credentials={"fal": FAL_KEY, "replicate": REPLICATE_TOKEN}, consent="test", **kwargs
+    )
+
+
+def run(clips: Clips, out: Path, **options: Any) -> Any:
+    return client().run(clips.synced, clips.voice, out, syncnet_weights=clips.weights, **options)
+
+
+def test_the_scores_are_computed_end_to_end_and_deterministic(clips: Clips) -> None:
+    for scores in clips.scores.values():
+        assert scores.error is None and scores.tracks and scores.lse_c is not None and scores.lse_d is not None
+        assert math.isfinite(scores.lse_c) and scores.lse_d > 0
+    again = SyncGate(*load_weights(clips.weights))
+    from latentsync_routes import sync_gate
+
+    sync_gate._scores.clear()  # a fresh scoring of the same bytes gives the same numbers
+    fresh = again.score_output(clips.low)
+    assert fresh.lse_c == pytest.approx(clips.low_c, abs=1e-6)
+
+
+def test_evaluate_puts_the_scores_in_the_result_and_the_record(clips: Clips, fal: FakeFal, tmp_path: Path) -> None:
+    fal.result_video = clips.low.read_bytes()
+    result = run(clips, tmp_path / "out.mp4", evaluate=True)
+    scores = result.sync_scores
+    assert scores is not None and scores.gate == "not gated" and scores.min_sync_confidence is None
+    assert scores.lse_c == pytest.approx(clips.low_c) and scores.tracks[0]["windows"] > 0
+    assert scores.weights_sha256 and scores.weights_pin == "user-supplied (not pinned)"
+    stored = client().journal.get(result.job_id)
+    assert stored is not None and stored.sync_scores == scores and stored.state == "fetched"
+    assert json.loads(stored.model_dump_json())["sync_scores"]["lse_c"] == pytest.approx(clips.low_c)
+
+
+def test_a_job_under_the_gate_is_failed_quality_and_keeps_its_output_and_cost(
+    clips: Clips, fal: FakeFal, tmp_path: Path
+) -> None:
+    fal.result_video = clips.low.read_bytes()
+    gate = clips.low_c + 0.5
+    with pytest.raises(SyncQualityFailed) as caught:
+        run(clips, tmp_path / "out.mp4", min_sync_confidence=gate)
+    failed = caught.value
+    assert failed.exit_code == 4 and "failed-quality" in failed.message and f"{gate:g}" in failed.message
+    assert failed.result.output_path is not None and failed.result.output_path.is_file()
+    record = client().journal.get(failed.job_id or "")
+    assert record is not None and record.state == "fetched"
+    assert record.sync_scores is not None and record.sync_scores.gate == "failed-quality"
+    assert record.sync_scores.min_sync_confidence == gate and record.cost.actual and record.cost.actual > 0
+    assert failed.to_dict()["sync_scores"]["gate"] == "failed-quality"
+    jobs = len(fal.jobs)
+    with pytest.raises(SyncQualityFailed):  # asked again: judged from the record, never paid twice
+        run(clips, tmp_path / "out.mp4", min_sync_confidence=gate)
+    assert len(fal.jobs) == jobs
+    (row,) = client().journal.spend()
+    assert row.accepted == 0 and row.per_accepted_job is None and row.actual == record.cost.actual
+    passed = run(clips, tmp_path / "out.mp4", min_sync_confidence=clips.low_c - 0.5)  # a lower gate: same job
+    assert passed.sync_scores is not None and passed.sync_scores.gate == "passed" and len(fal.jobs) == jobs
+    (row,) = client().journal.spend()
+    assert row.accepted == 1 and row.per_accepted_job == record.cost.actual
+
+
+def test_a_job_over_the_gate_passes(clips: Clips, fal: FakeFal, tmp_path: Path) -> None:
+    fal.result_video = clips.high.read_bytes()
+    result = run(clips, tmp_path / "out.mp4", min_sync_confidence=clips.high_c - 0.01)
+    assert result.sync_scores is not None and result.sync_scores.gate == "passed"
+
+
+def test_no_weights_is_refused_before_any_upload(fal: FakeFal, hosted_env: Path, tmp_path: Path, clips: Clips) -> None:
+    for options in ({"evaluate": True}, {"min_sync_confidence": 2.0}):
+        with pytest.raises(SyncWeightsMissing) as caught:
+            client().run(clips.synced, clips.voice, tmp_path / "out.mp4", **options)
+        assert "latentsync-routes download --syncnet" in caught.value.message and caught.value.exit_code == 2
+    with pytest.raises(SyncWeightsMissing):
+        client().submit(clips.synced, clips.voice, tmp_path / "out.mp4", evaluate=True)
+    assert fal.uploads == [] and fal.jobs == {}
+    assert client().journal.list() == []
+
+
+def test_the_setting_is_honoured_and_known(
+    clips: Clips, fal: FakeFal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from latentsync_routes.config import known_names
+    from latentsync_routes.env_check import unknown
+
+    monkeypatch.setenv("LATENTSYNC_ROUTES_MIN_SYNC_CONFIDENCE", str(clips.low_c + 0.5))
+    monkeypatch.setenv("LATENTSYNC_ROUTES_SYNCNET_WEIGHTS", str(clips.weights))
+    assert unknown(dict.fromkeys(("LATENTSYNC_ROUTES_MIN_SYNC_CONFIDENCE", "LATENTSYNC_ROUTES_SYNCNET_WEIGHTS"), ""),
+                   known_names()) == []  # fmt: skip
+    fal.result_video = clips.low.read_bytes()
+    with pytest.raises(SyncQualityFailed):
+        client().run(clips.synced, clips.voice, tmp_path / "out.mp4")
+    job = client().submit(clips.synced, clips.voice, tmp_path / "other.mp4")  # Job.wait judges it too
+    with pytest.raises(SyncQualityFailed):
+        job.wait()
+    monkeypatch.setenv("LATENTSYNC_ROUTES_MIN_SYNC_CONFIDENCE", "nan")
+    with pytest.raises(ValueError, match="MIN_SYNC_CONFIDENCE"):
+        client()
+
+
+def test_fallback_after_failed_quality_only_when_allowed(
+    clips: Clips, fal: FakeFal, rep: FakeReplicate, tmp_path: Path
+) -> None:
+    fal.result_video, rep.result_video = clips.low.read_bytes(), clips.high.read_bytes()
+    gate = (clips.low_c + clips.high_c) / 2
+    routes = {"routes": ["fal", "replicate"], "fallback": True, "min_sync_confidence": gate}
+    with pytest.raises(SyncQualityFailed) as caught:
+        run(clips, tmp_path / "a.mp4", **routes)
+    assert caught.value.route == "fal" and rep.jobs == {}  # not allowed: the next route is never tried
+    result = run(clips, tmp_path / "a.mp4", fallback_on_quality=True, **routes)
+    assert result.route == "replicate" and result.sync_scores is not None and result.sync_scores.gate == "passed"
+    assert result.output_path == tmp_path / "a.mp4" and result.output_path.read_bytes() == clips.high.read_bytes()
+    (earlier,) = result.record.fallback_from
+    assert earlier["route"] == "fal" and earlier["error"]["type"] == "SyncQualityFailed"
+    assert earlier["error"]["sync_scores"]["gate"] == "failed-quality" and len(rep.jobs) == 1
+    first = client().journal.get(earlier["job_id"])
+    assert first is not None and first.output_path and Path(first.output_path).read_bytes() == clips.low.read_bytes()
+    assert len(fal.jobs) == 1  # the fal job of the first call is judged again from its record, not paid again
+    records = client().journal.list()
+    paid = [money.micros(r.cost.actual) for r in records]
+    assert len(records) == 2 and all(paid)
+    rows = client().journal.spend()
+    spent = sum(money.micros(r.spent) for r in rows)
+    assert spent == sum(paid)  # the budget's spend counts both routes' jobs
+    accepted = sum(r.accepted for r in rows)
+    assert accepted == 1
+
+
+def test_sync_quality_record_round_trips() -> None:
+    scores = SyncQuality(lse_c=1.5, lse_d=8.0, av_offset=2, weights_sha256="ab", weights_pin="p", gate="passed")
+    assert SyncQuality.model_validate_json(scores.model_dump_json()) == scores and not scores.failed
