@@ -155,16 +155,14 @@ def run_chosen(
     client: LipSyncClient, video: MediaLike, audio: MediaLike, output: str | os.PathLike[str], **options: Any
 ) -> LipSyncResult:
     """``run`` with ``route="cheapest"`` and/or ``routes=[...]`` (``fallback=True`` to move on after a failure;
-    ``fallback_on_quality=True`` too after a job under ``min_sync_confidence``).
-
-    The record of the job that ran says why its route was chosen (``route_choice``) and keeps each earlier
-    route's job, state and cost (``fallback_from``).
-    """
+    ``fallback_on_quality=True`` after a job under ``min_sync_confidence`` too). The record of the job that
+    ran says why its route was chosen (``route_choice``) and keeps each earlier route's job, state and cost
+    (``fallback_from``)."""
     routes = list(options.pop("routes", None) or [])
     fallback = bool(options.pop("fallback", False))
     allow_overlap = bool(options.pop("allow_overlap", False))
     on_quality = bool(options.pop("fallback_on_quality", False))
-    gate = gate_of(client.settings, options)  # before any route is tried: weights missing is refused here
+    gate = gate_of(client.settings, options)  # before any route is tried: no weights, no upload
     wanted = options.pop("route", None)
     job = {name: options[name] for name in JOB_PARAMETERS if options.get(name) is not None}
     why: str | None = None
@@ -196,15 +194,15 @@ def run_chosen(
             record = client.journal.get(exc.job_id) if exc.job_id else None
             if position == len(routes) - 1 or not fallback or isinstance(exc, AmbiguousSubmit):
                 raise
-            if isinstance(exc, SyncQualityFailed):
-                if not on_quality:
-                    raise  # a paid job under the gate moves on only with fallback_on_quality (both are paid)
-                set_aside(client.journal, exc.result)  # kept, out of the next route's way
+            if isinstance(exc, SyncQualityFailed) and not on_quality:
+                raise  # a paid job under the gate moves on only with fallback_on_quality (both are paid)
             provider_failed = isinstance(exc, (JobFailed, ProviderInputRejected, SyncQualityFailed)) and _ended(record)
             never_sent = record is None  # stopped before its claim: nothing reached the provider
             if not (provider_failed or never_sent or allow_overlap):
                 raise
             earlier.append(_summary(record, name, exc))
+            if isinstance(exc, SyncQualityFailed):
+                set_aside(client.journal, exc.result)  # kept, out of the next route's way
             continue
         if why or earlier:
             record = result.record.model_copy(update={"route_choice": why, "fallback_from": earlier})

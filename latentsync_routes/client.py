@@ -271,9 +271,8 @@ class LipSyncClient:
         job: a concurrent one waits for the first and gets its result; a later one returns the result, or
         carries on the same provider job where a local failure stopped it. A job whose provider job failed
         raises :class:`JobAlreadyFailed` unless ``retry_failed=True`` (a new paid job). After an ambiguous
-        submit, ``force_resubmit=True`` submits again if a lookup cannot find the first. ``evaluate=True``
-        scores the output (``result.sync_scores``); under ``min_sync_confidence`` it raises
-        :class:`SyncQualityFailed`, the output and its cost kept (docs/quality.md).
+        submit, ``force_resubmit=True`` submits again if a lookup cannot find the first. ``evaluate=True``:
+        ``result.sync_scores``; under ``min_sync_confidence``, :class:`SyncQualityFailed` (docs/quality.md).
         """
         if (options.get("route") or self.settings.route) == "cheapest" or options.get("routes"):
             from .choice import run_chosen  # route choice and fallback: one prepared job per route tried
@@ -383,8 +382,7 @@ class LipSyncClient:
         """Run a batch: a manifest path (CSV or JSONL) or jobs given as dicts, checked and priced whole first.
 
         A bad row or a worst case over ``budget`` refuses the whole batch before anything is uploaded; then
-        jobs run under per-route limits; the report has every row's state, costs, output and error (and
-        with ``evaluate`` / ``min_sync_confidence``, each output's scores and the gate's outcome).
+        jobs run under per-route limits; the report has every row's state, costs, output, error and scores.
         Running the same batch again resumes it: finished jobs are not paid again.
         """
         from .batch.runner import run_batch

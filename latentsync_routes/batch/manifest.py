@@ -51,6 +51,8 @@ class BatchJob(BaseModel):
     min_sync_confidence: float | None = Field(default=None, allow_inf_nan=False)
     #: score the output (the batch's ``evaluate`` option; not a column)
     evaluate: bool = False
+    #: the SyncNet weights to score with (the batch's ``syncnet_weights`` option; not a column)
+    syncnet_weights: str | None = None
     #: the manifest line this job came from (0 for jobs given in code)
     line: int = 0
 
@@ -76,7 +78,9 @@ class BatchJob(BaseModel):
 
     def run_options(self) -> dict[str, Any]:
         """Keyword arguments for ``LipSyncClient.run`` beyond the inputs, output and route."""
-        given = {name: getattr(self, name) for name in ("consent", *PARAMETERS, "min_sync_confidence")}
+        given = {
+            name: getattr(self, name) for name in ("consent", *PARAMETERS, "min_sync_confidence", "syncnet_weights")
+        }
         found = {name: value for name, value in given.items() if value is not None}
         return {**found, "evaluate": True} if self.evaluate else found
 

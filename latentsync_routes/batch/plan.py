@@ -18,6 +18,9 @@ from ..outputs import resolve_output
 from .executor import BatchItem
 from .manifest import BatchJob
 
+#: a row's scoring options: they do not change its job (sync_gate.py)
+SCORING = ("evaluate", "min_sync_confidence", "syncnet_weights")
+
 if TYPE_CHECKING:
     from ..client import LipSyncClient
 
@@ -70,7 +73,7 @@ def _plan_one(
     options = {**job.run_options()}
     if consent and "consent" not in options:
         options["consent"] = consent
-    parameters = {k: v for k, v in options.items() if k not in ("consent", "evaluate", "min_sync_confidence")}
+    parameters = {k: v for k, v in options.items() if k not in ("consent", *SCORING)}
     choice = None
     if name == CHEAPEST:
         name, choice = choose_cheapest(

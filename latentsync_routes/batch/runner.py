@@ -127,12 +127,13 @@ def run_batch(
     stop: StopSignal | None = None,
     evaluate: bool = False,
     min_sync_confidence: float | None = None,
+    syncnet_weights: str | os.PathLike[str] | None = None,
 ) -> BatchReport:
     """Plan (refusing bad rows and an over-budget total before anything runs), run, and report.
 
     ``evaluate`` scores every output; ``min_sync_confidence`` gates the rows whose manifest sets none. The
     SyncNet weights are checked once, before anything runs (sync_gate.py)."""
-    rows = with_quality(client, load_jobs(jobs), evaluate, min_sync_confidence)
+    rows = with_quality(client, load_jobs(jobs), evaluate, min_sync_confidence, syncnet_weights)
     plan = plan_batch(client, rows, route=route, consent=consent, budget=budget, among=among)
     result = execute_plan(
         client, plan, concurrency=concurrency, executor=executor, address=address, on_update=on_update, stop=stop
@@ -142,20 +143,28 @@ def run_batch(
     return result
 
 
-def with_quality(client: LipSyncClient, jobs: list[BatchJob], evaluate: bool, minimum: float | None) -> list[BatchJob]:
-    """The rows with the batch's scoring options; the weights are loaded here when any row scores."""
+def with_quality(
+    client: LipSyncClient,
+    jobs: list[BatchJob],
+    evaluate: bool,
+    minimum: float | None,
+    weights: str | os.PathLike[str] | None = None,
+) -> list[BatchJob]:
+    """The rows with the batch's scoring options; the weights are loaded here, before anything runs, when
+    any row is scored (the setting ``min_sync_confidence`` scores them all)."""
     minimum = min_sync_confidence_of(minimum)
-    if evaluate or minimum is not None:
-        jobs = [
-            job.model_copy(
-                update={
-                    "evaluate": job.evaluate or evaluate,
-                    "min_sync_confidence": minimum if job.min_sync_confidence is None else job.min_sync_confidence,
-                }
-            )
-            for job in jobs
-        ]
+    path = str(weights) if weights is not None else None
+    jobs = [
+        job.model_copy(
+            update={
+                "evaluate": job.evaluate or evaluate,
+                "min_sync_confidence": minimum if job.min_sync_confidence is None else job.min_sync_confidence,
+                "syncnet_weights": job.syncnet_weights or path,
+            }
+        )
+        for job in jobs
+    ]
     scored = client.settings.min_sync_confidence is not None
     if scored or any(job.evaluate or job.min_sync_confidence is not None for job in jobs):
-        gate_of(client.settings, {"evaluate": True})  # no weights: the whole batch is refused before it runs
+        gate_of(client.settings, {"evaluate": True, "syncnet_weights": path})  # no weights: nothing runs
     return jobs

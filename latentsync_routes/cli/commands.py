@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -29,6 +29,10 @@ from ._common import (
     err,
     out,
 )
+from .quality import EvaluateOpt, MinSyncOpt, SyncNetWeightsOpt, quality_options, sync_line
+
+if TYPE_CHECKING:
+    from ..types import LipSyncResult
 
 #: How ``check`` shows a row's outcome: a skipped check is never shown as a pass.
 _OUTCOME_STYLE = {"pass": "[green]pass[/]", "skipped": "[yellow]skipped[/]", "STOP": "[red]STOP[/]"}
@@ -165,12 +169,13 @@ def run(
     face_check: bool | None = FaceCheckOpt,
     retry_failed: bool = RetryFailedOpt,
     force_resubmit: bool = ForceResubmitOpt,
+    evaluate: bool = EvaluateOpt,
+    min_sync_confidence: float | None = MinSyncOpt,
+    syncnet_weights: Path | None = SyncNetWeightsOpt,
     as_json: bool = JsonOpt,
     config: Path | None = ConfigOpt,
 ) -> None:
     """Lip-sync VIDEO to AUDIO on a route and write OUTPUT (a re-run carries on the same job)."""
-    from rich.progress import Progress
-
     with _errors(as_json):
         consent = checked_consent(consent, where="--consent")
         client = _client(config, route)
@@ -186,32 +191,45 @@ def run(
             retry_failed=retry_failed,
             force_resubmit=force_resubmit,
             face_check=face_check,
+            **quality_options(evaluate, min_sync_confidence, syncnet_weights),
         )
-        if as_json or not err.is_terminal:
-            result = client.run(video, audio, output, **kwargs)
-        else:
-            with Progress(console=err, transient=True) as bar:
-                task = bar.add_task("starting", total=1.0)
+        result = _run_showing_progress(client, video, audio, output, kwargs, quiet=as_json or not err.is_terminal)
+        _emit(as_json, result, lambda: _print_result(result))
 
-                def progress(message: str, fraction: float | None) -> None:
-                    bar.update(task, description=message, completed=fraction if fraction is not None else None)
 
-                result = client.run(video, audio, output, progress=progress, **kwargs)
+def _run_showing_progress(
+    client: Any, video: str, audio: str, output: Path, kwargs: dict[str, Any], *, quiet: bool
+) -> LipSyncResult:
+    """``client.run``, with a progress bar on a terminal."""
+    if quiet:
+        result: LipSyncResult = client.run(video, audio, output, **kwargs)
+        return result
+    from rich.progress import Progress
 
-        def human() -> None:
-            out.print(f"[green]done[/]: {escape(str(result.output_path))}  route={result.route}  job={result.job_id}")
-            actual = "unknown" if result.cost.actual is None else f"${result.cost.actual:.4f}"
-            sandbox = " (sandbox: a base-URL override, not real money)" if result.record.sandbox else ""
-            if result.already_done:
-                paid = result.cost.worst_case()
-                out.print(
-                    f"already paid: nothing charged now (job {result.job_id}, ${paid:.4f} on "
-                    f"{result.record.created_at.date().isoformat()}){sandbox}"
-                )
-            else:
-                out.print(f"cost: estimated ${result.cost.estimated:.4f}, actual {actual}{sandbox}")
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("starting", total=1.0)
 
-        _emit(as_json, result, human)
+        def progress(message: str, fraction: float | None) -> None:
+            bar.update(task, description=message, completed=fraction if fraction is not None else None)
+
+        result = client.run(video, audio, output, progress=progress, **kwargs)
+        return result
+
+
+def _print_result(result: LipSyncResult) -> None:
+    out.print(f"[green]done[/]: {escape(str(result.output_path))}  route={result.route}  job={result.job_id}")
+    actual = "unknown" if result.cost.actual is None else f"${result.cost.actual:.4f}"
+    sandbox = " (sandbox: a base-URL override, not real money)" if result.record.sandbox else ""
+    if result.already_done:
+        paid = result.cost.worst_case()
+        out.print(
+            f"already paid: nothing charged now (job {result.job_id}, ${paid:.4f} on "
+            f"{result.record.created_at.date().isoformat()}){sandbox}"
+        )
+    else:
+        out.print(f"cost: estimated ${result.cost.estimated:.4f}, actual {actual}{sandbox}")
+    if result.sync_scores is not None:
+        out.print(sync_line(result.sync_scores), highlight=False, markup=False)
 
 
 @app.command()
