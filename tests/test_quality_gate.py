@@ -191,3 +191,104 @@ def test_fallback_after_failed_quality_only_when_allowed(
 def test_sync_quality_record_round_trips() -> None:
     scores = SyncQuality(lse_c=1.5, lse_d=8.0, av_offset=2, weights_sha256="ab", weights_pin="p", gate="passed")
     assert SyncQuality.model_validate_json(scores.model_dump_json()) == scores and not scores.failed
+
+
+def test_a_batch_reports_the_scores_and_the_gate(clips: Clips, fal: FakeFal, tmp_path: Path) -> None:
+    fal.result_video = clips.low.read_bytes()
+    rows = [
+        {"video": str(clips.synced), "audio": str(clips.voice), "output": str(tmp_path / "a.mp4")},
+        {"video": str(clips.synced), "audio": str(clips.voice), "output": str(tmp_path / "b.mp4"),
+         "min_sync_confidence": clips.low_c + 0.5},
+    ]  # fmt: skip
+    report = client().run_many(rows, route="fal", evaluate=True, syncnet_weights=clips.weights, report=tmp_path / "r")
+    scored, gated = report.jobs
+    assert scored.state == "fetched" and scored.sync is not None and scored.sync["gate"] == "not gated"
+    assert gated.state == "failed-quality" and gated.sync is not None and gated.sync["gate"] == "failed-quality"
+    assert gated.actual and gated.output_path and Path(gated.output_path).is_file() and not report.ok
+    assert gated.error is not None and gated.error["type"] == "SyncQualityFailed"
+    document = json.loads((tmp_path / "r.json").read_text())
+    assert document["jobs"][1]["sync"]["lse_c"] == pytest.approx(clips.low_c)
+    lines = (tmp_path / "r.csv").read_text().splitlines()
+    assert lines[0].endswith("lse_c,lse_d,av_offset,sync_gate") and lines[2].endswith(",failed-quality")
+
+
+def test_a_batch_without_weights_is_refused_before_anything_runs(fal: FakeFal, clips: Clips, tmp_path: Path) -> None:
+    rows = [{"video": str(clips.synced), "audio": str(clips.voice), "output": str(tmp_path / "a.mp4"),
+             "min_sync_confidence": 1}]  # fmt: skip
+    with pytest.raises(SyncWeightsMissing):
+        client().run_many(rows, route="fal")
+    assert fal.uploads == [] and fal.jobs == {}
+
+
+def test_the_cli_gate_exits_4_with_the_scores(clips: Clips, fal: FakeFal, tmp_path: Path) -> None:
+    from tests.cli_helpers import run_cli
+
+    fal.result_video = clips.low.read_bytes()
+    checks_off = {f"LATENTSYNC_ROUTES_POLICY__{name}_CHECK": "false" for name in ("FACE", "DEADLINE")}
+    env = {"LATENTSYNC_ROUTES_FAL_BASE_URL": fal.url, "FAL_KEY": FAL_KEY, **checks_off}
+    out = tmp_path / "out.mp4"
+    args = ("run", str(clips.synced), str(clips.voice), "-o", str(out), "--route", "fal", "--consent", "test")
+    done = run_cli(*args, "--min-sync-confidence", f"{clips.low_c + 0.5}", "--syncnet-weights", str(clips.weights),
+                   "--json", home=tmp_path / "home", env=env)  # fmt: skip
+    assert done.returncode == 4, done.stderr
+    error = json.loads(done.stdout)["error"]
+    assert error["type"] == "SyncQualityFailed" and error["sync_scores"]["gate"] == "failed-quality"
+    assert error["output_path"] == str(out) and out.is_file()
+    refused = run_cli(*args, "--evaluate", "--json", home=tmp_path / "other", env=env)
+    assert refused.returncode == 2 and "download --syncnet" in json.loads(refused.stdout)["error"]["message"]
+
+
+def test_jobs_spend_per_accepted_job_is_exact(tmp_path: Path) -> None:
+    from latentsync_routes.journal import Journal
+    from tests.cli_helpers import run_cli
+    from tests.test_journal import record
+
+    journal = Journal(tmp_path / "jobs.sqlite3")
+    for job_id, actual, gate in (("a", 0.1, "passed"), ("b", 0.2, None), ("c", 0.05, "failed-quality"),
+                                 ("d", 0.000001, "passed")):  # fmt: skip
+        r = record(job_id, key=job_id, state="fetched")
+        r.cost.actual = actual
+        if gate is not None:
+            r.sync_scores = SyncQuality(lse_c=1.0, weights_sha256="w", weights_pin="p", gate=gate)  # type: ignore[arg-type]
+        journal.save(r)
+    (row,) = journal.spend()
+    assert row.accepted == 3 and row.spent == 0.350001
+    assert money.micros(row.per_accepted_job) == 116667  # 350001 / 3 = 116667 exactly
+    done = run_cli("jobs", "spend", "--json", home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (shown,) = json.loads(done.stdout)
+    assert shown["accepted"] == 3 and shown["per_accepted_job"] == 0.116667
+    human = run_cli("jobs", "spend", home=tmp_path).stdout
+    assert "per accepted job" in human and "$0.1167 over 3 accepted jobs" in human
+    from latentsync_routes.spend import per_accepted_job
+
+    assert per_accepted_job(0.1, 3) == 0.033333 and per_accepted_job(0.000005, 2) == 0.000002  # half-even
+    assert per_accepted_job(1.0, 0) is None
+
+
+def test_the_page_scores_beside_the_output(clips: Clips, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("gradio")
+    from latentsync_routes import load_settings
+    from latentsync_routes.ui import render, state
+    from latentsync_routes.ui.app import Page
+    from latentsync_routes.ui.fakes import FAKES_BLOCKED, fake_providers
+
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
+    monkeypatch.setenv("LATENTSYNC_ROUTES_HOME", str(tmp_path / "home"))
+    with fake_providers(load_settings(home=tmp_path / "home"), fast=True, poll_interval=0.05) as setup:
+        setup.servers["fal"].result_video = clips.low.read_bytes()  # type: ignore[attr-defined]
+        page = Page(setup.client, FAKES_BLOCKED)
+        inputs = state.synthetic(page.home)
+        estimate = state.assess(setup.client, inputs, "synthetic", FAKES_BLOCKED, ["fal"]).routes["fal"].estimate
+        assert estimate is not None
+        with pytest.raises(SyncWeightsMissing):  # refused before the upload: nothing in the journal
+            page.runs.start("s1", "fal", inputs, estimate, "synthetic", evaluate=True)
+        assert setup.client.journal.list() == []
+        setup.client.settings = setup.client.settings.model_copy(update={"syncnet_weights": clips.weights})
+        handle = page.runs.start("s1", "fal", inputs, estimate, "synthetic", evaluate=True)
+        assert handle.done.wait(120) and handle.error is None and handle.result is not None
+        shown = render.scores_html(handle.result.sync_scores, asked=True)
+        assert 'data-gate="not gated"' in shown and f"{clips.low_c:.3f}" in shown
+    hostile = SyncQuality(error="<script>alert(1)</script>", weights_sha256="w", weights_pin="p", gate="failed-quality")
+    page_html = render.scores_html(hostile, asked=True)
+    assert "<script>" not in page_html and "&lt;script&gt;" in page_html
