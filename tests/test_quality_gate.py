@@ -292,3 +292,38 @@ def test_the_page_scores_beside_the_output(clips: Clips, tmp_path: Path, monkeyp
     hostile = SyncQuality(error="<script>alert(1)</script>", weights_sha256="w", weights_pin="p", gate="failed-quality")
     page_html = render.scores_html(hostile, asked=True)
     assert "<script>" not in page_html and "&lt;script&gt;" in page_html
+
+
+def test_the_async_client_scores_and_gates(clips: Clips, fal: FakeFal, tmp_path: Path) -> None:
+    import asyncio
+
+    from latentsync_routes import AsyncLipSyncClient
+
+    fal.result_video = clips.low.read_bytes()
+
+    async def both() -> tuple[Any, BaseException | None]:
+        async with AsyncLipSyncClient(route="fal", credentials={"fal": FAL_KEY}, consent="test") as aclient:
+            options = {"syncnet_weights": clips.weights}
+            scored = await aclient.run(clips.synced, clips.voice, tmp_path / "a.mp4", evaluate=True, **options)
+            job = await aclient.submit(
+                clips.synced, clips.voice, tmp_path / "b.mp4", min_sync_confidence=clips.low_c + 0.5, **options
+            )
+            try:
+                await job.wait()
+            except SyncQualityFailed as exc:
+                return scored, exc
+            return scored, None
+
+    scored, failed = asyncio.run(both())
+    assert scored.sync_scores is not None and scored.sync_scores.lse_c == pytest.approx(clips.low_c)
+    assert isinstance(failed, SyncQualityFailed) and failed.result.sync_scores is not None
+
+
+def test_a_gate_that_is_no_number_is_refused_before_anything(fal: FakeFal, clips: Clips, tmp_path: Path) -> None:
+    from latentsync_routes import InvalidParameter
+
+    for options in ({"min_sync_confidence": True}, {"min_sync_confidence": float("nan")},
+                    {"min_sync_confidence": 3.0, "evaluate": False}):  # fmt: skip
+        with pytest.raises(InvalidParameter, match="min_sync_confidence"):
+            client().run(clips.synced, clips.voice, tmp_path / "out.mp4", syncnet_weights=clips.weights, **options)
+    assert fal.uploads == [] and fal.jobs == {}
