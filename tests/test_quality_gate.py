@@ -260,6 +260,12 @@ def test_jobs_spend_per_accepted_job_is_exact(tmp_path: Path) -> None:
     assert shown["accepted"] == 3 and shown["per_accepted_job"] == 0.116667
     human = run_cli("jobs", "spend", home=tmp_path).stdout
     assert "per accepted job" in human and "$0.1167 over 3 accepted jobs" in human
+    listed = run_cli("jobs", "list", home=tmp_path, env={"COLUMNS": "200"}).stdout
+    assert listed.count("failed-quality") == 1, listed
+    pytest.importorskip("gradio")
+    from latentsync_routes.ui.history import history_rows
+
+    assert [row[2] for row in history_rows(journal.list())].count("fetched (failed-quality)") == 1
     from latentsync_routes.spend import per_accepted_job
 
     assert per_accepted_job(0.1, 3) == 0.033333 and per_accepted_job(0.000005, 2) == 0.000002  # half-even

@@ -48,6 +48,8 @@ def jobs_list(
                 cost = r.cost.actual if r.cost.actual is not None else r.cost.estimated
                 shown = f"${cost + r.cost.billed_failures:.4f}" + ("" if r.cost.actual is not None else " (est.)")
                 state_shown = f"{r.state} (interrupted)" if r.interrupted else r.state
+                if r.sync_scores is not None and r.sync_scores.failed:
+                    state_shown = f"{r.state} (failed-quality)"  # paid and kept, under its min_sync_confidence
                 table.add_row(
                     *_plain(
                         r.job_id[:shown_id],
