@@ -48,6 +48,8 @@ if TYPE_CHECKING:
         ProviderInputRejected,
         RouteError,
         RouteNotInstalled,
+        SyncQualityFailed,
+        SyncWeightsMissing,
         UnknownRoute,
         UnsupportedCodec,
         UnsupportedParameter,
@@ -63,6 +65,7 @@ if TYPE_CHECKING:
     from .media import output_duration, output_frame_count, probe
     from .policy import CheckResult
     from .routes.base import Route, RouteInfo
+    from .sync_record import SyncQuality
     from .types import (
         Attempt,
         Cost,
@@ -121,6 +124,9 @@ _EXPORTS: dict[str, str] = {
     "RouteInfo": "routes.base",
     "RouteNotInstalled": "errors",
     "StopSignal": "batch.executor",
+    "SyncQuality": "sync_record",
+    "SyncQualityFailed": "errors",
+    "SyncWeightsMissing": "errors",
     "Settings": "config",
     "UnknownRoute": "errors",
     "UnsupportedCodec": "errors",

@@ -18,12 +18,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import money
-from .errors import AmbiguousSubmit, ConfigurationError, JobFailed, LatentSyncError, ProviderInputRejected
+from .errors import (
+    AmbiguousSubmit,
+    ConfigurationError,
+    JobFailed,
+    LatentSyncError,
+    ProviderInputRejected,
+    SyncQualityFailed,
+)
 from .job_runner import RunControls
 from .media import probe_inputs
 from .options import JOB_PARAMETERS, MediaLike, request_of
 from .preflight import preflight
 from .routes.base import route_names
+from .sync_gate import gate_of, set_aside
 from .types import PROVIDER_STATES, CostEstimate, JobRecord, LipSyncResult
 
 if TYPE_CHECKING:
@@ -171,7 +179,7 @@ def fallback_decision(
         return False, "the submit was ambiguous: the first route's job may exist and run"
     if record is None:
         return True, "nothing reached the provider (stopped before the job was claimed): no charge"
-    if not (isinstance(exc, (JobFailed, ProviderInputRejected)) and _ended(record)):
+    if not (isinstance(exc, (JobFailed, ProviderInputRejected, SyncQualityFailed)) and _ended(record)):
         if allow_overlap:
             return True, "allow_overlap: the failed route's job may still run and bill beside the next one"
         return False, "the failed route's job may still run and bill (pass allow_overlap=True to move on anyway)"
@@ -198,32 +206,32 @@ def _stopped(exc: LatentSyncError, why: str) -> LatentSyncError:
 def run_chosen(
     client: ChoiceClient, video: MediaLike, audio: MediaLike, output: str | os.PathLike[str], **options: Any
 ) -> LipSyncResult:
-    """``run`` with ``route="cheapest"`` and/or ``routes=[...]`` (``fallback=True`` to move on after a failure).
+    """``run`` with ``route="cheapest"`` and/or ``routes=[...]`` (``fallback=True`` to move on after a failure;
+    ``fallback_on_quality=True`` after a paid job under ``min_sync_confidence`` too).
 
     The record of the job that ran says why its route was chosen (``route_choice``) and keeps each earlier
     route's job, state, cost and why the run moved on (``fallback_from``); a job the run did not move on
     from says why in its own record (``fallback_note``) and in the error raised.
     """
     routes = list(options.pop("routes", None) or [])
-    fallback = bool(options.pop("fallback", False))
-    allow_overlap = bool(options.pop("allow_overlap", False))
-    after_billed = bool(options.pop("fallback_after_billed_failure", False))
-    routes, why = _candidates(client, video, audio, routes, options.pop("route", None), fallback, options)
+    rule = _FallbackRule(
+        on=bool(options.pop("fallback", False)),
+        allow_overlap=bool(options.pop("allow_overlap", False)),
+        after_billed=bool(options.pop("fallback_after_billed_failure", False)),
+        on_quality=bool(options.pop("fallback_on_quality", False)),
+    )
+    gate = gate_of(client.settings, options)  # before any route is tried: no weights, no upload
+    routes, why = _candidates(client, video, audio, routes, options.pop("route", None), rule.on, options)
     earlier: list[dict[str, Any]] = []
     for position, name in enumerate(routes):
         try:
             prepared = client.prepare(video, audio, output, route=name, **options)
             result = client.run_prepared(prepared, RunControls.from_options(options))
+            result = gate.judge(result, client.journal, jsonl=client.settings.jsonl_path) if gate else result
         except LatentSyncError as exc:
-            if position == len(routes) - 1 or not fallback:
+            if position == len(routes) - 1 or not rule.on:
                 raise
-            record = client.journal.get(exc.job_id) if exc.job_id else None
-            move_on, reason = fallback_decision(record, exc, allow_overlap=allow_overlap, after_billed=after_billed)
-            if record is not None:
-                client.journal.save(record.model_copy(update={"fallback_note": reason}))
-            if not move_on:
-                raise _stopped(exc, reason) from None
-            earlier.append({**_summary(record, name, exc), "fallback": reason})
+            earlier.append(_moved_on(client.journal, name, exc, rule))
             continue
         if why or earlier:
             record = result.record.model_copy(update={"route_choice": why, "fallback_from": earlier})
@@ -231,6 +239,38 @@ def run_chosen(
             result = result.model_copy(update={"record": record})
         return result
     raise ConfigurationError("no route to run this job on")  # pragma: no cover - routes is never empty
+
+
+@dataclass(frozen=True)
+class _FallbackRule:
+    """When a failed try may hand its job to the next route (``run_chosen``'s options)."""
+
+    on: bool
+    allow_overlap: bool
+    after_billed: bool
+    on_quality: bool
+
+
+def _moved_on(journal: Journal, name: str, exc: LatentSyncError, rule: _FallbackRule) -> dict[str, Any]:
+    """The ``fallback_from`` entry of a failed try the run moves on from; raises the failure when it may not.
+
+    A job under the quality gate was made and paid: it moves on only with ``fallback_on_quality`` (the
+    caller then pays the next route as well, so that counts as allowing a billed failure), its output kept
+    and set aside out of the next route's way."""
+    quality = isinstance(exc, SyncQualityFailed)
+    if quality and not rule.on_quality:
+        raise exc
+    record = journal.get(exc.job_id) if exc.job_id else None
+    move_on, reason = fallback_decision(
+        record, exc, allow_overlap=rule.allow_overlap, after_billed=rule.after_billed or quality
+    )
+    if record is not None:
+        journal.save(record.model_copy(update={"fallback_note": reason}))
+    if not move_on:
+        raise _stopped(exc, reason) from None
+    if isinstance(exc, SyncQualityFailed):
+        set_aside(journal, exc.result)  # kept, out of the next route's way
+    return {**_summary(record, name, exc), "fallback": reason}
 
 
 def _candidates(

@@ -45,6 +45,7 @@ from .preflight import marked_estimate, missing_install, preflight
 from .pricing import check_budget
 from .records import derive_idempotency_key
 from .routes.base import ProgressCallback, Route, RouteInfo, create_route, route_names
+from .sync_gate import gate_of
 from .types import CostEstimate, JobRecord, LipSyncRequest, LipSyncResult, MediaInfo
 from .webhooks import WebhookKeys
 
@@ -259,12 +260,16 @@ class LipSyncClient:
         raises :class:`JobAlreadyFailed` unless ``retry_failed=True`` (a new paid job). After an ambiguous
         submit, ``force_resubmit=True`` submits again if a lookup cannot find the first. A finished job whose
         output is gone (deleted, expired) raises :class:`OutputGone`; ``new_job=True`` pays for a new job.
+        ``evaluate=True``: ``result.sync_scores``; under ``min_sync_confidence``, :class:`SyncQualityFailed`
+        (docs/quality.md).
         """
         if (options.get("route") or self.settings.route) == "cheapest" or options.get("routes"):
             from .choice import run_chosen  # route choice and fallback: one prepared job per route tried
 
             return run_chosen(self, video, audio, output, **options)
-        return self.run_prepared(self.prepare(video, audio, output, **options), RunControls.from_options(options))
+        gate = gate_of(self.settings, options)  # evaluate / min_sync_confidence: weights checked before any upload
+        result = self.run_prepared(self.prepare(video, audio, output, **options), RunControls.from_options(options))
+        return gate.judge(result, self.journal, jsonl=self.settings.jsonl_path) if gate else result
 
     def prepare(
         self, video: MediaLike, audio: MediaLike, output: str | os.PathLike[str], **options: Unpack[RunOptions]
@@ -333,12 +338,13 @@ class LipSyncClient:
         :meth:`handle_webhook`. The local route has no provider to hold it: there ``submit`` runs it to the end."""
         if (options.get("route") or self.settings.route) == "cheapest" or options.get("routes"):
             raise InvalidParameter("route", "submit takes one route; route choice and fallback need run")
+        gate = gate_of(self.settings, options)
         job = self.prepare(video, audio, output, **options)
         controls = RunControls.from_options(options)
         check_budget(job.estimate, per_call=self.settings.budget_per_call)
         budget = self.budget_cap(job.estimate, sandbox=job.sandbox)
         job_id, result = self.runner.submit(job, controls, budget=budget)
-        return Job(self, job_id, inputs=job.inputs, result=result)
+        return Job(self, job_id, inputs=job.inputs, result=result, sync_gate=gate)
 
     def job(self, id_or_prefix: str) -> Job:
         """A handle on a journalled job by its id or a unique prefix (6+ characters), in any process."""
@@ -365,7 +371,7 @@ class LipSyncClient:
         """Run a batch: a manifest path (CSV or JSONL) or jobs given as dicts, checked and priced whole first.
 
         A bad row or a worst case over ``budget`` refuses the whole batch before anything is uploaded; then
-        jobs run under per-route limits; the report has every row's state, costs, output and error.
+        jobs run under per-route limits; the report has every row's state, costs, output, error and scores.
         Running the same batch again resumes it: finished jobs are not paid again.
         """
         from .batch.runner import run_batch

@@ -145,6 +145,10 @@ class Settings(BaseSettings):
     poll_interval: float = Field(default=1.0, ge=MIN_POLL_INTERVAL, allow_inf_nan=False)
     max_output_bytes: int = Field(default=2 * 1024**3, gt=0)
     jsonl_path: Path | None = None
+    #: the quality gate of every run: a job whose output's LSE-C is under it is failed-quality (sync_gate.py)
+    min_sync_confidence: float | None = Field(default=None, allow_inf_nan=False)
+    #: a syncnet_v2.model to score with instead of the copy ``download --syncnet`` pinned
+    syncnet_weights: Path | None = None
     policy: PolicySettings = Field(default_factory=PolicySettings)
 
     @field_validator("route_settings")

@@ -14,7 +14,8 @@ carries the CLI exit code it maps to, so the CLI has no second table to keep in 
     │   ├── MissingCredentials           names the env var / keyring entry, never a value
     │   ├── DummyCredentialRefused       a fake's dummy key would go to a real provider host
     │   ├── InvalidSettings              a setting it cannot take (also a ValueError), named by its variable
-    │   └── JournalError                 the journal file is damaged, not a database, or not writable
+    │   ├── JournalError                 the journal file is damaged, not a database, or not writable
+    │   └── SyncWeightsMissing           evaluate/min_sync_confidence without usable SyncNet weights
     ├── InputError                       exit 2   refused before any upload or payment
     │   ├── MediaError
     │   │   ├── MediaNotFound            missing file, or a directory
@@ -32,6 +33,7 @@ carries the CLI exit code it maps to, so the CLI has no second table to keep in 
     ├── PolicyViolation                  exit 3   one or more safety checks failed; lists them all
     ├── BudgetExceeded                   exit 5   the estimate is over a per-call or per-client cap
     ├── NotStarted                       exit 4   a batch stopped before this job started
+    ├── SyncQualityFailed                exit 4   the output's LSE-C is under min_sync_confidence (paid, kept)
     ├── WebhookRejected                  exit 2   a provider delivery refused before anything was recorded
     │   ├── WebhookSignatureInvalid      forged, tampered, wrong key or secret, headers missing
     │   ├── WebhookStale                 signed outside the provider's timestamp window
@@ -67,7 +69,10 @@ Secrets never appear in messages: the constructors take only what is safe to pri
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .types import LipSyncResult
 
 
 class LatentSyncError(Exception):
@@ -131,6 +136,11 @@ class InvalidSettings(ConfigurationError, ValueError):
 
 class JournalError(ConfigurationError):
     """The journal file cannot be used: damaged, not a database, no permission, or a filesystem without WAL."""
+
+
+class SyncWeightsMissing(ConfigurationError):
+    """Scoring was asked for (``evaluate``, ``min_sync_confidence``) and no usable SyncNet weights are here;
+    raised before anything is uploaded or paid. The message names ``latentsync-routes download --syncnet``."""
 
 
 class InputError(LatentSyncError):
@@ -341,6 +351,28 @@ class WorkerLost(LocalRouteError):
 
 class WaitTimeout(RouteError, TimeoutError):
     """``Job.wait(timeout=...)`` ran out of the caller's patience; the job keeps running at the provider."""
+
+
+class SyncQualityFailed(LatentSyncError):
+    """The job ran, was paid for and its output was fetched, but its lip-sync scored under the gate.
+
+    ``result`` is the job's result (output path, cost, record, ``sync_scores``): nothing is deleted, the
+    record keeps the cost and marks the job ``failed-quality``.
+    """
+
+    exit_code = 4
+
+    def __init__(self, message: str, result: LipSyncResult) -> None:
+        super().__init__(message, route=result.route, request_id=result.provider_request_id)
+        self.result = result
+        self.job_id = result.job_id
+
+    def to_dict(self) -> dict[str, Any]:
+        found = super().to_dict()
+        scores = self.result.sync_scores
+        found["sync_scores"] = scores.model_dump(mode="json") if scores is not None else None
+        found["output_path"] = str(self.result.output_path) if self.result.output_path else None
+        return found
 
 
 class WebhookRejected(LatentSyncError):

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .config import Settings
     from .job_runner import JobRunner
     from .routes.base import JobContext, Route
+    from .sync_gate import SyncGate
 
 
 class JobClient(Protocol):
@@ -59,6 +60,7 @@ class Job:
         *,
         inputs: JobInputs | None = None,
         result: LipSyncResult | None = None,
+        sync_gate: SyncGate | None = None,
     ) -> None:
         self._client = client
         self._id = job_id
@@ -66,6 +68,8 @@ class Job:
         self._inputs = inputs
         #: the result of a ``submit`` that ran the job to its end (the local route), for the first ``wait``
         self._result = result
+        #: ``submit``'s ``evaluate`` / ``min_sync_confidence``, applied by ``wait`` once the output is here
+        self._gate = sync_gate
 
     def __repr__(self) -> str:
         record = self._client.journal.get(self._id)
@@ -114,10 +118,13 @@ class Job:
         """The job's result, as ``run`` returns it, with the output fetched (once, whoever else waits)."""
         if self._result is not None:  # submit ran the job to its end here: run's result, not a re-read
             result, self._result = self._result, None
+        else:
+            if timeout is not None:
+                self._wait_for_provider(timeout)
+            result = self.finish(deadline=self._client.settings.deadline_seconds, controls=controls)
+        if self._gate is None:
             return result
-        if timeout is not None:
-            self._wait_for_provider(timeout)
-        return self.finish(deadline=self._client.settings.deadline_seconds, controls=controls)
+        return self._gate.judge(result, self._client.journal, jsonl=self._client.settings.jsonl_path)
 
     def finish(self, *, deadline: float, controls: RunControls | None = None) -> LipSyncResult:
         """Carry the job on to its end within ``deadline`` seconds (then it is cancelled at the provider)."""

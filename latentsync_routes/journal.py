@@ -30,13 +30,12 @@ from datetime import date
 from os.path import commonprefix
 from pathlib import Path
 
-from pydantic import BaseModel
-
 from .budget import BudgetCap
 from .errors import ClaimLost, ClaimTimeout, ConfigurationError, JournalBusy, JournalError
 from .journal_db import connect, initialise
-from .money import from_micros, total
+from .money import from_micros
 from .owners import CANCEL_ASKED, CANCEL_NONE, CANCEL_TAKEN, CancelWatch, new_owner, owner_dead
+from .spend import SpendRow
 from .types import JobRecord
 
 #: Per route, day and currency: jobs, then estimated, actual and failure-billed cost summed in integer
@@ -47,7 +46,8 @@ _SPEND_SUMS = """SELECT route, substr(created_at, 1, 10) AS day,
     coalesce(sum(CAST(round(json_extract(record, '$.cost.actual') * 1000000) AS INTEGER)), 0),
     coalesce(sum(CAST(round(json_extract(record, '$.cost.billed_failures') * 1000000) AS INTEGER)), 0),
     sum(json_extract(record, '$.cost.actual') IS NULL),
-    coalesce(json_extract(record, '$.sandbox'), 0) AS sandbox FROM jobs"""
+    coalesce(json_extract(record, '$.sandbox'), 0) AS sandbox,
+    sum(state = 'fetched' AND json_extract(record, '$.sync_scores.gate') IS NOT 'failed-quality') FROM jobs"""
 #: The fewest characters of a job id accepted as a prefix of it.
 MIN_PREFIX = 6
 TERMINAL_OK = "fetched"
@@ -56,28 +56,6 @@ TERMINAL_BAD = ("failed", "cancelled")
 LEASE_S = 30.0
 #: Seconds between two checks of a claim held by someone else.
 WAIT_POLL_S = 0.1
-
-
-class SpendRow(BaseModel):
-    """What one route's jobs of one day (UTC, by creation) cost: estimated before, actual after, and what
-    failed provider jobs were billed. ``without_actual`` counts jobs with no actual cost recorded (not
-    finished, failed, or a provider that did not say), whose cost is then not in ``actual``."""
-
-    route: str
-    day: date
-    currency: str
-    jobs: int
-    estimated: float
-    actual: float
-    billed_failures: float
-    without_actual: int
-    #: jobs run against a base-URL override (the fakes, a gateway under test): not real money
-    sandbox: bool = False
-
-    @property
-    def spent(self) -> float:
-        """Actual plus failure-billed: what is known to have been charged."""
-        return total([self.actual, self.billed_failures])
 
 
 @dataclass
@@ -457,6 +435,7 @@ class Journal:
                 billed_failures=from_micros(r[6]),
                 without_actual=r[7],
                 sandbox=bool(r[8]),
+                accepted=r[9],
             )
             for r in rows
         ]

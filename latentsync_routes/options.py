@@ -61,6 +61,14 @@ class RunOptions(JobOptions, total=False):
     cancel_event: threading.Event | None
     #: the provider calls this URL back when the job ends (``submit``; verify with ``handle_webhook``)
     webhook_url: str | None
+    #: score the fetched output with SyncNet (LSE-C / LSE-D into the result and the record); sync_gate.py
+    evaluate: bool
+    #: the quality gate: an output whose LSE-C is under it is failed-quality (implies ``evaluate``)
+    min_sync_confidence: float | None
+    #: with ``fallback``, move to the next route after a failed-quality job too (both are paid)
+    fallback_on_quality: bool
+    #: a syncnet_v2.model to score with (default: setting ``syncnet_weights``, else the pinned download)
+    syncnet_weights: str | os.PathLike[str] | None
 
 
 class BatchOptions(TypedDict, total=False):
@@ -91,6 +99,10 @@ class BatchOptions(TypedDict, total=False):
     on_update: Callable[[dict[str, Any]], None] | None
     #: a ``batch.StopSignal`` to stop the batch from another thread
     stop: Any
+    #: score every fetched output with SyncNet (the report's ``sync`` column)
+    evaluate: bool
+    #: the quality gate of rows that set none (a manifest column may set its own); implies ``evaluate``
+    min_sync_confidence: float | None
 
 
 JOB_PARAMETERS = tuple(JobOptions.__annotations__)

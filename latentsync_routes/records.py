@@ -157,6 +157,7 @@ def result_from_record(record: JobRecord) -> LipSyncResult:
         cost=record.cost,
         timings=record.timings,
         record=record,
+        sync_scores=record.sync_scores,
     )
 
 

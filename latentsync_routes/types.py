@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from pydantic_core import PydanticCustomError
 
 from .errors import UnsupportedSource
+from .sync_record import SyncQuality
 
 LoopMode = Literal["pingpong", "loop"]
 #: created -> uploaded -> submitting -> submitted -> completed -> fetched; or failed / cancelled. ``submitting``
@@ -405,6 +406,8 @@ class JobRecord(BaseModel):
     """When the job reached its final state (UTC)."""
     timings: dict[str, float] = Field(default_factory=dict)
     """Seconds spent per stage (probe, upload, queue, run, download)."""
+    sync_scores: SyncQuality | None = None
+    """LSE-C / LSE-D of the output and the quality gate's outcome, when ``evaluate`` was asked (sync_gate.py)."""
     library_version: str
     """The version of this package that ran the job."""
 
@@ -432,3 +435,5 @@ class LipSyncResult(BaseModel):
     record: JobRecord
     #: the job had finished before this call, which returned its result and charged nothing
     already_done: bool = False
+    #: the output's LSE-C / LSE-D and the gate's outcome (``evaluate=True`` or ``min_sync_confidence``)
+    sync_scores: SyncQuality | None = None

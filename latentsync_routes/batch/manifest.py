@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..consent import consent_problem
 from ..errors import ManifestError
@@ -29,7 +29,7 @@ from ..types import LoopMode
 #: a manifest's job parameters: the job options a column can hold (``extras`` is a dict, not a column)
 PARAMETERS = tuple(name for name in JOB_PARAMETERS if name != "extras")
 #: the columns a manifest may have; ``video``, ``audio`` and ``output`` are required
-FIELDS = ("video", "audio", "output", "route", "consent", *PARAMETERS)
+FIELDS = ("video", "audio", "output", "route", "consent", *PARAMETERS, "min_sync_confidence")
 _URL_PREFIXES = ("http://", "https://", "data:")
 
 
@@ -47,6 +47,12 @@ class BatchJob(BaseModel):
     guidance_scale: float | None = None
     loop_mode: LoopMode | None = None
     inference_steps: int | None = None
+    #: this row's quality gate (LSE-C), over the batch's ``min_sync_confidence``; implies scoring
+    min_sync_confidence: float | None = Field(default=None, allow_inf_nan=False)
+    #: score the output (the batch's ``evaluate`` option; not a column)
+    evaluate: bool = False
+    #: the SyncNet weights to score with (the batch's ``syncnet_weights`` option; not a column)
+    syncnet_weights: str | None = None
     #: the manifest line this job came from (0 for jobs given in code)
     line: int = 0
 
@@ -72,8 +78,11 @@ class BatchJob(BaseModel):
 
     def run_options(self) -> dict[str, Any]:
         """Keyword arguments for ``LipSyncClient.run`` beyond the inputs, output and route."""
-        given = {name: getattr(self, name) for name in ("consent", *PARAMETERS)}
-        return {name: value for name, value in given.items() if value is not None}
+        given = {
+            name: getattr(self, name) for name in ("consent", *PARAMETERS, "min_sync_confidence", "syncnet_weights")
+        }
+        found = {name: value for name, value in given.items() if value is not None}
+        return {**found, "evaluate": True} if self.evaluate else found
 
 
 #: the JSON type each column takes in a JSONL manifest (CSV cells are text, parsed by the job's fields)
@@ -82,6 +91,7 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "seed": (int,),
     "inference_steps": (int,),
     "guidance_scale": (int, float),
+    "min_sync_confidence": (int, float),
 }
 _JSON_NAMES: dict[type, str] = {str: "a string", int: "an integer", float: "a number"}
 #: longer than any path or URL a row needs: a bigger cell is a mistake (or an attack), named, not run

@@ -26,6 +26,9 @@ from ..types import CostEstimate
 from .executor import BatchItem
 from .manifest import BatchJob
 
+#: a row's scoring options: they do not change its job (sync_gate.py)
+SCORING = ("evaluate", "min_sync_confidence", "syncnet_weights")
+
 if TYPE_CHECKING:
     from .executor import BatchClient
 
@@ -110,7 +113,7 @@ def _plan_one(
     options: dict[str, Any] = {**job.run_options()}
     if consent and "consent" not in options:
         options["consent"] = consent
-    parameters = {k: v for k, v in options.items() if k != "consent"}
+    parameters = {k: v for k, v in options.items() if k not in ("consent", *SCORING)}
     choice: str | None = None
     backups: list[CostEstimate] = []
     if name == CHEAPEST:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from .. import money
-from ..errors import JobCancelled, NotStarted
+from ..errors import JobCancelled, NotStarted, SyncQualityFailed
 from ..journal import TERMINAL_OK
 from ..types import LipSyncResult
 from .executor import BatchItem, Outcome
@@ -21,7 +21,10 @@ from .executor import BatchItem, Outcome
 if TYPE_CHECKING:
     from ..journal import Journal
 
-CSV_COLUMNS = ("line", "job_id", "route", "state", "estimated", "actual", "failure_billed", "output_path", "error")
+CSV_COLUMNS = (
+    "line", "job_id", "route", "state", "estimated", "actual", "failure_billed", "output_path", "error",
+    "lse_c", "lse_d", "av_offset", "sync_gate",
+)  # fmt: skip
 
 
 class BatchJobReport(BaseModel):
@@ -38,6 +41,9 @@ class BatchJobReport(BaseModel):
     output_path: str | None = None
     route_choice: str | None = None
     error: dict[str, Any] | None = None
+    #: the output's scores and the gate's outcome (``evaluate`` / ``min_sync_confidence``): ``lse_c``,
+    #: ``lse_d``, ``av_offset``, ``gate`` (``passed``, ``failed-quality``, ``not gated``), ``error``
+    sync: dict[str, Any] | None = None
     #: the full result of a job that finished (left out of the JSON document; its record is in the journal)
     result: LipSyncResult | None = Field(default=None, exclude=True)
 
@@ -108,6 +114,9 @@ class BatchReport(BaseModel):
             for job in self.jobs:
                 row = job.model_dump(mode="json")
                 row["error"] = f"{job.error['type']}: {job.error['message']}" if job.error else ""
+                sync = job.sync or {}
+                row.update(lse_c=sync.get("lse_c"), lse_d=sync.get("lse_d"), av_offset=sync.get("av_offset"))
+                row["sync_gate"] = sync.get("gate")
                 writer.writerow({column: row.get(column) for column in CSV_COLUMNS})
         return [as_json, as_csv]
 
@@ -123,18 +132,22 @@ def job_report(item: BatchItem, outcome: Outcome, journal: Journal) -> BatchJobR
     """A row of the report from a job's outcome; for an error, the job's record (if it was claimed) says
     what state it is in and what it cost."""
     estimated = item.estimate.amount if item.estimate is not None else 0.0
-    if isinstance(outcome, LipSyncResult):
+    if isinstance(outcome, (LipSyncResult, SyncQualityFailed)):
+        result = outcome.result if isinstance(outcome, SyncQualityFailed) else outcome
+        scores = result.sync_scores
         return BatchJobReport(
             line=item.line,
-            job_id=outcome.job_id,
-            route=outcome.route,
-            state=outcome.record.state,
-            estimated=outcome.cost.estimated,
-            actual=outcome.cost.actual,
-            failure_billed=money.total([outcome.cost.billed_failures, earlier_billed(outcome)]),
-            output_path=str(outcome.output_path) if outcome.output_path else None,
-            route_choice=outcome.record.route_choice or item.choice,
-            result=outcome,
+            job_id=result.job_id,
+            route=result.route,
+            state="failed-quality" if isinstance(outcome, SyncQualityFailed) else result.record.state,
+            estimated=result.cost.estimated,
+            actual=result.cost.actual,
+            failure_billed=money.total([result.cost.billed_failures, earlier_billed(result)]),
+            output_path=str(result.output_path) if result.output_path else None,
+            route_choice=result.record.route_choice or item.choice,
+            error=outcome.to_dict() if isinstance(outcome, SyncQualityFailed) else None,
+            sync=scores.model_dump(include={"lse_c", "lse_d", "av_offset", "gate", "error"}) if scores else None,
+            result=result,
         )
     record = journal.get(outcome.job_id) if outcome.job_id else None
     state = (

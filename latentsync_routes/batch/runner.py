@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import money
+from ..errors import SyncQualityFailed
+from ..sync_gate import gate_of, min_sync_confidence_of
 from ..types import LipSyncResult
 from .executor import BatchItem, Executor, Outcome, StopSignal, ThreadExecutor
 from .manifest import BatchJob, as_jobs, read_manifest
@@ -45,12 +47,15 @@ class _Events:
         self.tracker.progress(item, message, fraction)
 
     def finished(self, item: BatchItem, outcome: Outcome) -> None:
+        reported = outcome
+        if isinstance(outcome, SyncQualityFailed):  # paid and fetched, under the gate: its cost counts
+            outcome = outcome.result
         if isinstance(outcome, LipSyncResult):
             paid = outcome.cost.actual if outcome.cost.actual is not None else outcome.cost.estimated
             cost = money.total([paid, outcome.cost.billed_failures, earlier_billed(outcome)])
         else:
             cost = 0.0
-        self.tracker.finished_item(item, outcome, cost)
+        self.tracker.finished_item(item, reported, cost)
         self._tell()
 
 
@@ -117,14 +122,47 @@ def run_batch(
     fallback: bool = False,
     fallback_after_billed_failure: bool = False,
     report: str | os.PathLike[str] | None = None,
+    evaluate: bool = False,
+    min_sync_confidence: float | None = None,
+    syncnet_weights: str | os.PathLike[str] | None = None,
     **execution: Any,
 ) -> BatchReport:
     """Plan (refusing bad rows and an over-budget total before anything runs), run, and report.
 
-    ``execution``: :func:`execute_plan`'s ``concurrency``, ``executor``, ``address``, ``on_update``, ``stop``."""
+    ``evaluate`` scores every output; ``min_sync_confidence`` gates the rows whose manifest sets none (the
+    SyncNet weights are checked once, before anything runs: sync_gate.py). ``execution``:
+    :func:`execute_plan`'s ``concurrency``, ``executor``, ``address``, ``on_update``, ``stop``."""
     rule = FallbackRule(fallback, fallback_after_billed_failure)
-    plan = plan_batch(client, load_jobs(jobs), route=route, consent=consent, budget=budget, among=among, fallback=rule)
+    rows = with_quality(client, load_jobs(jobs), evaluate, min_sync_confidence, syncnet_weights)
+    plan = plan_batch(client, rows, route=route, consent=consent, budget=budget, among=among, fallback=rule)
     result = execute_plan(client, plan, **execution)
     if report is not None:
         result.write(report)
     return result
+
+
+def with_quality(
+    client: BatchClient,
+    jobs: list[BatchJob],
+    evaluate: bool,
+    minimum: float | None,
+    weights: str | os.PathLike[str] | None = None,
+) -> list[BatchJob]:
+    """The rows with the batch's scoring options; the weights are loaded here, before anything runs, when
+    any row is scored (the setting ``min_sync_confidence`` scores them all)."""
+    minimum = min_sync_confidence_of(minimum)
+    path = str(weights) if weights is not None else None
+    jobs = [
+        job.model_copy(
+            update={
+                "evaluate": job.evaluate or evaluate,
+                "min_sync_confidence": minimum if job.min_sync_confidence is None else job.min_sync_confidence,
+                "syncnet_weights": job.syncnet_weights or path,
+            }
+        )
+        for job in jobs
+    ]
+    scored = client.settings.min_sync_confidence is not None
+    if scored or any(job.evaluate or job.min_sync_confidence is not None for job in jobs):
+        gate_of(client.settings, {"evaluate": True, "syncnet_weights": path})  # no weights: nothing runs
+    return jobs

@@ -32,6 +32,10 @@ from ._common import (
     err,
     out,
 )
+from .quality import EvaluateOpt, MinSyncOpt, SyncNetWeightsOpt, quality_options, sync_line
+
+if TYPE_CHECKING:
+    from ..types import LipSyncResult
 
 if TYPE_CHECKING:
     from ..types import LipSyncResult
@@ -191,12 +195,13 @@ def run(
     fallback: bool = FallbackOpt,
     after_billed: bool = AfterBilledOpt,
     new_job: bool = NewJobOpt,
+    evaluate: bool = EvaluateOpt,
+    min_sync_confidence: float | None = MinSyncOpt,
+    syncnet_weights: Path | None = SyncNetWeightsOpt,
     as_json: bool = JsonOpt,
     config: Path | None = ConfigOpt,
 ) -> None:
     """Lip-sync VIDEO to AUDIO on a route and write OUTPUT (a re-run carries on the same job)."""
-    from rich.progress import Progress
-
     with _errors(as_json):
         consent = checked_consent(consent, where="--consent")
         client = _client(config, route)
@@ -214,19 +219,29 @@ def run(
             new_job=new_job,
             face_check=face_check,
             **_fallback_options(route or client.settings.route, among, fallback, after_billed),
+            **quality_options(evaluate, min_sync_confidence, syncnet_weights),
         )
-        if as_json or not err.is_terminal:
-            result = client.run(video, audio, output, **kwargs)
-        else:
-            with Progress(console=err, transient=True) as bar:
-                task = bar.add_task("starting", total=1.0)
-
-                def progress(message: str, fraction: float | None) -> None:
-                    bar.update(task, description=message, completed=fraction if fraction is not None else None)
-
-                result = client.run(video, audio, output, progress=progress, **kwargs)
-
+        result = _run_showing_progress(client, video, audio, output, kwargs, quiet=as_json or not err.is_terminal)
         _emit(as_json, result, lambda: _print_result(result))
+
+
+def _run_showing_progress(
+    client: Any, video: str, audio: str, output: Path, kwargs: dict[str, Any], *, quiet: bool
+) -> LipSyncResult:
+    """``client.run``, with a progress bar on a terminal."""
+    if quiet:
+        result: LipSyncResult = client.run(video, audio, output, **kwargs)
+        return result
+    from rich.progress import Progress
+
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("starting", total=1.0)
+
+        def progress(message: str, fraction: float | None) -> None:
+            bar.update(task, description=message, completed=fraction if fraction is not None else None)
+
+        result = client.run(video, audio, output, progress=progress, **kwargs)
+        return result
 
 
 def _print_result(result: LipSyncResult) -> None:
@@ -242,6 +257,8 @@ def _print_result(result: LipSyncResult) -> None:
         )
     else:
         out.print(f"cost: estimated ${result.cost.estimated:.4f}, actual {actual}{sandbox}")
+    if result.sync_scores is not None:
+        out.print(sync_line(result.sync_scores), highlight=False, markup=False)
 
 
 @app.command()

@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .. import money
+from ..spend import per_accepted_job
 from ._common import (
     ConfigOpt,
     ForceResubmitOpt,
@@ -48,6 +49,8 @@ def jobs_list(
                 cost = r.cost.actual if r.cost.actual is not None else r.cost.estimated
                 shown = f"${cost + r.cost.billed_failures:.4f}" + ("" if r.cost.actual is not None else " (est.)")
                 state_shown = f"{r.state} (interrupted)" if r.interrupted else r.state
+                if r.sync_scores is not None and r.sync_scores.failed:
+                    state_shown = f"{r.state} (failed-quality)"  # paid and kept, under its min_sync_confidence
                 table.add_row(
                     *_plain(
                         r.job_id[:shown_id],
@@ -138,7 +141,8 @@ def jobs_spend(
     as_json: bool = JsonOpt,
     config: Path | None = ConfigOpt,
 ) -> None:
-    """What the journalled jobs cost, per route and per day: estimated before, actual after, failure-billed.
+    """What the journalled jobs cost, per route and per day: estimated before, actual after, failure-billed,
+    and per accepted job (spent over the jobs fetched and not failed-quality; JSON: per_accepted_job).
 
     "cost unknown" counts jobs with no actual cost recorded (not finished, failed, or a provider that did
     not say what it billed); their cost is in "estimated" only (JSON: without_actual).
@@ -178,5 +182,9 @@ def jobs_spend(
                 if kept:
                     spent = money.total(r.spent for r in kept)
                     out.print(f"{words} (actual + failure-billed): ${spent:.4f} over {sum(r.jobs for r in kept)} jobs")
+                    accepted = sum(r.accepted for r in kept)
+                    each = per_accepted_job(spent, accepted)
+                    shown = "none accepted" if each is None else f"${each:.4f} over {accepted} accepted jobs"
+                    out.print(f"  per accepted job (fetched, not failed-quality): {shown}")
 
         _emit(as_json, rows, human)

@@ -10,12 +10,48 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
 from ._common import JsonOpt, _emit, _errors, _plain, app, out
+
+if TYPE_CHECKING:
+    from ..sync_record import SyncQuality
+
+EvaluateOpt = typer.Option(
+    False, "--evaluate", help="Score the output with SyncNet (LSE-C / LSE-D); needs `download --syncnet`."
+)
+MinSyncOpt = typer.Option(
+    None,
+    "--min-sync-confidence",
+    help="Quality gate: an output under this LSE-C is failed-quality (paid, kept; exit 4). Implies --evaluate.",
+)
+SyncNetWeightsOpt = typer.Option(
+    None, "--syncnet-weights", help="syncnet_v2.model to use (default: the copy `download --syncnet` pinned)."
+)
+
+
+def quality_options(evaluate: bool, minimum: float | None, weights: Path | None) -> dict[str, Any]:
+    """The scoring options given on the command line (none given: the settings decide)."""
+    found: dict[str, Any] = {"evaluate": True} if evaluate else {}
+    if minimum is not None:
+        found["min_sync_confidence"] = minimum
+    if weights is not None:
+        found["syncnet_weights"] = weights
+    return found
+
+
+def sync_line(scores: SyncQuality) -> str:
+    """One line of a job's scores and gate outcome."""
+    if scores.lse_c is None or scores.lse_d is None or scores.av_offset is None:
+        return f"sync: not scored ({scores.error}); gate: {scores.gate}"
+    gate = f" (min {scores.min_sync_confidence:g})" if scores.min_sync_confidence is not None else ""
+    return (
+        f"sync: LSE-C {scores.lse_c:.3f}, LSE-D {scores.lse_d:.3f}, offset {scores.av_offset:+d}; "
+        f"gate: {scores.gate}{gate}"
+    )
 
 
 @contextmanager
@@ -65,9 +101,7 @@ def _human(report: dict[str, Any]) -> None:
 def evaluate(
     video: Path = typer.Argument(..., help="The video to score (a lip-synced output, or any talking-face clip)."),
     audio: Path | None = typer.Option(None, "--audio", help="Score against this audio instead of the video's own."),
-    syncnet_weights: Path | None = typer.Option(
-        None, "--syncnet-weights", help="syncnet_v2.model to use (default: the copy `download --syncnet` pinned)."
-    ),
+    syncnet_weights: Path | None = SyncNetWeightsOpt,
     device: str = typer.Option("cpu", "--device", help="torch device for SyncNet (cpu, cuda, ...)."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Default: $LATENTSYNC_ROUTES_HOME/models."),
     as_json: bool = JsonOpt,

@@ -139,51 +139,45 @@ class Page:
 
     # -- running ---------------------------------------------------------------------------------------
     def on_run(
-        self, choice: str, consent: str, assessment: state.Assessment | None, request: gr.Request
+        self, choice: str, consent: str, evaluate: bool, assessment: state.Assessment | None, request: gr.Request
     ) -> Iterator[tuple[Any, ...]]:
+        """Outputs: progress, output video, input video, record, scores, run button."""
         decided = state.gate(assessment, choice, consent)
         if assessment is None or not decided.enabled or decided.route is None:
-            yield (render.gate_html(decided), gr.skip(), gr.skip(), gr.skip(), gr.update(interactive=False))
+            yield (render.gate_html(decided), *[gr.skip()] * 4, gr.update(interactive=False))
             return
         view = assessment.routes[decided.route]
         assert view.estimate is not None  # the gate passed: the route has an estimate
         session = request.session_hash or "default"
         try:
-            handle = self.runs.start(session, decided.route, assessment.inputs, view.estimate, consent)
-        except LatentSyncError as exc:
-            yield (
-                render.gate_html(state.Gate(False, decided.route, exc.message)),
-                gr.skip(),
-                gr.skip(),
-                gr.skip(),
-                gr.skip(),
+            handle = self.runs.start(
+                session, decided.route, assessment.inputs, view.estimate, consent, evaluate=bool(evaluate)
             )
+        except LatentSyncError as exc:  # a job running already, no SyncNet weights: nothing was uploaded
+            yield (render.gate_html(state.Gate(False, decided.route, exc.message)), *[gr.skip()] * 5)
             return
         while not handle.done.wait(POLL_S):
-            yield (
-                render.progress_html(handle.snapshot(self.client)),
-                gr.skip(),
-                gr.skip(),
-                gr.skip(),
-                gr.update(interactive=False),
-            )
+            yield (render.progress_html(handle.snapshot(self.client)), *[gr.skip()] * 4, gr.update(interactive=False))
         snap = handle.snapshot(self.client)
         result = handle.result
         if result is None or not result.output_path:
             record = handle.record(self.client)
-            yield (
-                render.progress_html(snap),
-                None,
-                None,
-                record.model_dump(mode="json") if record is not None else None,
-                gr.update(interactive=True),
-            )
+            dumped = record.model_dump(mode="json") if record is not None else None
+            scores = render.scores_html(None, asked=bool(evaluate))
+            yield (render.progress_html(snap), None, None, dumped, scores, gr.update(interactive=True))
             return
         shown = [
             served_copy(path, self.served) if not str(path).startswith(("https://", "http://")) else str(path)
             for path in (result.output_path, assessment.inputs.video)
         ]
-        yield (render.progress_html(snap), *shown, result.record.model_dump(mode="json"), gr.update(interactive=True))
+        scores = render.scores_html(result.sync_scores, asked=bool(evaluate))
+        yield (
+            render.progress_html(snap),
+            *shown,
+            result.record.model_dump(mode="json"),
+            scores,
+            gr.update(interactive=True),
+        )
 
     def on_cancel(self, request: gr.Request) -> str:
         if self.runs.cancel(request.session_hash or "default"):
@@ -275,73 +269,121 @@ def purge_cache(root: Path, digests: set[str]) -> list[Path]:
 
 def build(page: Page, *, fakes: bool) -> gr.Blocks:
     """The Blocks for ``page``; element ids (``ls-*``) are what the browser test and docs refer to."""
-    choices = [state.CHEAPEST, *page.routes]
     with gr.Blocks(title="LatentSync routes", analytics_enabled=False) as demo:
         gr.Markdown("## LatentSync lip-sync: see the price, the checklist and the consent question first")
         gr.Markdown(FAKES_NOTE if fakes else REAL_NOTE, elem_id="ls-mode")
-        inputs_state = gr.State(None)
-        assessment_state = gr.State(None)
-        with gr.Row():
-            with gr.Column():
-                video = gr.Video(label="video (face)", sources=["upload"], height=260, elem_id="ls-video")
-                video_url = gr.Textbox(label="or a video URL (https)", elem_id="ls-video-url")
-            with gr.Column():
-                audio = gr.Audio(label="audio (voice)", sources=["upload"], type="filepath", elem_id="ls-audio")
-                audio_url = gr.Textbox(label="or an audio URL (https)", elem_id="ls-audio-url")
-        synthetic = gr.Button("use synthetic media (no face, no voice)", elem_id="ls-synthetic")
-        with gr.Row():
-            route = gr.Radio(choices, value=state.CHEAPEST, label="route", elem_id="ls-route")
-            consent = gr.Textbox(
-                label="consent basis (who agreed, how; 'synthetic' for synthetic media)", elem_id="ls-consent"
-            )
-        estimates = gr.HTML(render.estimates_html(None), elem_id="ls-estimates")
-        checklist = gr.HTML(render.checklist_html(None), elem_id="ls-checklist")
-        gate = gr.HTML(render.gate_html(state.gate(None, state.CHEAPEST, "")), elem_id="ls-gate")
-        with gr.Row():
-            run = gr.Button("Run", variant="primary", interactive=False, elem_id="ls-run")
-            # enabled only while a run of this page is under way: there is nothing to cancel otherwise
-            cancel = gr.Button("Cancel", variant="secondary", interactive=False, elem_id="ls-cancel")
-        progress = gr.HTML(render.progress_html(None), elem_id="ls-progress")
-        cancel_note = gr.Markdown("", elem_id="ls-cancel-note")
-        with gr.Row():
-            output = gr.Video(label="output (lip-synced)", interactive=False, height=300, elem_id="ls-output")
-            input_side = gr.Video(label="input", interactive=False, height=300, elem_id="ls-input-side")
-        with gr.Accordion("production record", open=False, elem_id="ls-record-box"):
-            record = gr.JSON(elem_id="ls-record")
-        gr.Markdown("### History")
-        table = gr.Dataframe(headers=history.HISTORY_HEADERS, interactive=False, elem_id="ls-history")
-        with gr.Row():
-            job = gr.Dropdown(label="job", choices=[], elem_id="ls-job")
-            refresh = gr.Button("refresh", elem_id="ls-refresh")
-            # enabled once a job is picked: without one they have nothing to act on
-            resume = gr.Button("resume", interactive=False, elem_id="ls-resume")
-            job_cancel = gr.Button("cancel job", interactive=False, elem_id="ls-job-cancel")
-            delete = gr.Button("delete job", interactive=False, elem_id="ls-delete")
-        job_note = gr.Textbox(label="history action", interactive=False, lines=3, elem_id="ls-job-note")
-        chart = gr.HTML(elem_id="ls-spend")
-
-        panels = [estimates, checklist, gate, run]
-        given = [video, audio, video_url, audio_url, consent, route, inputs_state]
-        for trigger in (video.upload, audio.upload, video_url.submit, audio_url.submit):
-            trigger(page.on_inputs, given, [inputs_state, assessment_state, *panels])
-        synthetic.click(
-            page.on_synthetic, [consent, route, inputs_state], [video, audio, inputs_state, assessment_state, *panels]
-        )
-        consent.change(
-            page.on_consent, [consent, route, inputs_state], [assessment_state, *panels], trigger_mode="always_last"
-        )
-        route.change(page.on_route, [route, consent, assessment_state], panels)
-        history_out = [table, job, chart]
-        run.click(_enabled(True), None, cancel, queue=False)
-        run.click(page.on_run, [route, consent, assessment_state], [progress, output, input_side, record, run]).then(
-            _enabled(False), None, cancel
-        ).then(page.on_history, None, history_out)
-        cancel.click(page.on_cancel, None, cancel_note)
-        job.change(_picked, job, [resume, job_cancel, delete])
-        refresh.click(page.on_history, None, history_out)
-        table.select(page.on_pick, None, job)
-        for button, handler in ((resume, page.on_resume), (job_cancel, page.on_job_cancel), (delete, page.on_delete)):
-            button.click(handler, job, job_note).then(page.on_history, None, history_out)
-        demo.load(page.on_history, None, history_out)
+        parts = {"inputs_state": gr.State(None), "assessment_state": gr.State(None)}
+        parts |= _inputs_section(page)
+        parts |= _run_section()
+        parts |= _history_section()
+        _wire_inputs(page, parts)
+        _wire_run(page, parts)
+        demo.load(page.on_history, None, [parts["table"], parts["job"], parts["chart"]])
     blocks: gr.Blocks = demo
     return blocks
+
+
+def _inputs_section(page: Page) -> dict[str, Any]:
+    """The media, the route, the consent, and the panels that price and check them."""
+    with gr.Row():
+        with gr.Column():
+            video = gr.Video(label="video (face)", sources=["upload"], height=260, elem_id="ls-video")
+            video_url = gr.Textbox(label="or a video URL (https)", elem_id="ls-video-url")
+        with gr.Column():
+            audio = gr.Audio(label="audio (voice)", sources=["upload"], type="filepath", elem_id="ls-audio")
+            audio_url = gr.Textbox(label="or an audio URL (https)", elem_id="ls-audio-url")
+    synthetic = gr.Button("use synthetic media (no face, no voice)", elem_id="ls-synthetic")
+    with gr.Row():
+        route = gr.Radio([state.CHEAPEST, *page.routes], value=state.CHEAPEST, label="route", elem_id="ls-route")
+        consent = gr.Textbox(
+            label="consent basis (who agreed, how; 'synthetic' for synthetic media)", elem_id="ls-consent"
+        )
+    estimates = gr.HTML(render.estimates_html(None), elem_id="ls-estimates")
+    checklist = gr.HTML(render.checklist_html(None), elem_id="ls-checklist")
+    gate = gr.HTML(render.gate_html(state.gate(None, state.CHEAPEST, "")), elem_id="ls-gate")
+    return dict(
+        video=video, video_url=video_url, audio=audio, audio_url=audio_url, synthetic=synthetic, route=route,
+        consent=consent, estimates=estimates, checklist=checklist, gate=gate,
+    )  # fmt: skip
+
+
+def _run_section() -> dict[str, Any]:
+    """Run and cancel, the progress, the output beside the input with its scores, and the record."""
+    evaluate = gr.Checkbox(
+        label="score the lip-sync (LSE-C / LSE-D with SyncNet; needs `latentsync-routes download --syncnet`)",
+        value=False,
+        elem_id="ls-evaluate",
+    )
+    with gr.Row():
+        run = gr.Button("Run", variant="primary", interactive=False, elem_id="ls-run")
+        # enabled only while a run of this page is under way: there is nothing to cancel otherwise
+        cancel = gr.Button("Cancel", variant="secondary", interactive=False, elem_id="ls-cancel")
+    progress = gr.HTML(render.progress_html(None), elem_id="ls-progress")
+    cancel_note = gr.Markdown("", elem_id="ls-cancel-note")
+    with gr.Row():
+        output = gr.Video(label="output (lip-synced)", interactive=False, height=300, elem_id="ls-output")
+        input_side = gr.Video(label="input", interactive=False, height=300, elem_id="ls-input-side")
+    scores = gr.HTML(render.scores_html(None, asked=False), elem_id="ls-scores")
+    with gr.Accordion("production record", open=False, elem_id="ls-record-box"):
+        record = gr.JSON(elem_id="ls-record")
+    return dict(
+        evaluate=evaluate, run=run, cancel=cancel, progress=progress, cancel_note=cancel_note, output=output,
+        input_side=input_side, scores=scores, record=record,
+    )  # fmt: skip
+
+
+def _history_section() -> dict[str, Any]:
+    """The journal's jobs, the actions on a picked one, and the spend chart."""
+    gr.Markdown("### History")
+    table = gr.Dataframe(headers=history.HISTORY_HEADERS, interactive=False, elem_id="ls-history")
+    with gr.Row():
+        job = gr.Dropdown(label="job", choices=[], elem_id="ls-job")
+        refresh = gr.Button("refresh", elem_id="ls-refresh")
+        # enabled once a job is picked: without one they have nothing to act on
+        resume = gr.Button("resume", interactive=False, elem_id="ls-resume")
+        job_cancel = gr.Button("cancel job", interactive=False, elem_id="ls-job-cancel")
+        delete = gr.Button("delete job", interactive=False, elem_id="ls-delete")
+    job_note = gr.Textbox(label="history action", interactive=False, lines=3, elem_id="ls-job-note")
+    chart = gr.HTML(elem_id="ls-spend")
+    return dict(
+        table=table, job=job, refresh=refresh, resume=resume, job_cancel=job_cancel, delete=delete,
+        job_note=job_note, chart=chart,
+    )  # fmt: skip
+
+
+def _wire_inputs(page: Page, p: dict[str, Any]) -> None:
+    """New inputs, consent or route: stage, price, check and gate again."""
+    panels = [p["estimates"], p["checklist"], p["gate"], p["run"]]
+    given = [p[name] for name in ("video", "audio", "video_url", "audio_url", "consent", "route", "inputs_state")]
+    for trigger in (p["video"].upload, p["audio"].upload, p["video_url"].submit, p["audio_url"].submit):
+        trigger(page.on_inputs, given, [p["inputs_state"], p["assessment_state"], *panels])
+    p["synthetic"].click(
+        page.on_synthetic,
+        [p["consent"], p["route"], p["inputs_state"]],
+        [p["video"], p["audio"], p["inputs_state"], p["assessment_state"], *panels],
+    )
+    p["consent"].change(
+        page.on_consent,
+        [p["consent"], p["route"], p["inputs_state"]],
+        [p["assessment_state"], *panels],
+        trigger_mode="always_last",
+    )
+    p["route"].change(page.on_route, [p["route"], p["consent"], p["assessment_state"]], panels)
+
+
+def _wire_run(page: Page, p: dict[str, Any]) -> None:
+    """Run, cancel, and the history's actions."""
+    history_out = [p["table"], p["job"], p["chart"]]
+    shown = [p[name] for name in ("progress", "output", "input_side", "record", "scores", "run")]
+    p["run"].click(_enabled(True), None, p["cancel"], queue=False)
+    p["run"].click(page.on_run, [p["route"], p["consent"], p["evaluate"], p["assessment_state"]], shown).then(
+        _enabled(False), None, p["cancel"]
+    ).then(page.on_history, None, history_out)
+    p["cancel"].click(page.on_cancel, None, p["cancel_note"])
+    p["job"].change(_picked, p["job"], [p["resume"], p["job_cancel"], p["delete"]])
+    p["refresh"].click(page.on_history, None, history_out)
+    p["table"].select(page.on_pick, None, p["job"])
+    for button, handler in (
+        (p["resume"], page.on_resume), (p["job_cancel"], page.on_job_cancel), (p["delete"], page.on_delete)
+    ):  # fmt: skip
+        button.click(handler, p["job"], p["job_note"]).then(page.on_history, None, history_out)

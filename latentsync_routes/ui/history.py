@@ -35,6 +35,7 @@ def history_rows(records: Iterable[JobRecord]) -> list[list[str]]:
     for record in records:
         cost, known = job_cost(record)
         state = f"{record.state} (interrupted)" if record.interrupted else record.state
+        state += " (failed-quality)" if record.sync_scores is not None and record.sync_scores.failed else ""
         state += _deleted_note(record.deleted)
         rows.append(
             [

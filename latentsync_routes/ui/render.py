@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import re
 from html import escape
+from typing import TYPE_CHECKING
 
 from .runner import Snapshot
 from .state import Assessment, Gate, RouteView
+
+if TYPE_CHECKING:
+    from ..sync_record import SyncQuality
 
 
 def _money(value: float) -> str:
@@ -114,6 +118,28 @@ def progress_html(snap: Snapshot | None) -> str:
         f"{bar}<b>{escape(snap.route)}</b>: {escape(snap.state)}{position}{job}<br>"
         f"{escape(snap.message)}<br>elapsed {snap.elapsed_s:.1f} s{expected} · cost so far "
         f"{_money(snap.cost_so_far)} (estimate {_money(snap.estimate)}){ended}</div>"
+    )
+
+
+def scores_html(scores: SyncQuality | None, *, asked: bool) -> str:
+    """The output's LSE-C / LSE-D and the gate's outcome, beside the output (when scoring was asked)."""
+    if scores is None:
+        said = "Scoring was asked for; no scores (the job did not finish)." if asked else "Lip-sync not scored."
+        return f'<p id="ls-scores-none">{said}</p>'
+    gate = escape(scores.gate)
+    if scores.lse_c is None or scores.lse_d is None or scores.av_offset is None:
+        body = f"not scored: {escape(scores.error or 'no face track')}"
+    else:
+        body = (
+            f"LSE-C <b>{scores.lse_c:.3f}</b> (higher is better) · LSE-D <b>{scores.lse_d:.3f}</b> (lower is "
+            f"better) · offset {scores.av_offset:+d} frames · {len(scores.tracks)} face track(s)"
+        )
+    minimum = "" if scores.min_sync_confidence is None else f" (min LSE-C {scores.min_sync_confidence:g})"
+    kind = "ls-stop" if scores.failed else "ls-pass"
+    return (
+        f'<div id="ls-scores-box" data-gate="{gate}" data-lse-c="{scores.lse_c if scores.lse_c is not None else ""}">'
+        f'{body}<br>gate: <span class="{kind}">{gate}</span>{minimum}'
+        f"<br>{escape(scores.verdict or '')}</div>"
     )
 
 

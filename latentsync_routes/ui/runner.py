@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import LatentSyncError
+from ..errors import LatentSyncError, SyncQualityFailed
 from ..job_runner import RunControls
+from ..sync_gate import gate_of
 from ..types import CostEstimate, JobRecord, LipSyncResult
 from . import state
 
@@ -115,7 +116,19 @@ class Runs:
         self._by_session: dict[str, RunHandle] = {}
         self._lock = threading.Lock()
 
-    def start(self, session: str, route: str, inputs: Inputs, estimate: CostEstimate, consent: str | None) -> RunHandle:
+    def start(
+        self,
+        session: str,
+        route: str,
+        inputs: Inputs,
+        estimate: CostEstimate,
+        consent: str | None,
+        *,
+        evaluate: bool = False,
+    ) -> RunHandle:
+        """Run a job in a thread. ``evaluate``: score the output; no SyncNet weights refuses it here, before
+        any upload (the weights come from the settings only: the page never names a server file)."""
+        gate = gate_of(self.client.settings, {"evaluate": True} if evaluate else {})
         handle = RunHandle(route=route, inputs=inputs, estimate=estimate)
         with self._lock:
             running = self._by_session.get(session)
@@ -134,7 +147,10 @@ class Runs:
                     face_check=state.face_check_for(inputs),
                 )
                 controls = RunControls(progress=handle.progress, cancel_event=handle.cancel_event)
-                handle.result = self.client.run_prepared(job, controls)
+                result = self.client.run_prepared(job, controls)
+                handle.result = gate.judge(result, self.client.journal) if gate else result
+            except SyncQualityFailed as exc:  # paid and fetched, under the gate: shown with its scores
+                handle.result, handle.error = exc.result, exc.message
             except LatentSyncError as exc:
                 handle.error = f"{type(exc).__name__}: {exc.message}"
             except Exception as exc:  # noqa: BLE001 - shown on the page; the journal has the record
