@@ -69,10 +69,7 @@ Secrets never appear in messages: the constructors take only what is safe to pri
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .types import LipSyncResult
+from typing import Any
 
 
 class LatentSyncError(Exception):
@@ -357,12 +354,13 @@ class SyncQualityFailed(LatentSyncError):
     """The job ran, was paid for and its output was fetched, but its lip-sync scored under the gate.
 
     ``result`` is the job's result (output path, cost, record, ``sync_scores``): nothing is deleted, the
-    record keeps the cost and marks the job ``failed-quality``.
+    record keeps the cost and marks the job ``failed-quality``. It is a :class:`~.types.LipSyncResult`, typed
+    loosely here: the exceptions are the package's lowest layer, and the result types raise them.
     """
 
     exit_code = 4
 
-    def __init__(self, message: str, result: LipSyncResult) -> None:
+    def __init__(self, message: str, result: Any) -> None:
         super().__init__(message, route=result.route, request_id=result.provider_request_id)
         self.result = result
         self.job_id = result.job_id

@@ -32,6 +32,9 @@ THIRD_PARTY = {
     # with a deadline (routes/fal/upload.py)
     ("routes/fal/upload.py", "sync._get_cdn_client"),
     ("routes/fal/upload.py", "sync._token_manager"),
+    # replicate's ``files.list()`` reads the first page only (through this same method); a file left by an
+    # interrupted upload is looked for over the next pages too (routes/replicate/uploads.py)
+    ("routes/replicate/uploads.py", "client._request"),
     # torch exposes whether oneDNN runs bf16 natively only under this name
     ("local/precision.py", "torch.ops.mkldnn._is_mkldnn_bf16_supported"),
 }
