@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 from urllib.parse import unquote, urlsplit
@@ -228,6 +229,25 @@ def _whole_file_range(value: str | None) -> int | None:
     return total if first == 0 and last == total - 1 else None
 
 
+@dataclass(frozen=True)
+class _Transfer:
+    """One output being fetched, as every error about it names it.
+
+    ``shown`` is the URL without its query string: a signed link's token must not reach a message or a record.
+    """
+
+    url: str
+    route: str
+    request_id: str | None
+
+    @property
+    def shown(self) -> str:
+        return self.url.split("?", 1)[0]
+
+    def failure(self, message: str, *, retryable: bool) -> StepFailure:
+        return StepFailure(DownloadError(message, route=self.route, request_id=self.request_id), retryable=retryable)
+
+
 def _stream_to_temp(
     client: httpx.Client,
     url: str,
@@ -240,67 +260,17 @@ def _stream_to_temp(
     """One download try into a temp file; returns (temp path, whether Content-Length was checked)."""
     import httpx
 
-    shown = url.split("?", 1)[0]
+    transfer = _Transfer(url, route, request_id)
     tmp = _temp_beside(dest)
     try:
         # identity: the cap then counts what crosses the wire, and a compressed bomb is not inflated here
         with client.stream("GET", url, headers={"Accept-Encoding": "identity", **headers}) as response:
-            status = response.status_code
-            if status >= 400:
-                error = DownloadError(
-                    f"output {shown} answered HTTP {status}", route=route, request_id=request_id, status_code=status
-                )
-                raise StepFailure(
-                    error,
-                    retryable=status in TRANSIENT_STATUSES,
-                    http_status=status,
-                    retry_after=retry_after_of(response),
-                )
-            declared = response.headers.get("content-length")
-            expected = int(declared) if declared and declared.isascii() and declared.isdigit() else None
-            if status == 206:
-                # Nobody asked for a range: only a 206 that covers the whole file is the whole file.
-                content_range = response.headers.get("content-range")
-                total = _whole_file_range(content_range)
-                if total is None:
-                    raise StepFailure(
-                        DownloadError(
-                            f"output {shown} answered 206 with Content-Range {(content_range or '')[:80]!r}, "
-                            "not the whole file",
-                            route=route,
-                            request_id=request_id,
-                        ),
-                        retryable=True,
-                    )
-                expected = total if expected is None else expected
-            if expected is not None and expected > cap:
-                raise StepFailure(
-                    DownloadError(
-                        f"output {shown} is {expected} bytes, over max_output_bytes={cap}",
-                        route=route,
-                        request_id=request_id,
-                    ),
-                    retryable=False,
-                )
-            received = 0
-            with tmp.open("wb") as out:
-                for chunk in response.iter_bytes(_CHUNK):
-                    received += len(chunk)
-                    if received > cap:
-                        raise StepFailure(
-                            DownloadError(
-                                f"output {shown} exceeded max_output_bytes={cap}", route=route, request_id=request_id
-                            ),
-                            retryable=False,
-                        )
-                    out.write(chunk)
-            if expected is not None and response.num_bytes_downloaded != expected:
-                got = response.num_bytes_downloaded
-                raise StepFailure(
-                    DownloadError(
-                        f"output {shown} was truncated: {got} of {expected} bytes", route=route, request_id=request_id
-                    ),
-                    retryable=True,
+            expected = _expected_size(response, transfer, cap)
+            _write_capped(response, tmp, cap, transfer)
+            got = response.num_bytes_downloaded
+            if expected is not None and got != expected:
+                raise transfer.failure(
+                    f"output {transfer.shown} was truncated: {got} of {expected} bytes", retryable=True
                 )
             return tmp, expected is not None
     except StepFailure:
@@ -309,19 +279,61 @@ def _stream_to_temp(
     except httpx.HTTPError as exc:
         _discard(tmp)
         what = "could not connect" if request_never_sent(exc) else "broke off"
-        raise StepFailure(
-            DownloadError(f"download of {shown} {what}: {type(exc).__name__}", route=route, request_id=request_id),
-            retryable=True,
-        ) from None
+        raise transfer.failure(f"download of {transfer.shown} {what}: {type(exc).__name__}", retryable=True) from None
     except OSError as exc:
         _discard(tmp)
-        raise StepFailure(
-            DownloadError(f"cannot write beside {dest}: {exc.strerror or exc}", route=route, request_id=request_id),
-            retryable=False,
-        ) from None
+        raise transfer.failure(f"cannot write beside {dest}: {exc.strerror or exc}", retryable=False) from None
     except BaseException:
         _discard(tmp)
         raise
+
+
+def _expected_size(response: httpx.Response, transfer: _Transfer, cap: int) -> int | None:
+    """The body size the answer announces (None when it does not), once its status and size are acceptable.
+
+    Checked before a byte is written: an error status, a partial range nobody asked for, or a declared size
+    over the cap ends the try here.
+    """
+    status = response.status_code
+    if status >= 400:
+        error = DownloadError(
+            f"output {transfer.shown} answered HTTP {status}",
+            route=transfer.route,
+            request_id=transfer.request_id,
+            status_code=status,
+        )
+        raise StepFailure(
+            error, retryable=status in TRANSIENT_STATUSES, http_status=status, retry_after=retry_after_of(response)
+        )
+    declared = response.headers.get("content-length")
+    expected = int(declared) if declared and declared.isascii() and declared.isdigit() else None
+    if status == 206:
+        # Nobody asked for a range: only a 206 that covers the whole file is the whole file.
+        content_range = response.headers.get("content-range")
+        total = _whole_file_range(content_range)
+        if total is None:
+            raise transfer.failure(
+                f"output {transfer.shown} answered 206 with Content-Range {(content_range or '')[:80]!r}, "
+                "not the whole file",
+                retryable=True,
+            )
+        expected = total if expected is None else expected
+    if expected is not None and expected > cap:
+        raise transfer.failure(
+            f"output {transfer.shown} is {expected} bytes, over max_output_bytes={cap}", retryable=False
+        )
+    return expected
+
+
+def _write_capped(response: httpx.Response, tmp: Path, cap: int, transfer: _Transfer) -> None:
+    """Copy the body into ``tmp``, stopping as soon as it passes the cap (a wrong link must not fill the disk)."""
+    received = 0
+    with tmp.open("wb") as out:
+        for chunk in response.iter_bytes(_CHUNK):
+            received += len(chunk)
+            if received > cap:
+                raise transfer.failure(f"output {transfer.shown} exceeded max_output_bytes={cap}", retryable=False)
+            out.write(chunk)
 
 
 def _write_data_uri(url: str, dest: Path, cap: int, route: str, request_id: str | None) -> Path:

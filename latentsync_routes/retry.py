@@ -284,6 +284,24 @@ def run_step(
     """
     policy = policy or RetryPolicy.from_settings(job.settings)
     budget = _Budget(policy, job.deadline if deadline is None else deadline)
+    retrying = Retrying(
+        stop=budget,
+        wait=_wait(policy),
+        retry=retry_if_exception(lambda exc: isinstance(exc, StepFailure) and exc.retryable),
+        reraise=True,
+    )
+    try:
+        return retrying(_recorded(job, step, attempt, request_id=request_id, record_success=record_success))
+    except StepFailure as failure:
+        if failure.retryable and budget.hit_deadline and on_deadline is not None:
+            on_deadline()
+        raise _given_up(failure, budget) from None
+
+
+def _recorded(
+    job: JobContext, step: Step, attempt: Callable[[], T], *, request_id: str | None, record_success: bool
+) -> Callable[[], T]:
+    """``attempt`` with every failed try (and, if asked, the success) recorded on the job as an Attempt."""
 
     def one_try() -> T:
         started = utcnow()
@@ -319,24 +337,18 @@ def run_step(
             )
         return value
 
-    retrying = Retrying(
-        stop=budget,
-        wait=_wait(policy),
-        retry=retry_if_exception(lambda exc: isinstance(exc, StepFailure) and exc.retryable),
-        reraise=True,
-    )
-    try:
-        return retrying(one_try)
-    except StepFailure as failure:
-        error = failure.error
-        if failure.retryable and budget.hit_deadline and on_deadline is not None:
-            on_deadline()
-        if failure.retryable and budget.reason:
-            error.message = f"{error.message}; gave up {budget.reason}"
-            error.args = (error.message,)
-            if isinstance(error, RouteError):
-                error.retryable = True
-        raise error from None
+    return one_try
+
+
+def _given_up(failure: StepFailure, budget: _Budget) -> LatentSyncError:
+    """The typed error the caller sees when the loop stops: the last failure's, saying why retrying stopped."""
+    error = failure.error
+    if failure.retryable and budget.reason:
+        error.message = f"{error.message}; gave up {budget.reason}"
+        error.args = (error.message,)
+        if isinstance(error, RouteError):
+            error.retryable = True
+    return error
 
 
 def record_attempt(

@@ -39,10 +39,6 @@ THIRD_PARTY = {
     ("local/precision.py", "torch.ops.mkldnn._is_mkldnn_bf16_supported"),
 }
 
-#: The local model package (``latentsync_routes/local/``) still calls its own models' private helpers
-#: (sampler -> UNet, segments -> pipeline); the change that gives them public names removes this entry.
-LOCAL_PENDING = ("local/",)
-
 
 def _own(node: ast.expr) -> bool:
     """Whether ``node`` is the object itself: ``self``, ``cls`` or ``super()``."""
@@ -75,7 +71,7 @@ def _uses() -> set[tuple[str, str]]:
 
 def test_no_module_reaches_into_another_objects_private_names() -> None:
     found = _uses()
-    wrong = sorted(f"{module}: {use}" for module, use in found - THIRD_PARTY if not module.startswith(LOCAL_PENDING))
+    wrong = sorted(f"{module}: {use}" for module, use in found - THIRD_PARTY)
     assert not wrong, "private names of other objects used:\n" + "\n".join(wrong)
 
 
@@ -83,8 +79,6 @@ def test_the_allow_lists_hold_only_what_is_still_there() -> None:
     """An entry whose use is gone comes off its list, so the lists only ever shrink to what is needed."""
     found = _uses()
     assert not THIRD_PARTY - found, sorted(THIRD_PARTY - found)
-    pending = [module for module, _ in found - THIRD_PARTY if module.startswith(LOCAL_PENDING)]
-    assert not LOCAL_PENDING or pending, "local/ uses no other object's private name: empty LOCAL_PENDING"
 
 
 def test_the_check_sees_private_names_and_leaves_the_objects_own() -> None:

@@ -13,13 +13,17 @@ import importlib.util
 import sys
 import threading
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from ..errors import ConfigurationError
 from ._common import ConfigOpt, JsonOpt, _emit, _errors, app, err
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 
 def _loopback(host: str) -> bool:
@@ -73,6 +77,84 @@ def _wait_forever() -> None:
     threading.Event().wait()
 
 
+@dataclass(frozen=True)
+class _PageOptions:
+    """How the page was asked to be served: what the start-up checks judge and :func:`~..ui.serve` gets."""
+
+    host: str
+    port: int | None
+    share: bool
+    fakes: bool
+    login: tuple[str, str] | None
+
+    @property
+    def exposed(self) -> bool:
+        """Others can reach the page: a public link, or an interface that is not loopback."""
+        return self.share or not _loopback(self.host)
+
+
+def _checked_settings(page: _PageOptions, config: Path | None) -> Settings:
+    """Warn about what others can reach, then refuse a page others could use to spend real money.
+
+    Everything here runs before Gradio starts, so a refused page never listens for a moment.
+    """
+    from ..client import LipSyncClient
+    from ..config import load_settings
+    from ..ui import SHARE_WARNING
+
+    if page.share:
+        err.print(f"[bold yellow]warning[/]: {SHARE_WARNING}", highlight=False)
+    if not _loopback(page.host):
+        err.print(
+            f"[bold yellow]warning[/]: binding to {page.host}: other machines on the network can reach the "
+            "page, its history and its run button.",
+            highlight=False,
+        )
+    settings = load_settings(config)
+    reachable = _reachable_keys(LipSyncClient(settings=settings)) if page.exposed and not page.fakes else []
+    problem = _exposure_problem(
+        share=page.share, host=page.host, auth=page.login, fakes=page.fakes, reachable=reachable
+    )
+    if problem:
+        raise ConfigurationError(problem)
+    return settings
+
+
+def _serve_until_stopped(page: _PageOptions, settings: Settings, as_json: bool) -> None:
+    """Serve on the real providers or on the fakes, say where (and, with --json, print it), wait for Ctrl+C."""
+    from ..client import LipSyncClient
+    from ..ui import serve
+    from ..ui.fakes import fake_providers
+
+    with ExitStack() as stack:
+        if page.fakes:
+            setup = stack.enter_context(fake_providers(settings))
+            client, blocked = setup.client, setup.blocked
+        else:
+            client = LipSyncClient(settings=settings)
+            blocked = {}
+        demo = serve(
+            client, host=page.host, port=page.port, share=page.share, fakes=page.fakes, blocked=blocked, block=False,
+            auth=page.login,
+        )  # fmt: skip
+        stack.callback(demo.close)
+        err.print(
+            f"serving on {demo.local_url} ({'fakes: nothing is paid' if page.fakes else 'real providers'}); "
+            "Ctrl+C stops",
+            highlight=False,
+        )
+        share_url = getattr(demo, "share_url", None) if page.share else None
+        if share_url:
+            err.print(f"public link: {share_url}", highlight=False)
+        served = {"url": demo.local_url, "host": page.host, "fakes": page.fakes, "share_url": share_url}
+        _emit(as_json, served, lambda: None)
+        sys.stdout.flush()  # a caller reading the JSON from a pipe gets it now, not when the page stops
+        try:
+            _wait_forever()
+        except KeyboardInterrupt:
+            err.print("stopped", highlight=False)
+
+
 @app.command()
 def ui(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (default: loopback only)."),
@@ -94,53 +176,9 @@ def ui(
 
     With --json, one JSON document on stdout once the page answers: its url, host, fakes and share_url.
     """
-    from ..client import LipSyncClient
-    from ..config import load_settings
-
     with _errors(as_json):
         if importlib.util.find_spec("gradio") is None:
             raise ConfigurationError("the ui needs Gradio: pip install 'latentsync-routes[ui]'")
-        from ..ui import SHARE_WARNING, serve
-        from ..ui.fakes import fake_providers
-
-        login = _auth(auth)
-        if share:
-            err.print(f"[bold yellow]warning[/]: {SHARE_WARNING}", highlight=False)
-        if not _loopback(host):
-            err.print(
-                f"[bold yellow]warning[/]: binding to {host}: other machines on the network can reach the "
-                "page, its history and its run button.",
-                highlight=False,
-            )
-        settings = load_settings(config)
-        exposed = share or not _loopback(host)
-        reachable = _reachable_keys(LipSyncClient(settings=settings)) if exposed and not fakes else []
-        problem = _exposure_problem(share=share, host=host, auth=login, fakes=fakes, reachable=reachable)
-        if problem:
-            raise ConfigurationError(problem)
-        with ExitStack() as stack:
-            if fakes:
-                setup = stack.enter_context(fake_providers(settings))
-                client, blocked = setup.client, setup.blocked
-            else:
-                client = LipSyncClient(settings=settings)
-                blocked = {}
-            demo = serve(
-                client, host=host, port=port, share=share, fakes=fakes, blocked=blocked, block=False, auth=login
-            )
-            stack.callback(demo.close)
-            err.print(
-                f"serving on {demo.local_url} ({'fakes: nothing is paid' if fakes else 'real providers'}); "
-                "Ctrl+C stops",
-                highlight=False,
-            )
-            share_url = getattr(demo, "share_url", None) if share else None
-            if share_url:
-                err.print(f"public link: {share_url}", highlight=False)
-            served = {"url": demo.local_url, "host": host, "fakes": fakes, "share_url": share_url}
-            _emit(as_json, served, lambda: None)
-            sys.stdout.flush()  # a caller reading the JSON from a pipe gets it now, not when the page stops
-            try:
-                _wait_forever()
-            except KeyboardInterrupt:
-                err.print("stopped", highlight=False)
+        page = _PageOptions(host=host, port=port, share=share, fakes=fakes, login=_auth(auth))
+        settings = _checked_settings(page, config)
+        _serve_until_stopped(page, settings, as_json)

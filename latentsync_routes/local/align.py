@@ -340,9 +340,17 @@ class FaceAligner:
         a non-uniform resize (210x280 -> 256x256), which is what the model expects.
         """
         matrix = self.transform(points, smooth=True)
+        return self.warp_face(frame, matrix), matrix
+
+    def warp_face(self, frame: ArrayLike, matrix: ArrayLike) -> np.ndarray:
+        """The aligned face (3, R, R) uint8 for a matrix already fitted, smoothing state untouched.
+
+        A frame seen again (a looped video, a segment run elsewhere) gets the face :meth:`align` gave it
+        the first time, without advancing the smoothing as a second :meth:`align` would.
+        """
         crop = self.warp_crop(frame, matrix)
         face = cv2.resize(crop, (self.resolution, self.resolution), interpolation=cv2.INTER_LANCZOS4)
-        return np.ascontiguousarray(face.transpose(2, 0, 1)), matrix
+        return np.ascontiguousarray(face.transpose(2, 0, 1))
 
     def restore(self, frame: ArrayLike, face_pm1: ArrayLike, matrix: ArrayLike) -> np.ndarray:
         """Paste a generated face (3, R, R) in [-1, 1] back into ``frame``; returns HxWx3 uint8.

@@ -5,8 +5,8 @@
 * :func:`sync_video` streams a file: decode, align, denoise, restore and encode one 16-frame chunk at a
   time, so memory stays flat however long the video is.
 
-Both call the same :func:`sync_chunk` with the same :class:`ChunkSampler`, draw their random numbers in the
-same order, and so give the same frames for the same inputs and seed.
+Both feed :func:`sync_chunk` through one :class:`~.chunk_run.ChunkRun` (the same audio windows, the random
+numbers drawn in the same order), and so give the same frames for the same inputs and seed.
 
 What the official pipeline does, and this module keeps (order of operations matters for parity):
 
@@ -33,46 +33,44 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import torch
 
 from .align import FaceAligner
-from .audio import FEATURE_RATE, ROWS_AFTER, ROWS_BEFORE, WhisperFeatures, chunk_count
+from .audio import WhisperFeatures, chunk_count
+from .chunk_run import CHUNK_FRAMES, FPS, ChunkRun, audio_windows, whisper_features
 from .errors import LocalRunError, MissingFace
-from .sampler import (
-    DEEPCACHE_INTERVAL,
-    LATENT_CHANNELS,
-    ChunkResult,
-    ChunkSampler,
-    Noise,
-    deepcache_full_steps,
-    sync_chunk,
-)
+from .sampler import DEEPCACHE_INTERVAL, ChunkResult, ChunkSampler, Noise, deepcache_full_steps, sync_chunk
+
+if TYPE_CHECKING:
+    from .video_writer import VideoWriter
 
 __all__ = [
     "CHUNK_FRAMES",
     "ChunkResult",
+    "ChunkRun",
     "ChunkSampler",
+    "FirstPass",
     "StreamStats",
     "SyncResult",
     "audio_windows",
     "deepcache_full_steps",
+    "first_pass",
     "loop_indices",
     "sync_chunk",
     "sync_frames",
     "sync_video",
+    "whisper_features",
 ]
 
 log = logging.getLogger(__name__)
 
-CHUNK_FRAMES = 16  # frames the UNet sees at once (its motion modules and ResNet norms span them)
-FPS = 25
 SCAN_SHARE = 0.05  # part of the progress bar given to the face-detection pass
 
 MissingFacePolicy = Literal["error", "passthrough"]
@@ -104,19 +102,6 @@ def loop_indices(num_video: int, num_output: int, mode: LoopMode = "pingpong") -
     return order[:num_output]
 
 
-def audio_windows(features: torch.Tensor, start: int, count: int, fps: float = FPS) -> torch.Tensor:
-    """The (count, 10 * layers, D) audio tokens of output frames ``start .. start + count - 1``.
-
-    The same rows :meth:`WhisperFeatures.chunks` gives (frame ``i`` takes rows ``2i-4 .. 2i+5``, clamped to
-    the clip), computed for one chunk only so a long clip never holds every frame's tokens at once.
-    """
-    length, layers, width = features.shape
-    centres = torch.tensor([int(i * FEATURE_RATE / fps) for i in range(start, start + count)], dtype=torch.long)
-    offsets = torch.arange(-ROWS_BEFORE, ROWS_AFTER, dtype=torch.long)
-    index = (centres[:, None] + offsets[None, :]).clamp_(0, length - 1).to(features.device)
-    return features[index].reshape(count, offsets.numel() * layers, width)
-
-
 def _missing_face(frame_index: int, where: str) -> MissingFace:
     return MissingFace(frame_index, FPS, where)
 
@@ -141,10 +126,35 @@ class SyncResult:
     timesteps: list[int] = field(default_factory=list)
 
 
-def _features(whisper: WhisperFeatures, samples: Any) -> torch.Tensor:
-    with torch.inference_mode():
-        feats = whisper.features(samples)
-    return feats.to("cpu", torch.float32)
+def _frames_and_anchors(frames: Any, points: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The caller's frames and anchors as numpy arrays, shapes checked before any model work."""
+    video = np.asarray(frames.cpu() if isinstance(frames, torch.Tensor) else frames)
+    anchors = np.asarray(points.cpu() if isinstance(points, torch.Tensor) else points, dtype=np.float64)
+    if video.ndim != 4 or video.shape[-1] != 3 or video.dtype != np.uint8:
+        raise ValueError(f"frames must be (N, H, W, 3) uint8, got {video.shape} {video.dtype}")
+    if anchors.shape != (video.shape[0], 3, 2):
+        raise ValueError(f"points must be ({video.shape[0]}, 3, 2), got {anchors.shape}")
+    return video, anchors
+
+
+def _align_frames(
+    aligner: FaceAligner, video: np.ndarray, anchors: np.ndarray, count: int, policy: MissingFacePolicy
+) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
+    """Faces and matrices of the first ``count`` video frames, aligned once each, in order (the aligner smooths
+    across frames); None for a frame without anchors, unless ``policy`` makes that an error."""
+    faces: list[np.ndarray | None] = []
+    matrices: list[np.ndarray | None] = []
+    for i in range(count):
+        if not np.isfinite(anchors[i]).all():
+            if policy == "error":
+                raise _missing_face(i, "video")
+            faces.append(None)
+            matrices.append(None)
+            continue
+        face, matrix = aligner.align(video[i], anchors[i])
+        faces.append(face)
+        matrices.append(matrix)
+    return faces, matrices
 
 
 def sync_frames(
@@ -176,50 +186,27 @@ def sync_frames(
     ``posterior_noise`` ([(masked, ref)] per chunk, each (f, 4, h, w)) replace the random draws; otherwise
     they come from ``generator`` (CPU). ``step_callback(chunk, step, latents)`` sees every DDIM step.
     """
-    video = np.asarray(frames.cpu() if isinstance(frames, torch.Tensor) else frames)
-    anchors = np.asarray(points.cpu() if isinstance(points, torch.Tensor) else points, dtype=np.float64)
-    if video.ndim != 4 or video.shape[-1] != 3 or video.dtype != np.uint8:
-        raise ValueError(f"frames must be (N, H, W, 3) uint8, got {video.shape} {video.dtype}")
-    if anchors.shape != (video.shape[0], 3, 2):
-        raise ValueError(f"points must be ({video.shape[0]}, 3, 2), got {anchors.shape}")
-    features = _features(whisper, samples)
+    video, anchors = _frames_and_anchors(frames, points)
+    features = whisper_features(whisper, samples)
     total = chunk_count(features.shape[0], FPS)
     index = loop_indices(video.shape[0], total, loop_mode)
-
     aligner = FaceAligner(resolution)
-    faces: list[np.ndarray | None] = []
-    matrices: list[np.ndarray | None] = []
-    for i in range(min(video.shape[0], total)):
-        if not np.isfinite(anchors[i]).all():
-            if on_missing_face == "error":
-                raise _missing_face(i, "video")
-            faces.append(None)
-            matrices.append(None)
-            continue
-        face, matrix = aligner.align(video[i], anchors[i])
-        faces.append(face)
-        matrices.append(matrix)
-
+    faces, matrices = _align_frames(aligner, video, anchors, min(video.shape[0], total), on_missing_face)
     sampler = ChunkSampler(
         unet=unet, vae=vae, mask=mask, resolution=resolution, num_inference_steps=num_inference_steps,
         guidance_scale=guidance_scale, deepcache=deepcache, deepcache_interval=deepcache_interval,
     )  # fmt: skip
-    noise = Noise(init_noise, posterior_noise, generator)
-    lat = sampler.latent_size
-    init = noise.initial((1, LATENT_CHANNELS, 1, lat, lat))
+    run = ChunkRun(sampler, aligner, features, Noise(init_noise, posterior_noise, generator))
 
     out_frames: list[np.ndarray] = []
     latents: list[torch.Tensor | None] = []
     synced_all = torch.full((total, 3, resolution, resolution), float("nan"))
     for chunk, start in enumerate(range(0, total, CHUNK_FRAMES)):
         src = index[start : start + CHUNK_FRAMES]
-        count = len(src)
-        pair = noise.posterior(chunk, (count, LATENT_CHANNELS, lat, lat))
         on_step = None if step_callback is None else functools.partial(step_callback, chunk)
-        result = sync_chunk(
-            sampler, aligner, [video[j] for j in src], [faces[j] for j in src], [matrices[j] for j in src],
-            audio_windows(features, start, count), init.expand(-1, -1, count, -1, -1), pair, on_step=on_step,
-        )  # fmt: skip
+        result = run.run(
+            chunk, [video[j] for j in src], [faces[j] for j in src], [matrices[j] for j in src], on_step=on_step
+        )
         out_frames.extend(result.frames)
         latents.append(result.latents)
         if result.synced is not None:
@@ -227,7 +214,7 @@ def sync_frames(
                 if faces[j] is not None:
                     synced_all[start + i] = result.synced[i]
         if progress is not None:
-            progress(f"chunk {chunk + 1}/{-(-total // CHUNK_FRAMES)}", (start + count) / total)
+            progress(f"chunk {chunk + 1}/{-(-total // CHUNK_FRAMES)}", (start + len(src)) / total)
     has_face = np.array([faces[j] is not None for j in index], dtype=bool)
     return SyncResult(np.stack(out_frames), latents, synced_all, index, has_face, sampler.timesteps)
 
@@ -246,6 +233,56 @@ class StreamStats:
     missing_faces: list[int]
     unet_passes: int
     seconds: float
+
+
+@dataclass(frozen=True)
+class FirstPass:
+    """What the light first pass learns before any model work: what spans the whole job.
+
+    ``features``: the whole audio's Whisper features; ``anchors`` (n, 3, 2): the face anchors of the video
+    frames the output uses (NaN without a face); ``index``: the source video frame of each output frame.
+    """
+
+    features: torch.Tensor
+    anchors: np.ndarray
+    index: np.ndarray
+
+    @property
+    def total(self) -> int:
+        """Output frames: the audio decides."""
+        return len(self.index)
+
+    @property
+    def num_video(self) -> int:
+        """Video frames read: exact when fewer than :attr:`total`, else only the first ``total`` matter."""
+        return int(self.anchors.shape[0])
+
+    @property
+    def has_face(self) -> np.ndarray:
+        return cast("np.ndarray", np.isfinite(self.anchors).all(axis=(1, 2)))
+
+    @property
+    def missing_faces(self) -> list[int]:
+        """Video frame numbers without a face."""
+        return cast("list[int]", np.flatnonzero(~self.has_face).tolist())
+
+
+def first_pass(
+    reader: Any,
+    samples: Any,
+    *,
+    whisper: WhisperFeatures,
+    detector: Callable[[np.ndarray], np.ndarray | None],
+    loop_mode: LoopMode,
+    on_missing_face: MissingFacePolicy,
+    progress: Progress | None,
+) -> FirstPass:
+    """The audio's features, then every used video frame's anchors, then the looping order: the start of both
+    :func:`sync_video` and a split run's plan (:func:`.segments.plan_segments`), so both see the same job."""
+    features = whisper_features(whisper, samples)
+    total = chunk_count(features.shape[0], FPS)
+    anchors = _scan_faces(reader, total, detector, on_missing_face, progress)
+    return FirstPass(features, anchors, loop_indices(anchors.shape[0], total, loop_mode))
 
 
 def _scan_faces(
@@ -285,6 +322,63 @@ def _scan_faces(
     return np.stack(anchors)
 
 
+class _StreamedFaces:
+    """The faces of frames as the streaming reader yields them, each video frame aligned once.
+
+    The first time the output reaches a video frame (in order, during the first forward pass) it is aligned,
+    which advances the aligner's smoothing; a looped repeat is warped with the matrix kept then, so it gets
+    the same face and the smoothing is untouched. Only the 2x3 matrices are kept per video frame.
+    """
+
+    def __init__(self, aligner: FaceAligner, job: FirstPass) -> None:
+        self.aligner, self.anchors, self.index = aligner, job.anchors, job.index
+        self.has_face = job.has_face
+        self.matrices: list[np.ndarray | None] = [None] * job.num_video
+        self.seen = 0  # video frames aligned so far
+
+    def of_chunk(self, start: int, frames: np.ndarray) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
+        """Faces and matrices of the output frames ``start ..`` (None where a frame has no face)."""
+        src = self.index[start : start + len(frames)]
+        faces: list[np.ndarray | None] = []
+        for frame, j in zip(frames, src.tolist(), strict=True):
+            face = None
+            if j == self.seen:
+                self.seen += 1
+                if self.has_face[j]:
+                    face, self.matrices[j] = self.aligner.align(frame, self.anchors[j])
+            elif self.has_face[j]:
+                matrix = self.matrices[j]
+                face = None if matrix is None else self.aligner.warp_face(frame, matrix)
+            faces.append(face)
+        return faces, [self.matrices[j] for j in src]
+
+
+def _write_chunks(
+    run: ChunkRun,
+    faces: _StreamedFaces,
+    chunks: Iterable[np.ndarray],
+    writer: VideoWriter,
+    *,
+    exclusive: AbstractContextManager[Any] | None,
+    should_stop: Callable[[], None] | None,
+    progress: Progress | None,
+) -> None:
+    """Align, denoise, restore and encode chunk by chunk, so one chunk's frames are all that is ever held."""
+    total = len(faces.index)
+    count = -(-total // CHUNK_FRAMES)
+    for chunk, frames in enumerate(chunks):
+        if should_stop is not None:
+            should_stop()
+        start = chunk * CHUNK_FRAMES
+        chunk_faces, matrices = faces.of_chunk(start, frames)
+        result = run.run(chunk, list(frames), chunk_faces, matrices, exclusive=exclusive)
+        writer.write_chunk(result.frames)
+        del frames, result, chunk_faces
+        if progress is not None:
+            done = min(start + CHUNK_FRAMES, total)
+            progress(f"chunk {chunk + 1}/{count}", SCAN_SHARE + (1 - SCAN_SHARE) * done / total)
+
+
 def sync_video(
     video_path: str | Path,
     audio_path: str | Path,
@@ -322,70 +416,26 @@ def sync_video(
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="latentsync-job-"))
     try:
-        features = _features(whisper, load_audio(audio_path))
-        total = chunk_count(features.shape[0], FPS)
+        samples = load_audio(audio_path)
         reader = FrameReader(video_path, spill_dir=work)
-        anchors = _scan_faces(reader, total, detector, on_missing_face, progress)
-        num_video = anchors.shape[0]  # exact when < total; otherwise only the first ``total`` frames matter
-        index = loop_indices(num_video, total, loop_mode)
-        has_face = np.isfinite(anchors).all(axis=(1, 2))
-        missing = np.flatnonzero(~has_face).tolist()
-
+        job = first_pass(reader, samples, whisper=whisper, detector=detector, loop_mode=loop_mode,
+                         on_missing_face=on_missing_face, progress=progress)  # fmt: skip
         sampler = ChunkSampler(
             unet=unet, vae=vae, mask=mask, resolution=resolution, num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale, deepcache=deepcache, deepcache_interval=deepcache_interval,
         )  # fmt: skip
-        noise = Noise(None, None, generator)
-        lat = sampler.latent_size
-        init = noise.initial((1, LATENT_CHANNELS, 1, lat, lat))
-        aligner = FaceAligner(resolution)
-        matrices: list[np.ndarray | None] = [None] * num_video
-        seen = 0  # video frames aligned so far: they arrive in order during the first forward pass
-        chunks = -(-total // CHUNK_FRAMES)
+        faces = _StreamedFaces(FaceAligner(resolution), job)
+        run = ChunkRun(sampler, faces.aligner, job.features, Noise(None, None, generator))
         with VideoWriter(output_path, audio_path=audio_path, crf=crf) as writer:
-            for chunk, frames in enumerate(reader.iter_chunks(CHUNK_FRAMES, total, loop=loop_mode)):
-                if should_stop is not None:
-                    should_stop()
-                start = chunk * CHUNK_FRAMES
-                src = index[start : start + len(frames)]
-                faces: list[np.ndarray | None] = []
-                for frame, j in zip(frames, src.tolist(), strict=True):
-                    face = None
-                    if j == seen:  # first time this video frame is seen: align (advances the smoothing)
-                        seen += 1
-                        if has_face[j]:
-                            face, matrices[j] = aligner.align(frame, anchors[j])
-                    elif has_face[j]:  # a looped frame: same matrix, so the same face, smoothing untouched
-                        face = _warp_face(aligner, frame, matrices[j])
-                    faces.append(face)
-                pair = noise.posterior(chunk, (len(frames), LATENT_CHANNELS, lat, lat))
-                result = sync_chunk(
-                    sampler, aligner, list(frames), faces, [matrices[j] for j in src],
-                    audio_windows(features, start, len(frames)), init.expand(-1, -1, len(frames), -1, -1), pair,
-                    exclusive=exclusive,
-                )  # fmt: skip
-                writer.write_chunk(result.frames)
-                del frames, result, faces
-                if progress is not None:
-                    done = min(start + CHUNK_FRAMES, total)
-                    progress(f"chunk {chunk + 1}/{chunks}", SCAN_SHARE + (1 - SCAN_SHARE) * done / total)
+            chunks = reader.iter_chunks(CHUNK_FRAMES, job.total, loop=loop_mode)
+            _write_chunks(run, faces, chunks, writer, exclusive=exclusive, should_stop=should_stop, progress=progress)
             written = writer.frames_written
-        if written != total:
-            raise LocalRunError(f"wrote {written} frames but the audio needs {total}")
+        if written != job.total:
+            raise LocalRunError(f"wrote {written} frames but the audio needs {job.total}")
         return StreamStats(
-            output_path=Path(output_path), frames_written=written, video_frames=num_video, chunks=chunks,
-            missing_faces=missing, unet_passes=sampler.full_passes, seconds=time.monotonic() - started,
+            output_path=Path(output_path), frames_written=written, video_frames=job.num_video,
+            chunks=-(-job.total // CHUNK_FRAMES), missing_faces=job.missing_faces, unet_passes=sampler.full_passes,
+            seconds=time.monotonic() - started,
         )  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _warp_face(aligner: FaceAligner, frame: np.ndarray, matrix: np.ndarray | None) -> np.ndarray | None:
-    """The aligned face for a known matrix: what :meth:`FaceAligner.align` gave for this frame the first time."""
-    import cv2
-
-    if matrix is None:
-        return None
-    crop = aligner.warp_crop(frame, matrix)
-    size = (aligner.resolution, aligner.resolution)
-    return np.ascontiguousarray(cv2.resize(crop, size, interpolation=cv2.INTER_LANCZOS4).transpose(2, 0, 1))

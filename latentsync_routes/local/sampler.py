@@ -141,8 +141,8 @@ class _StepCache:
         unet, block = self.unet, self.block
         assert self.kept is not None
         batch, frames = sample.shape[0], sample.shape[2]
-        temb = unet._embed_timestep(t, batch, sample.device)
-        rows = unet._audio_rows(audio, batch, frames)
+        temb = unet.embed_timestep(t, batch, sample.device)
+        rows = unet.audio_rows(audio, batch, frames)
         if unet.config.center_input_sample:
             sample = 2 * sample - 1.0
         video = block.resnets[-1](torch.cat([self.kept, unet.conv_in(sample)], dim=1), temb)

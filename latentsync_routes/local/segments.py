@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Generator, Iterable
+from contextlib import AbstractContextManager, closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,12 +34,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import pipeline
 from .align import FaceAligner
-from .audio import chunk_count
+from .chunk_run import CHUNK_FRAMES, ChunkRun
 from .errors import LocalRunError
-from .pipeline import CHUNK_FRAMES, FPS, LoopMode, MissingFacePolicy, Progress, loop_indices
-from .sampler import DEEPCACHE_INTERVAL, LATENT_CHANNELS, ChunkSampler, Noise, sync_chunk
+from .pipeline import LoopMode, MissingFacePolicy, Progress, first_pass
+from .sampler import DEEPCACHE_INTERVAL, ChunkSampler, Noise
 
 __all__ = ["SegmentPlan", "join_segments", "plan_segments", "run_segment", "split_chunks", "sync_video_segmented"]
 
@@ -73,6 +72,22 @@ class SegmentPlan:
         first, end = self.bounds[number]
         return first * CHUNK_FRAMES, min(end * CHUNK_FRAMES, self.total)
 
+    def faces_of(
+        self, aligner: FaceAligner, start: int, frames: np.ndarray
+    ) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
+        """Faces and matrices of the output frames ``start ..`` (None without a face).
+
+        Each frame is warped with its video frame's planned matrix: the face :meth:`FaceAligner.align` gave
+        it in a one-worker run, whichever segment it falls in.
+        """
+        src = self.index[start : start + len(frames)].tolist()
+        matrices = [self.matrices[j] for j in src]
+        faces = [
+            aligner.warp_face(frame, matrix) if self.has_face[j] and matrix is not None else None
+            for frame, j, matrix in zip(frames, src, matrices, strict=True)
+        ]
+        return faces, matrices
+
 
 def split_chunks(chunks: int, segments: int) -> tuple[tuple[int, int], ...]:
     """``chunks`` chunks in at most ``segments`` contiguous, near-equal ranges (none empty)."""
@@ -105,24 +120,24 @@ def plan_segments(
     from .audio import load_audio
     from .video import FrameReader
 
-    features = pipeline._features(whisper, load_audio(audio_path))
-    total = chunk_count(features.shape[0], FPS)
+    samples = load_audio(audio_path)
     work = Path(tempfile.mkdtemp(prefix="latentsync-plan-"))
     try:
         reader = FrameReader(video_path, spill_dir=work)
-        anchors = pipeline._scan_faces(reader, total, detector, on_missing_face, progress)
+        job = first_pass(reader, samples, whisper=whisper, detector=detector, loop_mode=loop_mode,
+                         on_missing_face=on_missing_face, progress=progress)  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    num_video = anchors.shape[0]
-    has_face = np.isfinite(anchors).all(axis=(1, 2))
+    has_face = job.has_face
     aligner = FaceAligner(resolution)
     # sync_video aligns each video frame once, in order, the first time the output reaches it; the
     # smoothing state advances only on frames with a face. Same order here, matrices only.
-    matrices = tuple(aligner.transform(anchors[j], smooth=True) if has_face[j] else None for j in range(num_video))
+    matrices = tuple(aligner.transform(job.anchors[j], smooth=True) if has_face[j] else None
+                     for j in range(job.num_video))  # fmt: skip
     return SegmentPlan(
-        features=features, total=total, num_video=num_video, index=loop_indices(num_video, total, loop_mode),
-        has_face=has_face, matrices=matrices, missing_faces=tuple(np.flatnonzero(~has_face).tolist()),
-        loop_mode=loop_mode, resolution=resolution, bounds=split_chunks(-(-total // CHUNK_FRAMES), segments),
+        features=job.features, total=job.total, num_video=job.num_video, index=job.index, has_face=has_face,
+        matrices=matrices, missing_faces=tuple(job.missing_faces), loop_mode=loop_mode, resolution=resolution,
+        bounds=split_chunks(-(-job.total // CHUNK_FRAMES), segments),
     )  # fmt: skip
 
 
@@ -147,8 +162,6 @@ def run_segment(
 
     ``seed`` seeds a CPU generator exactly as the local route does for a one-worker run.
     """
-    from .video import FrameReader
-
     if resolution != plan.resolution:
         raise ValueError(f"the plan was made for {plan.resolution} px faces, the models work at {resolution} px")
     first, end = plan.bounds[number]
@@ -156,42 +169,46 @@ def run_segment(
         unet=unet, vae=vae, mask=mask, resolution=resolution, num_inference_steps=num_inference_steps,
         guidance_scale=guidance_scale, deepcache=deepcache, deepcache_interval=deepcache_interval,
     )  # fmt: skip
-    noise = Noise(None, None, torch.Generator().manual_seed(int(seed)))
-    lat = sampler.latent_size
-    init = noise.initial((1, LATENT_CHANNELS, 1, lat, lat))
+    run = ChunkRun(
+        sampler, FaceAligner(resolution), plan.features, Noise(None, None, torch.Generator().manual_seed(int(seed)))
+    )
     for chunk in range(first):  # replay the earlier chunks' draws: the generator is then where it is there
-        count = min(CHUNK_FRAMES, plan.total - chunk * CHUNK_FRAMES)
-        noise.posterior(chunk, (count, LATENT_CHANNELS, lat, lat))
-    aligner = FaceAligner(resolution)
+        run.skip(chunk, min(CHUNK_FRAMES, plan.total - chunk * CHUNK_FRAMES))
     out: list[np.ndarray] = []
+    with closing(_frames_of_chunks(plan, video_path, first, end)) as chunks:
+        for chunk, frames in chunks:
+            if should_stop is not None:
+                should_stop()
+            faces, matrices = plan.faces_of(run.aligner, chunk * CHUNK_FRAMES, frames)
+            result = run.run(chunk, list(frames), faces, matrices, exclusive=exclusive)
+            out.extend(np.asarray(frame, dtype=np.uint8) for frame in result.frames)
+    expected = plan.frames_of(number)
+    if len(out) != expected[1] - expected[0]:
+        raise LocalRunError(f"segment {number} made {len(out)} frames, expected {expected[1] - expected[0]}")
+    return np.stack(out)
+
+
+def _frames_of_chunks(
+    plan: SegmentPlan, video_path: str | Path, first: int, end: int
+) -> Generator[tuple[int, np.ndarray], None, None]:
+    """Chunks ``first .. end - 1`` of the output as (chunk number, frames), decoded as the one-worker run does.
+
+    The chunks before ``first`` are decoded too and dropped: that keeps the reader's looping (and its spill
+    file) where :func:`~.pipeline.sync_video` has it, so the frames are the same.
+    """
+    from .video import FrameReader
+
     work = Path(tempfile.mkdtemp(prefix="latentsync-segment-"))
     chunks = FrameReader(video_path, spill_dir=work).iter_chunks(CHUNK_FRAMES, plan.total, loop=plan.loop_mode)
     try:
         for chunk, frames in enumerate(chunks):
             if chunk >= end:
                 break
-            if chunk < first:
-                continue  # decoded only to keep the reader's looping where sync_video has it
-            if should_stop is not None:
-                should_stop()
-            start = chunk * CHUNK_FRAMES
-            src = plan.index[start : start + len(frames)].tolist()
-            faces = [pipeline._warp_face(aligner, frame, plan.matrices[j]) if plan.has_face[j] else None
-                     for frame, j in zip(frames, src, strict=True)]  # fmt: skip
-            pair = noise.posterior(chunk, (len(frames), LATENT_CHANNELS, lat, lat))
-            result = sync_chunk(
-                sampler, aligner, list(frames), faces, [plan.matrices[j] for j in src],
-                pipeline.audio_windows(plan.features, start, len(frames)),
-                init.expand(-1, -1, len(frames), -1, -1), pair, exclusive=exclusive,
-            )  # fmt: skip
-            out.extend(np.asarray(frame, dtype=np.uint8) for frame in result.frames)
+            if chunk >= first:
+                yield chunk, frames
     finally:
         chunks.close()
         shutil.rmtree(work, ignore_errors=True)
-    expected = plan.frames_of(number)
-    if len(out) != expected[1] - expected[0]:
-        raise LocalRunError(f"segment {number} made {len(out)} frames, expected {expected[1] - expected[0]}")
-    return np.stack(out)
 
 
 def join_segments(

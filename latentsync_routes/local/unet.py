@@ -80,44 +80,15 @@ class LatentSyncUNet(nn.Module):
         cfg = config or UNetConfig()
         self.config = cfg
         channels = cfg.block_out_channels
-        levels = len(channels)
         temb_channels = channels[0] * 4
 
+        # Built in this order (encoder, middle, decoder): a seeded fresh init draws its numbers in it.
         self.conv_in = FrameConv2d(cfg.in_channels, channels[0], kernel_size=3, padding=1)
         self.time_proj = Timesteps(channels[0], cfg.flip_sin_to_cos, cfg.freq_shift)
         self.time_embedding = TimestepEmbedding(channels[0], temb_channels)
 
-        motion = cfg.motion_module
-        settings = StageSettings(
-            temb_channels=temb_channels,
-            norm_groups=cfg.norm_num_groups,
-            norm_eps=cfg.norm_eps,
-            per_frame_resnet_norm=cfg.use_inflated_groupnorm,
-            cross_attention_dim=cfg.cross_attention_dim if cfg.add_audio_layer else None,
-            motion_kwargs=asdict(motion),
-        )
-
-        def motion_at(level_scale: int, *, encoder: bool) -> bool:
-            if not cfg.use_motion_module or level_scale not in cfg.motion_module_resolutions:
-                return False
-            return not (encoder and cfg.motion_module_decoder_only)
-
-        down_blocks = []
-        out_ch = channels[0]
-        for i, kind in enumerate(cfg.down_block_types):
-            in_ch, out_ch = out_ch, channels[i]
-            down_blocks.append(
-                DownBlock(
-                    settings,
-                    in_ch,
-                    out_ch,
-                    n_layers=cfg.layers_per_block,
-                    heads=cfg.attention_head_dim[i] if kind == CROSS_DOWN_BLOCK else None,
-                    with_motion=motion_at(2**i, encoder=True),
-                    downsample_padding=cfg.downsample_padding if i < levels - 1 else None,
-                )
-            )
-
+        settings = _stage_settings(cfg, temb_channels)
+        down_blocks = _down_blocks(cfg, settings)
         mid_block = MidBlock(
             settings,
             channels[-1],
@@ -125,33 +96,14 @@ class LatentSyncUNet(nn.Module):
             with_motion=cfg.use_motion_module and cfg.motion_module_mid_block,
             scale=cfg.mid_block_scale_factor,
         )
-
-        up_blocks = []
-        rev_channels = channels[::-1]
-        rev_heads = cfg.attention_head_dim[::-1]
-        prev_ch = rev_channels[0]
-        for i, kind in enumerate(cfg.up_block_types):
-            out_ch = rev_channels[i]
-            up_blocks.append(
-                UpBlock(
-                    settings,
-                    rev_channels[min(i + 1, levels - 1)],
-                    prev_ch,
-                    out_ch,
-                    n_layers=cfg.layers_per_block + 1,
-                    heads=rev_heads[i] if kind == CROSS_UP_BLOCK else None,
-                    with_motion=motion_at(2 ** (levels - 1 - i), encoder=False),
-                    upsample=i < levels - 1,
-                )
-            )
-            prev_ch = out_ch
+        up_blocks = _up_blocks(cfg, settings)
 
         # The official model registers up_blocks before mid_block; keeping that order makes our
         # state_dict() list keys exactly as the released checkpoint does.
         self.down_blocks = nn.ModuleList(down_blocks)
         self.up_blocks = nn.ModuleList(up_blocks)
         self.mid_block = mid_block
-        self.num_upsamplers = levels - 1
+        self.num_upsamplers = len(channels) - 1
 
         norm_cls = FrameGroupNorm if cfg.use_inflated_groupnorm else nn.GroupNorm
         self.conv_norm_out = norm_cls(cfg.norm_num_groups, channels[0], eps=cfg.norm_eps)
@@ -191,8 +143,8 @@ class LatentSyncUNet(nn.Module):
         if sample.ndim != 5 or sample.shape[1] != cfg.in_channels:
             raise ValueError(f"sample must be (B, {cfg.in_channels}, F, H, W), got {tuple(sample.shape)}")
         batch, _, frames, height, width = sample.shape
-        audio = self._audio_rows(encoder_hidden_states, batch, frames)
-        temb = self._embed_timestep(timestep, batch, sample.device)
+        audio = self.audio_rows(encoder_hidden_states, batch, frames)
+        temb = self.embed_timestep(timestep, batch, sample.device)
 
         if cfg.center_input_sample:
             sample = 2 * sample - 1.0
@@ -217,7 +169,12 @@ class LatentSyncUNet(nn.Module):
         out: torch.Tensor = self.conv_out(F.silu(self.conv_norm_out(video)))
         return out
 
-    def _embed_timestep(self, timestep: torch.Tensor | int | float, batch: int, device: torch.device) -> torch.Tensor:
+    def embed_timestep(self, timestep: torch.Tensor | int | float, batch: int, device: torch.device) -> torch.Tensor:
+        """The (batch, 4 * width) timestep embedding every ResNet adds.
+
+        Public because the step cache of :mod:`.sampler` runs the shallow path of the network by hand and must
+        embed the timestep exactly as :meth:`forward` does.
+        """
         if isinstance(timestep, torch.Tensor):
             steps = timestep.to(device)
         else:
@@ -234,7 +191,11 @@ class LatentSyncUNet(nn.Module):
         embedded: torch.Tensor = self.time_embedding(self.time_proj(steps).to(dtype=self.dtype))
         return embedded
 
-    def _audio_rows(self, audio: torch.Tensor | None, batch: int, frames: int) -> torch.Tensor | None:
+    def audio_rows(self, audio: torch.Tensor | None, batch: int, frames: int) -> torch.Tensor | None:
+        """Audio tokens as the cross-attention takes them: (B*F, S, D) in the model's dtype, shape-checked.
+
+        Accepts (B*F, S, D) or (B, F, S, D); public for the same reason as :meth:`embed_timestep`.
+        """
         if audio is None:
             return None
         if audio.ndim == 4:
@@ -252,6 +213,73 @@ class LatentSyncUNet(nn.Module):
                 f"audio features have width {audio.shape[-1]}, the UNet expects {self.config.cross_attention_dim}"
             )
         return audio.to(dtype=self.dtype)
+
+
+def _stage_settings(cfg: UNetConfig, temb_channels: int) -> StageSettings:
+    """What every encoder, middle and decoder stage shares (norms, timestep width, audio and motion layers)."""
+    return StageSettings(
+        temb_channels=temb_channels,
+        norm_groups=cfg.norm_num_groups,
+        norm_eps=cfg.norm_eps,
+        per_frame_resnet_norm=cfg.use_inflated_groupnorm,
+        cross_attention_dim=cfg.cross_attention_dim if cfg.add_audio_layer else None,
+        motion_kwargs=asdict(cfg.motion_module),
+    )
+
+
+def _motion_at(cfg: UNetConfig, level_scale: int, *, encoder: bool) -> bool:
+    """Whether the stage at this downscale factor has a motion module (the config may keep them to the decoder)."""
+    if not cfg.use_motion_module or level_scale not in cfg.motion_module_resolutions:
+        return False
+    return not (encoder and cfg.motion_module_decoder_only)
+
+
+def _down_blocks(cfg: UNetConfig, settings: StageSettings) -> list[DownBlock]:
+    """The encoder stages, widest resolution first; every stage but the last halves the size."""
+    channels = cfg.block_out_channels
+    levels = len(channels)
+    blocks = []
+    out_ch = channels[0]
+    for i, kind in enumerate(cfg.down_block_types):
+        in_ch, out_ch = out_ch, channels[i]
+        blocks.append(
+            DownBlock(
+                settings,
+                in_ch,
+                out_ch,
+                n_layers=cfg.layers_per_block,
+                heads=cfg.attention_head_dim[i] if kind == CROSS_DOWN_BLOCK else None,
+                with_motion=_motion_at(cfg, 2**i, encoder=True),
+                downsample_padding=cfg.downsample_padding if i < levels - 1 else None,
+            )
+        )
+    return blocks
+
+
+def _up_blocks(cfg: UNetConfig, settings: StageSettings) -> list[UpBlock]:
+    """The decoder stages, mirroring the encoder, with one more layer each to take every skip the encoder left."""
+    channels = cfg.block_out_channels
+    levels = len(channels)
+    rev_channels = channels[::-1]
+    rev_heads = cfg.attention_head_dim[::-1]
+    blocks = []
+    prev_ch = rev_channels[0]
+    for i, kind in enumerate(cfg.up_block_types):
+        out_ch = rev_channels[i]
+        blocks.append(
+            UpBlock(
+                settings,
+                rev_channels[min(i + 1, levels - 1)],
+                prev_ch,
+                out_ch,
+                n_layers=cfg.layers_per_block + 1,
+                heads=rev_heads[i] if kind == CROSS_UP_BLOCK else None,
+                with_motion=_motion_at(cfg, 2 ** (levels - 1 - i), encoder=False),
+                upsample=i < levels - 1,
+            )
+        )
+        prev_ch = out_ch
+    return blocks
 
 
 def unet_dtype_for(device: torch.device | str) -> torch.dtype:

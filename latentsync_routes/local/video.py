@@ -246,12 +246,7 @@ class FrameReader:
         pingpong = loop == "pingpong"
         spill: _Spill | None = None
         tail: deque[np.ndarray] = deque(maxlen=self.tail_frames if pingpong else 0)
-        # Spill during the first pass when the estimate says the RAM tail is too short. The ring
-        # covers the first reverse turn (plus 1 s of slack for a wrong estimate), or everything
-        # when a second reverse turn will come.
-        estimate, ring = self.estimated_frame_count, 0
-        if pingpong and total - estimate > self.tail_frames:
-            ring = min(total - estimate, estimate) + self.fps + self.tail_frames
+        ring = self._first_pass_ring(total) if pingpong else 0
         first_pass = self._decode()
         try:
             length, shape = 0, (0, 0, 3)
@@ -269,11 +264,10 @@ class FrameReader:
                 length += 1
             if length == 0:
                 raise VideoError(f"{self.path} produced no frames")
-            produced = length
-            if loop == "none" or produced >= total:
+            if loop == "none" or length >= total:
                 return
-            if pingpong and total - produced <= len(tail):
-                for _, frame in zip(range(total - produced), reversed(tail), strict=False):
+            if pingpong and total - length <= len(tail):
+                for _, frame in zip(range(total - length), reversed(tail), strict=False):
                     yield frame
                 return
             tail.clear()
@@ -281,30 +275,56 @@ class FrameReader:
             if pingpong and (spill is None or spill.capacity < reach):  # estimate was off: decode again
                 if spill is not None:
                     spill.close()
-                spill = _Spill(shape, length, self.spill_dir)
-                for frame in self._decode():
-                    spill.append(frame)
-                if spill.count != length:
-                    raise VideoError(f"{self.path} decoded to {length} frames, then {spill.count}")
-            turn = 0
-            while produced < total:
-                turn, take = turn + 1, min(length, total - produced)
-                if pingpong and turn % 2 == 1:
-                    assert spill is not None
-                    yield from (spill.read(i) for i in range(length - 1, length - 1 - take, -1))
-                elif spill is not None and spill.capacity >= length:
-                    yield from (spill.read(i) for i in range(take))
-                else:
-                    again = self._decode()
-                    try:
-                        yield from (frame for _, frame in zip(range(take), again, strict=False))
-                    finally:
-                        again.close()
-                produced += take
+                    spill = None  # closed: the finally below must not close it again
+                spill = self._spill_all(shape, length)
+            yield from self._later_passes(spill, length, total - length, pingpong)
         finally:
             first_pass.close()
             if spill is not None:
                 spill.close()
+
+    def _first_pass_ring(self, total: int) -> int:
+        """Frames to spill during the first pass of a ping-pong (0: the RAM tail will do), from the estimate.
+
+        The ring covers the first reverse turn (plus 1 s of slack for a wrong estimate), or everything when a
+        second reverse turn will come.
+        """
+        estimate = self.estimated_frame_count
+        if total - estimate > self.tail_frames:
+            return min(total - estimate, estimate) + self.fps + self.tail_frames
+        return 0
+
+    def _spill_all(self, shape: tuple[int, ...], length: int) -> _Spill:
+        """A spill of every frame, by a second decode: the first pass's ring fell short of the reverse turn."""
+        spill = _Spill(shape, length, self.spill_dir)
+        try:
+            for frame in self._decode():
+                spill.append(frame)
+            if spill.count != length:
+                raise VideoError(f"{self.path} decoded to {length} frames, then {spill.count}")
+        except BaseException:
+            spill.close()
+            raise
+        return spill
+
+    def _later_passes(self, spill: _Spill | None, length: int, remaining: int, pingpong: bool) -> Frames:
+        """The ``remaining`` frames after the first pass: reverse turns from the spill, forward ones from the
+        spill when it holds every frame, else from a fresh decode."""
+        turn = 0
+        while remaining > 0:
+            turn, take = turn + 1, min(length, remaining)
+            if pingpong and turn % 2 == 1:
+                assert spill is not None
+                yield from (spill.read(i) for i in range(length - 1, length - 1 - take, -1))
+            elif spill is not None and spill.capacity >= length:
+                yield from (spill.read(i) for i in range(take))
+            else:
+                again = self._decode()
+                try:
+                    yield from (frame for _, frame in zip(range(take), again, strict=False))
+                finally:
+                    again.close()
+            remaining -= take
 
 
 def load_audio(path: str | os.PathLike[str], sample_rate: int = 16_000, *, s16: bool = False) -> np.ndarray:
