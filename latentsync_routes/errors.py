@@ -45,8 +45,7 @@ carries the CLI exit code it maps to, so the CLI has no second table to keep in 
         ├── AmbiguousSubmit              a submit may or may not have created a job; never resubmitted
         ├── JobFailed                    the model ran and failed
         │   └── JobAlreadyFailed         a re-run of a job that failed at the provider (retry_failed)
-        ├── OutputGone                   a paid job's output was deleted (on request, or by the provider's
-        │                                lifecycle) and is not here: told from the record; new_job pays again
+        ├── OutputGone                   a paid job's output is deleted or expired: told from the record
         ├── JobStillRunning              ``jobs delete`` of a job another caller runs, or whose provider job runs
         ├── JobCancelled
         ├── JournalBusy                  another process held the journal's lock too long; run again

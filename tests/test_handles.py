@@ -65,9 +65,14 @@ def test_run_gives_what_submit_then_wait_gives(fal: FakeFal, media: tuple[Path, 
     ran = client.run(video, audio, tmp_path / "ran.mp4", seed=1)
     waited = client.submit(video, audio, output=tmp_path / "waited.mp4", seed=1).wait()
     skip = {"job_id", "output_path", "output_url", "provider_request_id", "record", "attempts", "timings"}
+    skip.add("cost")  # its basis names the job's own provider request (fal's billing event for it)
     assert {k: v for k, v in ran.model_dump().items() if k not in skip} == {
         k: v for k, v in waited.model_dump().items() if k not in skip
     }
+    own = {"basis", "provider_charge_note"}
+    assert ran.cost.model_dump(exclude=own) == waited.cost.model_dump(exclude=own)
+    for result in (ran, waited):
+        assert f"request {result.provider_request_id}" in (result.cost.provider_charge_note or "")
     assert [a.step for a in ran.attempts] == [a.step for a in waited.attempts]
     assert ran.record.state == waited.record.state == "fetched"
 

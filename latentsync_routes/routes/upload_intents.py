@@ -16,6 +16,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .base import JobContext
 
 
@@ -49,6 +51,16 @@ def record_unfindable(job: JobContext, provider: str, why: str) -> None:
         for tag in job.record.upload_intents
     ]
     job.mark(not_deleted=[*job.record.not_deleted, *lines], upload_intents=[])
+
+
+def unfindable_upload(job: JobContext, provider: str, why: str, send: Callable[[], str]) -> str:
+    """``send`` one upload on a route whose provider documents no listing or delete of uploads: journalled
+    before it leaves, and an earlier one never answered listed as possibly left (``why``)."""
+    record_unfindable(job, provider, why)
+    tag = begin(job)
+    url = send()
+    finish(job, tag, url)
+    return url
 
 
 def _when(tag: str) -> str:

@@ -207,11 +207,7 @@ class FalRoute(HostedRoute):
     def upload(self, job: JobContext, source: MediaSource) -> str:
         """Journalled before it leaves; an earlier one never answered is listed as possibly left (fal
         documents no listing or delete for uploads: it expires as the lifecycle it was sent with asks)."""
-        upload_intents.record_unfindable(job, "fal", UPLOAD_LEFT_OVER)
-        tag = upload_intents.begin(job)
-        url = self._upload_one(job, source)
-        upload_intents.finish(job, tag, url)
-        return url
+        return upload_intents.unfindable_upload(job, "fal", UPLOAD_LEFT_OVER, lambda: self._upload_one(job, source))
 
     def _upload_one(self, job: JobContext, source: MediaSource) -> str:
         import fal_client

@@ -150,11 +150,9 @@ class WaveSpeedRoute(HostedRoute):
     def upload(self, job: JobContext, source: MediaSource) -> str:
         """Journalled before it leaves; an earlier one never answered is listed as possibly left (fact
         ``upload-no-delete``: WaveSpeed documents no listing or delete for uploads)."""
-        upload_intents.record_unfindable(job, "WaveSpeed", UPLOAD_LEFT_OVER)
-        tag = upload_intents.begin(job)
-        url = self._upload_one(job, source)
-        upload_intents.finish(job, tag, url)
-        return url
+        return upload_intents.unfindable_upload(
+            job, "WaveSpeed", UPLOAD_LEFT_OVER, lambda: self._upload_one(job, source)
+        )
 
     def _upload_one(self, job: JobContext, source: MediaSource) -> str:
         timeout = max(1.0, min(UPLOAD_TIMEOUT_S, job.remaining()))
