@@ -416,6 +416,28 @@ def test_a_cancel_slower_than_its_follow_up_still_ends_cancelled(
         assert record.state == "cancelled" and len(h.jobs()) == 1
 
 
+def test_a_cancel_is_sent_even_when_its_follow_up_has_no_time(
+    h: Harness,
+    media: tuple[Path, Path],
+    tmp_path: Path,
+    hosted_env: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The cancel request has its own bound: a follow-up with no time left (a slow machine, a short
+    setting) must not keep the cancel from leaving, or the provider job runs on and is billed."""
+    monkeypatch.setattr("latentsync_routes.routes.hosted.CANCEL_FOLLOW_SECONDS", 0.0)
+    with held_owner(h, media, tmp_path / "o.mp4") as (runner, failure):
+        _wait_until(lambda: len(h.jobs()) == 1)
+        record = client(h).cancel(only_record(hosted_env).job_id)
+        runner.join(30)
+        assert [type(f).__name__ for f in failure] == ["JobCancelled"], failure
+        assert record.state == "cancelled" and len(h.jobs()) == 1
+        cancels = [(a.step, a.status) for a in record.attempts if a.step == "cancel"]
+        if h.cancel is None:  # a route without a provider cancel (WaveSpeed) lets the job run on
+            return
+        assert len(h.requests(h.cancel)) == 1 and cancels == [("cancel", "ok")], cancels
+
+
 def test_a_deadline_passed_before_the_submit_submits_nothing(
     h: Harness,
     media: tuple[Path, Path],

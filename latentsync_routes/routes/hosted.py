@@ -400,8 +400,7 @@ class HostedRoute(ABC):
 
     def cancel_and_follow(self, job: JobContext, request_id: str) -> tuple[str, Status | None]:
         """One cancel request, then polls until the provider job ends (at most ``CANCEL_FOLLOW_SECONDS``)."""
-        with deadline_scope(time.monotonic() + CANCEL_FOLLOW_SECONDS):  # the job's own deadline may be gone
-            return cancel_and_follow(self, job, request_id, follow_seconds=CANCEL_FOLLOW_SECONDS)
+        return cancel_and_follow(self, job, request_id, follow_seconds=CANCEL_FOLLOW_SECONDS)
 
     def check_once(self, job: JobContext) -> str:
         """One poll (``Job.status``, a webhook) journalled as the wait loop would: ``completed``, or how it

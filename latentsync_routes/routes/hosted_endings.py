@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from .base import JobContext
     from .hosted_hooks import HostedHooks
 
+#: The most one cancel request may take (its own bound: the job's deadline may be gone, and the follow-up
+#: after it may be short; a cancel that is never sent leaves the provider job running and billed).
+CANCEL_REQUEST_SECONDS = 30.0
+
 
 def billing(
     route: HostedHooks, job: JobContext, request_id: str, status: Status | None, *, follow_seconds: float
@@ -60,34 +64,40 @@ def billing(
 def cancel_and_follow(
     route: HostedHooks, job: JobContext, request_id: str, *, follow_seconds: float
 ) -> tuple[str, Status | None]:
-    """One cancel request, then polls until the provider job ends (at most ``follow_seconds``)."""
+    """One cancel request (bounded by its own :data:`CANCEL_REQUEST_SECONDS`, so a short follow-up or a
+    slow machine never keeps the cancel from being sent), then polls until the provider job ends (at
+    most ``follow_seconds``)."""
     started = utcnow()
     try:
-        answer = route.cancel(job, request_id)
+        with deadline_scope(time.monotonic() + max(CANCEL_REQUEST_SECONDS, follow_seconds)):
+            answer = route.cancel(job, request_id)
         record_attempt(job, "cancel", ok=answer.accepted, started_at=started, request_id=request_id)
         outcome = answer.text
-    except StepFailure as failure:
+    except (StepFailure, DeadlinePassed) as exc:
+        failure = exc if isinstance(exc, StepFailure) else None
         record_attempt(
             job,
             "cancel",
             ok=False,
             started_at=started,
-            error=failure.error,
-            http_status=failure.http_status,
+            error=failure.error if failure else exc,
+            http_status=failure.http_status if failure else None,
             request_id=request_id,
         )
         answer = CancelOutcome(False, "")
-        outcome = f"the cancel failed ({failure.error.message}), so the job may still run and be billed"
+        said = failure.error.message if failure else str(exc)
+        outcome = f"the cancel failed ({said}), so the job may still run and be billed"
     give_up = time.monotonic() + follow_seconds
     last: Status | None = None
-    while time.monotonic() < give_up:
-        try:
-            last = route.poll(job, request_id)
-        except (StepFailure, DeadlinePassed):  # a failed poll, or the follow-up's time is up
-            break
-        if last.state in ("succeeded", "failed", "cancelled"):
-            break
-        time.sleep(min(max(route.settings.poll_interval, 0.05), 1.0))
+    with deadline_scope(give_up):
+        while time.monotonic() < give_up:
+            try:
+                last = route.poll(job, request_id)
+            except (StepFailure, DeadlinePassed):  # a failed poll, or the follow-up's time is up
+                break
+            if last.state in ("succeeded", "failed", "cancelled"):
+                break
+            time.sleep(min(max(route.settings.poll_interval, 0.05), 1.0))
     if last is not None and last.state == "succeeded" and not answer.accepted:
         outcome += "; it finished (and is billed), but its output was not fetched"
     return outcome, last
