@@ -74,18 +74,13 @@ def cancel_and_follow(
         record_attempt(job, "cancel", ok=answer.accepted, started_at=started, request_id=request_id)
         outcome = answer.text
     except (StepFailure, DeadlinePassed) as exc:
-        failure = exc if isinstance(exc, StepFailure) else None
+        error = exc.error if isinstance(exc, StepFailure) else exc
+        http_status = exc.http_status if isinstance(exc, StepFailure) else None
         record_attempt(
-            job,
-            "cancel",
-            ok=False,
-            started_at=started,
-            error=failure.error if failure else exc,
-            http_status=failure.http_status if failure else None,
-            request_id=request_id,
+            job, "cancel", ok=False, started_at=started, error=error, http_status=http_status, request_id=request_id
         )
         answer = CancelOutcome(False, "")
-        said = failure.error.message if failure else str(exc)
+        said = error.message
         outcome = f"the cancel failed ({said}), so the job may still run and be billed"
     give_up = time.monotonic() + follow_seconds
     last: Status | None = None
