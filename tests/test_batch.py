@@ -349,6 +349,22 @@ def test_fallback_stops_after_a_billed_fal_validation_error(
     assert "no fallback" in caught.value.message and len(rep.predictions) == 0
 
 
+def test_fallback_stops_after_a_fal_validation_error_that_may_be_billed(
+    tmp_path: Path,
+    media: tuple[Path, Path],
+    fal: Any,
+    rep: Any,  # noqa: F811
+) -> None:
+    """A runner's 422 with no billable units, on a key that may not read billing events, may still be
+    charged (fal facts.py: invalid-input-billing): counted at its worst case, so no second route is paid."""
+    fal.billing_events_refusal = 403
+    fal.fail_job(status_code=422, detail=[{"loc": ["body", "seed"], "msg": "bad"}])
+    with pytest.raises(LatentSyncError) as caught:
+        _client().run(*media, tmp_path / "out.mp4", routes=["fal", "replicate"], fallback=True)
+    assert "no fallback" in caught.value.message and "worst case" in caught.value.message
+    assert len(rep.predictions) == 0
+
+
 def test_without_fallback_a_failure_is_raised(
     tmp_path: Path,
     media: tuple[Path, Path],

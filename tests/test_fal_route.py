@@ -833,3 +833,32 @@ def test_fake_follows_facts_billing_events_and_billing_events_lag(fal: FakeFal, 
         fal.billing_events_refusal = 403
         refused = http.get("/v1/models/billing-events", params={"request_id": paid})
         assert refused.status_code == 403 and set(refused.json()["error"]) == {"type", "message"}
+
+
+def test_a_runners_422_without_billable_units_is_counted_at_its_worst_case(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
+) -> None:
+    """Fact ``invalid-input-billing``: a runner's 422 may be charged. With no ``x-fal-billable-units`` and
+    a key that may not read billing events, the cautious reading is the worst case, never $0."""
+    fal.billing_events_refusal = 403
+    fal.fail_job(status_code=422, detail=GS_422)
+    with pytest.raises(ProviderInputRejected, match="which fal may still charge"):
+        run(tmp_path, media)
+    record = journal(hosted_env)
+    cost = record["cost"]
+    estimate = fal_client().estimate(*media)
+    assert record["attempts"][-1]["billed_amount"] == 0  # type: ignore[index]
+    assert cost["billed_unknown"] == estimate.high and cost["billed_unknown"] > 0  # type: ignore[index]
+    assert "worst case" in cost["billed_unknown_basis"] and "403" in cost["billed_unknown_basis"]  # type: ignore[index]
+
+
+def test_a_runners_422_with_zero_billable_units_is_not_counted(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
+) -> None:
+    """fal's own figure, zero units, is taken as it is: the job failed unbilled."""
+    fal.billing_events_refusal = 403
+    fal.fail_job(status_code=422, detail=GS_422, billable_units=0)
+    with pytest.raises(ProviderInputRejected, match="fal reported no billable units"):
+        run(tmp_path, media)
+    cost = journal(hosted_env)["cost"]
+    assert cost["billed_unknown"] == 0 and cost["billed_failures"] == 0  # type: ignore[index]

@@ -2,7 +2,7 @@
 
 * (an ambiguous submit is decided by time in :mod:`.hosted_lookup`);
 * :func:`billing`: what a job that ended badly was billed (the route's ``settle``), an unknown charge
-  counted at its worst case, never as $0;
+  counted at its worst case (:func:`count_worst_case`), never as $0;
 * :func:`cancel_and_follow`: one cancel request, then the provider job followed to its end, bounded;
 * :func:`ended_badly` and :func:`stop`: a job that failed or was cancelled at the provider, or that this
   side stops (deadline, cancel), recorded with what it was billed, and raised as the error it is.
@@ -44,6 +44,12 @@ def billing(
             amount, basis = None, f"asking {route.name} what it billed failed ({type(exc).__name__})"
     if amount is not None:
         return amount, basis
+    return 0.0, count_worst_case(route, job, basis)
+
+
+def count_worst_case(route: HostedHooks, job: JobContext, basis: str) -> str:
+    """Record a charge the provider may have made but did not report at its worst case (the estimate's
+    high end) in ``cost.billed_unknown``, so budgets and fallbacks count it; returns the note said."""
     try:
         worst = route.estimate(job.request, job.video_info, job.audio_info).high
     except Exception:  # noqa: BLE001 - the estimate ran before the job; this only guards a resume
@@ -58,7 +64,7 @@ def billing(
             update={"billed_unknown": money.total([cost.billed_unknown, worst]), "billed_unknown_basis": note}
         )
     )
-    return 0.0, note
+    return note
 
 
 def cancel_and_follow(

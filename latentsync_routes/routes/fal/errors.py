@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     import httpx
 
 ROUTE = "fal"
+#: A runner's 422 that came without ``x-fal-billable-units``: fal says such a failure may be charged.
+UNREPORTED_422 = "fal reported no billable units for this runner's 422, which fal may still charge"
 
 
 def transient(message: str, request_id: str | None = None, *, retryable: bool = True) -> StepFailure:
@@ -61,7 +63,12 @@ def http_failure(
         fields, text = validation_details(detail)
         units = billable_units(response)
         billed = fal_units_cost(units) if units else 0.0
-        note = f"; fal billed {units:g} units (${billed:.4f})" if billed else "; fal reported no billable units"
+        if billed:
+            note = f"; fal billed {units:g} units (${billed:.4f})"
+        elif units is None and step == "fetch":  # a runner's 422 may be charged (fact invalid-input-billing)
+            note = f"; {UNREPORTED_422}"
+        else:
+            note = "; fal reported no billable units"
         answer = ErrorAnswer(
             status, text, request_id, input_rejected=True, fields=fields, billed_amount=billed, billing_note=note
         )

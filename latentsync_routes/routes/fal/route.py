@@ -24,11 +24,12 @@ from ...types import CostEstimate, JobRecord, LipSyncRequest, MediaInfo, MediaSo
 from .. import upload_intents
 from ..base import JobContext, ParameterSpec, RouteInfo, RouteOutput
 from ..hosted import CancelOutcome, HostedRoute, Output, Status
+from ..hosted_endings import count_worst_case
 from ..hosted_lookup import Listed
 from . import NAME, SETTINGS
 from .billing import keep_units, price_output, settle_from_result
 from .billing_events import Charge, charge_for, record_charge
-from .errors import billable_units, http_failure, transient
+from .errors import UNREPORTED_422, billable_units, http_failure, transient
 from .hosts import bound_to_deadlines, fal_hosts
 from .platform import (
     FETCH_MARGIN_S,
@@ -383,6 +384,8 @@ class FalRoute(HostedRoute):
             if not failure.retryable:  # the request ended badly at fal: its billing event, where readable
                 charge = self._charge(job, request_id)
                 failure.billed_amount = failure.billed_amount if charge.amount is None else charge.amount
+                if charge.amount is None and UNREPORTED_422 in failure.error.message:
+                    count_worst_case(self, job, f"{UNREPORTED_422} ({charge.note})")
             raise failure
         data = json_or_none(response)
         video = data.get("video") if isinstance(data, dict) else None
