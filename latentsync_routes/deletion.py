@@ -39,6 +39,7 @@ def delete_job(journal: Journal, route_of: Route | None, home: Path, job_id: str
         remote = route_of.delete_remote if route_of is not None else _nothing_remote
         before = len(record.deleted)
         record = delete_job_files(record, home, remote, delete_output=delete_output)
+        record.upload_intents = []  # the route found and deleted, or listed as possibly left, each of them
         if len(record.deleted) > before and record.state == "fetched" and record.outputs_deleted_at is None:
             record.outputs_deleted_at = utcnow()
         journal.save(record, owner=claim.owner)

@@ -862,3 +862,16 @@ def test_a_runners_422_with_zero_billable_units_is_not_counted(
         run(tmp_path, media)
     cost = journal(hosted_env)["cost"]
     assert cost["billed_unknown"] == 0 and cost["billed_failures"] == 0  # type: ignore[index]
+
+
+def test_jobs_delete_lists_the_file_an_unanswered_upload_may_have_left(
+    fal: FakeFal, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
+) -> None:
+    """``jobs delete`` of a job whose record still holds an unanswered upload's tag (a crash mid-upload):
+    no fal call finds or deletes it, so the delete lists it as possibly left, with the lifecycle sent."""
+    result = run(tmp_path, media)
+    crashed = result.record.model_copy(update={"upload_intents": [f"{result.record.job_id}:1765000000:ab12"]})
+    deleted, kept = fal_client().route("fal").delete_remote(crashed)
+    (left,) = [line for line in kept if "never answered" in line]
+    assert "may have left at fal" in left and "lifecycle" in left and "2025-12-06" in left
+    assert any("payloads" in line for line in deleted)

@@ -370,12 +370,11 @@ def test_cli_run_json(
     assert REPLICATE_TOKEN not in done.stdout
 
 
-def test_fact_files_interrupted_a_kill_during_an_upload_leaves_no_file_unrecorded(
+def _killed_during_an_upload(
     rep: FakeReplicate, media: tuple[Path, Path], tmp_path: Path
-) -> None:
-    """Facts ``files-metadata``, ``files-list``, ``files-delete`` and ``files-interrupted``: the killed run's
-    upload made a file at Replicate whose answer it never read; the re-run finds it by the tag journalled
-    (and sent as its metadata) before the upload left, deletes it, and lists it in the record."""
+) -> tuple[list[str], dict[str, str], Any]:
+    """A CLI run killed (SIGKILL) while Replicate made its first upload's file but before the answer came:
+    (the run's command, its environment, the file left). The record holds the upload's tag, no URL."""
     import signal
     import subprocess
     import time
@@ -393,8 +392,7 @@ def test_fact_files_interrupted_a_kill_during_an_upload_leaves_no_file_unrecorde
             "LATENTSYNC_ROUTES_POLL_INTERVAL": "0.05",
         },
     )
-    output = tmp_path / "out.mp4"
-    command = [console_script(), "run", *map(str, media), "-o", str(output), "--route", "replicate"]
+    command = [console_script(), "run", *map(str, media), "-o", str(tmp_path / "out.mp4"), "--route", "replicate"]
     command += ["--consent", "test", "--json"]
     rep.faults.file_create.append(Fault.hold_reply(120))  # the file is made; its answer never arrives
     first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -410,13 +408,47 @@ def test_fact_files_interrupted_a_kill_during_an_upload_leaves_no_file_unrecorde
     (record,) = Journal(home / "jobs.sqlite3").list()
     assert record.uploaded_uris == [] and len(record.upload_intents) == 1
     assert left.metadata == {TAG_KEY: record.upload_intents[0]}
+    return command, env, left
 
+
+def test_fact_files_interrupted_a_kill_during_an_upload_leaves_no_file_unrecorded(
+    rep: FakeReplicate, media: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Facts ``files-metadata``, ``files-list``, ``files-delete`` and ``files-interrupted``: the killed run's
+    upload made a file at Replicate whose answer it never read; the re-run finds it by the tag journalled
+    (and sent as its metadata) before the upload left, deletes it, and lists it in the record."""
+    import subprocess
+
+    from latentsync_routes.journal import Journal
+
+    command, env, left = _killed_during_an_upload(rep, media, tmp_path)
     second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
     assert second.returncode == 0, second.stdout + second.stderr
     assert rep.uploads == [], "no upload of either run is left at Replicate"
-    (record,) = Journal(home / "jobs.sqlite3").list()
+    (record,) = Journal(tmp_path / "home" / "jobs.sqlite3").list()
     assert left.url in record.uploaded_uris and left.url in record.deleted
     assert len(record.uploaded_uris) == 3 and set(record.uploaded_uris) <= set(record.deleted)
-    assert record.upload_intents == [] and record.state == "fetched" and output.stat().st_size > 0
+    assert record.upload_intents == [] and record.state == "fetched" and (tmp_path / "out.mp4").stat().st_size > 0
     assert len(rep.requests_for("file_list")) == 1  # only the run that found a left-over tag looked
     assert REPLICATE_TOKEN not in second.stdout + second.stderr
+
+
+def test_jobs_delete_after_a_kill_during_an_upload_deletes_the_file_it_left(
+    rep: FakeReplicate, media: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """``jobs delete`` instead of a re-run: the file the killed upload left is found by its tag, deleted
+    and listed in the record (not left for Replicate's 24 h expiry unrecorded)."""
+    import subprocess
+
+    from latentsync_routes.journal import Journal
+    from tests.cli_helpers import console_script
+
+    _, env, left = _killed_during_an_upload(rep, media, tmp_path)
+    (record,) = Journal(tmp_path / "home" / "jobs.sqlite3").list()
+    command = [console_script(), "jobs", "delete", record.job_id, "--json"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert rep.uploads == [], "the file the killed upload left is deleted"
+    (record,) = Journal(tmp_path / "home" / "jobs.sqlite3").list()
+    assert left.url in record.deleted and record.upload_intents == []
+    assert len(rep.requests_for("file_list")) == 1 and REPLICATE_TOKEN not in done.stdout + done.stderr

@@ -101,3 +101,17 @@ def test_fact_upload_no_delete_an_unanswered_upload_is_listed_as_possibly_left(
     (left,) = [line for line in result.record.not_deleted if "never answered" in line]
     assert "may have left at WaveSpeed" in left and "after 7 days" in left
     assert record(hosted_env).not_deleted == result.record.not_deleted
+
+
+def test_jobs_delete_lists_the_file_an_unanswered_upload_may_have_left(
+    ws: FakeWaveSpeed, media: tuple[Path, Path], tmp_path: Path, hosted_env: Path
+) -> None:
+    """``jobs delete`` of a job whose record still holds an unanswered upload's tag (a crash mid-upload):
+    the file cannot be found or deleted at WaveSpeed, so the delete lists it as possibly left."""
+    result = run(tmp_path, media)
+    route = LipSyncClient(route="wavespeed", credentials={"wavespeed": KEY}, consent="test").route("wavespeed")
+    crashed = result.record.model_copy(update={"upload_intents": [f"{result.record.job_id}:1765000000:ab12"]})
+    deleted, kept = route.delete_remote(crashed)
+    assert deleted == [f"prediction {result.record.provider_request_id}"]
+    (left,) = [line for line in kept if "never answered" in line]
+    assert "may have left at WaveSpeed" in left and "2025-12-06" in left

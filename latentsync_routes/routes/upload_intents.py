@@ -5,7 +5,8 @@ whose URL it never read. Before the upload the job's record gets a tag for it (`
 URL replaces the tag, in one journal write, when the upload answers. A tag still there on a later try
 marks such a possible file: a route that can list its uploads finds it by the tag and deletes it
 (Replicate: :mod:`.replicate.uploads`); one that cannot records it in ``not_deleted`` with why
-(:func:`record_unfindable`).
+(:func:`record_unfindable`). ``jobs delete`` of a job a crash left so does the same through the route's
+``delete_remote``, and the record's tags are then cleared.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from ..types import JobRecord
     from .base import JobContext
 
 
@@ -46,11 +48,17 @@ def record_unfindable(job: JobContext, provider: str, why: str) -> None:
     """A route that cannot list its uploads: each left-over tag becomes a ``not_deleted`` line."""
     if not job.record.upload_intents:
         return
-    lines = [
-        f"a file an upload begun at {_when(tag)} and never answered may have left at {provider} ({why})"
-        for tag in job.record.upload_intents
-    ]
+    lines = unfindable_lines(job.record, provider, why)
     job.mark(not_deleted=[*job.record.not_deleted, *lines], upload_intents=[])
+
+
+def unfindable_lines(record: JobRecord, provider: str, why: str) -> list[str]:
+    """What each left-over tag of ``record`` may have left at a provider that lists no uploads (for
+    ``not_deleted``; ``jobs delete`` says them too, as it cannot delete them)."""
+    return [
+        f"a file an upload begun at {_when(tag)} and never answered may have left at {provider} ({why})"
+        for tag in record.upload_intents
+    ]
 
 
 def unfindable_upload(job: JobContext, provider: str, why: str, send: Callable[[], str]) -> str:

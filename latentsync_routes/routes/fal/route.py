@@ -412,6 +412,7 @@ class FalRoute(HostedRoute):
         import httpx
 
         http = self._http() if self.credential is not None else None
-        return delete_for_record(
+        deleted, kept = delete_for_record(
             http, self.base_url() or PLATFORM_URL, record, timeout=httpx.Timeout(POLL_TIMEOUT_S, connect=10.0)
         )
+        return deleted, [*kept, *upload_intents.unfindable_lines(record, "fal", UPLOAD_LEFT_OVER)]

@@ -25,6 +25,7 @@ from ...errors import ProviderError, RouteError
 from ...pricing import estimate_replicate, price_book, replicate_cost_for_predict_time
 from ...retry import StepFailure, json_or_none
 from ...types import CostEstimate, JobRecord, LipSyncRequest, MediaInfo, MediaSource
+from .. import upload_intents
 from ..base import JobContext, ParameterSpec, RouteInfo
 from ..hosted import CancelOutcome, HostedRoute, Output, Status
 from ..hosted_lookup import Listed
@@ -333,13 +334,21 @@ class ReplicateRoute(HostedRoute):
             job.mark(deleted=outcome[0], not_deleted=outcome[1])
 
     def delete_remote(self, record: JobRecord) -> tuple[list[str], list[str]]:
-        """For ``delete_job``: delete the uploads still at Replicate; (newly deleted, still there)."""
-        outcome = delete_files(self._call, self._sdk(), record, keep=False) if self.credential is not None else None
-        if outcome is None:
+        """For ``delete_job``: delete the uploads still at Replicate, and the files uploads a crash left
+        unanswered (found by their tags); (newly deleted, still there)."""
+        if self.credential is None:
             pending = [url for url in record.uploaded_uris if url not in record.deleted]
-            return [], [f"{url} (no REPLICATE_API_TOKEN to delete it; it expires at Replicate)" for url in pending]
-        deleted, kept = outcome
-        return [url for url in deleted if url not in record.deleted], kept
+            return [], [f"{url} (no REPLICATE_API_TOKEN to delete it; it expires at Replicate)" for url in pending] + [
+                f"upload {tag} never answered (no REPLICATE_API_TOKEN to look for it)" for tag in record.upload_intents
+            ]
+        try:
+            left = uploads.delete_left_over(self._call, self._sdk(), record)
+        except Exception as exc:  # noqa: BLE001 - the listing failed: say what may be left, delete the rest
+            why = f"listing the files failed: {type(exc).__name__}; it expires at Replicate"
+            left = uploads.LeftOver(kept=upload_intents.unfindable_lines(record, "Replicate", why))
+        outcome = delete_files(self._call, self._sdk(), record, keep=False)
+        deleted, kept = outcome if outcome is not None else ([], [])
+        return [*(url for url in deleted if url not in record.deleted), *left.deleted], [*kept, *left.kept]
 
     def _failure(self, exc: Exception, *, step: str, request_id: str | None = None) -> StepFailure:
         """Map an SDK or transport exception to a classified failure (Retry-After from the last response)."""

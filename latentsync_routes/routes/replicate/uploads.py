@@ -10,12 +10,14 @@ first), deletes each one that carries such a tag (``DELETE /v1/files/{id}``), an
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import upload_intents
 from .api import parse_time
 
 if TYPE_CHECKING:
+    from ...types import JobRecord
     from ..base import JobContext
 
 #: The ``metadata`` key each upload carries: the tag journalled before it left.
@@ -36,32 +38,55 @@ def finish(job: JobContext, metadata: dict[str, str], url: str) -> None:
     upload_intents.finish(job, metadata[TAG_KEY], url)
 
 
+@dataclass
+class LeftOver:
+    """What the files left by unanswered uploads came to: each file's URL, and which were deleted."""
+
+    found: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+
+
 def recover(call: Callable[..., Any], client: Any, job: JobContext) -> None:
     """Delete the files that uploads journalled but never answered left at Replicate, and record them.
 
     A listing that fails keeps the tags for a later try (the job goes on; such a file expires after 24 h).
     """
-    pending = set(job.record.upload_intents)
-    if not pending:
-        return
+    record = job.record
     try:
-        left = [f for f in _recent_files(call, client, _earliest(pending)) if _tag(f) in pending]
+        left = delete_left_over(call, client, record)
     except Exception as exc:  # noqa: BLE001 - never fails the job: the tags stay for the next run
         job.report(f"replicate: could not look for uploads an earlier run left ({type(exc).__name__})", None)
         return
-    uploaded, deleted, kept = list(job.record.uploaded_uris), list(job.record.deleted), list(job.record.not_deleted)
-    for item in left:
+    for url in left.deleted:
+        job.report(f"replicate: deleted {url}, left by an upload an earlier run did not finish", None)
+    job.mark(
+        uploaded_uris=[*record.uploaded_uris, *left.found],
+        deleted=[*record.deleted, *left.deleted],
+        not_deleted=[*record.not_deleted, *left.kept],
+        upload_intents=[],
+    )
+
+
+def delete_left_over(call: Callable[..., Any], client: Any, record: JobRecord) -> LeftOver:
+    """Find the files ``record``'s unanswered uploads left (by their tags) and delete each; the listing's
+    failure is raised, a delete's failure is a ``kept`` line (such a file expires at Replicate)."""
+    pending = set(record.upload_intents)
+    outcome = LeftOver()
+    if not pending:
+        return outcome
+    for item in [f for f in _recent_files(call, client, _earliest(pending)) if _tag(f) in pending]:
         url = str((item.get("urls") or {}).get("get") or "")
-        if not url or url in uploaded:
+        if not url or url in record.uploaded_uris:
             continue  # recorded already: the job's own cleanup deletes it
-        uploaded.append(url)
+        outcome.found.append(url)
         problem = _delete(call, client, str(item.get("id")))
         if problem is None:
-            deleted.append(url)
-            job.report(f"replicate: deleted {url}, left by an upload an earlier run did not finish", None)
+            outcome.deleted.append(url)
         else:
-            kept.append(f"{url} (left by an interrupted upload; delete failed: {problem}; it expires at Replicate)")
-    job.mark(uploaded_uris=uploaded, deleted=deleted, not_deleted=kept, upload_intents=[])
+            why = f"left by an interrupted upload; delete failed: {problem}; it expires at Replicate"
+            outcome.kept.append(f"{url} ({why})")
+    return outcome
 
 
 def _recent_files(call: Callable[..., Any], client: Any, earliest: float) -> list[dict[str, Any]]:

@@ -307,7 +307,12 @@ class WaveSpeedRoute(HostedRoute):
         return cost, f"the price book's WaveSpeed rule on the {seconds:.2f} s output = ${cost:.4f}"
 
     def delete_remote(self, record: JobRecord) -> tuple[list[str], list[str]]:
-        """For ``delete_job``: delete the prediction (and so its output) at WaveSpeed."""
+        """For ``delete_job``: delete the prediction (and so its output) at WaveSpeed; uploads, and those a
+        crash left unanswered, are listed as kept (no delete API for them)."""
+        deleted, kept = self._delete_prediction(record)
+        return deleted, [*kept, *upload_intents.unfindable_lines(record, "WaveSpeed", UPLOAD_LEFT_OVER)]
+
+    def _delete_prediction(self, record: JobRecord) -> tuple[list[str], list[str]]:
         if record.provider_request_id is None or self.credential is None:
             return [], [f"{uri} (expires at WaveSpeed after 7 days)" for uri in record.uploaded_uris]
         target = f"prediction {record.provider_request_id}"
