@@ -85,6 +85,9 @@ class BatchOptions(TypedDict, total=False):
     fallback: bool
     #: with ``fallback``, move on after a billed failure too; the budget then counts every route's worst case
     fallback_after_billed_failure: bool
+    #: with ``fallback``, move on after a job under its quality gate too (it is paid); the budget then counts
+    #: every route's worst case
+    fallback_on_quality: bool
     #: refuse the batch before anything runs when its worst case is over this many dollars
     budget: float | None
     #: per-route concurrency limits, e.g. ``{"fal": 8}`` (default: each route's own)

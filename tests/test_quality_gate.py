@@ -212,6 +212,42 @@ def test_a_batch_reports_the_scores_and_the_gate(clips: Clips, fal: FakeFal, tmp
     assert lines[0].endswith("lse_c,lse_d,av_offset,sync_gate") and lines[2].endswith(",failed-quality")
 
 
+def test_a_batch_moves_on_after_failed_quality_only_when_allowed(
+    clips: Clips, fal: FakeFal, rep: FakeReplicate, tmp_path: Path
+) -> None:
+    """``cheapest`` rows with ``fallback``: a job under the gate stays failed-quality (the next route is never
+    tried) unless ``fallback_on_quality``; then the next route runs, and the plan's worst case counts both."""
+    from latentsync_routes.batch import plan_batch
+    from latentsync_routes.batch.plan import FallbackRule
+    from latentsync_routes.batch.runner import load_jobs
+
+    fal.result_video = rep.result_video = clips.low.read_bytes()
+    gate = (clips.low_c + clips.high_c) / 2
+    options: dict[str, Any] = {"route": "cheapest", "among": ["fal", "replicate"], "fallback": True}
+    options.update(min_sync_confidence=gate, syncnet_weights=clips.weights)
+
+    def rows(name: str) -> list[dict[str, str]]:
+        return [{"video": str(clips.synced), "audio": str(clips.voice), "output": str(tmp_path / name)}]
+
+    (stopped,) = client().run_many(rows("a.mp4"), **options).jobs
+    assert stopped.state == "failed-quality" and len(fal.jobs) + len(rep.predictions) == 1  # one route only
+    first, second = stopped.route, ({"fal", "replicate"} - {stopped.route}).pop()
+    (rep if second == "replicate" else fal).result_video = clips.high.read_bytes()
+    (moved,) = client().run_many(rows("b.mp4"), fallback_on_quality=True, **options).jobs
+    assert moved.state == "fetched" and moved.route == second and moved.sync is not None
+    made = {"fal": len(fal.jobs), "replicate": len(rep.predictions)}
+    assert moved.sync["gate"] == "passed" and made == {first: 2, second: 1}  # a new output: a new first job
+    assert moved.result is not None and moved.result.record.fallback_from[0]["route"] == first
+    planned = load_jobs(rows("c.mp4"))  # the plans' worst case: the dearest route, then both routes paid
+    one = plan_batch(client(), planned, route="cheapest", among=["fal", "replicate"], fallback=FallbackRule(True))
+    both = plan_batch(
+        client(), planned, route="cheapest", among=["fal", "replicate"], fallback=FallbackRule(True, on_quality=True)
+    )
+    estimates = [client().estimate(clips.synced, clips.voice, route=r) for r in ("fal", "replicate")]
+    highs = sorted(money.micros(e.high) for e in estimates)
+    assert money.micros(one.high) == highs[-1] and money.micros(both.high) == sum(highs)
+
+
 def test_a_batch_without_weights_is_refused_before_anything_runs(fal: FakeFal, clips: Clips, tmp_path: Path) -> None:
     rows = [{"video": str(clips.synced), "audio": str(clips.voice), "output": str(tmp_path / "a.mp4"),
              "min_sync_confidence": 1}]  # fmt: skip

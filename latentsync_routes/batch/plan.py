@@ -72,10 +72,18 @@ def _finished_outputs(client: BatchClient) -> set[str]:
 @dataclass(frozen=True)
 class FallbackRule:
     """How a batch's ``cheapest`` jobs may move to their next usable route after a failure (``run``'s
-    ``fallback`` and ``fallback_after_billed_failure``); jobs whose row names a route run there only."""
+    ``fallback``, ``fallback_after_billed_failure`` and ``fallback_on_quality``); jobs whose row names a
+    route run there only."""
 
     enabled: bool = False
     after_billed_failure: bool = False
+    #: move on after a job under its quality gate too: that job was made and is paid
+    on_quality: bool = False
+
+    @property
+    def every_route_paid(self) -> bool:
+        """Whether a job may be paid on each route it tries (a billed or a failed-quality job moves on)."""
+        return self.after_billed_failure or self.on_quality
 
 
 def _choose(
@@ -90,12 +98,12 @@ def _choose(
     return usable[0].route, explain(ranked), usable[1:]
 
 
-def worst_case(estimate: CostEstimate | None, backups: Sequence[CostEstimate], after_billed_failure: bool) -> float:
+def worst_case(estimate: CostEstimate | None, backups: Sequence[CostEstimate], every_route_paid: bool) -> float:
     """What one job may cost at most over every route it may run on. A failure that costs nothing is the
-    only one followed by default, so then one route is paid at most (the dearest); when billed failures
-    are followed too, every route tried may be paid (their sum)."""
+    only one followed by default, so then one route is paid at most (the dearest); when billed (or
+    failed-quality) jobs are followed too, every route tried may be paid (their sum)."""
     highs = [e.high for e in ([estimate] if estimate is not None else []) + list(backups)]
-    if after_billed_failure:
+    if every_route_paid:
         return money.total(highs)
     return max(highs, key=money.micros, default=0.0)
 
@@ -131,6 +139,7 @@ def _plan_one(
             routes=[name, *(b.route for b in backups)],
             fallback=True,
             fallback_after_billed_failure=fallback.after_billed_failure,
+            fallback_on_quality=fallback.on_quality,
         )
     output = resolve_output(job.output, route=name)
     return BatchItem(
@@ -143,7 +152,7 @@ def _plan_one(
         options=options,
         estimate=estimate,
         choice=choice,
-        high=worst_case(estimate, backups, fallback.after_billed_failure) if backups else None,
+        high=worst_case(estimate, backups, fallback.every_route_paid) if backups else None,
     )
 
 

@@ -121,6 +121,7 @@ def run_batch(
     among: Sequence[str] | None = None,
     fallback: bool = False,
     fallback_after_billed_failure: bool = False,
+    fallback_on_quality: bool = False,
     report: str | os.PathLike[str] | None = None,
     evaluate: bool = False,
     min_sync_confidence: float | None = None,
@@ -132,7 +133,7 @@ def run_batch(
     ``evaluate`` scores every output; ``min_sync_confidence`` gates the rows whose manifest sets none (the
     SyncNet weights are checked once, before anything runs: sync_gate.py). ``execution``:
     :func:`execute_plan`'s ``concurrency``, ``executor``, ``address``, ``on_update``, ``stop``."""
-    rule = FallbackRule(fallback, fallback_after_billed_failure)
+    rule = FallbackRule(fallback, fallback_after_billed_failure, fallback_on_quality)
     rows = with_quality(client, load_jobs(jobs), evaluate, min_sync_confidence, syncnet_weights)
     plan = plan_batch(client, rows, route=route, consent=consent, budget=budget, among=among, fallback=rule)
     result = execute_plan(client, plan, **execution)

@@ -90,6 +90,12 @@ AfterBilledOpt = typer.Option(
     "--fallback-after-billed-failure",
     help="With --fallback, move on after a billed failure too (both routes are paid; a batch's --budget counts both).",
 )
+OnQualityOpt = typer.Option(
+    False,
+    "--fallback-on-quality",
+    help="With --fallback, move on after a job under --min-sync-confidence too (both routes are paid; a batch's "
+    "--budget counts both).",
+)
 NewJobOpt = typer.Option(
     False,
     "--new-job",

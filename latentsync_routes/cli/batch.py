@@ -14,7 +14,20 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..consent import checked_consent
-from ._common import AfterBilledOpt, ConfigOpt, FallbackOpt, JsonOpt, _client, _emit, _errors, _plain, app, err, out
+from ._common import (
+    AfterBilledOpt,
+    ConfigOpt,
+    FallbackOpt,
+    JsonOpt,
+    OnQualityOpt,
+    _client,
+    _emit,
+    _errors,
+    _plain,
+    app,
+    err,
+    out,
+)
 from .quality import EvaluateOpt, MinSyncOpt, SyncNetWeightsOpt
 
 if TYPE_CHECKING:
@@ -51,6 +64,7 @@ def batch(
     budget: float | None = typer.Option(None, "--budget", help="Refuse the batch (exit 5) if it may cost more (USD)."),
     fallback: bool = FallbackOpt,
     after_billed: bool = AfterBilledOpt,
+    on_quality: bool = OnQualityOpt,
     concurrency: list[str] = typer.Option([], "--concurrency", help="ROUTE=N, per route; repeat for each route."),
     report: Path | None = typer.Option(None, "--report", help="Write the report here as .json and .csv."),
     executor: str = typer.Option("local", "--executor", help="local (threads here) or ray."),
@@ -80,7 +94,7 @@ def batch(
         client = _client(config)
         limits = parse_concurrency(concurrency)
         candidates = [name.strip() for name in among.split(",") if name.strip()] if among else None
-        rule = FallbackRule(fallback, after_billed)
+        rule = FallbackRule(fallback, after_billed, on_quality)
         rows = with_quality(client, read_manifest(manifest), evaluate, min_sync_confidence, syncnet_weights)
         plan = plan_batch(client, rows, route=route, consent=consent, budget=budget, among=candidates, fallback=rule)
         if not as_json:

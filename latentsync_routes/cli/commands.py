@@ -22,6 +22,7 @@ from ._common import (
     ForceResubmitOpt,
     JsonOpt,
     NewJobOpt,
+    OnQualityOpt,
     RetryFailedOpt,
     RouteOpt,
     _client,
@@ -164,13 +165,20 @@ AmongOpt = typer.Option(
 )
 
 
-def _fallback_options(route: str, among: str | None, fallback: bool, after_billed: bool) -> dict[str, Any]:
+def _fallback_options(
+    route: str, among: str | None, fallback: bool, after_billed: bool, on_quality: bool
+) -> dict[str, Any]:
     """``run``'s ``routes`` and fallback keywords: ``--route`` first, then the ``--among`` routes."""
     names = [name.strip() for name in (among or "").split(",") if name.strip()]
     if not (names or fallback):
         return {}
     routes = [route, *(name for name in names if name != route)]
-    return {"routes": routes, "fallback": fallback, "fallback_after_billed_failure": after_billed}
+    return {
+        "routes": routes,
+        "fallback": fallback,
+        "fallback_after_billed_failure": after_billed,
+        "fallback_on_quality": on_quality,
+    }
 
 
 @app.command()
@@ -194,6 +202,7 @@ def run(
     among: str | None = AmongOpt,
     fallback: bool = FallbackOpt,
     after_billed: bool = AfterBilledOpt,
+    on_quality: bool = OnQualityOpt,
     new_job: bool = NewJobOpt,
     evaluate: bool = EvaluateOpt,
     min_sync_confidence: float | None = MinSyncOpt,
@@ -218,7 +227,7 @@ def run(
             force_resubmit=force_resubmit,
             new_job=new_job,
             face_check=face_check,
-            **_fallback_options(route or client.settings.route, among, fallback, after_billed),
+            **_fallback_options(route or client.settings.route, among, fallback, after_billed, on_quality),
             **quality_options(evaluate, min_sync_confidence, syncnet_weights),
         )
         result = _run_showing_progress(client, video, audio, output, kwargs, quiet=as_json or not err.is_terminal)
