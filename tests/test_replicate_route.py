@@ -452,3 +452,18 @@ def test_jobs_delete_after_a_kill_during_an_upload_deletes_the_file_it_left(
     (record,) = Journal(tmp_path / "home" / "jobs.sqlite3").list()
     assert left.url in record.deleted and record.upload_intents == []
     assert len(rep.requests_for("file_list")) == 1 and REPLICATE_TOKEN not in done.stdout + done.stderr
+
+
+def test_jobs_delete_without_a_token_lists_what_it_cannot_delete_or_look_for(
+    rep: FakeReplicate, media: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No token at delete time: nothing is asked of Replicate; each upload, and each file an unanswered
+    upload may have left, is listed as kept with why."""
+    result = run(tmp_path, media)
+    monkeypatch.delenv("REPLICATE_API_TOKEN", raising=False)
+    route = replicate_client(token="").route("replicate")
+    tag = f"{result.record.job_id}:1765000000:ab12"
+    deleted, kept = route.delete_remote(result.record.model_copy(update={"upload_intents": [tag], "deleted": []}))
+    assert deleted == [] and sum("no REPLICATE_API_TOKEN to delete it" in line for line in kept) == 2
+    (left,) = [line for line in kept if "never answered" in line]
+    assert "may have left at Replicate (no REPLICATE_API_TOKEN to look for it)" in left

@@ -338,9 +338,9 @@ class ReplicateRoute(HostedRoute):
         unanswered (found by their tags); (newly deleted, still there)."""
         if self.credential is None:
             pending = [url for url in record.uploaded_uris if url not in record.deleted]
-            return [], [f"{url} (no REPLICATE_API_TOKEN to delete it; it expires at Replicate)" for url in pending] + [
-                f"upload {tag} never answered (no REPLICATE_API_TOKEN to look for it)" for tag in record.upload_intents
-            ]
+            unlooked = upload_intents.unfindable_lines(record, "Replicate", "no REPLICATE_API_TOKEN to look for it")
+            kept = [f"{url} (no REPLICATE_API_TOKEN to delete it; it expires at Replicate)" for url in pending]
+            return [], [*kept, *unlooked]
         try:
             left = uploads.delete_left_over(self._call, self._sdk(), record)
         except Exception as exc:  # noqa: BLE001 - the listing failed: say what may be left, delete the rest
