@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from ...errors import AmbiguousSubmit, RouteError
+from ...errors import AmbiguousSubmit, ProviderInputRejected, RouteError
 from ...pricing import estimate_fal, price_book
 from ...retry import StepFailure, json_or_none, request_never_sent, request_timeout
 from ...types import CostEstimate, JobRecord, LipSyncRequest, MediaInfo, MediaSource
@@ -384,7 +384,8 @@ class FalRoute(HostedRoute):
             if not failure.retryable:  # the request ended badly at fal: its billing event, where readable
                 charge = self._charge(job, request_id)
                 failure.billed_amount = failure.billed_amount if charge.amount is None else charge.amount
-                if charge.amount is None and UNREPORTED_422 in failure.error.message:
+                unreported = isinstance(failure.error, ProviderInputRejected) and billable_units(response) is None
+                if charge.amount is None and unreported:
                     count_worst_case(self, job, f"{UNREPORTED_422} ({charge.note})")
             raise failure
         data = json_or_none(response)
