@@ -105,6 +105,8 @@ def _job_id(stdout: str) -> str | None:
 
 def run_round(folder: Path, *, runs: int = 4, fresh: bool = True, home: Path | None = None) -> Round:
     """One round in ``folder``: ``runs`` CLI runs, a batch and a page-style API run of the same job."""
+    # absolute: the batch reads a manifest's relative paths against the manifest's own folder
+    folder = folder.resolve()
     folder.mkdir(parents=True, exist_ok=True)
     video, audio = make_video(folder / "clip.mp4", 1.0), make_wav(folder / "voice.wav", 1.0)
     home = home or folder / "home"

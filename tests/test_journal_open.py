@@ -167,8 +167,11 @@ def test_an_error_on_a_sound_file_is_not_called_damaged(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("fresh", [True, False], ids=["new-journal", "old-journal"])
-def test_cli_runs_a_batch_and_an_api_run_at_one_instant_make_one_provider_job(tmp_path: Path, fresh: bool) -> None:
+def test_cli_runs_a_batch_and_an_api_run_at_one_instant_make_one_provider_job(
+    tmp_path: Path, fresh: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # a relative folder, as the acceptance command's default is
     with cpu_load(2, seconds=600):
         for n in range(2):
-            seen = run_round(tmp_path / f"round{n}", runs=4, fresh=fresh)
+            seen = run_round(Path(f"round{n}"), runs=4, fresh=fresh)
             assert seen.ok, seen
