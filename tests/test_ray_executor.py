@@ -23,6 +23,7 @@ import pytest
 from latentsync_routes import LipSyncClient
 from latentsync_routes.batch.executor import BatchItem, Outcome, StopSignal
 from latentsync_routes.batch.ray_executor import RayExecutor
+from latentsync_routes.journal import Journal
 from latentsync_routes.testing import Fault
 from latentsync_routes.types import LipSyncResult
 from tests.hosted_fixtures import FAL_KEY, REPLICATE_TOKEN, fal, hosted_env, media, rep  # noqa: F401
@@ -199,14 +200,24 @@ DRIVER = textwrap.dedent("""
 """)
 
 
+def recorded(journal: Journal) -> set[str]:
+    """The provider request ids the journal holds: a job the driver has seen the provider accept."""
+    if not journal.path.exists():
+        return set()
+    return {r.provider_request_id for r in journal.list() if r.provider_request_id}
+
+
 def test_a_killed_driver_resumes_its_hosted_jobs_without_a_new_submit(
     tmp_path: Path,
+    hosted_env: Path,  # noqa: F811
     fal: Any,
     media: tuple[Path, Path],  # noqa: F811
 ) -> None:
-    # The only process that runs a hosted job is the driver: kill it with the provider jobs running, and the
-    # next run of the batch carries on those same jobs.
+    # The only process that runs a hosted job is the driver: kill it with the provider jobs running (made at
+    # the provider and recorded in the journal), and the next run of the batch carries on those same jobs.
+    # Killed between the two, a job's submit is ambiguous; that case has its own tests (tests/test_resume.py).
     video, audio = media
+    journal = Journal(hosted_env / "jobs.sqlite3")
     fal.queue_polls = 10**9  # every job stays queued until released
     env = {
         **os.environ,
@@ -217,15 +228,16 @@ def test_a_killed_driver_resumes_its_hosted_jobs_without_a_new_submit(
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     try:
         give_up = time.monotonic() + 120
-        while len(fal.jobs) < 3 and time.monotonic() < give_up and driver.poll() is None:
+        while len(recorded(journal)) < 3 and time.monotonic() < give_up and driver.poll() is None:
             time.sleep(0.1)
-        assert len(fal.jobs) == 3, driver.stderr.read().decode() if driver.poll() is not None else "no submits"
+        assert len(recorded(journal)) == 3, driver.stderr.read().decode() if driver.poll() is not None else "no submits"
         driver.send_signal(signal.SIGKILL)
         driver.wait(30)
     finally:
         if driver.poll() is None:
             driver.kill()
     submitted = set(fal.jobs)
+    assert recorded(journal) == submitted
     fal.queue_polls = 1
     for request_id in submitted:
         fal.complete(request_id)
