@@ -202,8 +202,6 @@ DRIVER = textwrap.dedent("""
 
 def recorded(journal: Journal) -> set[str]:
     """The provider request ids the journal holds: a job the driver has seen the provider accept."""
-    if not journal.path.exists():
-        return set()
     return {r.provider_request_id for r in journal.list() if r.provider_request_id}
 
 
